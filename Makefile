@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+# Both build .venv/ once; later runs see an up-to-date stamp and return at once.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+INSTALL_INPUTS := requirements.txt requirements-test.txt setup.cfg pyproject.toml Makefile \
+                  detection/install_detectron2.py
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+
+.PHONY: install demo test test-slow clean-venv
+
+install: $(STAMP)
+
+$(STAMP): $(INSTALL_INPUTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip "setuptools<81" wheel
+	$(PIP) install -r requirements.txt
+	$(PIP) install -r requirements-test.txt
+	$(PY) detection/install_detectron2.py
+	$(PIP) install --no-build-isolation -e .
+	$(PY) -m detection
+	@touch $(STAMP)
+
+demo: install
+	$(PY) tools/demo.py $(ARGS)
+
+test: install
+	$(PY) -m pytest -m "not slow and not gpu" $(ARGS)
+
+test-slow: install
+	$(PY) -m pytest -m "slow" $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

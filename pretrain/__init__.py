@@ -1,0 +1,1 @@
+"""Contrastive (MoCo / InfoMin) pretraining of ResNet backbones."""

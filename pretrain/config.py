@@ -1,0 +1,68 @@
+"""Pretraining configuration: fvcore's CfgNode, the same YAML + `_BASE_` + `KEY VALUE` language as
+Detectron2. Defaults are the ImageNet MoCo v2 recipe (../shared/docs/facts.md); method configs in
+configs/pretrain/ override them."""
+from __future__ import annotations
+
+import os
+
+from fvcore.common.config import CfgNode as CN
+
+_C = CN()
+_C.OUTPUT_DIR = "output/pretrain"
+_C.SEED = 0
+
+_C.MODEL = CN()
+_C.MODEL.ARCH = "resnet50"  # any torchvision ResNet / ResNeXt constructor name
+_C.MODEL.HEAD = "mlp"  # "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin)
+_C.MODEL.HEAD_HIDDEN_DIM = 2048
+_C.MODEL.FEAT_DIM = 128
+_C.MODEL.QUEUE_SIZE = 65536  # K negatives
+_C.MODEL.MOMENTUM = 0.999  # key encoder EMA
+_C.MODEL.TEMPERATURE = 0.2
+_C.MODEL.SHUFFLE_BN = True  # shuffle the key batch across processes before the key encoder's BN
+
+_C.DATA = CN()
+_C.DATA.ROOT = ""  # image folder (class folders or flat) or a .txt list; else $PRETRAIN_DATA_ROOT
+_C.DATA.AUGMENTATION = "mocov2"  # "mocov1" | "mocov2"
+_C.DATA.CROP_SIZE = 224
+_C.DATA.CROP_SCALE = (0.2, 1.0)
+_C.DATA.NUM_WORKERS = 8  # per process
+
+_C.SOLVER = CN()
+_C.SOLVER.BATCH_SIZE = 256  # global, over all processes
+_C.SOLVER.BASE_LR = 0.03  # for a global batch of 256; scaled linearly with the batch
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+_C.SOLVER.EPOCHS = 200
+_C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)
+_C.SOLVER.WARMUP_EPOCHS = 0.0  # the recipe warms up 5 epochs when the batch exceeds 256
+_C.SOLVER.CHECKPOINT_PERIOD = 1000  # iterations; a checkpoint is also written at each epoch's end
+
+_C.LOG_PERIOD = 20
+
+
+def get_cfg() -> CN:
+    return _C.clone()
+
+
+def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
+    """Defaults <- config file (with _BASE_) <- KEY VALUE overrides; errors name the file and key."""
+    cfg = get_cfg()
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise SystemExit(f"error: config file {config_file}: no such file")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as err:
+            raise SystemExit(f"error: config file {config_file}: {err.args[0]}") from None
+    if opts:
+        if len(opts) % 2:
+            raise SystemExit(f"error: overrides must be KEY VALUE pairs, got {opts}")
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, AssertionError, ValueError) as err:
+            raise SystemExit(f"error: command-line override: {err.args[0]}") from None
+    if not cfg.DATA.ROOT:
+        cfg.DATA.ROOT = os.environ.get("PRETRAIN_DATA_ROOT", "")
+    cfg.freeze()
+    return cfg

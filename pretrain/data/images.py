@@ -1,0 +1,75 @@
+"""Unlabelled image sources: ImageNet-style class folders (labels ignored), a flat folder, or a text
+file listing one image path per line. Unreadable images are skipped and counted, never fatal."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+MAX_CONSECUTIVE_FAILURES = 16
+
+
+def list_images(root: str) -> list[str]:
+    """All image files under `root` (recursively, sorted), or the paths listed in `root` if it is a
+    .txt file (relative paths are taken from the list's folder)."""
+    if not root:
+        raise SystemExit("error: no pretraining images: set DATA.ROOT or $PRETRAIN_DATA_ROOT")
+    if os.path.isfile(root) and root.endswith(".txt"):
+        base = os.path.dirname(os.path.abspath(root))
+        with open(root) as f:
+            paths = [os.path.join(base, line.strip()) for line in f if line.strip()]
+    elif os.path.isdir(root):
+        paths = sorted(
+            os.path.join(folder, name)
+            for folder, _, names in os.walk(root, followlinks=True)
+            for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+    else:
+        raise SystemExit(f"error: image root {root}: no such folder or .txt list")
+    if not paths:
+        raise SystemExit(f"error: image root {root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return paths
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """One seed per (run, epoch, image): augmentations then depend on neither the worker that drew
+    the image nor where a resumed run restarted, so resuming reproduces the uninterrupted run."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class ImageViews(torch.utils.data.Dataset):
+    """Indexed by (epoch, index); returns (views, n_skipped) where `views` is what `make_views`
+    made of the RGB image and `n_skipped` counts unreadable files replaced by the next image."""
+
+    def __init__(self, paths: list[str], make_views: Callable, seed: int = 0):
+        self.paths = paths
+        self.make_views = make_views
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, epoch_and_index):
+        epoch, index = epoch_and_index
+        for attempt in range(MAX_CONSECUTIVE_FAILURES):
+            path = self.paths[(index + attempt) % len(self.paths)]
+            try:
+                with Image.open(path) as img:
+                    image = img.convert("RGB")
+            except Exception as err:  # PIL raises many types for truncated / corrupt files
+                print(f"warning: skipped unreadable image {path}: {err}", file=sys.stderr)
+                continue
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            return self.make_views(image), attempt
+        raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} unreadable images in a row from "
+                           f"{self.paths[index]}: is the dataset root right?")
+
+
+def collate_views(samples):
+    views, skipped = zip(*samples)
+    stacked = [torch.stack(v) for v in zip(*views)]
+    return stacked, sum(skipped)

@@ -1,0 +1,1 @@
+"""Backbones, projection heads and the momentum-contrast model."""
