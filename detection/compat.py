@@ -45,6 +45,19 @@ def _missing_op_error(name: str) -> CompiledOpMissing:
 class _PlaceholderOps(types.ModuleType):
     """Stands in for `detectron2._C`: importable, but every op raises CompiledOpMissing."""
 
+    # Build-information queries (detectron2.utils.collect_env) answer instead of raising.
+    @staticmethod
+    def get_compiler_version() -> str:
+        return "none (Python-only detectron2, no detectron2._C)"
+
+    @staticmethod
+    def get_cuda_version() -> str:
+        return "none (Python-only detectron2, no detectron2._C)"
+
+    @staticmethod
+    def has_cuda() -> bool:
+        return False
+
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)

@@ -63,8 +63,10 @@ class ImageViews(torch.utils.data.Dataset):
             except Exception as err:  # PIL raises many types for truncated / corrupt files
                 print(f"warning: skipped unreadable image {path}: {err}", file=sys.stderr)
                 continue
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
-            return self.make_views(image), attempt
+            # A private RNG stream, so the caller's global RNG is untouched when workers are off.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed(self.seed, epoch, index))
+                return self.make_views(image), attempt
         raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} unreadable images in a row from "
                            f"{self.paths[index]}: is the dataset root right?")
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Fine-tune and evaluate a Detectron2 model from pretrained backbone weights.
+
+    python detection/train_net.py --config-file configs/detection/CFG.yaml [--num-gpus N] \
+        [--eval-only] [--resume] [KEY VALUE ...]
+
+Detectron2's own argument parser and trainer, plus: the Res5ROIHeadsExtraNorm head, datasets
+registered from DATASETS.REGISTER specs, the evaluator chosen by the dataset (COCO or Pascal VOC),
+and the final metrics written to OUTPUT_DIR/metrics_eval.json.
+"""
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import detection  # noqa: E402,F401  (must come before detectron2: supplies missing compiled ops)
+import detection.modeling  # noqa: E402,F401  (registers Res5ROIHeadsExtraNorm)
+import torch  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.engine import (DefaultTrainer, default_argument_parser, default_setup,  # noqa: E402
+                               launch)
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+from detection.compat import check_config_ops, has_compiled_ops  # noqa: E402
+from detection.config import add_project_config  # noqa: E402
+from detection.datasets import register_from_specs  # noqa: E402
+
+METRICS_FILE = "metrics_eval.json"
+
+
+class Trainer(DefaultTrainer):
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
+        if kind == "coco":
+            output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+            # The fast evaluator is compiled C++; the Python-only Detectron2 uses pycocotools.
+            return COCOEvaluator(dataset_name, output_dir=output_folder,
+                                 use_fast_impl=has_compiled_ops())
+        if kind == "pascal_voc":
+            return PascalVOCDetectionEvaluator(dataset_name)
+        raise SystemExit(f"error: dataset {dataset_name}: no evaluator for evaluator_type {kind!r} "
+                         "(expected a COCO-format or Pascal VOC dataset)")
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_project_config(cfg)
+    if not os.path.isfile(args.config_file):
+        raise SystemExit(f"error: config file {args.config_file}: no such file")
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    register_from_specs(cfg.DATASETS.REGISTER)
+    check_config_ops(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def write_metrics(cfg, results) -> None:
+    """OUTPUT_DIR/metrics_eval.json: {dataset: {task: {metric: value}}}, NaN written as null."""
+    if not comm.is_main_process() or not results:
+        return
+    if len(cfg.DATASETS.TEST) == 1 and cfg.DATASETS.TEST[0] not in results:
+        results = {cfg.DATASETS.TEST[0]: results}  # Detectron2 unwraps a single dataset's results
+    clean = {dataset: {task: {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
+                       for task, metrics in tasks.items()} for dataset, tasks in results.items()}
+    path = os.path.join(cfg.OUTPUT_DIR, METRICS_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(clean, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        write_metrics(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    results = getattr(trainer, "_last_eval_results", None)
+    write_metrics(cfg, results)
+    return results
+
+
+def cli(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    return launch(main, args.num_gpus, num_machines=args.num_machines,
+                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,180 @@
+"""The pretraining loop: one code path for 1 CPU process, N local processes and multi-node jobs."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data.images import ImageViews, collate_views, list_images
+from ..data.views import build_views
+from ..losses import mutual_information_bound
+from ..models.moco import build_moco
+from . import distributed as du
+from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .sampler import EpochBatchSampler
+
+CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
+
+
+def cosine_with_warmup(total_iters: int, warmup_iters: int):
+    """LR multiplier per iteration: linear warm-up, then a half cosine to zero."""
+    def factor(it: int) -> float:
+        if it < warmup_iters:
+            return (it + 1) / warmup_iters
+        progress = (it - warmup_iters) / max(1, total_iters - warmup_iters)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+class MetricsLog:
+    """JSON lines and TensorBoard scalars, written by global rank 0 only."""
+
+    def __init__(self, output_dir: str):
+        self.enabled = du.is_main_process()
+        if not self.enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.jsonl = open(os.path.join(output_dir, "metrics.jsonl"), "a")
+        self.tensorboard = SummaryWriter(os.path.join(output_dir, "tensorboard"))
+
+    def write(self, iteration: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
+        self.jsonl.flush()
+        for name, value in metrics.items():
+            self.tensorboard.add_scalar(f"pretrain/{name}", value, iteration)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            self.tensorboard.close()
+
+
+def train(cfg, resume: bool = False) -> str:
+    """Runs the pretraining `cfg` describes; returns the path of the final checkpoint."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    du.init_from_env(device)
+    rank, world_size = du.get_rank(), du.get_world_size()
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    if du.is_main_process():
+        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
+
+    paths = list_images(cfg.DATA.ROOT)
+    dataset = ImageViews(paths, build_views(cfg), seed=cfg.SEED)
+    iters_per_epoch = EpochBatchSampler.iterations_per_epoch(len(paths), cfg.SOLVER.BATCH_SIZE)
+    if iters_per_epoch == 0:
+        raise SystemExit(f"error: {cfg.DATA.ROOT} holds {len(paths)} images, fewer than one batch "
+                         f"(SOLVER.BATCH_SIZE {cfg.SOLVER.BATCH_SIZE})")
+    total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
+
+    torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
+    model = build_moco(cfg).to(device)
+    if device == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
+    optimizer = torch.optim.SGD(model.query_encoder.parameters(), lr=lr,
+                                momentum=cfg.SOLVER.MOMENTUM, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    warmup_iters = int(cfg.SOLVER.WARMUP_EPOCHS * iters_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_with_warmup(total_iters, warmup_iters))
+
+    start_iter = 0
+    resume_from = last_checkpoint(cfg.OUTPUT_DIR) if resume else None
+    if resume_from:
+        state = load_checkpoint(resume_from)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
+        start_iter = state["iteration"]
+        print(f"[rank {rank}] resumed from {resume_from} at iteration {start_iter}")
+    else:
+        torch.manual_seed(cfg.SEED + rank)
+
+    ddp = (DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]
+                                   if device == "cuda" else None)
+           if world_size > 1 else model)
+
+    def checkpoint(iteration: int, name: str) -> None:
+        rngs = [None] * world_size
+        if world_size > 1:
+            torch.distributed.all_gather_object(rngs, rng_state())
+        else:
+            rngs = [rng_state()]
+        if du.is_main_process():
+            save_checkpoint(cfg.OUTPUT_DIR, name, {
+                "format": CHECKPOINT_FORMAT, "arch": cfg.MODEL.ARCH, "cfg": cfg.dump(),
+                "iteration": iteration, "epoch": iteration // iters_per_epoch,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rngs})
+
+    log = MetricsLog(cfg.OUTPUT_DIR)
+    iteration, skipped_images = start_iter, 0
+    window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
+    window_start = run_start = time.perf_counter()
+    while iteration < total_iters:
+        epoch = iteration // iters_per_epoch
+        sampler = EpochBatchSampler(len(paths), cfg.SOLVER.BATCH_SIZE, rank, world_size, cfg.SEED,
+                                    epoch, start_iter=iteration % iters_per_epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
+            collate_fn=collate_views, pin_memory=device == "cuda")
+        fetch_start = time.perf_counter()
+        for (query_images, key_images), skipped in loader:
+            window["data_time"] += time.perf_counter() - fetch_start
+            skipped_images += skipped
+            query_images = query_images.to(device, non_blocking=True)
+            key_images = key_images.to(device, non_blocking=True)
+            if device == "cuda":
+                query_images = query_images.contiguous(memory_format=torch.channels_last)
+                key_images = key_images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                loss, logits = ddp(query_images, key_images)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            model.momentum_update()
+            iteration += 1
+
+            window["loss"] += loss.item()
+            window["acc"] += (logits.argmax(dim=1) == 0).float().mean().item()
+            window["n"] += 1
+            if iteration % cfg.LOG_PERIOD == 0 or iteration == total_iters:
+                now = time.perf_counter()
+                n = window["n"]
+                loss_avg = du.all_reduce_mean(window["loss"] / n, device)
+                metrics = {
+                    "epoch": epoch, "loss": loss_avg,
+                    "acc": du.all_reduce_mean(window["acc"] / n, device),
+                    "I_NCE": mutual_information_bound(loss_avg, model.queue_size),
+                    "lr": scheduler.get_last_lr()[0],
+                    "img_per_s": n * cfg.SOLVER.BATCH_SIZE / (now - window_start),
+                    "data_time": window["data_time"] / n, "skipped_images": skipped_images}
+                log.write(iteration, metrics)
+                if du.is_main_process():
+                    eta = (now - run_start) / (iteration - start_iter) * (total_iters - iteration)
+                    print(f"iter {iteration}/{total_iters} epoch {epoch} loss {loss_avg:.4f} "
+                          f"acc {metrics['acc']:.3f} I_NCE {metrics['I_NCE']:.3f} "
+                          f"lr {metrics['lr']:.4g} {metrics['img_per_s']:.1f} img/s "
+                          f"data {metrics['data_time']:.3f}s eta {eta / 60:.1f} min", flush=True)
+                window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
+                window_start = now
+            end_of_epoch = iteration % iters_per_epoch == 0
+            if iteration == total_iters:
+                break
+            if iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or end_of_epoch:
+                checkpoint(iteration, f"checkpoint_{iteration:08d}.pth")
+            fetch_start = time.perf_counter()
+    checkpoint(iteration, "model_final.pth")
+    log.close()
+    if skipped_images and du.is_main_process():
+        print(f"warning: {skipped_images} unreadable images were skipped (see the warnings above)")
+    return os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
