@@ -7,14 +7,18 @@ Two builds are supported:
     op, so the standard models (Faster/Mask/Cascade R-CNN, RetinaNet) run and anything that needs a
     compiled op fails loudly instead of silently.
 
-`enable()` runs when the `detection` package is imported, before Detectron2 is; it also restores the
-few names that Detectron2 v0.6 takes from old numpy / Pillow releases.
+`enable()` runs just before Detectron2 is first imported (an import hook set by `import detection`
+and, in the project's .venv, by a .pth file at start-up, so import order never matters); it also
+restores the few names that Detectron2 v0.6 takes from old numpy / Pillow releases.
 
     python -m detection            # prints the build in use
 """
 from __future__ import annotations
 
-import importlib.util
+import glob
+import importlib.abc
+import importlib.machinery
+import os
 import sys
 import types
 
@@ -81,22 +85,51 @@ def _restore_removed_aliases() -> None:
             setattr(Image, name, getattr(Image.Resampling, name))
 
 
+def _compiled_ops_present() -> bool | None:
+    """True / False whether detectron2 ships `_C`; None if detectron2 is absent. Looks at the files,
+    without importing detectron2."""
+    spec = importlib.machinery.PathFinder.find_spec("detectron2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return any(glob.glob(os.path.join(folder, "_C*" + suffix))
+               for folder in spec.submodule_search_locations
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
 def enable() -> str:
     """Make Detectron2 importable in this process; returns the build found."""
     global BUILD
     if BUILD != "missing":
         return BUILD
-    if importlib.util.find_spec("detectron2") is None:
+    present = _compiled_ops_present()
+    if present is None:
         return BUILD
     _restore_removed_aliases()
-    if isinstance(sys.modules.get("detectron2._C"), _PlaceholderOps):
-        BUILD = "python-only"
-    elif "detectron2._C" in sys.modules or importlib.util.find_spec("detectron2._C") is not None:
+    if present:
         BUILD = "compiled"
     else:
-        sys.modules["detectron2._C"] = _PlaceholderOps("detectron2._C")
+        sys.modules.setdefault("detectron2._C", _PlaceholderOps("detectron2._C"))
         BUILD = "python-only"
     return BUILD
+
+
+class _EnableBeforeDetectron2(importlib.abc.MetaPathFinder):
+    """Runs `enable()` just before the first `import detectron2`, whatever imports it first."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "detectron2":
+            sys.meta_path.remove(self)
+            enable()
+        return None  # the regular finders import it
+
+
+def install_import_hook() -> None:
+    """Called on `import detection` and, through a .pth file the installer writes, at interpreter
+    start-up in the project's environment. Cheap: stdlib only until detectron2 is imported."""
+    if "detectron2" in sys.modules:
+        enable()
+    elif not any(isinstance(f, _EnableBeforeDetectron2) for f in sys.meta_path):
+        sys.meta_path.insert(0, _EnableBeforeDetectron2())
 
 
 def has_compiled_ops() -> bool:

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import urllib.parse
@@ -132,7 +133,28 @@ def build_pyonly_wheel() -> str:
     return wheel
 
 
+STARTUP_HOOK = "infomin_det_detectron2_compat.pth"
+
+
+def write_startup_hook() -> None:
+    """A .pth line that arms detection.compat's import hook at interpreter start-up, so plain
+    `import detectron2` works in this environment whatever was imported first. Sorted after the
+    editable install's own .pth, and silent if the project is not importable."""
+    site_packages = sysconfig.get_paths()["purelib"]
+    line = ("import importlib.util as _u; _u.find_spec('detection') and "
+            "__import__('detection.compat').compat.install_import_hook()\n")
+    with open(os.path.join(site_packages, STARTUP_HOOK), "w") as f:
+        f.write(line)
+
+
 def main() -> int:
+    status = install()
+    if status == 0:
+        write_startup_hook()
+    return status
+
+
+def install() -> int:
     choice = os.environ.get("D2_BUILD", "auto")
     if detectron2_importable() and choice == "auto":
         print("[detectron2] an importable build is already installed; keeping it")

@@ -1,0 +1,104 @@
+"""The whole path on real images: pretrain on CIFAR-10 JPEGs -> convert -> load into Detectron2 ->
+fine-tune and evaluate on BCCD (VOC layout) and fruits_nuts (COCO json with masks)."""
+import json
+import re
+
+import pytest
+import torch
+
+from tests.conftest import REPO, run_tool
+
+PRETRAIN_ARGS = ["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "64", "DATA.CROP_SIZE", "64",
+                 "DATA.NUM_WORKERS", "2", "SOLVER.BATCH_SIZE", "16", "SOLVER.MAX_ITER", "4",
+                 "LOG_PERIOD", "2"]
+# Few iterations and a zero score threshold, so the evaluators score real (if small) predictions.
+FINETUNE_ARGS = ["SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "TEST.PRECISE_BN.NUM_ITER", "1",
+                 "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.RPN.POST_NMS_TOPK_TEST", "30",
+                 "DATALOADER.NUM_WORKERS", "1"]
+SMALL_CONFIGS = {"voc": "configs/detection/small/bccd_R_18_C4.yaml",
+                 "coco": "configs/detection/small/fruits_nuts_R_18_FPN.yaml"}
+
+
+def expected_detectron2_name(torchvision_key: str) -> str:
+    """The reference converters' renaming, spelled out independently of detection/convert.py."""
+    parts = torchvision_key.split(".")
+    if parts[0] in ("conv1", "bn1"):
+        return "stem.conv1" + (".norm." if parts[0] == "bn1" else ".") + parts[-1]
+    stage = f"res{int(parts[0][-1]) + 1}"
+    block, layer, rest = parts[1], parts[2], parts[3:]
+    if layer == "downsample":
+        layer = "shortcut" + (".norm" if rest[0] == "1" else "")
+        rest = rest[1:]
+    elif layer.startswith("bn"):
+        layer = f"conv{layer[2:]}.norm"
+    return ".".join([stage, block, layer, *rest])
+
+
+@pytest.fixture(scope="module")
+def pretrained(cifar10, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain")
+    run_tool("tools/pretrain.py", *PRETRAIN_ARGS, "DATA.ROOT", str(cifar10 / "train"),
+             "OUTPUT_DIR", str(out))
+    checkpoint = out / "model_final.pth"
+    converted = out / "backbone_d2.pkl"
+    log = run_tool("tools/convert.py", str(checkpoint), str(converted)).stdout
+    assert "read" in log and "as pretrain" in log
+    return checkpoint, converted
+
+
+def test_pretraining_logged_progress_and_checkpoint(pretrained):
+    checkpoint, _ = pretrained
+    lines = [json.loads(l) for l in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [l["iteration"] for l in lines] == [2, 4]
+    assert all(l["loss"] > 0 and "I_NCE" in l and l["img_per_s"] > 0 for l in lines)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert state["iteration"] == 4 and state["arch"] == "resnet18"
+
+
+@pytest.mark.parametrize("kind", ["voc", "coco"])
+def test_detectron2_loads_every_pretrained_backbone_tensor(pretrained, kind):
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.engine import default_argument_parser
+    from detectron2.modeling import build_model
+
+    from detection import train_net
+
+    checkpoint, converted = pretrained
+    args = default_argument_parser().parse_args(
+        ["--config-file", str(REPO / SMALL_CONFIGS[kind]), "MODEL.WEIGHTS", str(converted),
+         "OUTPUT_DIR", str(converted.parent / f"load_{kind}")])
+    model = build_model(train_net.setup(args))
+    DetectionCheckpointer(model).load(str(converted))
+    loaded = model.state_dict()
+
+    source = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    prefix = "query_encoder.backbone."
+    backbone = {k[len(prefix):]: v for k, v in source.items()
+                if k.startswith(prefix) and not k.endswith("num_batches_tracked")}
+    assert len(backbone) == 100  # ResNet-18: 20 convs with their BN (4 tensors) + 3 shortcuts
+    for key, tensor in backbone.items():
+        d2_name = expected_detectron2_name(key)
+        if kind == "coco":
+            model_key = f"backbone.bottom_up.{d2_name}"
+        else:  # C4: res5 lives in the ROI head
+            model_key = (f"roi_heads.{d2_name}" if d2_name.startswith("res5")
+                         else f"backbone.{d2_name}")
+        assert model_key in loaded, f"{model_key} missing from the Detectron2 model"
+        assert torch.equal(loaded[model_key].cpu(), tensor), f"{model_key} differs from {key}"
+
+
+@pytest.mark.parametrize("kind", ["voc", "coco"])
+def test_finetune_and_evaluate(pretrained, kind, tmp_path):
+    _, converted = pretrained
+    run_tool("detection/train_net.py", "--config-file", SMALL_CONFIGS[kind],
+             "MODEL.WEIGHTS", str(converted), "OUTPUT_DIR", str(tmp_path), *FINETUNE_ARGS)
+    results = json.loads((tmp_path / "metrics_eval.json").read_text())
+    dataset = {"voc": "bccd_test", "coco": "fruits_nuts_test"}[kind]
+    tasks = results[dataset]
+    expected_tasks = {"voc": {"bbox"}, "coco": {"bbox", "segm"}}[kind]
+    assert set(tasks) == expected_tasks
+    for metrics in tasks.values():
+        for name in ("AP", "AP50", "AP75"):
+            assert isinstance(metrics[name], float) and 0.0 <= metrics[name] <= 100.0, (name, metrics)
+    log = (tmp_path / "log.txt").read_text()
+    assert re.search(r"Starting training from iteration 0", log)
