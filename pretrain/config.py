@@ -20,10 +20,18 @@ _C.MODEL.QUEUE_SIZE = 65536  # K negatives
 _C.MODEL.MOMENTUM = 0.999  # key encoder EMA
 _C.MODEL.TEMPERATURE = 0.2
 _C.MODEL.SHUFFLE_BN = True  # shuffle the key batch across processes before the key encoder's BN
+# PIRL's JigSaw branch (InfoMin): patches of a third view, encoded by the query encoder, shuffled,
+# concatenated and projected; contrasted with the same key and queue.
+_C.MODEL.JIGSAW = CN()
+_C.MODEL.JIGSAW.ENABLED = False
+_C.MODEL.JIGSAW.GRID = 3
+_C.MODEL.JIGSAW.CELL = 85
+_C.MODEL.JIGSAW.PATCH = 64
+_C.MODEL.JIGSAW.LOSS_WEIGHT = 0.5  # loss = (1 - w) * L_instance + w * L_jigsaw
 
 _C.DATA = CN()
 _C.DATA.ROOT = ""  # image folder (class folders or flat) or a .txt list; else $PRETRAIN_DATA_ROOT
-_C.DATA.AUGMENTATION = "mocov2"  # "mocov1" | "mocov2"
+_C.DATA.AUGMENTATION = "mocov2"  # "mocov1" | "mocov2" | "infomin"
 _C.DATA.CROP_SIZE = 224
 _C.DATA.CROP_SCALE = (0.2, 1.0)
 _C.DATA.NUM_WORKERS = 8  # per process

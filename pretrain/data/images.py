@@ -2,7 +2,9 @@
 file listing one image path per line. Unreadable images are skipped and counted, never fatal."""
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import sys
 from typing import Callable
 
@@ -41,6 +43,22 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
+@contextlib.contextmanager
+def seeded_rngs(seed: int):
+    """Seed torch, numpy and `random` (torchvision and timm's RandAugment draw from all three) for
+    one sample, and give the caller back its own RNG states afterwards."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 class ImageViews(torch.utils.data.Dataset):
     """Indexed by (epoch, index); returns (views, n_skipped) where `views` is what `make_views`
     made of the RGB image and `n_skipped` counts unreadable files replaced by the next image."""
@@ -63,9 +81,7 @@ class ImageViews(torch.utils.data.Dataset):
             except Exception as err:  # PIL raises many types for truncated / corrupt files
                 print(f"warning: skipped unreadable image {path}: {err}", file=sys.stderr)
                 continue
-            # A private RNG stream, so the caller's global RNG is untouched when workers are off.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed(self.seed, epoch, index))
+            with seeded_rngs(sample_seed(self.seed, epoch, index)):
                 return self.make_views(image), attempt
         raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} unreadable images in a row from "
                            f"{self.paths[index]}: is the dataset root right?")
