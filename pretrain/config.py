@@ -20,6 +20,7 @@ _C.MODEL.QUEUE_SIZE = 65536  # K negatives
 _C.MODEL.MOMENTUM = 0.999  # key encoder EMA
 _C.MODEL.TEMPERATURE = 0.2
 _C.MODEL.SHUFFLE_BN = True  # shuffle the key batch across processes before the key encoder's BN
+_C.MODEL.SYNC_BN = False  # BN statistics over the global batch instead (then no shuffle is needed)
 # PIRL's JigSaw branch (InfoMin): patches of a third view, encoded by the query encoder, shuffled,
 # concatenated and projected; contrasted with the same key and queue.
 _C.MODEL.JIGSAW = CN()

@@ -13,6 +13,7 @@ from ..data.images import ImageViews, collate_views, list_images
 from ..data.views import build_views
 from ..losses import mutual_information_bound
 from ..models.moco import build_moco
+from ..models.sync_bn import convert_to_sync_bn
 from . import distributed as du
 from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .sampler import EpochBatchSampler
@@ -28,6 +29,13 @@ def cosine_with_warmup(total_iters: int, warmup_iters: int):
         progress = (it - warmup_iters) / max(1, total_iters - warmup_iters)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor
+
+
+def to_device(images: torch.Tensor, device: str) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    if device == "cuda" and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
 
 
 class MetricsLog:
@@ -75,11 +83,15 @@ def train(cfg, resume: bool = False) -> str:
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
-    model = build_moco(cfg).to(device)
+    model = build_moco(cfg)
+    if cfg.MODEL.SYNC_BN:
+        model = convert_to_sync_bn(model, device)
+    model = model.to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
     lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
-    optimizer = torch.optim.SGD(model.query_encoder.parameters(), lr=lr,
+    trainable = [p for p in model.parameters() if p.requires_grad]  # query encoder (+ jigsaw head)
+    optimizer = torch.optim.SGD(trainable, lr=lr,
                                 momentum=cfg.SOLVER.MOMENTUM, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     warmup_iters = int(cfg.SOLVER.WARMUP_EPOCHS * iters_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -127,16 +139,12 @@ def train(cfg, resume: bool = False) -> str:
             dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
             collate_fn=collate_views, pin_memory=device == "cuda")
         fetch_start = time.perf_counter()
-        for (query_images, key_images), skipped in loader:
+        for views, skipped in loader:
             window["data_time"] += time.perf_counter() - fetch_start
             skipped_images += skipped
-            query_images = query_images.to(device, non_blocking=True)
-            key_images = key_images.to(device, non_blocking=True)
-            if device == "cuda":
-                query_images = query_images.contiguous(memory_format=torch.channels_last)
-                key_images = key_images.contiguous(memory_format=torch.channels_last)
+            views = [to_device(v, device) for v in views]
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                loss, logits = ddp(query_images, key_images)
+                loss, logits = ddp(*views)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

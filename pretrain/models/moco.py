@@ -28,11 +28,32 @@ class Encoder(nn.Module):
         return F.normalize(self.head(self.backbone(images)), dim=1)
 
 
+class JigsawHead(nn.Module):
+    """PIRL's jigsaw embedding (PyContrast's `head_jig`): every patch's backbone feature goes
+    through one MLP shared by all patches, the patches of each image are put in a random order,
+    concatenated and projected to one L2-normalised vector per image."""
+
+    def __init__(self, patch_head: nn.Module, num_patches: int, feat_dim: int):
+        super().__init__()
+        self.patch_head = patch_head
+        self.fc = nn.Linear(num_patches * feat_dim, feat_dim)
+
+    def forward(self, patch_features: torch.Tensor, num_images: int) -> torch.Tensor:
+        """patch_features: (num_images * P, C), image-major. Returns (num_images, feat_dim)."""
+        embedded = self.patch_head(patch_features).view(num_images, -1, self.fc.out_features)
+        order = torch.rand(embedded.shape[:2], device=embedded.device).argsort(dim=1)
+        shuffled = embedded.gather(1, order.unsqueeze(-1).expand_as(embedded))
+        return F.normalize(self.fc(shuffled.flatten(1)), dim=1)
+
+
 class MoCo(nn.Module):
     def __init__(self, query_encoder: Encoder, feat_dim: int, queue_size: int, momentum: float,
-                 temperature: float, shuffle_bn: bool = True):
+                 temperature: float, shuffle_bn: bool = True, jigsaw_head: JigsawHead | None = None,
+                 jigsaw_weight: float = 0.5):
         super().__init__()
         self.query_encoder = query_encoder
+        self.jigsaw_head = jigsaw_head  # query side only: keys never come from patches
+        self.jigsaw_weight = jigsaw_weight
         self.key_encoder = copy.deepcopy(query_encoder)
         for p in self.key_encoder.parameters():
             p.requires_grad_(False)
@@ -76,18 +97,33 @@ class MoCo(nn.Module):
         restore = torch.argsort(order)
         return keys[restore].view(du.get_world_size(), -1, keys.shape[1])[du.get_rank()]
 
-    def forward(self, query_images: torch.Tensor, key_images: torch.Tensor):
-        """Returns (loss, logits). Call `momentum_update()` after the optimizer step and the keys
-        are enqueued here, after the loss used the queue as it was."""
+    def forward(self, query_images: torch.Tensor, key_images: torch.Tensor,
+                jigsaw_patches: torch.Tensor | None = None):
+        """Returns (loss, logits of the instance branch). With jigsaw patches (N, P, C, H, W), the
+        loss is (1 - w) * L_instance + w * L_jigsaw, both against the same keys and queue.
+        The keys are enqueued here, after the loss used the queue as it was; call
+        `momentum_update()` after the optimizer step."""
         queries = self.query_encoder(query_images)
         keys = self.encode_keys(key_images)
-        loss, logits = info_nce(queries, keys, self.queue.clone(), self.temperature)
+        negatives = self.queue.clone()
+        loss, logits = info_nce(queries, keys, negatives, self.temperature)
+        if jigsaw_patches is not None:
+            features = self.query_encoder.backbone(jigsaw_patches.flatten(0, 1))
+            jigsaw = self.jigsaw_head(features, num_images=len(jigsaw_patches))
+            jigsaw_loss, _ = info_nce(jigsaw, keys, negatives, self.temperature)
+            loss = (1 - self.jigsaw_weight) * loss + self.jigsaw_weight * jigsaw_loss
         self.enqueue(keys)
         return loss, logits
 
 
 def build_moco(cfg) -> MoCo:
-    backbone, dim = build_backbone(cfg.MODEL.ARCH)
-    head = build_head(cfg.MODEL.HEAD, dim, cfg.MODEL.HEAD_HIDDEN_DIM, cfg.MODEL.FEAT_DIM)
-    return MoCo(Encoder(backbone, head), cfg.MODEL.FEAT_DIM, cfg.MODEL.QUEUE_SIZE, cfg.MODEL.MOMENTUM,
-                cfg.MODEL.TEMPERATURE, cfg.MODEL.SHUFFLE_BN)
+    m = cfg.MODEL
+    backbone, dim = build_backbone(m.ARCH)
+    head = build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM)
+    jigsaw_head = None
+    if m.JIGSAW.ENABLED:
+        jigsaw_head = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
+                                 m.JIGSAW.GRID ** 2, m.FEAT_DIM)
+    shuffle_bn = m.SHUFFLE_BN and not m.SYNC_BN  # global statistics leave nothing to shuffle
+    return MoCo(Encoder(backbone, head), m.FEAT_DIM, m.QUEUE_SIZE, m.MOMENTUM, m.TEMPERATURE,
+                shuffle_bn, jigsaw_head, m.JIGSAW.LOSS_WEIGHT)

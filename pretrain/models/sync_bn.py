@@ -1,0 +1,45 @@
+"""Batch norm whose statistics span every process: torch's SyncBatchNorm on GPU; on CPU, where that
+refuses to run, an all-reduce of the per-channel moments (gloo), differentiable through
+torch.distributed.nn. Equal per-process batch sizes are assumed, as the sampler guarantees."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn as dist_nn
+import torch.nn as nn
+
+
+class AllReduceBatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
+            return super().forward(x)
+        world = dist.get_world_size()
+        moments = torch.cat([x.mean(dim=(0, 2, 3)), (x * x).mean(dim=(0, 2, 3))])
+        mean, mean_sq = (dist_nn.all_reduce(moments) / world).chunk(2)
+        var = mean_sq - mean * mean
+        with torch.no_grad():
+            count = x.numel() // x.shape[1] * world
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * count / (count - 1), self.momentum)
+            self.num_batches_tracked += 1
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+
+
+def convert_to_sync_bn(module: nn.Module, device: str) -> nn.Module:
+    """Replace every BatchNorm2d in `module` by its cross-process version for `device`."""
+    if device == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = AllReduceBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                        child.track_running_stats)
+            # The same Parameter objects: a frozen (key-encoder) BN must stay frozen.
+            sync.weight, sync.bias = child.weight, child.bias
+            for buffer_name, buffer in child.named_buffers():
+                setattr(sync, buffer_name, buffer)
+            setattr(module, name, sync)
+        else:
+            convert_to_sync_bn(child, device)
+    return module
