@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import importlib.util
 import os
 import re
 import shutil

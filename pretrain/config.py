@@ -12,7 +12,8 @@ _C.OUTPUT_DIR = "output/pretrain"
 _C.SEED = 0
 
 _C.MODEL = CN()
-_C.MODEL.ARCH = "resnet50"  # any torchvision ResNet / ResNeXt constructor name
+_C.MODEL.ARCH = "resnet50"  # a torchvision ResNet / ResNeXt constructor name, or resnext152_32x8d
+_C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
 _C.MODEL.HEAD = "mlp"  # "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin)
 _C.MODEL.HEAD_HIDDEN_DIM = 2048
 _C.MODEL.FEAT_DIM = 128
@@ -48,6 +49,15 @@ _C.SOLVER.WARMUP_EPOCHS = 0.0  # the recipe warms up 5 epochs when the batch exc
 _C.SOLVER.CHECKPOINT_PERIOD = 1000  # iterations; a checkpoint is also written at each epoch's end
 
 _C.LOG_PERIOD = 20
+
+# kNN monitor run during pretraining on labelled folders (ImageNet layout), e.g. ImageNet train/val.
+_C.EVAL = CN()
+_C.EVAL.KNN_PERIOD = 0  # iterations; 0 = off
+_C.EVAL.KNN_TRAIN_ROOT = ""
+_C.EVAL.KNN_TEST_ROOT = ""
+_C.EVAL.KNN_TRAIN_LIMIT = 0  # images; 0 = all
+_C.EVAL.KNN_TEST_LIMIT = 0
+_C.EVAL.KNN_K = 200
 
 
 def get_cfg() -> CN:

@@ -11,6 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.images import ImageViews, collate_views, list_images
 from ..data.views import build_views
+from ..evaluation.knn import knn_accuracy
 from ..losses import mutual_information_bound
 from ..models.moco import build_moco
 from ..models.sync_bn import convert_to_sync_bn
@@ -62,6 +63,19 @@ class MetricsLog:
         if self.enabled:
             self.jsonl.close()
             self.tensorboard.close()
+
+
+def knn_monitor(cfg, model, iteration: int, device: str, log: MetricsLog) -> None:
+    """kNN accuracy of the query backbone, computed on rank 0 while the others wait."""
+    if du.is_main_process():
+        acc = knn_accuracy(model.query_encoder.backbone, cfg.EVAL.KNN_TRAIN_ROOT,
+                           cfg.EVAL.KNN_TEST_ROOT, cfg.DATA.CROP_SIZE, device,
+                           cfg.EVAL.KNN_TRAIN_LIMIT, cfg.EVAL.KNN_TEST_LIMIT, cfg.EVAL.KNN_K,
+                           num_workers=cfg.DATA.NUM_WORKERS)
+        log.write(iteration, {"knn_acc": acc})
+        print(f"iter {iteration}: kNN top-1 {acc:.2f}%", flush=True)
+    if du.is_distributed():
+        torch.distributed.barrier()
 
 
 def train(cfg, resume: bool = False) -> str:
@@ -175,6 +189,9 @@ def train(cfg, resume: bool = False) -> str:
                           f"data {metrics['data_time']:.3f}s eta {eta / 60:.1f} min", flush=True)
                 window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
                 window_start = now
+            if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0
+                                        or iteration == total_iters):
+                knn_monitor(cfg, model, iteration, device, log)
             end_of_epoch = iteration % iters_per_epoch == 0
             if iteration == total_iters:
                 break

@@ -1,7 +1,5 @@
-import os
 
 import pytest
-import torch
 
 from pretrain.engine.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
 

@@ -1,0 +1,1 @@
+"""Readouts of a pretrained backbone: weighted kNN and the linear classifier."""

@@ -1,0 +1,50 @@
+"""Weighted k-nearest-neighbour readout (Wu et al. 2018, InstDisc): cosine similarity of L2-normalised
+backbone features, each of the k neighbours voting exp(similarity / T) for its class."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .data import eval_transform, labelled_folder
+
+
+@torch.no_grad()
+def extract_features(backbone, dataset, device: str, batch_size: int = 256, num_workers: int = 2):
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    was_training = backbone.training
+    backbone.eval()
+    features, labels = [], []
+    for images, targets in loader:
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            out = backbone(images.to(device, non_blocking=True))
+        features.append(F.normalize(out.float(), dim=1))
+        labels.append(targets.to(device))
+    backbone.train(was_training)
+    return torch.cat(features), torch.cat(labels)
+
+
+@torch.no_grad()
+def knn_predict(train_features, train_labels, test_features, num_classes: int, k: int = 200,
+                temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    predictions = []
+    for start in range(0, len(test_features), chunk):
+        similarity = test_features[start:start + chunk] @ train_features.t()
+        top_sim, top_idx = similarity.topk(min(k, len(train_features)), dim=1)
+        votes = torch.zeros(len(top_sim), num_classes, device=top_sim.device)
+        votes.scatter_add_(1, train_labels[top_idx], (top_sim / temperature).exp())
+        predictions.append(votes.argmax(dim=1))
+    return torch.cat(predictions)
+
+
+def knn_accuracy(backbone, train_root: str, test_root: str, crop_size: int, device: str,
+                 train_limit: int = 0, test_limit: int = 0, k: int = 200,
+                 num_workers: int = 2) -> float:
+    """Top-1 accuracy (%) of the kNN classifier on `test_root`, neighbours from `train_root`."""
+    transform = eval_transform(crop_size)
+    train_set = labelled_folder(train_root, transform, train_limit)
+    test_set = labelled_folder(test_root, transform, test_limit)
+    train_f, train_y = extract_features(backbone, train_set, device, num_workers=num_workers)
+    test_f, test_y = extract_features(backbone, test_set, device, num_workers=num_workers)
+    num_classes = int(train_y.max().item()) + 1
+    predicted = knn_predict(train_f, train_y, test_f, num_classes, k)
+    return (predicted == test_y).float().mean().item() * 100
