@@ -45,7 +45,9 @@ _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.EPOCHS = 200
 _C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)
-_C.SOLVER.WARMUP_EPOCHS = 0.0  # the recipe warms up 5 epochs when the batch exceeds 256
+_C.SOLVER.WARMUP_EPOCHS = -1.0  # -1: the recipe's rule, 5 epochs when the batch exceeds 256, else 0
+_C.SOLVER.AMP = "bf16"  # mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off"
+_C.SOLVER.COMPILE = False  # torch.compile the model step
 _C.SOLVER.CHECKPOINT_PERIOD = 1000  # iterations; a checkpoint is also written at each epoch's end
 
 _C.LOG_PERIOD = 20

@@ -107,9 +107,19 @@ def train(cfg, resume: bool = False) -> str:
     trainable = [p for p in model.parameters() if p.requires_grad]  # query encoder (+ jigsaw head)
     optimizer = torch.optim.SGD(trainable, lr=lr,
                                 momentum=cfg.SOLVER.MOMENTUM, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-    warmup_iters = int(cfg.SOLVER.WARMUP_EPOCHS * iters_per_epoch)
+    warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
+    if warmup_epochs < 0:
+        warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
+    warmup_iters = int(warmup_epochs * iters_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(total_iters, warmup_iters))
+
+    amp_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+    if cfg.SOLVER.AMP not in amp_dtypes:
+        raise SystemExit(f"error: SOLVER.AMP {cfg.SOLVER.AMP!r}: expected one of {list(amp_dtypes)}")
+    amp_dtype = amp_dtypes[cfg.SOLVER.AMP]
+    use_amp = device == "cuda" and amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     start_iter = 0
     resume_from = last_checkpoint(cfg.OUTPUT_DIR) if resume else None
@@ -118,6 +128,7 @@ def train(cfg, resume: bool = False) -> str:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["grad_scaler"])
         set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
         start_iter = state["iteration"]
         print(f"[rank {rank}] resumed from {resume_from} at iteration {start_iter}")
@@ -127,6 +138,7 @@ def train(cfg, resume: bool = False) -> str:
     ddp = (DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]
                                    if device == "cuda" else None)
            if world_size > 1 else model)
+    step_model = torch.compile(ddp) if cfg.SOLVER.COMPILE else ddp
 
     def checkpoint(iteration: int, name: str) -> None:
         rngs = [None] * world_size
@@ -139,7 +151,8 @@ def train(cfg, resume: bool = False) -> str:
                 "format": CHECKPOINT_FORMAT, "arch": cfg.MODEL.ARCH, "cfg": cfg.dump(),
                 "iteration": iteration, "epoch": iteration // iters_per_epoch,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rngs})
+                "scheduler": scheduler.state_dict(), "grad_scaler": scaler.state_dict(),
+                "rng": rngs})
 
     log = MetricsLog(cfg.OUTPUT_DIR)
     iteration, skipped_images = start_iter, 0
@@ -157,11 +170,13 @@ def train(cfg, resume: bool = False) -> str:
             window["data_time"] += time.perf_counter() - fetch_start
             skipped_images += skipped
             views = [to_device(v, device) for v in views]
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                loss, logits = ddp(*views)
+            with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
+                                enabled=use_amp):
+                loss, logits = step_model(*views)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             model.momentum_update()
             iteration += 1

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Linear readout of a pretrained backbone on labelled image folders (ImageNet layout).
+
+    python tools/lincls.py [--config-file CFG] [--resume] CHECKPOINT path/model_final.pth \
+        TRAIN_ROOT /imagenet/train VAL_ROOT /imagenet/val [KEY VALUE ...]
+
+Defaults are the reference recipe (pretrain/evaluation/linear.py)."""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pretrain.evaluation.linear import get_lincls_cfg, run_linear_readout  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    args = parser.parse_args(argv)
+    cfg = get_lincls_cfg()
+    try:
+        if args.config_file:
+            cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+    except (KeyError, ValueError, AssertionError) as err:
+        raise SystemExit(f"error: {args.config_file or 'overrides'}: {err}") from None
+    cfg.freeze()
+    acc = run_linear_readout(cfg, resume=args.resume)
+    print(f"linear readout top-1: {acc:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
