@@ -33,12 +33,15 @@ def to_detectron2(backbone: dict) -> dict:
             for k, v in backbone.items()}
 
 
-def write_detectron2_pkl(weights: dict, path: str, author: str) -> None:
-    """Atomic: a failure leaves no partial output."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+def write_detectron2_pkl(weights: dict, path: str, author: str, check=None) -> None:
+    """Atomic: written to a temp file, checked by `check(temp_path)` if given, then renamed; a
+    failure anywhere leaves no output."""
+    tmp = f"{path}.tmp.{os.getpid()}.pkl"
     try:
         with open(tmp, "wb") as f:
             pickle.dump({"model": weights, "__author__": author, "matching_heuristics": True}, f)
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -46,8 +49,9 @@ def write_detectron2_pkl(weights: dict, path: str, author: str) -> None:
 
 
 def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str = "query",
-            force: bool = False) -> dict:
-    """Convert and write; returns a summary {"format", "kept", "dropped"}."""
+            force: bool = False, verify_config: str = "") -> dict:
+    """Convert and write; returns a summary {"format", "kept", "dropped", "verified"}. With
+    `verify_config`, the output is only written if Detectron2 loads all of it exactly."""
     if os.path.exists(output_path) and not force:
         raise ConversionError(f"{output_path}: exists (pass --force to overwrite)")
     ckpt = load_any(input_path)
@@ -62,5 +66,17 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
         if not backbone:
             raise ConversionError(f"{found} checkpoint holds no backbone weights")
         weights = to_detectron2(backbone)
-    write_detectron2_pkl(weights, output_path, author=f"infomin-det convert ({found}, {encoder})")
-    return {"format": found, "kept": sorted(weights), "dropped": dropped}
+    verified = []
+
+    def check(path: str) -> None:
+        from .verify import VerificationError, verify_weights
+
+        try:
+            verified.append(verify_weights(path, verify_config))
+        except VerificationError as err:
+            raise ConversionError(f"--verify {verify_config}: {err}") from None
+
+    write_detectron2_pkl(weights, output_path, author=f"infomin-det convert ({found}, {encoder})",
+                         check=check if verify_config else None)
+    return {"format": found, "kept": sorted(weights), "dropped": dropped,
+            "verified": verified[0] if verified else None}

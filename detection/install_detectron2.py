@@ -34,6 +34,7 @@ REGISTRY_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170
 PYONLY_VERSION = "0.6+pyonly"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHEEL_CACHE = os.path.join(REPO_ROOT, ".cache", "wheels")
+SDIST_CACHE = os.path.join(REPO_ROOT, ".cache", "detectron2")
 
 # Runtime dependencies of detectron2 v0.6 (its setup.py), minus the ones only its caffe2 export and
 # LazyConfig pretty-printer need (black==21.4b2 pins an old formatter, future, pydot).
@@ -91,6 +92,17 @@ def install_from_source() -> bool:
         return False
 
 
+def registry_sdist() -> str:
+    """The registry sdist, downloaded once into .cache/detectron2 (tests also read Detectron2's
+    own tools/convert-torchvision-to-d2.py from it)."""
+    path = os.path.join(SDIST_CACHE, REGISTRY_FILE)
+    if not os.path.isfile(path):
+        os.makedirs(SDIST_CACHE, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=SDIST_CACHE) as tmp:
+            os.replace(download_registry_sdist(tmp), path)
+    return path
+
+
 def download_registry_sdist(dest: str) -> str:
     """Fetch the sdist from the package index by hand: `pip download` refuses it, because its
     metadata declares a direct-URL extra (panopticapi). The file is checked against a pinned hash."""
@@ -117,7 +129,7 @@ def build_pyonly_wheel() -> str:
         return cached[0]
     os.makedirs(WHEEL_CACHE, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        sdist = download_registry_sdist(tmp)
+        sdist = registry_sdist()
         with tarfile.open(sdist) as tar:
             tar.extractall(tmp, filter="data")
         (src,) = [d for d in glob.glob(os.path.join(tmp, "*")) if os.path.isdir(d)]

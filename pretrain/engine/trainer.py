@@ -65,6 +65,31 @@ class MetricsLog:
             self.tensorboard.close()
 
 
+def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
+    """SGD on the trainable parameters (query encoder, jigsaw head), lr scaled linearly with the
+    global batch, per-iteration cosine with the recipe's warm-up."""
+    lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=lr, momentum=cfg.SOLVER.MOMENTUM,
+                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
+    if warmup_epochs < 0:
+        warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_with_warmup(total_iters, int(warmup_epochs * iters_per_epoch)))
+    return optimizer, scheduler
+
+
+def mixed_precision(mode: str, device: str):
+    """(autocast dtype or None, grad scaler): bf16 needs no scaler, fp16 does; CPU runs fp32."""
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+    if mode not in dtypes:
+        raise SystemExit(f"error: SOLVER.AMP {mode!r}: expected one of {list(dtypes)}")
+    dtype = dtypes[mode] if device == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return dtype, scaler
+
+
 def knn_monitor(cfg, model, iteration: int, device: str, log: MetricsLog) -> None:
     """kNN accuracy of the query backbone, computed on rank 0 while the others wait."""
     if du.is_main_process():
@@ -103,23 +128,8 @@ def train(cfg, resume: bool = False) -> str:
     model = model.to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
-    trainable = [p for p in model.parameters() if p.requires_grad]  # query encoder (+ jigsaw head)
-    optimizer = torch.optim.SGD(trainable, lr=lr,
-                                momentum=cfg.SOLVER.MOMENTUM, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-    warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
-    if warmup_epochs < 0:
-        warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
-    warmup_iters = int(warmup_epochs * iters_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(total_iters, warmup_iters))
-
-    amp_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
-    if cfg.SOLVER.AMP not in amp_dtypes:
-        raise SystemExit(f"error: SOLVER.AMP {cfg.SOLVER.AMP!r}: expected one of {list(amp_dtypes)}")
-    amp_dtype = amp_dtypes[cfg.SOLVER.AMP]
-    use_amp = device == "cuda" and amp_dtype is not None
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch, total_iters)
+    amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device)
 
     start_iter = 0
     resume_from = last_checkpoint(cfg.OUTPUT_DIR) if resume else None
@@ -129,8 +139,11 @@ def train(cfg, resume: bool = False) -> str:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["grad_scaler"])
-        set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
         start_iter = state["iteration"]
+        if rank < len(state["rng"]):  # a resume on more processes leaves the new ones seeded
+            set_rng_state(state["rng"][rank])
+        else:
+            torch.manual_seed(cfg.SEED + rank + start_iter)
         print(f"[rank {rank}] resumed from {resume_from} at iteration {start_iter}")
     else:
         torch.manual_seed(cfg.SEED + rank)
@@ -171,7 +184,7 @@ def train(cfg, resume: bool = False) -> str:
             skipped_images += skipped
             views = [to_device(v, device) for v in views]
             with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
-                                enabled=use_amp):
+                                enabled=amp_dtype is not None):
                 loss, logits = step_model(*views)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
