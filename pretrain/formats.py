@@ -19,14 +19,16 @@ class ConversionError(Exception):
     """The input cannot be read as a backbone; the message names the problem."""
 
 
-def _strip(state: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _torchvision_backbone(state: dict) -> tuple[dict, list[str]]:
-    kept = {k: v for k, v in state.items()
-            if _BACKBONE_KEY.match(k) and not k.endswith("num_batches_tracked")}
-    dropped = sorted(set(state) - set(kept))
+def _take_backbone(state: dict, prefix: str) -> tuple[dict, list[str]]:
+    """The backbone tensors under `prefix`, renamed without it; and every other key of `state`
+    (under its full source name), which is dropped."""
+    kept = {}
+    for key, value in state.items():
+        name = key[len(prefix):]
+        if key.startswith(prefix) and _BACKBONE_KEY.match(name) \
+                and not name.endswith("num_batches_tracked"):
+            kept[name] = value
+    dropped = sorted(k for k in state if not (k.startswith(prefix) and k[len(prefix):] in kept))
     return kept, dropped
 
 
@@ -58,26 +60,23 @@ def read_backbone(ckpt: dict, fmt: str, encoder: str = "query") -> tuple[dict, l
     if fmt == "pretrain":
         model = ckpt["model"]
         prefix = {"query": "query_encoder.backbone.", "key": "key_encoder.backbone."}[encoder]
-        backbone, dropped = _torchvision_backbone(_strip(model, prefix))
-        return backbone, dropped + sorted(k for k in model if not k.startswith(prefix))
+        return _take_backbone(model, prefix)
     if fmt == "moco":
         state = ckpt["state_dict"]
         prefix = next(p for p in ("module.encoder_", "encoder_") if any(k.startswith(p)
                                                                       for k in state))
         prefix += {"query": "q.", "key": "k."}[encoder]
-        backbone, dropped = _torchvision_backbone(_strip(state, prefix))
-        return backbone, dropped + sorted(k for k in state if not k.startswith(prefix))
+        return _take_backbone(state, prefix)
     if fmt == "pycontrast":
         source = ckpt["model"] if encoder == "query" else ckpt.get("model_ema")
         if source is None:
             raise ConversionError("has no `model_ema` for --encoder key")
         prefix = "module.encoder." if any(k.startswith("module.encoder.") for k in source) \
             else "encoder."
-        backbone, dropped = _torchvision_backbone(_strip(source, prefix))
-        return backbone, dropped + sorted(k for k in source if not k.startswith(prefix))
+        return _take_backbone(source, prefix)
     if fmt == "torchvision":
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in ckpt.items()}
-        return _torchvision_backbone(state)
+        prefix = "module." if all(k.startswith("module.") for k in ckpt) else ""
+        return _take_backbone(ckpt, prefix)
     raise ConversionError(f"format {fmt!r} cannot be read as a torchvision backbone")
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, run_tool
+from tests.helpers import expected_detectron2_name
 
 PRETRAIN_ARGS = ["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "64", "DATA.CROP_SIZE", "64",
                  "DATA.NUM_WORKERS", "2", "SOLVER.BATCH_SIZE", "16", "SOLVER.MAX_ITER", "4",
@@ -17,21 +18,6 @@ FINETUNE_ARGS = ["SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "TEST.PRECI
                  "DATALOADER.NUM_WORKERS", "1"]
 SMALL_CONFIGS = {"voc": "configs/detection/small/bccd_R_18_C4.yaml",
                  "coco": "configs/detection/small/fruits_nuts_R_18_FPN.yaml"}
-
-
-def expected_detectron2_name(torchvision_key: str) -> str:
-    """The reference converters' renaming, spelled out independently of detection/convert.py."""
-    parts = torchvision_key.split(".")
-    if parts[0] in ("conv1", "bn1"):
-        return "stem.conv1" + (".norm." if parts[0] == "bn1" else ".") + parts[-1]
-    stage = f"res{int(parts[0][-1]) + 1}"
-    block, layer, rest = parts[1], parts[2], parts[3:]
-    if layer == "downsample":
-        layer = "shortcut" + (".norm" if rest[0] == "1" else "")
-        rest = rest[1:]
-    elif layer.startswith("bn"):
-        layer = f"conv{layer[2:]}.norm"
-    return ".".join([stage, block, layer, *rest])
 
 
 @pytest.fixture(scope="module")

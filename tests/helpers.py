@@ -1,0 +1,16 @@
+"""Test helpers that stand independent of the code under test."""
+
+
+def expected_detectron2_name(torchvision_key: str) -> str:
+    """The reference converters' renaming, spelled out independently of detection/convert.py."""
+    parts = torchvision_key.split(".")
+    if parts[0] in ("conv1", "bn1"):
+        return "stem.conv1" + (".norm." if parts[0] == "bn1" else ".") + parts[-1]
+    stage = f"res{int(parts[0][-1]) + 1}"
+    block, layer, rest = parts[1], parts[2], parts[3:]
+    if layer == "downsample":
+        layer = "shortcut" + (".norm" if rest[0] == "1" else "")
+        rest = rest[1:]
+    elif layer.startswith("bn"):
+        layer = f"conv{layer[2:]}.norm"
+    return ".".join([stage, block, layer, *rest])
