@@ -20,15 +20,17 @@ import detection.modeling  # noqa: E402,F401  (registers Res5ROIHeadsExtraNorm)
 import torch  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.engine import (DefaultTrainer, default_argument_parser, default_setup,  # noqa: E402
                                launch)
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from detection.compat import check_config_ops, has_compiled_ops  # noqa: E402
-from detection.config import add_project_config  # noqa: E402
+from detection.config import (add_project_config, apply_batch_scale,  # noqa: E402
+                              sync_norms_for_cpu_processes)
 from detection.datasets import register_from_specs  # noqa: E402
+from detection.launch import launch_cpu  # noqa: E402
 
 METRICS_FILE = "metrics_eval.json"
 
@@ -48,16 +50,38 @@ class Trainer(DefaultTrainer):
                          "(expected a COCO-format or Pascal VOC dataset)")
 
 
+def check_dataset_paths(cfg) -> None:
+    """Fail before training, naming the file, if a dataset's annotation file or images are missing
+    (Detectron2's built-in names read $DETECTRON2_DATASETS, default ./datasets)."""
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+        if name not in DatasetCatalog.list():
+            raise SystemExit(f"error: dataset {name!r} is not registered: use a built-in name "
+                             "or add a spec to DATASETS.REGISTER")
+        meta = MetadataCatalog.get(name)
+        for field in ("json_file", "image_root", "dirname"):
+            path = meta.get(field)
+            if path and not os.path.exists(path):
+                raise SystemExit(f"error: dataset {name}: {field} {path}: no such file or folder"
+                                 " (set $DETECTRON2_DATASETS for the built-in datasets)")
+
+
 def setup(args):
     cfg = get_cfg()
     add_project_config(cfg)
     if not os.path.isfile(args.config_file):
         raise SystemExit(f"error: config file {args.config_file}: no such file")
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+    except KeyError as err:
+        raise SystemExit(f"error: {args.config_file}: {err.args[0]}") from None
+    apply_batch_scale(cfg)
     if not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
+        if comm.get_world_size() > 1:
+            sync_norms_for_cpu_processes(cfg)
     register_from_specs(cfg.DATASETS.REGISTER)
+    check_dataset_paths(cfg)
     check_config_ops(cfg)
     cfg.freeze()
     default_setup(cfg, args)
@@ -98,6 +122,9 @@ def main(args):
 
 def cli(argv=None):
     args = default_argument_parser().parse_args(argv)
+    if not torch.cuda.is_available():
+        # --num-gpus N on a machine without GPUs: N CPU processes through gloo.
+        return launch_cpu(main, args.num_gpus, args=(args,))
     return launch(main, args.num_gpus, num_machines=args.num_machines,
                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
 

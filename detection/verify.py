@@ -35,7 +35,8 @@ def backbone_name(model_key: str) -> str | None:
     return None
 
 
-def build_cfg(config_file: str, opts=()):
+def build_cfg(config_file: str, opts=(), keep_weights: bool = False):
+    """The config's Detectron2 cfg on CPU (without its MODEL.WEIGHTS unless `keep_weights`)."""
     from detectron2.config import get_cfg
 
     from .config import add_project_config
@@ -45,7 +46,8 @@ def build_cfg(config_file: str, opts=()):
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
+    if not keep_weights:
+        cfg.MODEL.WEIGHTS = ""
     return cfg
 
 
