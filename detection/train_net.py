@@ -73,7 +73,7 @@ def setup(args):
     try:
         cfg.merge_from_file(args.config_file)
         cfg.merge_from_list(args.opts)
-    except KeyError as err:
+    except (KeyError, AssertionError, ValueError) as err:  # yacs reports unknown keys with either
         raise SystemExit(f"error: {args.config_file}: {err.args[0]}") from None
     apply_batch_scale(cfg)
     if not torch.cuda.is_available():

@@ -88,3 +88,21 @@ def test_finetune_and_evaluate(pretrained, kind, tmp_path):
             assert isinstance(metrics[name], float) and 0.0 <= metrics[name] <= 100.0, (name, metrics)
     log = (tmp_path / "log.txt").read_text()
     assert re.search(r"Starting training from iteration 0", log)
+
+    # --eval-only on the fine-tuned model reproduces the numbers.
+    again = tmp_path / "eval_only"
+    run_tool("detection/train_net.py", "--config-file", SMALL_CONFIGS[kind], "--eval-only",
+             "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"), "OUTPUT_DIR", str(again),
+             *FINETUNE_ARGS)
+    assert json.loads((again / "metrics_eval.json").read_text()) == results
+
+
+def test_two_gloo_processes_fine_tune_with_synchronised_bn(pretrained, tmp_path):
+    _, converted = pretrained
+    out = run_tool("detection/train_net.py", "--config-file", SMALL_CONFIGS["coco"],
+                   "--num-gpus", "2", "MODEL.WEIGHTS", str(converted), "OUTPUT_DIR", str(tmp_path),
+                   *FINETUNE_ARGS, "SOLVER.MAX_ITER", "2")
+    log = (tmp_path / "log.txt").read_text()
+    assert "World size: 2" in out.stdout + out.stderr + log
+    assert "NaiveSyncBatchNorm" in log  # the model printout: all-reduce BN across the processes
+    assert "fruits_nuts_test" in json.loads((tmp_path / "metrics_eval.json").read_text())

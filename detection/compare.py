@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Gather the metrics of several fine-tuning runs into one table (mean +- std over the runs of each
+label, e.g. several VOC seeds) as markdown and as a PNG bar plot.
+
+    python detection/compare.py --run infomin=output/voc_infomin_s1 --run infomin=output/voc_infomin_s2 \
+        --run supervised=output/voc_sup_s1 --run random=output/voc_rand_s1 [--metrics AP AP50 AP75] \
+        [--output results/voc]
+
+Each run folder holds the metrics_eval.json that detection/train_net.py writes; --output gets
+.md and .png appended.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+METRICS_FILE = "metrics_eval.json"
+
+
+def read_runs(runs: list[tuple[str, str]]) -> dict:
+    """{(dataset, task): {label: {metric: [values over runs]}}}"""
+    table = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for label, folder in runs:
+        path = os.path.join(folder, METRICS_FILE)
+        if not os.path.isfile(path):
+            raise SystemExit(f"error: run {label}={folder}: no {METRICS_FILE} in it")
+        with open(path) as f:
+            results = json.load(f)
+        for dataset, tasks in results.items():
+            for task, metrics in tasks.items():
+                for metric, value in metrics.items():
+                    if value is not None:
+                        table[(dataset, task)][label][metric].append(float(value))
+    return table
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def markdown(table: dict, metrics: list[str]) -> str:
+    lines = []
+    for (dataset, task), by_label in table.items():
+        lines += [f"### {dataset} / {task}", "",
+                  "| init | runs | " + " | ".join(metrics) + " |",
+                  "|---|---|" + "---|" * len(metrics)]
+        for label, values in by_label.items():
+            cells = []
+            for metric in metrics:
+                if not values.get(metric):
+                    cells.append("n/a")
+                    continue
+                mean, std = mean_std(values[metric])
+                cells.append(f"{mean:.1f}" + (f" ± {std:.1f}" if std is not None else ""))
+            runs = max(len(v) for v in values.values())
+            lines.append(f"| {label} | {runs} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def bar_plot(table: dict, metrics: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(table.items())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, ((dataset, task), by_label) in zip(axes[0], panels):
+        labels = list(by_label)
+        width = 0.8 / max(1, len(labels))
+        for i, label in enumerate(labels):
+            stats = [mean_std(by_label[label][m]) if by_label[label].get(m) else (0.0, None)
+                     for m in metrics]
+            xs = [j + i * width for j in range(len(metrics))]
+            ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] or 0.0 for s in stats],
+                   capsize=3, label=label)
+        ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(metrics))])
+        ax.set_xticklabels(metrics)
+        ax.set_title(f"{dataset} / {task}")
+        ax.set_ylabel("AP (%)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER")
+    parser.add_argument("--metrics", nargs="+", default=["AP", "AP50", "AP75"])
+    parser.add_argument("--output", default="", help="write OUTPUT.md and OUTPUT.png")
+    args = parser.parse_args(argv)
+    runs = []
+    for spec in args.run:
+        label, sep, folder = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --run {spec!r}: expected LABEL=FOLDER")
+        runs.append((label, folder))
+    table = read_runs(runs)
+    text = markdown(table, args.metrics)
+    print(text)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output + ".md", "w") as f:
+            f.write(text + "\n")
+        bar_plot(table, args.metrics, args.output + ".png")
+        print(f"wrote {args.output}.md and {args.output}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
