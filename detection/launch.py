@@ -1,7 +1,11 @@
-"""Several CPU processes for Detectron2, joined through gloo. Detectron2's own `launch` always
-initialises NCCL, which needs GPUs; this is its CPU twin, for tests and GPU-less machines."""
+"""Join Detectron2 processes into one group without Detectron2's `launch`, which always initialises
+NCCL: gloo for CPU processes (tests, GPU-less machines), and the environment's rank / world size
+for processes that SLURM started (slurm/submit.py)."""
 from __future__ import annotations
 
+import os
+
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -25,21 +29,46 @@ def _ddp_on_cpu() -> None:
     defaults.create_ddp_model = create_ddp_model_cpu
 
 
-def _cpu_worker(rank: int, world_size: int, port: int, main_func, args) -> None:
+def join_process_group(rank: int, world_size: int, local_world_size: int,
+                       init_method: str) -> None:
+    """What Detectron2's launch does per process, with NCCL on GPUs and gloo on CPUs."""
     from detectron2.utils import comm
 
-    _ddp_on_cpu()
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+    use_cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if use_cuda else "gloo", init_method=init_method, rank=rank,
                             world_size=world_size)
-    # Detectron2 asks its "local" group for the local rank / size: one machine, all ranks.
-    comm._LOCAL_PROCESS_GROUP = dist.new_group(list(range(world_size)))
+    # Detectron2 asks its per-machine group for the local rank and size.
+    for machine in range(world_size // local_world_size):
+        ranks = list(range(machine * local_world_size, (machine + 1) * local_world_size))
+        group = dist.new_group(ranks)
+        if rank in ranks:
+            comm._LOCAL_PROCESS_GROUP = group
+    if use_cuda:
+        torch.cuda.set_device(rank % local_world_size)
+    else:
+        _ddp_on_cpu()
     comm.synchronize()
+
+
+def _cpu_worker(rank: int, world_size: int, port: int, main_func, args) -> None:
+    join_process_group(rank, world_size, world_size, f"tcp://127.0.0.1:{port}")
     main_func(*args)
 
 
 def launch_cpu(main_func, num_processes: int, args=()) -> None:
+    """N CPU processes on this machine, joined through gloo."""
     if num_processes <= 1:
         main_func(*args)
         return
     mp.start_processes(_cpu_worker, args=(num_processes, free_port(), main_func, args),
                        nprocs=num_processes, start_method="spawn")
+
+
+def run_from_env(main_func, args=()):
+    """In a process started by SLURM / torchrun: join the group that RANK, WORLD_SIZE,
+    LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT describe, then run."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        join_process_group(int(os.environ["RANK"]), world_size,
+                           int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), "env://")
+    return main_func(*args)

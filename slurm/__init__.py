@@ -1,0 +1,1 @@
+"""SLURM launchers (submitit) for every stage: pretrain, lincls, detection."""

@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Submit a stage to SLURM through submitit: one task per GPU (or --tasks-per-node CPU tasks), the
+process group built from the job's environment, requeued after a time-out or preemption and resumed
+from the stage's last checkpoint.
+
+    python slurm/submit.py {pretrain,lincls,detection} --config-file CFG [--nodes N]
+        [--gpus-per-node G] [--tasks-per-node T] [--cpus-per-task C] [--mem-gb M] [--partition P]
+        [--timeout-min T] [--account A] [--qos Q] [--constraint C] [--comment TEXT]
+        [--job-dir DIR] [--dry-run] [--wait] [KEY VALUE ...]
+
+The job's logs, its resolved config and a submission record go to JOB_DIR/<job id>/.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from slurm.jobs import STAGES, StageJob, lincls_cfg  # noqa: E402
+
+
+def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
+    """The full config the job will run, as YAML; a bad file or key fails here, before submitting."""
+    if stage == "pretrain":
+        from pretrain.config import load_cfg
+
+        return load_cfg(config_file, opts).dump()
+    if stage == "lincls":
+        try:
+            return lincls_cfg(config_file, opts).dump()
+        except (KeyError, ValueError, AssertionError) as err:
+            raise SystemExit(f"error: {config_file}: {err}") from None
+    from detection.verify import build_cfg
+
+    try:
+        return build_cfg(config_file, opts, keep_weights=True).dump()
+    except (KeyError, ValueError, AssertionError) as err:
+        raise SystemExit(f"error: {config_file}: {err}") from None
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--gpus-per-node", type=int, default=0)
+    parser.add_argument("--tasks-per-node", type=int, default=0,
+                        help="default: one per GPU, or 1 without GPUs")
+    parser.add_argument("--cpus-per-task", type=int, default=10)
+    parser.add_argument("--mem-gb", type=int, default=0, help="per node; 0 = the cluster default")
+    parser.add_argument("--partition")
+    parser.add_argument("--timeout-min", type=int, default=60 * 72)
+    parser.add_argument("--signal-delay-s", type=int, default=120,
+                        help="how long before the time limit the job is told to requeue")
+    parser.add_argument("--max-requeues", type=int, default=30)
+    parser.add_argument("--account")
+    parser.add_argument("--qos")
+    parser.add_argument("--constraint")
+    parser.add_argument("--comment")
+    parser.add_argument("--job-name", default="")
+    parser.add_argument("--job-dir", default="", help="default: output/slurm/<stage>")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the sbatch script and the resolved config; submit nothing")
+    parser.add_argument("--wait", action="store_true", help="wait for the job and print its result")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    # The stage comes first; argparse cannot mix a leading positional with trailing KEY VALUEs.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in STAGES:
+        parser.print_usage(sys.stderr)
+        raise SystemExit(f"error: the first argument must be a stage: {', '.join(STAGES)}")
+    args = parser.parse_args(argv[1:])
+    args.stage = argv[0]
+    return args
+
+
+def slurm_parameters(args) -> dict:
+    tasks = args.tasks_per_node or max(1, args.gpus_per_node)
+    params = dict(job_name=args.job_name or f"{args.stage}", nodes=args.nodes,
+                  ntasks_per_node=tasks, cpus_per_task=args.cpus_per_task,
+                  time=args.timeout_min, signal_delay_s=args.signal_delay_s,
+                  partition=args.partition, account=args.account, qos=args.qos,
+                  constraint=args.constraint, comment=args.comment)
+    if args.gpus_per_node:
+        params["gpus_per_node"] = args.gpus_per_node
+    if args.mem_gb:
+        params["mem"] = f"{args.mem_gb}GB"
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not os.path.isfile(args.config_file):
+        raise SystemExit(f"error: config file {args.config_file}: no such file")
+    config_text = resolved_config(args.stage, args.config_file, args.opts)
+    job_dir = os.path.abspath(args.job_dir or os.path.join("output", "slurm", args.stage))
+    params = slurm_parameters(args)
+
+    if args.dry_run:
+        from submitit.slurm.slurm import _make_sbatch_string
+
+        command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {job_dir}/%j"
+        print(_make_sbatch_string(command=command, folder=f"{job_dir}/%j", **params))
+        print(f"# resolved config ({args.stage}, {args.config_file}):")
+        print(config_text)
+        return 0
+
+    import submitit
+
+    from slurm.cluster import check_request
+
+    check_request(args.partition, params["ntasks_per_node"], args.cpus_per_task,
+                  args.gpus_per_node)
+    executor = submitit.SlurmExecutor(folder=os.path.join(job_dir, "%j"),
+                                      max_num_timeout=args.max_requeues)
+    executor.update_parameters(**params)
+    job = executor.submit(StageJob(args.stage, args.config_file, args.opts))
+    record_dir = os.path.join(job_dir, str(job.job_id))
+    os.makedirs(record_dir, exist_ok=True)
+    with open(os.path.join(record_dir, "config.yaml"), "w") as f:
+        f.write(config_text)
+    with open(os.path.join(record_dir, "submission.json"), "w") as f:
+        json.dump({"job_id": job.job_id, "stage": args.stage, "config_file": args.config_file,
+                   "opts": args.opts, "slurm": params, "argv": sys.argv,
+                   "submitted": datetime.datetime.now().isoformat(timespec="seconds")}, f, indent=2)
+    print(f"submitted {args.stage} as job {job.job_id}; logs in {record_dir}")
+    if args.wait:
+        print(f"result: {job.result()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

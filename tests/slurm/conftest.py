@@ -1,0 +1,118 @@
+"""A real one-node SLURM cluster on 127.0.0.1, from Debian's slurm-wlm and munge, started for the
+session and stopped after it. Skips (saying why) only where SLURM cannot be installed or started."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from pretrain.engine.launch import free_port
+
+
+def _run(*cmd, check=True, **kwargs):
+    return subprocess.run(list(cmd), capture_output=True, text=True, check=check, **kwargs)
+
+
+def _ensure_packages() -> str | None:
+    """Returns why SLURM is unavailable, or None."""
+    if all(shutil.which(t) for t in ("slurmctld", "slurmd", "munged", "sbatch")):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "slurm-wlm is not installed and cannot be (needs root and apt-get)"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+        if proc.returncode != 0:
+            return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
+    return None
+
+
+def _start_munge() -> bool:
+    """Start munged if no working one answers; returns whether we started it."""
+    if subprocess.run("munge -n | unmunge", shell=True, capture_output=True).returncode == 0:
+        return False
+    key = "/etc/munge/munge.key"
+    if not os.path.exists(key):
+        os.makedirs("/etc/munge", exist_ok=True)
+        with open(key, "wb") as f:
+            f.write(os.urandom(1024))
+    shutil.chown(key, "munge", "munge")
+    os.chmod(key, 0o400)
+    for folder in ("/run/munge", "/var/log/munge", "/var/lib/munge"):
+        os.makedirs(folder, exist_ok=True)
+        shutil.chown(folder, "munge", "munge")
+    _run("runuser", "-u", "munge", "--", "munged", "--force")
+    return True
+
+
+def _write_conf(folder) -> str:
+    host = socket.gethostname().split(".")[0]
+    cpus = os.cpu_count() or 1
+    with open("/proc/meminfo") as f:
+        mem_mb = int(next(l for l in f if l.startswith("MemTotal")).split()[1]) // 1024
+    conf = folder / "slurm.conf"
+    conf.write_text(f"""ClusterName=infomindet-test
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+MpiDefault=none
+DefMemPerCPU={mem_mb * 3 // 4 // cpus}
+StateSaveLocation={folder}/state
+SlurmdSpoolDir={folder}/spool
+SlurmctldPidFile={folder}/slurmctld.pid
+SlurmdPidFile={folder}/slurmd.pid
+SlurmctldLogFile={folder}/slurmctld.log
+SlurmdLogFile={folder}/slurmd.log
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb * 3 // 4} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+""")
+    for sub in ("state", "spool"):
+        (folder / sub).mkdir()
+    return str(conf)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    why = _ensure_packages()
+    if why:
+        print(f"SKIP slurm tests: {why}")
+        pytest.skip(why)
+    folder = tmp_path_factory.mktemp("slurm")
+    conf = _write_conf(folder)
+    started_munge = _start_munge()
+    old_conf = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    _run("slurmctld", "-f", conf)
+    _run("slurmd", "-f", conf)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        state = _run("sinfo", "-h", "-o", "%t", check=False).stdout.strip()
+        if state in ("idle", "mix", "alloc"):
+            break
+        time.sleep(1)
+    else:
+        logs = "".join((folder / n).read_text()[-1000:] for n in ("slurmctld.log", "slurmd.log")
+                       if (folder / n).exists())
+        pytest.fail(f"the local SLURM cluster did not come up (sinfo: {state!r})\n{logs}")
+    try:
+        yield folder
+    finally:
+        _run("scancel", "--user", "root", check=False)
+        _run("scontrol", "shutdown", check=False)
+        time.sleep(2)
+        if started_munge:
+            _run("pkill", "-x", "munged", check=False)
+        if old_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old_conf

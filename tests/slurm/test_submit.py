@@ -1,0 +1,127 @@
+"""slurm/submit.py against a real local SLURM cluster (tests/slurm/conftest.py)."""
+import json
+import re
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.conftest import run_tool
+
+TINY_PRETRAIN = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
+                 "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
+                 "LOG_PERIOD", "10"]
+PRETRAIN_CFG = "configs/pretrain/demo_R18_mocov2.yaml"
+
+
+def submit(job_dir, *args):
+    out = run_tool("slurm/submit.py", *args[:1], "--cpus-per-task", "1", "--job-dir", str(job_dir),
+                   *args[1:]).stdout
+    return re.search(r"as job (\d+)", out).group(1)
+
+
+def wait_for(job_id: str, timeout: float = 600, release_held: bool = False) -> None:
+    """Until the job has left the queue. A requeued job is held by SLURM for a while before it may
+    start again; with `release_held`, the test lets it start at once (cluster policy, not ours)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                               text=True).stdout.strip()
+        if not state:
+            return
+        if release_held and state == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                           capture_output=True)
+        time.sleep(2)
+    raise AssertionError(f"job {job_id} still queued after {timeout} s")
+
+
+def task_log(job_dir, job_id, task=0, stream="out"):
+    return (job_dir / job_id / f"{job_id}_{task}_log.{stream}").read_text()
+
+
+def final_state(output_dir):
+    return torch.load(output_dir / "model_final.pth", map_location="cpu", weights_only=False)
+
+
+def test_dry_run_prints_the_script_and_the_resolved_config(tmp_path):
+    out = run_tool("slurm/submit.py", "pretrain", "--config-file", PRETRAIN_CFG, "--nodes", "2",
+                   "--gpus-per-node", "8", "--partition", "gpu", "--dry-run", "--job-dir",
+                   str(tmp_path), "SOLVER.BATCH_SIZE", "512").stdout
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120", "submitit.core._submit"):
+        assert line in out
+    assert "BATCH_SIZE: 512" in out and "ARCH: resnet18" in out
+    assert not any(tmp_path.iterdir())  # nothing submitted, nothing written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--partition", "nosuch"], "unknown partition 'nosuch'"),
+    (["--gpus-per-node", "4"], "at most 0 GPUs"),
+])
+def test_impossible_requests_fail_at_submission(slurm_cluster, tmp_path, args, message):
+    with pytest.raises(AssertionError, match=message):
+        submit(tmp_path, "pretrain", "--config-file", PRETRAIN_CFG, *args)
+
+
+def test_missing_config_fails_before_submitting(tmp_path):
+    with pytest.raises(AssertionError, match="no-such.yaml: no such file"):
+        run_tool("slurm/submit.py", "detection", "--config-file", "no-such.yaml", "--dry-run")
+
+
+def test_pretraining_job_runs_to_completion(slurm_cluster, cifar10, tmp_path):
+    out = tmp_path / "out"
+    job = submit(tmp_path / "jobs", "pretrain", "--config-file", PRETRAIN_CFG, "--timeout-min", "10",
+                 *TINY_PRETRAIN, "SOLVER.MAX_ITER", "4", "DATA.ROOT", str(cifar10 / "test"),
+                 "OUTPUT_DIR", str(out))
+    record = json.loads((tmp_path / "jobs" / job / "submission.json").read_text())
+    assert record["stage"] == "pretrain" and record["job_id"] == job
+    assert (tmp_path / "jobs" / job / "config.yaml").exists()
+    wait_for(job)
+    assert final_state(out)["iteration"] == 4, task_log(tmp_path / "jobs", job, stream="err")
+
+
+def test_job_past_its_time_limit_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
+    """1-minute limit, told to requeue 30 s before it: the work takes longer than one slot."""
+    work = [*TINY_PRETRAIN, "SOLVER.MAX_ITER", "500", "SOLVER.CHECKPOINT_PERIOD", "20",
+            "DATA.ROOT", str(cifar10 / "test")]
+    jobs = tmp_path / "jobs"
+    job = submit(jobs, "pretrain", "--config-file", PRETRAIN_CFG, "--timeout-min", "1",
+                 "--signal-delay-s", "30", *work, "OUTPUT_DIR", str(tmp_path / "slurm_run"))
+    wait_for(job, timeout=900, release_held=True)
+    log = task_log(jobs, job)
+    assert "(restart 1)" in log, log[-3000:]
+    resumed_at = [int(i) for i in re.findall(r"resumed from .* at iteration (\d+)", log)]
+    assert resumed_at and resumed_at[0] > 0  # continued, not restarted from scratch
+    # The same work without interruption ends in the same state.
+    run_tool("tools/pretrain.py", "--config-file", PRETRAIN_CFG, *work,
+             "OUTPUT_DIR", str(tmp_path / "direct"))
+    requeued, direct = final_state(tmp_path / "slurm_run"), final_state(tmp_path / "direct")
+    assert requeued["iteration"] == direct["iteration"] == 500
+    for name, tensor in direct["model"].items():
+        assert torch.equal(requeued["model"][name], tensor), name
+
+
+def test_two_task_job_forms_one_process_group(slurm_cluster, cifar10, tmp_path):
+    out = tmp_path / "out"
+    jobs = tmp_path / "jobs"
+    job = submit(jobs, "pretrain", "--config-file", PRETRAIN_CFG, "--tasks-per-node", "2",
+                 "--timeout-min", "10", *TINY_PRETRAIN, "MODEL.SYNC_BN", "True",
+                 "SOLVER.MAX_ITER", "2", "DATA.ROOT", str(cifar10 / "test"), "OUTPUT_DIR", str(out))
+    wait_for(job)
+    assert "task 0/2" in task_log(jobs, job, 0) and "task 1/2" in task_log(jobs, job, 1)
+    # The checkpoint holds one RNG state per rank, gathered over the process group.
+    assert len(final_state(out)["rng"]) == 2
+
+
+def test_detection_job_writes_its_metrics(slurm_cluster, tmp_path):
+    out = tmp_path / "out"
+    job = submit(tmp_path / "jobs", "detection", "--config-file",
+                 "configs/detection/small/fruits_nuts_R_18_FPN.yaml", "--timeout-min", "10",
+                 "SOLVER.MAX_ITER", "2", "TEST.PRECISE_BN.NUM_ITER", "1",
+                 "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "DATALOADER.NUM_WORKERS", "1",
+                 "OUTPUT_DIR", str(out))
+    wait_for(job)
+    metrics = json.loads((out / "metrics_eval.json").read_text())
+    assert set(metrics["fruits_nuts_test"]) == {"bbox", "segm"}
