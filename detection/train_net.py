@@ -21,8 +21,8 @@ import torch  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.engine import (DefaultTrainer, default_argument_parser, default_setup,  # noqa: E402
-                               launch)
+from detectron2.engine import (DefaultTrainer, HookBase, default_argument_parser,  # noqa: E402
+                               default_setup, launch)
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
@@ -31,8 +31,24 @@ from detection.config import (add_project_config, apply_batch_scale,  # noqa: E4
                               sync_norms_for_cpu_processes)
 from detection.datasets import register_from_specs  # noqa: E402
 from detection.launch import launch_cpu  # noqa: E402
+from pretrain.engine.preemption import CheckpointBeforeRequeue  # noqa: E402
 
 METRICS_FILE = "metrics_eval.json"
+
+
+class CheckpointBeforeRequeueHook(HookBase):
+    """After the iteration in which SLURM announced the end of the time slot: save a checkpoint
+    (that --resume continues from), then let submitit requeue the job."""
+
+    def __init__(self, preemption: CheckpointBeforeRequeue):
+        self.preemption = preemption
+
+    def after_step(self):
+        if self.preemption.requested(self.trainer.cfg.MODEL.DEVICE):
+            self.trainer.checkpointer.save(f"model_{self.trainer.iter:07d}",
+                                           iteration=self.trainer.iter)
+            comm.synchronize()
+            self.preemption.hand_over()
 
 
 class Trainer(DefaultTrainer):
@@ -114,7 +130,9 @@ def main(args):
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    trainer.train()
+    with CheckpointBeforeRequeue() as preemption:
+        trainer.register_hooks([CheckpointBeforeRequeueHook(preemption)])
+        trainer.train()
     results = getattr(trainer, "_last_eval_results", None)
     write_metrics(cfg, results)
     return results

@@ -16,6 +16,7 @@ from ..losses import mutual_information_bound
 from ..models.moco import build_moco
 from ..models.sync_bn import convert_to_sync_bn
 from . import distributed as du
+from .preemption import CheckpointBeforeRequeue
 from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .sampler import EpochBatchSampler
 
@@ -171,61 +172,67 @@ def train(cfg, resume: bool = False) -> str:
     iteration, skipped_images = start_iter, 0
     window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
     window_start = run_start = time.perf_counter()
-    while iteration < total_iters:
-        epoch = iteration // iters_per_epoch
-        sampler = EpochBatchSampler(len(paths), cfg.SOLVER.BATCH_SIZE, rank, world_size, cfg.SEED,
-                                    epoch, start_iter=iteration % iters_per_epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
-            collate_fn=collate_views, pin_memory=device == "cuda")
-        fetch_start = time.perf_counter()
-        for views, skipped in loader:
-            window["data_time"] += time.perf_counter() - fetch_start
-            skipped_images += skipped
-            views = [to_device(v, device) for v in views]
-            with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                loss, logits = step_model(*views)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            model.momentum_update()
-            iteration += 1
-
-            window["loss"] += loss.item()
-            window["acc"] += (logits.argmax(dim=1) == 0).float().mean().item()
-            window["n"] += 1
-            if iteration % cfg.LOG_PERIOD == 0 or iteration == total_iters:
-                now = time.perf_counter()
-                n = window["n"]
-                loss_avg = du.all_reduce_mean(window["loss"] / n, device)
-                metrics = {
-                    "epoch": epoch, "loss": loss_avg,
-                    "acc": du.all_reduce_mean(window["acc"] / n, device),
-                    "I_NCE": mutual_information_bound(loss_avg, model.queue_size),
-                    "lr": scheduler.get_last_lr()[0],
-                    "img_per_s": n * cfg.SOLVER.BATCH_SIZE / (now - window_start),
-                    "data_time": window["data_time"] / n, "skipped_images": skipped_images}
-                log.write(iteration, metrics)
-                if du.is_main_process():
-                    eta = (now - run_start) / (iteration - start_iter) * (total_iters - iteration)
-                    print(f"iter {iteration}/{total_iters} epoch {epoch} loss {loss_avg:.4f} "
-                          f"acc {metrics['acc']:.3f} I_NCE {metrics['I_NCE']:.3f} "
-                          f"lr {metrics['lr']:.4g} {metrics['img_per_s']:.1f} img/s "
-                          f"data {metrics['data_time']:.3f}s eta {eta / 60:.1f} min", flush=True)
-                window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
-                window_start = now
-            if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0
-                                        or iteration == total_iters):
-                knn_monitor(cfg, model, iteration, device, log)
-            end_of_epoch = iteration % iters_per_epoch == 0
-            if iteration == total_iters:
-                break
-            if iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or end_of_epoch:
-                checkpoint(iteration, f"checkpoint_{iteration:08d}.pth")
+    with CheckpointBeforeRequeue() as preemption:
+        while iteration < total_iters:
+            epoch = iteration // iters_per_epoch
+            sampler = EpochBatchSampler(len(paths), cfg.SOLVER.BATCH_SIZE, rank, world_size, cfg.SEED,
+                                        epoch, start_iter=iteration % iters_per_epoch)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
+                collate_fn=collate_views, pin_memory=device == "cuda")
             fetch_start = time.perf_counter()
+            for views, skipped in loader:
+                window["data_time"] += time.perf_counter() - fetch_start
+                skipped_images += skipped
+                views = [to_device(v, device) for v in views]
+                with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
+                                    enabled=amp_dtype is not None):
+                    loss, logits = step_model(*views)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                model.momentum_update()
+                iteration += 1
+
+                window["loss"] += loss.item()
+                window["acc"] += (logits.argmax(dim=1) == 0).float().mean().item()
+                window["n"] += 1
+                if iteration % cfg.LOG_PERIOD == 0 or iteration == total_iters:
+                    now = time.perf_counter()
+                    n = window["n"]
+                    loss_avg = du.all_reduce_mean(window["loss"] / n, device)
+                    metrics = {
+                        "epoch": epoch, "loss": loss_avg,
+                        "acc": du.all_reduce_mean(window["acc"] / n, device),
+                        "I_NCE": mutual_information_bound(loss_avg, model.queue_size),
+                        "lr": scheduler.get_last_lr()[0],
+                        "img_per_s": n * cfg.SOLVER.BATCH_SIZE / (now - window_start),
+                        "data_time": window["data_time"] / n, "skipped_images": skipped_images}
+                    log.write(iteration, metrics)
+                    if du.is_main_process():
+                        eta = (now - run_start) / (iteration - start_iter) * (total_iters - iteration)
+                        print(f"iter {iteration}/{total_iters} epoch {epoch} loss {loss_avg:.4f} "
+                              f"acc {metrics['acc']:.3f} I_NCE {metrics['I_NCE']:.3f} "
+                              f"lr {metrics['lr']:.4g} {metrics['img_per_s']:.1f} img/s "
+                              f"data {metrics['data_time']:.3f}s eta {eta / 60:.1f} min", flush=True)
+                    window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
+                    window_start = now
+                if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0
+                                            or iteration == total_iters):
+                    knn_monitor(cfg, model, iteration, device, log)
+                end_of_epoch = iteration % iters_per_epoch == 0
+                if iteration == total_iters:
+                    break
+                stop = preemption.requested(device)
+                if iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or end_of_epoch or stop:
+                    checkpoint(iteration, f"checkpoint_{iteration:08d}.pth")
+                if stop:
+                    log.close()
+                    preemption.hand_over()  # submitit requeues the job and exits here
+                    return ""
+                fetch_start = time.perf_counter()
     checkpoint(iteration, "model_final.pth")
     log.close()
     if skipped_images and du.is_main_process():
