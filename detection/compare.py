@@ -19,6 +19,7 @@ import sys
 from collections import defaultdict
 
 METRICS_FILE = "metrics_eval.json"
+RUN_COUNT = "_runs"  # bookkeeping entry of each row: one element per run
 
 
 def read_runs(runs: list[tuple[str, str]]) -> dict:
@@ -32,9 +33,11 @@ def read_runs(runs: list[tuple[str, str]]) -> dict:
             results = json.load(f)
         for dataset, tasks in results.items():
             for task, metrics in tasks.items():
+                row = table[(dataset, task)][label]  # a row even if every metric is undefined
+                row[RUN_COUNT].append(1.0)
                 for metric, value in metrics.items():
                     if value is not None:
-                        table[(dataset, task)][label][metric].append(float(value))
+                        row[metric].append(float(value))
     return table
 
 
@@ -56,7 +59,7 @@ def markdown(table: dict, metrics: list[str]) -> str:
                     continue
                 mean, std = mean_std(values[metric])
                 cells.append(f"{mean:.1f}" + (f" ± {std:.1f}" if std is not None else ""))
-            runs = max(len(v) for v in values.values())
+            runs = len(values.get(RUN_COUNT, []))
             lines.append(f"| {label} | {runs} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -82,25 +82,50 @@ def test_pretraining_job_runs_to_completion(slurm_cluster, cifar10, tmp_path):
     assert final_state(out)["iteration"] == 4, task_log(tmp_path / "jobs", job, stream="err")
 
 
-def test_job_past_its_time_limit_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
-    """1-minute limit, told to requeue 30 s before it: the work takes longer than one slot."""
-    work = [*TINY_PRETRAIN, "SOLVER.MAX_ITER", "500", "SOLVER.CHECKPOINT_PERIOD", "20",
-            "DATA.ROOT", str(cifar10 / "test")]
-    jobs = tmp_path / "jobs"
-    job = submit(jobs, "pretrain", "--config-file", PRETRAIN_CFG, "--timeout-min", "1",
-                 "--signal-delay-s", "30", *work, "OUTPUT_DIR", str(tmp_path / "slurm_run"))
-    wait_for(job, timeout=900, release_held=True)
+def check_requeued_and_resumed(jobs, job, work, slurm_run, direct_run):
     log = task_log(jobs, job)
     assert "(restart 1)" in log, log[-3000:]
     resumed_at = [int(i) for i in re.findall(r"resumed from .* at iteration (\d+)", log)]
-    assert resumed_at and resumed_at[0] > 0  # continued, not restarted from scratch
+    assert resumed_at and resumed_at[0] > 0, log[-3000:]  # continued, not restarted from scratch
     # The same work without interruption ends in the same state.
-    run_tool("tools/pretrain.py", "--config-file", PRETRAIN_CFG, *work,
-             "OUTPUT_DIR", str(tmp_path / "direct"))
-    requeued, direct = final_state(tmp_path / "slurm_run"), final_state(tmp_path / "direct")
-    assert requeued["iteration"] == direct["iteration"] == 500
+    run_tool("tools/pretrain.py", "--config-file", PRETRAIN_CFG, *work, "OUTPUT_DIR", str(direct_run))
+    requeued, direct = final_state(slurm_run), final_state(direct_run)
+    assert requeued["iteration"] == direct["iteration"]
     for name, tensor in direct["model"].items():
         assert torch.equal(requeued["model"][name], tensor), name
+
+
+def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
+    """The signal SLURM sends before a time limit (USR2), sent now: the job checkpoints at the
+    iteration boundary (no periodic checkpoint exists yet), requeues, resumes and ends in the
+    state of an uninterrupted run."""
+    work = [*TINY_PRETRAIN, "SOLVER.MAX_ITER", "300", "SOLVER.CHECKPOINT_PERIOD", "100000",
+            "DATA.ROOT", str(cifar10 / "test")]
+    jobs, slurm_run = tmp_path / "jobs", tmp_path / "slurm_run"
+    job = submit(jobs, "pretrain", "--config-file", PRETRAIN_CFG, "--timeout-min", "20",
+                 *work, "OUTPUT_DIR", str(slurm_run))
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        metrics = slurm_run / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    wait_for(job, timeout=900, release_held=True)
+    check_requeued_and_resumed(jobs, job, work, slurm_run, tmp_path / "direct")
+
+
+@pytest.mark.slow
+def test_job_past_its_time_limit_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
+    """A real time limit: 3 minutes, told to requeue 60 s before it (SLURM may signal up to 60 s
+    earlier still), for about 200 s of work, so at least one requeue."""
+    work = [*TINY_PRETRAIN, "SOLVER.MAX_ITER", "2400", "SOLVER.CHECKPOINT_PERIOD", "100000",
+            "DATA.ROOT", str(cifar10 / "test")]
+    jobs, slurm_run = tmp_path / "jobs", tmp_path / "slurm_run"
+    job = submit(jobs, "pretrain", "--config-file", PRETRAIN_CFG, "--timeout-min", "3",
+                 "--signal-delay-s", "60", *work, "OUTPUT_DIR", str(slurm_run))
+    wait_for(job, timeout=1800, release_held=True)
+    check_requeued_and_resumed(jobs, job, work, slurm_run, tmp_path / "direct")
 
 
 def test_two_task_job_forms_one_process_group(slurm_cluster, cifar10, tmp_path):

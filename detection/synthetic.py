@@ -1,0 +1,176 @@
+"""A small detection world made of real images that the package registries provide, in the spirit
+of the InfoMin paper's Colorful Moving-MNIST: real objects (Fashion-MNIST, from Debian's
+`dataset-fashion-mnist`), coloured at random and composited onto random crops of real photographs
+(the photos bundled in scikit-image's wheel, from PyPI). Boxes and masks are exact: they are the
+pixels the compositor wrote.
+
+Writes, under one folder:
+  pretrain/*.jpg            unlabelled composites for contrastive pretraining
+  train/*.jpg, train.json   labelled composites (COCO json, RLE masks) for fine-tuning
+  test/*.jpg,  test.json    held-out composites, objects from Fashion-MNIST's own test split
+"""
+from __future__ import annotations
+
+import colorsys
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+from PIL import Image
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_PACKAGE = "dataset-fashion-mnist"
+PHOTO_WHEEL = "scikit-image==0.26.0"
+# Photographs (not drawings or test patterns) among those the scikit-image wheel ships.
+PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
+          "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png",
+          "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg", "page.png",
+          "text.png", "clock_motion.png", "cell.png", "color.png")
+# Fashion-MNIST label -> class name, the five classes of the detection task.
+CLASSES = {0: "t-shirt", 1: "trouser", 7: "sneaker", 8: "bag", 9: "ankle-boot"}
+
+
+def ensure_fashion_mnist() -> str:
+    if os.path.isdir(FASHION_DIR):
+        return FASHION_DIR
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(f"error: {FASHION_DIR} is missing: install Debian's {FASHION_PACKAGE} "
+                         f"(apt-get install {FASHION_PACKAGE})")
+    print(f"installing Debian's {FASHION_PACKAGE} ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", FASHION_PACKAGE]):
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return FASHION_DIR
+
+
+def load_fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images N x 28 x 28 uint8, labels N) of Fashion-MNIST's `train` or `t10k` split."""
+    folder = ensure_fashion_mnist()
+    with gzip.open(os.path.join(folder, f"{split}-images-idx3-ubyte.gz")) as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(os.path.join(folder, f"{split}-labels-idx1-ubyte.gz")) as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    keep = np.isin(labels, list(CLASSES))
+    return images[keep], labels[keep]
+
+
+def load_photos(cache_dir: str) -> list[np.ndarray]:
+    """The photographs of the scikit-image wheel, read from the wheel itself (no install)."""
+    os.makedirs(cache_dir, exist_ok=True)
+    wheels = [f for f in os.listdir(cache_dir) if f.startswith("scikit_image") and
+              f.endswith(".whl")]
+    if not wheels:
+        print(f"downloading {PHOTO_WHEEL} (for its bundled photographs) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        "--disable-pip-version-check", "-d", cache_dir, PHOTO_WHEEL], check=True)
+        wheels = [f for f in os.listdir(cache_dir) if f.startswith("scikit_image")]
+    photos = []
+    with zipfile.ZipFile(os.path.join(cache_dir, wheels[0])) as wheel:
+        for name in PHOTOS:
+            with wheel.open(f"skimage/data/{name}") as f:
+                photos.append(np.asarray(Image.open(f).convert("RGB")))
+    return photos
+
+
+def background(rng, photos, size: int) -> np.ndarray:
+    photo = photos[rng.integers(len(photos))]
+    h, w = photo.shape[:2]
+    side = int(min(h, w) * rng.uniform(0.3, 1.0))
+    y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size), Image.BILINEAR)
+    return np.asarray(crop).copy()
+
+
+def composite(rng, photos, objects, labels, size: int = 128, max_objects: int = 3,
+              object_size=(32, 64)):
+    """One image and its instances [(Fashion-MNIST label, bool mask)]; objects avoid covering more
+    than a fifth of one another, so every mask stays a whole object."""
+    image = background(rng, photos, size)
+    taken = np.zeros((size, size), bool)
+    instances = []
+    for _ in range(rng.integers(1, max_objects + 1)):
+        index = rng.integers(len(objects))
+        side = int(rng.integers(object_size[0], object_size[1] + 1))
+        item = np.asarray(Image.fromarray(objects[index]).resize((side, side), Image.BILINEAR))
+        shape = item > 40
+        for _attempt in range(10):
+            y, x = rng.integers(0, size - side + 1, size=2)
+            mask = np.zeros((size, size), bool)
+            mask[y:y + side, x:x + side] = shape
+            if (mask & taken).sum() <= 0.2 * mask.sum():
+                break
+        else:
+            continue
+        mask &= ~taken  # what is already there stays on top: masks never overlap
+        colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1), 1.0)) * 255
+        shade = item.astype(np.float32)[..., None] / 255.0
+        patch = (0.3 + 0.7 * shade) * colour
+        region = image[y:y + side, x:x + side]
+        region[shape & mask[y:y + side, x:x + side]] = patch[shape & mask[y:y + side, x:x + side]]
+        taken |= mask
+        instances.append((int(labels[index]), mask))
+    return image, instances
+
+
+def coco_json(records, class_ids) -> dict:
+    from pycocotools import mask as mask_utils
+
+    images, annotations = [], []
+    for image_id, (file_name, size, instances) in enumerate(records, start=1):
+        images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
+        for label, mask in instances:
+            ys, xs = np.nonzero(mask)
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id,
+                "category_id": class_ids[label], "iscrowd": 0, "area": int(mask.sum()),
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                         int(ys.max() - ys.min() + 1)],
+                "segmentation": rle})
+    categories = [{"id": cid, "name": CLASSES[label]} for label, cid in class_ids.items()]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 60,
+          n_test: int = 120, size: int = 128, seed: int = 0) -> str:
+    """Writes the three sets under `out_dir` once (atomically); returns `out_dir`."""
+    marker = os.path.join(out_dir, ".complete")
+    if os.path.exists(marker):
+        return out_dir
+    rng = np.random.default_rng(seed)
+    photos = load_photos(cache_dir)
+    train_objects, train_labels = load_fashion("train")
+    test_objects, test_labels = load_fashion("t10k")
+    class_ids = {label: i + 1 for i, label in enumerate(CLASSES)}
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
+    try:
+        for split, count, objects, labels in (
+                ("pretrain", n_pretrain, train_objects, train_labels),
+                ("train", n_train, train_objects, train_labels),
+                ("test", n_test, test_objects, test_labels)):
+            os.makedirs(os.path.join(staging, split))
+            records = []
+            for i in range(count):
+                image, instances = composite(rng, photos, objects, labels, size)
+                name = f"{i:06d}.jpg"
+                Image.fromarray(image).save(os.path.join(staging, split, name), quality=95)
+                records.append((name, size, instances))
+            if split != "pretrain":
+                with open(os.path.join(staging, f"{split}.json"), "w") as f:
+                    json.dump(coco_json(records, class_ids), f)
+        open(os.path.join(staging, ".complete"), "w").close()
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
