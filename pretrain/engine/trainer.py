@@ -1,7 +1,6 @@
 """The pretraining loop: one code path for 1 CPU process, N local processes and multi-node jobs."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -12,12 +11,12 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.images import ImageViews, collate_views, list_images
 from ..data.views import build_views
 from ..evaluation.knn import knn_accuracy
-from ..losses import mutual_information_bound
 from ..models.moco import build_moco
 from ..models.sync_bn import convert_to_sync_bn
 from . import distributed as du
-from .preemption import CheckpointBeforeRequeue
 from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .preemption import CheckpointBeforeRequeue
+from .progress import Progress
 from .sampler import EpochBatchSampler
 
 CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
@@ -38,32 +37,6 @@ def to_device(images: torch.Tensor, device: str) -> torch.Tensor:
     if device == "cuda" and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)
     return images
-
-
-class MetricsLog:
-    """JSON lines and TensorBoard scalars, written by global rank 0 only."""
-
-    def __init__(self, output_dir: str):
-        self.enabled = du.is_main_process()
-        if not self.enabled:
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.jsonl = open(os.path.join(output_dir, "metrics.jsonl"), "a")
-        self.tensorboard = SummaryWriter(os.path.join(output_dir, "tensorboard"))
-
-    def write(self, iteration: int, metrics: dict) -> None:
-        if not self.enabled:
-            return
-        self.jsonl.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
-        self.jsonl.flush()
-        for name, value in metrics.items():
-            self.tensorboard.add_scalar(f"pretrain/{name}", value, iteration)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.jsonl.close()
-            self.tensorboard.close()
 
 
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
@@ -91,7 +64,7 @@ def mixed_precision(mode: str, device: str):
     return dtype, scaler
 
 
-def knn_monitor(cfg, model, iteration: int, device: str, log: MetricsLog) -> None:
+def knn_monitor(cfg, model, iteration: int, device: str, log) -> None:
     """kNN accuracy of the query backbone, computed on rank 0 while the others wait."""
     if du.is_main_process():
         acc = knn_accuracy(model.query_encoder.backbone, cfg.EVAL.KNN_TRAIN_ROOT,
@@ -168,22 +141,20 @@ def train(cfg, resume: bool = False) -> str:
                 "scheduler": scheduler.state_dict(), "grad_scaler": scaler.state_dict(),
                 "rng": rngs})
 
-    log = MetricsLog(cfg.OUTPUT_DIR)
-    iteration, skipped_images = start_iter, 0
-    window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
-    window_start = run_start = time.perf_counter()
+    progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE, model.queue_size, start_iter,
+                        total_iters)
+    iteration = start_iter
     with CheckpointBeforeRequeue() as preemption:
         while iteration < total_iters:
             epoch = iteration // iters_per_epoch
-            sampler = EpochBatchSampler(len(paths), cfg.SOLVER.BATCH_SIZE, rank, world_size, cfg.SEED,
-                                        epoch, start_iter=iteration % iters_per_epoch)
+            sampler = EpochBatchSampler(len(paths), cfg.SOLVER.BATCH_SIZE, rank, world_size,
+                                        cfg.SEED, epoch, start_iter=iteration % iters_per_epoch)
             loader = torch.utils.data.DataLoader(
                 dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
                 collate_fn=collate_views, pin_memory=device == "cuda")
             fetch_start = time.perf_counter()
             for views, skipped in loader:
-                window["data_time"] += time.perf_counter() - fetch_start
-                skipped_images += skipped
+                data_time = time.perf_counter() - fetch_start
                 views = [to_device(v, device) for v in views]
                 with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
                                     enabled=amp_dtype is not None):
@@ -196,45 +167,24 @@ def train(cfg, resume: bool = False) -> str:
                 model.momentum_update()
                 iteration += 1
 
-                window["loss"] += loss.item()
-                window["acc"] += (logits.argmax(dim=1) == 0).float().mean().item()
-                window["n"] += 1
-                if iteration % cfg.LOG_PERIOD == 0 or iteration == total_iters:
-                    now = time.perf_counter()
-                    n = window["n"]
-                    loss_avg = du.all_reduce_mean(window["loss"] / n, device)
-                    metrics = {
-                        "epoch": epoch, "loss": loss_avg,
-                        "acc": du.all_reduce_mean(window["acc"] / n, device),
-                        "I_NCE": mutual_information_bound(loss_avg, model.queue_size),
-                        "lr": scheduler.get_last_lr()[0],
-                        "img_per_s": n * cfg.SOLVER.BATCH_SIZE / (now - window_start),
-                        "data_time": window["data_time"] / n, "skipped_images": skipped_images}
-                    log.write(iteration, metrics)
-                    if du.is_main_process():
-                        eta = (now - run_start) / (iteration - start_iter) * (total_iters - iteration)
-                        print(f"iter {iteration}/{total_iters} epoch {epoch} loss {loss_avg:.4f} "
-                              f"acc {metrics['acc']:.3f} I_NCE {metrics['I_NCE']:.3f} "
-                              f"lr {metrics['lr']:.4g} {metrics['img_per_s']:.1f} img/s "
-                              f"data {metrics['data_time']:.3f}s eta {eta / 60:.1f} min", flush=True)
-                    window = {"loss": 0.0, "acc": 0.0, "n": 0, "data_time": 0.0}
-                    window_start = now
-                if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0
-                                            or iteration == total_iters):
-                    knn_monitor(cfg, model, iteration, device, log)
-                end_of_epoch = iteration % iters_per_epoch == 0
-                if iteration == total_iters:
+                progress.add(loss.item(), (logits.argmax(dim=1) == 0).float().mean().item(),
+                             data_time, skipped)
+                last = iteration == total_iters
+                if iteration % cfg.LOG_PERIOD == 0 or last:
+                    progress.report(iteration, epoch, scheduler.get_last_lr()[0], device)
+                if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0 or last):
+                    knn_monitor(cfg, model, iteration, device, progress.log)
+                if last:
                     break
                 stop = preemption.requested(device)
-                if iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or end_of_epoch or stop:
+                if (iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or stop
+                        or iteration % iters_per_epoch == 0):
                     checkpoint(iteration, f"checkpoint_{iteration:08d}.pth")
                 if stop:
-                    log.close()
+                    progress.close()
                     preemption.hand_over()  # submitit requeues the job and exits here
                     return ""
                 fetch_start = time.perf_counter()
     checkpoint(iteration, "model_final.pth")
-    log.close()
-    if skipped_images and du.is_main_process():
-        print(f"warning: {skipped_images} unreadable images were skipped (see the warnings above)")
+    progress.close()
     return os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
