@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 
 import numpy as np
@@ -141,18 +140,14 @@ def coco_json(records, class_ids) -> dict:
 def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 60,
           n_test: int = 120, size: int = 128, seed: int = 0) -> str:
     """Writes the three sets under `out_dir` once (atomically); returns `out_dir`."""
-    marker = os.path.join(out_dir, ".complete")
-    if os.path.exists(marker):
-        return out_dir
-    rng = np.random.default_rng(seed)
-    photos = load_photos(cache_dir)
-    train_objects, train_labels = load_fashion("train")
-    test_objects, test_labels = load_fashion("t10k")
-    class_ids = {label: i + 1 for i, label in enumerate(CLASSES)}
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
-    try:
+    from pretrain.data.archive import build_once
+
+    def fill(staging: str) -> None:
+        rng = np.random.default_rng(seed)
+        photos = load_photos(cache_dir)
+        train_objects, train_labels = load_fashion("train")
+        test_objects, test_labels = load_fashion("t10k")
+        class_ids = {label: i + 1 for i, label in enumerate(CLASSES)}
         for split, count, objects, labels in (
                 ("pretrain", n_pretrain, train_objects, train_labels),
                 ("train", n_train, train_objects, train_labels),
@@ -167,10 +162,5 @@ def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 6
             if split != "pretrain":
                 with open(os.path.join(staging, f"{split}.json"), "w") as f:
                     json.dump(coco_json(records, class_ids), f)
-        open(os.path.join(staging, ".complete"), "w").close()
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+
+    return build_once(out_dir, fill)

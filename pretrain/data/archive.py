@@ -1,29 +1,41 @@
-"""Unpack an image archive once into a cache folder, atomically (a killed unpack leaves nothing)."""
+"""Folders built once into a cache, atomically: filled in a staging folder beside the target and
+renamed into place, so a killed build leaves nothing half-made and the next run builds again."""
 from __future__ import annotations
 
 import os
 import shutil
 import tarfile
 import tempfile
+from typing import Callable
+
+DONE_MARKER = ".complete"
 
 
-def unpack_once(archive: str, dest: str) -> str:
-    """Extract `archive` (.tar / .tar.gz) into `dest` unless a complete copy is already there."""
-    done_marker = os.path.join(dest, ".complete")
-    if os.path.exists(done_marker):
+def build_once(dest: str, fill: Callable[[str], None]) -> str:
+    """Run fill(staging_folder) and move the result to `dest`, unless a complete `dest` exists."""
+    if os.path.exists(os.path.join(dest, DONE_MARKER)):
         return dest
-    if not os.path.isfile(archive):
-        raise SystemExit(f"error: archive {archive}: no such file")
     parent = os.path.dirname(os.path.abspath(dest))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".unpack-", dir=parent)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(staging, filter="data")
-        open(os.path.join(staging, ".complete"), "w").close()
+        fill(staging)
+        open(os.path.join(staging, DONE_MARKER), "w").close()
         if os.path.exists(dest):
             shutil.rmtree(dest)
         os.replace(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
+
+
+def unpack_once(archive: str, dest: str) -> str:
+    """Extract `archive` (.tar / .tar.gz) into `dest` unless a complete copy is already there."""
+    if not os.path.exists(os.path.join(dest, DONE_MARKER)) and not os.path.isfile(archive):
+        raise SystemExit(f"error: archive {archive}: no such file")
+
+    def extract(staging: str) -> None:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+
+    return build_once(dest, extract)
