@@ -67,14 +67,14 @@ def main(argv=None) -> int:
     parser.add_argument("--n-test", type=int, default=120, help="built-in held-out images")
     parser.add_argument("--pretrain-images", default="", help="your unlabelled images instead")
     parser.add_argument("--pretrain-config", default="configs/pretrain/demo_R18_infomin.yaml")
-    parser.add_argument("--pretrain-iters", type=int, default=300)
+    parser.add_argument("--pretrain-iters", type=int, default=150)
     parser.add_argument("--train", default="", help="your training set: a dataset spec "
                         "(detection/datasets.py) without name=")
     parser.add_argument("--test", default="", help="your held-out set, a dataset spec")
     parser.add_argument("--num-classes", type=int, default=0)
     parser.add_argument("--detection-config",
                         default="configs/detection/small/synthetic_R_18_FPN.yaml")
-    parser.add_argument("--finetune-iters", type=int, default=300)
+    parser.add_argument("--finetune-iters", type=int, default=200)
     args = parser.parse_args(argv)
 
     start = time.time()
