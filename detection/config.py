@@ -7,6 +7,25 @@ _SYNC_NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.N
                    "MODEL.ROI_MASK_HEAD.NORM")
 
 
+def load_detection_cfg(config_file: str, opts=()):
+    """Detectron2's defaults + this project's keys <- config file (with _BASE_) <- KEY VALUE
+    overrides. A missing file or an unknown key is a one-line error naming the file."""
+    import os
+
+    from detectron2.config import get_cfg
+
+    if not os.path.isfile(config_file):
+        raise SystemExit(f"error: config file {config_file}: no such file")
+    cfg = get_cfg()
+    add_project_config(cfg)
+    try:
+        cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError, ValueError) as err:  # yacs reports unknown keys with either
+        raise SystemExit(f"error: {config_file}: {err.args[0]}") from None
+    return cfg
+
+
 def add_project_config(cfg) -> None:
     # One-line dataset specs registered before training (see detection/datasets.py).
     cfg.DATASETS.REGISTER = []

@@ -19,7 +19,6 @@ import detection  # noqa: E402,F401  (must come before detectron2: supplies miss
 import detection.modeling  # noqa: E402,F401  (registers Res5ROIHeadsExtraNorm)
 import torch  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.engine import (DefaultTrainer, HookBase, default_argument_parser,  # noqa: E402
                                default_setup, launch)
@@ -27,7 +26,7 @@ from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator  # 
 from detectron2.utils import comm  # noqa: E402
 
 from detection.compat import check_config_ops, has_compiled_ops  # noqa: E402
-from detection.config import (add_project_config, apply_batch_scale,  # noqa: E402
+from detection.config import (apply_batch_scale, load_detection_cfg,  # noqa: E402
                               sync_norms_for_cpu_processes)
 from detection.datasets import register_from_specs  # noqa: E402
 from detection.launch import launch_cpu  # noqa: E402
@@ -82,15 +81,7 @@ def check_dataset_paths(cfg) -> None:
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_project_config(cfg)
-    if not os.path.isfile(args.config_file):
-        raise SystemExit(f"error: config file {args.config_file}: no such file")
-    try:
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-    except (KeyError, AssertionError, ValueError) as err:  # yacs reports unknown keys with either
-        raise SystemExit(f"error: {args.config_file}: {err.args[0]}") from None
+    cfg = load_detection_cfg(args.config_file, args.opts)
     apply_batch_scale(cfg)
     if not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"

@@ -37,14 +37,9 @@ def backbone_name(model_key: str) -> str | None:
 
 def build_cfg(config_file: str, opts=(), keep_weights: bool = False):
     """The config's Detectron2 cfg on CPU (without its MODEL.WEIGHTS unless `keep_weights`)."""
-    from detectron2.config import get_cfg
+    from .config import load_detection_cfg
 
-    from .config import add_project_config
-
-    cfg = get_cfg()
-    add_project_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    cfg = load_detection_cfg(config_file, opts)
     cfg.MODEL.DEVICE = "cpu"
     if not keep_weights:
         cfg.MODEL.WEIGHTS = ""

@@ -35,12 +35,9 @@ def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
             return lincls_cfg(config_file, opts).dump()
         except (KeyError, ValueError, AssertionError) as err:
             raise SystemExit(f"error: {config_file}: {err}") from None
-    from detection.verify import build_cfg
+    from detection.config import load_detection_cfg
 
-    try:
-        return build_cfg(config_file, opts, keep_weights=True).dump()
-    except (KeyError, ValueError, AssertionError) as err:
-        raise SystemExit(f"error: {config_file}: {err}") from None
+    return load_detection_cfg(config_file, opts).dump()
 
 
 def parse_args(argv=None):
