@@ -32,21 +32,10 @@ def run_pretrain(config_file: str, opts: list[str]):
     return train(load_cfg(config_file, opts), resume=True)
 
 
-def lincls_cfg(config_file: str, opts: list[str]):
-    from pretrain.evaluation.linear import get_lincls_cfg
-
-    cfg = get_lincls_cfg()
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
-
-
 def run_lincls(config_file: str, opts: list[str]):
-    from pretrain.evaluation.linear import run_linear_readout
+    from pretrain.evaluation.linear import load_lincls_cfg, run_linear_readout
 
-    return run_linear_readout(lincls_cfg(config_file, opts), resume=True)
+    return run_linear_readout(load_lincls_cfg(config_file, opts), resume=True)
 
 
 def run_detection(config_file: str, opts: list[str]):

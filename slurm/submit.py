@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from slurm.jobs import STAGES, StageJob, lincls_cfg  # noqa: E402
+from slurm.jobs import STAGES, StageJob  # noqa: E402
 
 
 def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
@@ -31,10 +31,9 @@ def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
 
         return load_cfg(config_file, opts).dump()
     if stage == "lincls":
-        try:
-            return lincls_cfg(config_file, opts).dump()
-        except (KeyError, ValueError, AssertionError) as err:
-            raise SystemExit(f"error: {config_file}: {err}") from None
+        from pretrain.evaluation.linear import load_lincls_cfg
+
+        return load_lincls_cfg(config_file, opts).dump()
     from detection.config import load_detection_cfg
 
     return load_detection_cfg(config_file, opts).dump()

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pretrain.evaluation.linear import get_lincls_cfg, run_linear_readout  # noqa: E402
+from pretrain.evaluation.linear import load_lincls_cfg, run_linear_readout  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -21,15 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
-    cfg = get_lincls_cfg()
-    try:
-        if args.config_file:
-            cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-    except (KeyError, ValueError, AssertionError) as err:
-        raise SystemExit(f"error: {args.config_file or 'overrides'}: {err}") from None
-    cfg.freeze()
-    acc = run_linear_readout(cfg, resume=args.resume)
+    acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts), resume=args.resume)
     print(f"linear readout top-1: {acc:.2f}%")
     return 0
 

@@ -42,6 +42,20 @@ def get_lincls_cfg() -> CN:
     return _C.clone()
 
 
+def load_lincls_cfg(config_file: str = "", opts=()) -> CN:
+    """Defaults <- config file <- KEY VALUE overrides, frozen; a bad file or key is a one-line
+    error naming it."""
+    cfg = get_lincls_cfg()
+    try:
+        if config_file:
+            cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as err:
+        raise SystemExit(f"error: {config_file or 'overrides'}: {err}") from None
+    cfg.freeze()
+    return cfg
+
+
 class LinearReadout(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int):
         super().__init__()
