@@ -37,6 +37,10 @@ _C.DATA.AUGMENTATION = "mocov2"  # "mocov1" | "mocov2" | "infomin"
 _C.DATA.CROP_SIZE = 224
 _C.DATA.CROP_SCALE = (0.2, 1.0)
 _C.DATA.NUM_WORKERS = 8  # per process
+# "cpu": PIL + torchvision/timm in the DataLoader workers; "gpu": workers read bytes, the device
+# decodes (nvJPEG) and augments whole batches (pretrain/data/gpu). DATA.ROOT may be a pack
+# (tools/pack_images.py) for either.
+_C.DATA.PIPELINE = "cpu"
 
 _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes

@@ -3,6 +3,7 @@ file listing one image path per line. Unreadable images are skipped and counted,
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import random
 import sys
@@ -59,35 +60,78 @@ def seeded_rngs(seed: int):
             np.random.set_state(numpy_state)
 
 
+def first_readable(images, index: int, load: Callable):
+    """(load(bytes, position), attempts): the image at `index`, or the next one that `load`
+    accepts; `load` raises on a file it cannot use (PIL raises many types for corrupt files)."""
+    for attempt in range(MAX_CONSECUTIVE_FAILURES):
+        position = (index + attempt) % len(images)
+        try:
+            return load(images.read(position), position), attempt
+        except Exception as err:
+            print(f"warning: skipped unreadable image {images.name(position)}: {err}",
+                  file=sys.stderr)
+    raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} unreadable images in a row from "
+                       f"{images.name(index)}: is the dataset root right?")
+
+
+def _decoded_rgb(data: bytes, position: int) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
+
+
 class ImageViews(torch.utils.data.Dataset):
     """Indexed by (epoch, index); returns (views, n_skipped) where `views` is what `make_views`
-    made of the RGB image and `n_skipped` counts unreadable files replaced by the next image."""
+    made of the RGB image and `n_skipped` counts unreadable files replaced by the next image.
+    `images` is a packed.FolderImages or packed.PackedImages."""
 
-    def __init__(self, paths: list[str], make_views: Callable, seed: int = 0):
-        self.paths = paths
+    def __init__(self, images, make_views: Callable, seed: int = 0):
+        self.images = images
         self.make_views = make_views
         self.seed = seed
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.images)
 
     def __getitem__(self, epoch_and_index):
         epoch, index = epoch_and_index
-        for attempt in range(MAX_CONSECUTIVE_FAILURES):
-            path = self.paths[(index + attempt) % len(self.paths)]
-            try:
-                with Image.open(path) as img:
-                    image = img.convert("RGB")
-            except Exception as err:  # PIL raises many types for truncated / corrupt files
-                print(f"warning: skipped unreadable image {path}: {err}", file=sys.stderr)
-                continue
-            with seeded_rngs(sample_seed(self.seed, epoch, index)):
-                return self.make_views(image), attempt
-        raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} unreadable images in a row from "
-                           f"{self.paths[index]}: is the dataset root right?")
+        image, skipped = first_readable(self.images, index, _decoded_rgb)
+        with seeded_rngs(sample_seed(self.seed, epoch, index)):
+            return self.make_views(image), skipped
+
+
+class EncodedImages(torch.utils.data.Dataset):
+    """The CPU side of the GPU pipeline: indexed by (epoch, index), returns (the file's bytes as
+    a uint8 tensor, its name, the sample's augmentation seed), n_skipped; decoding and
+    augmentation happen on the device (pretrain/data/gpu). Empty or unreadable files are replaced
+    by the next image."""
+
+    def __init__(self, images, seed: int = 0):
+        self.images = images
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _encoded(self, data: bytes, position: int):
+        if not data:
+            raise ValueError("empty file")
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8), self.images.name(position)
+
+    def __getitem__(self, epoch_and_index):
+        epoch, index = epoch_and_index
+        (encoded, name), skipped = first_readable(self.images, index, self._encoded)
+        return (encoded, name, sample_seed(self.seed, epoch, index)), skipped
 
 
 def collate_views(samples):
     views, skipped = zip(*samples)
     stacked = [torch.stack(v) for v in zip(*views)]
     return stacked, sum(skipped)
+
+
+def collate_encoded(samples):
+    """(list of byte tensors, list of names, list of seeds), n_skipped: left unstacked, the images
+    differ in size until the device has decoded and cropped them."""
+    items, skipped = zip(*samples)
+    encoded, names, seeds = (list(column) for column in zip(*items))
+    return (encoded, names, seeds), sum(skipped)

@@ -8,8 +8,8 @@ import time
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.images import ImageViews, collate_views, list_images
-from ..data.views import build_views
+from ..data.packed import open_images
+from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_accuracy
 from ..models.moco import build_moco
 from ..models.sync_bn import convert_to_sync_bn
@@ -30,13 +30,6 @@ def cosine_with_warmup(total_iters: int, warmup_iters: int):
         progress = (it - warmup_iters) / max(1, total_iters - warmup_iters)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor
-
-
-def to_device(images: torch.Tensor, device: str) -> torch.Tensor:
-    images = images.to(device, non_blocking=True)
-    if device == "cuda" and images.dim() == 4:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
 
 
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
@@ -87,11 +80,11 @@ def train(cfg, resume: bool = False) -> str:
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
             f.write(cfg.dump())
 
-    paths = list_images(cfg.DATA.ROOT)
-    dataset = ImageViews(paths, build_views(cfg), seed=cfg.SEED)
-    iters_per_epoch = EpochBatchSampler.iterations_per_epoch(len(paths), cfg.SOLVER.BATCH_SIZE)
+    images = open_images(cfg.DATA.ROOT)
+    pipeline = ViewPipeline(cfg, images, device)
+    iters_per_epoch = EpochBatchSampler.iterations_per_epoch(len(images), cfg.SOLVER.BATCH_SIZE)
     if iters_per_epoch == 0:
-        raise SystemExit(f"error: {cfg.DATA.ROOT} holds {len(paths)} images, fewer than one batch "
+        raise SystemExit(f"error: {cfg.DATA.ROOT} holds {len(images)} images, fewer than one batch "
                          f"(SOLVER.BATCH_SIZE {cfg.SOLVER.BATCH_SIZE})")
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
 
@@ -147,15 +140,16 @@ def train(cfg, resume: bool = False) -> str:
     with CheckpointBeforeRequeue() as preemption:
         while iteration < total_iters:
             epoch = iteration // iters_per_epoch
-            sampler = EpochBatchSampler(len(paths), cfg.SOLVER.BATCH_SIZE, rank, world_size,
+            sampler = EpochBatchSampler(len(images), cfg.SOLVER.BATCH_SIZE, rank, world_size,
                                         cfg.SEED, epoch, start_iter=iteration % iters_per_epoch)
             loader = torch.utils.data.DataLoader(
-                dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
-                collate_fn=collate_views, pin_memory=device == "cuda")
+                pipeline.dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
+                collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
             fetch_start = time.perf_counter()
-            for views, skipped in loader:
+            for batch, skipped in loader:
+                views, replaced = pipeline.views(batch)
+                skipped += replaced
                 data_time = time.perf_counter() - fetch_start
-                views = [to_device(v, device) for v in views]
                 with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
                                     enabled=amp_dtype is not None):
                     loss, logits = step_model(*views)

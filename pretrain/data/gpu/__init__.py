@@ -1,0 +1,1 @@
+"""The InfoMin / MoCo augmentation on the training device, batched (DATA.PIPELINE "gpu")."""

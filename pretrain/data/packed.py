@@ -1,0 +1,126 @@
+"""Image bytes from a folder or from a pack: one memory-mapped file of the encoded images, built
+once by tools/pack_images.py, so that a data loader reads each image with one slice of a mapped
+file instead of one open() per image on a shared filesystem.
+
+A pack is a folder holding
+  pack.json    {"format": PACK_FORMAT, "count": N, "bytes": total}
+  images.bin   the N encoded files back to back, unchanged
+  index.npy    N + 1 int64 offsets into images.bin
+  names.txt    the N source paths, relative to the packed root (for messages)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+from .images import list_images
+
+PACK_FORMAT = "infomin-det/pack/v1"
+MANIFEST = "pack.json"
+
+
+class FolderImages:
+    """The images under a folder or in a .txt list (see images.list_images)."""
+
+    def __init__(self, root: str):
+        self.paths = list_images(root)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def name(self, index: int) -> str:
+        return self.paths[index]
+
+    def read(self, index: int) -> bytes:
+        with open(self.paths[index], "rb") as f:
+            return f.read()
+
+
+class PackedImages:
+    """A pack built by build_pack; the data file is mapped lazily, once per process, so the object
+    pickles cheaply into DataLoader workers."""
+
+    def __init__(self, root: str):
+        self.root = root
+        manifest_path = os.path.join(root, MANIFEST)
+        try:
+            with open(manifest_path) as f:
+                manifest = json.load(f)
+            self.offsets = np.load(os.path.join(root, "index.npy"))
+            with open(os.path.join(root, "names.txt")) as f:
+                self.names = f.read().splitlines()
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"error: pack {root}: unreadable ({err}); rebuild it with "
+                             f"tools/pack_images.py") from None
+        if manifest.get("format") != PACK_FORMAT:
+            raise SystemExit(f"error: {manifest_path}: format {manifest.get('format')!r}, "
+                             f"expected {PACK_FORMAT!r}")
+        data_size = os.path.getsize(os.path.join(root, "images.bin"))
+        if (len(self.offsets) != manifest["count"] + 1 or len(self.names) != manifest["count"]
+                or int(self.offsets[-1]) != data_size):
+            raise SystemExit(f"error: pack {root}: index, names and images.bin disagree "
+                             f"(truncated copy?); rebuild it with tools/pack_images.py")
+        self._data = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_data": None}
+
+    def name(self, index: int) -> str:
+        return f"{self.root}:{self.names[index]}"
+
+    def read(self, index: int) -> bytes:
+        if self._data is None:
+            self._data = np.memmap(os.path.join(self.root, "images.bin"), dtype=np.uint8, mode="r")
+        return self._data[int(self.offsets[index]):int(self.offsets[index + 1])].tobytes()
+
+
+def is_pack(root: str) -> bool:
+    return os.path.isfile(os.path.join(root, MANIFEST))
+
+
+def open_images(root: str):
+    """FolderImages or PackedImages for DATA.ROOT."""
+    if root and is_pack(root):
+        return PackedImages(root)
+    return FolderImages(root)
+
+
+def build_pack(root: str, output: str, log_every: int = 10_000) -> int:
+    """Packs every image under `root` into the folder `output`, written beside it under a temporary
+    name and renamed when complete, so an interrupted build never leaves a pack that looks whole.
+    Returns the number of images."""
+    paths = list_images(root)
+    base = os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
+    parent = os.path.dirname(os.path.abspath(output)) or "."
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".pack-", dir=parent)
+    try:
+        offsets = [0]
+        with open(os.path.join(staging, "images.bin"), "wb") as data:
+            for count, path in enumerate(paths, 1):
+                with open(path, "rb") as f:
+                    offsets.append(offsets[-1] + data.write(f.read()))
+                if count % log_every == 0:
+                    print(f"packed {count}/{len(paths)} images", flush=True)
+        np.save(os.path.join(staging, "index.npy"), np.asarray(offsets, dtype=np.int64))
+        with open(os.path.join(staging, "names.txt"), "w") as f:
+            f.writelines(os.path.relpath(p, base) + "\n" for p in paths)
+        with open(os.path.join(staging, MANIFEST), "w") as f:
+            json.dump({"format": PACK_FORMAT, "count": len(paths), "bytes": offsets[-1],
+                       "source": os.path.abspath(root)}, f)
+        if os.path.exists(output):
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"packed {len(paths)} images ({offsets[-1] / 1e6:.1f} MB) into {output}", file=sys.stderr)
+    return len(paths)

@@ -1,0 +1,58 @@
+"""DATA.PIPELINE: where the views are made.
+
+  cpu  DataLoader workers decode with PIL and augment with torchvision/timm (views.py), one image
+       at a time; the batches arrive as tensors.
+  gpu  the workers only read bytes (from a folder or a pack, packed.py); the training device
+       decodes and augments whole batches (gpu/). Without a GPU it runs on the CPU, in the main
+       process, which is only useful to test it.
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from .images import EncodedImages, ImageViews, collate_encoded, collate_views
+from .views import build_views
+
+PIPELINES = ("cpu", "gpu")
+
+
+def to_device(images: torch.Tensor, device: str) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    if device == "cuda" and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+class ViewPipeline:
+    """dataset + collate_fn for the DataLoader, and `views(batch)` -> (device tensors, n_replaced)
+    for the training step."""
+
+    def __init__(self, cfg, images, device: str):
+        self.kind = cfg.DATA.PIPELINE
+        if self.kind not in PIPELINES:
+            raise SystemExit(f"error: DATA.PIPELINE {self.kind!r}: expected one of {PIPELINES}")
+        self.device = device
+        if self.kind == "gpu":
+            from .gpu.pipeline import BatchedViews
+
+            if device != "cuda":
+                print("note: DATA.PIPELINE gpu without a GPU: the batched augmentation runs on "
+                      "the CPU in the main process", file=sys.stderr)
+            self.dataset = EncodedImages(images, seed=cfg.SEED)
+            self.collate = collate_encoded
+            self.batched_views = BatchedViews(cfg, device)
+        else:
+            self.dataset = ImageViews(images, build_views(cfg), seed=cfg.SEED)
+            self.collate = collate_views
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.kind == "cpu" and self.device == "cuda"
+
+    def views(self, batch) -> tuple[list[torch.Tensor], int]:
+        if self.kind == "gpu":
+            views, replaced = self.batched_views(*batch)
+            return [to_device(v, self.device) for v in views], replaced
+        return [to_device(v, self.device) for v in batch], 0

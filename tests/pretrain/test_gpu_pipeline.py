@@ -1,0 +1,248 @@
+"""DATA.PIPELINE gpu: per-sample parameter distributions against the CPU pipeline's own samplers
+(torchvision's get_params, timm's RandAugment recorded while it runs), the whole pipeline's views
+(shapes, dtypes, ranges, reproducibility, independence from the batch), agreement of its pixel
+statistics with the CPU pipeline's, packs, and a training run through tools/pretrain.py."""
+import glob
+import random
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+from PIL import Image
+
+from pretrain.config import load_cfg
+from pretrain.data.gpu import randomness
+from pretrain.data.gpu.pipeline import BatchedViews, recipe_for
+from pretrain.data.images import EncodedImages, ImageViews, collate_encoded, collate_views
+from pretrain.data.packed import FolderImages, PackedImages, build_pack, open_images
+from pretrain.data.views import build_views
+from tests.conftest import run_tool
+
+INFOMIN = "configs/pretrain/infomin_R50_200ep.yaml"
+N = 6000
+
+
+def ks_statistic(a, b) -> float:
+    """Two-sample Kolmogorov-Smirnov distance (no scipy here)."""
+    a, b = torch.as_tensor(a, dtype=torch.float64).sort().values, torch.as_tensor(
+        b, dtype=torch.float64).sort().values
+    points = torch.cat([a, b])
+    cdf_a = torch.searchsorted(a, points, right=True) / len(a)
+    cdf_b = torch.searchsorted(b, points, right=True) / len(b)
+    return float((cdf_a - cdf_b).abs().max())
+
+
+# KS critical distance for two samples of N at alpha = 0.001: 1.95 * sqrt(2 / N) ~ 0.036
+KS_LIMIT = 1.95 * (2 / N) ** 0.5
+
+
+def draws(n=N, seed_offset=0):
+    return randomness.Draws(randomness.sample_uniforms(range(seed_offset, seed_offset + n), 1)[:, 0])
+
+
+def close(frequency, p, n=N):
+    return abs(frequency - p) < 4 * (p * (1 - p) / n) ** 0.5
+
+
+@pytest.mark.parametrize("height, width", [(480, 640), (1000, 90)])
+def test_resized_crop_boxes_follow_torchvision(height, width):
+    ours = randomness.resized_crop_boxes(draws(), torch.full((N,), height), torch.full((N,), width),
+                                         (0.2, 1.0))
+    torch.manual_seed(0)
+    ref = torch.tensor([T.RandomResizedCrop.get_params(torch.empty(1, height, width), [0.2, 1.0],
+                                                       [3 / 4, 4 / 3]) for _ in range(N)])
+    for column in range(4):  # top, left, height, width
+        assert ks_statistic(ours[:, column], ref[:, column]) < KS_LIMIT
+    assert (ours[:, 0] + ours[:, 2] <= height).all() and (ours[:, 1] + ours[:, 3] <= width).all()
+
+
+def test_color_jitter_parameters_follow_torchvision():
+    params = randomness.color_jitter_params(draws(), 0.8, 0.8, 0.8, 0.2, p=0.8)
+    torch.manual_seed(0)
+    jitter = T.ColorJitter(0.8, 0.8, 0.8, 0.2)
+    ref = [jitter.get_params(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+           for _ in range(N)]
+    for i, key in enumerate(("brightness", "contrast", "saturation", "hue"), start=1):
+        assert ks_statistic(params[key], [r[i] for r in ref]) < KS_LIMIT
+    assert close(params["apply"].float().mean(), 0.8)
+    for position in range(4):
+        for op in range(4):  # each adjustment equally likely at each position
+            assert close((params["order"][:, position] == op).float().mean(), 0.25)
+
+
+def record_timm_rand_augment(n):
+    """(op name, argument, bicubic) of every op timm's RandAugment really applies, n images."""
+    rand_augment = build_views(load_cfg(INFOMIN)).augmentation.transforms[4]
+    calls = []
+    for op in rand_augment.ops:
+        def recorder(img, *args, _name=op.name, **kwargs):
+            resample = kwargs.get("resample")
+            if isinstance(resample, (tuple, list)):  # timm picks the filter inside the op
+                resample = random.choice(resample)
+            calls.append((_name, args[0] if args else None, resample == Image.BICUBIC))
+            return img
+        op.aug_fn = recorder
+    random.seed(0)
+    np.random.seed(0)
+    image = Image.new("RGB", (8, 8))
+    for _ in range(n):
+        rand_augment(image)
+    return calls
+
+
+def our_rand_augment_calls(n):
+    calls = []
+    for layer in randomness.rand_augment_params(draws(n)):
+        level = layer["magnitude"] / 10
+        sign = torch.where(layer["negate"], -1.0, 1.0).double()
+        arguments = {
+            "Rotate": level * 30 * sign, "ShearX": level * 0.3 * sign, "ShearY": level * 0.3 * sign,
+            "TranslateXRel": level * 0.45 * sign, "TranslateYRel": level * 0.45 * sign,
+            "Posterize": (level * 4).floor(), "Solarize": (level * 256).floor().clamp(max=256),
+            "SolarizeAdd": (level * 110).floor().clamp(max=128)}
+        for name in ("Color", "Contrast", "Brightness", "Sharpness"):
+            arguments[name] = level * 1.8 + 0.1
+        for i in layer["apply"].nonzero().flatten().tolist():
+            name = randomness.RAND_AUGMENT_OPS[int(layer["op"][i])]
+            value = float(arguments[name][i]) if name in arguments else None
+            calls.append((name, value, bool(layer["bicubic"][i])))
+    return calls
+
+
+def test_rand_augment_parameters_follow_timm():
+    ours, ref = our_rand_augment_calls(N), record_timm_rand_augment(N)
+    # two layers, each op applied with p 0.5: N ops expected in all
+    assert abs(len(ours) - len(ref)) < 4 * (2 * N * 0.25) ** 0.5
+    for name in randomness.RAND_AUGMENT_OPS:
+        ours_op = [c for c in ours if c[0] == name]
+        ref_op = [c for c in ref if c[0] == name]
+        assert close(len(ours_op) / (2 * N), 1 / 30, 2 * N), name
+        assert close(len(ref_op) / (2 * N), 1 / 30, 2 * N), name
+        if ours_op[0][1] is not None:
+            # small samples (~400 per op): the KS limit for that size
+            limit = 1.95 * (1 / len(ours_op) + 1 / len(ref_op)) ** 0.5
+            assert ks_statistic([c[1] for c in ours_op], [c[1] for c in ref_op]) < limit, name
+    geometric = [c for c in ours if c[0] in ("Rotate", "ShearX", "ShearY", "TranslateXRel",
+                                              "TranslateYRel")]
+    ref_geometric = [c for c in ref if c[0] in {g[0] for g in geometric}]
+    for calls in (geometric, ref_geometric):
+        assert close(np.mean([c[2] for c in calls]), 0.5, len(calls))
+
+
+def test_the_recipes_follow_the_cpu_recipes_step_for_step():
+    cpu_steps = {"RandomHorizontalFlip": "flip", "RandomGrayscale": "grayscale",
+                 "ColorJitter": "jitter", "RandAugment": "rand_augment", "GaussianBlur": "blur"}
+    for name in ("mocov1", "mocov2", "infomin"):
+        cfg = load_cfg(INFOMIN, ["DATA.AUGMENTATION", name])
+        steps = []
+        for t in build_views(cfg).augmentation.transforms[1:]:
+            inner = t.transforms[0] if isinstance(t, T.RandomApply) else t
+            if type(inner).__name__ in cpu_steps:
+                steps.append(cpu_steps[type(inner).__name__])
+        assert recipe_for(name, 224, (0.2, 1.0)).steps == tuple(steps), name
+
+
+@pytest.fixture(scope="module")
+def bccd(shared_data):
+    return shared_data / "bccd" / "JPEGImages"
+
+
+def gpu_views(cfg, images, indices, epoch=0):
+    dataset = EncodedImages(images, seed=cfg.SEED)
+    batch, _ = collate_encoded([dataset[(epoch, i)] for i in indices])
+    return BatchedViews(cfg, "cpu")(*batch)
+
+
+def small_infomin(*opts):
+    return load_cfg(INFOMIN, ["DATA.CROP_SIZE", "96", "MODEL.JIGSAW.CELL", "40",
+                              "MODEL.JIGSAW.PATCH", "32", *opts])
+
+
+def test_pipeline_views_shapes_ranges_and_reproducibility(bccd):
+    cfg = small_infomin()
+    images = FolderImages(str(bccd))
+    (query, key, patches), replaced = gpu_views(cfg, images, range(6))
+    assert replaced == 0
+    assert query.shape == key.shape == (6, 3, 96, 96) and patches.shape == (6, 9, 3, 32, 32)
+    lowest = (0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    highest = (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    for view in (query, key, patches):
+        assert view.dtype == torch.float32
+        assert view.min() >= lowest.min() - 1e-4 and view.max() <= highest.max() + 1e-4
+    assert not torch.equal(query, key)
+    again, _ = gpu_views(cfg, images, range(6))
+    assert all(torch.equal(a, b) for a, b in zip((query, key, patches), again))
+    other_epoch, _ = gpu_views(cfg, images, range(6), epoch=1)
+    assert not torch.equal(other_epoch[0], query)
+    # a sample's views depend on its own seed only, not on the rest of its batch
+    alone, _ = gpu_views(cfg, images, [3])
+    assert all(torch.equal(a[0], b[3]) for a, b in zip(alone, (query, key, patches)))
+
+
+def test_gpu_pipeline_pixel_statistics_match_the_cpu_pipeline(bccd):
+    """Same recipe, same images: per-channel mean and std of the views, averaged over 4 views of
+    48 images, agree between the two pipelines (they differ by random draws only)."""
+    cfg = small_infomin("MODEL.JIGSAW.ENABLED", "False")
+    images = FolderImages(str(bccd))
+    indices = range(48)
+    gpu, cpu = [], []
+    for epoch in range(2):
+        views, _ = gpu_views(cfg, images, indices, epoch)
+        gpu += views
+        dataset = ImageViews(images, build_views(cfg), seed=cfg.SEED)
+        cpu += collate_views([dataset[(epoch, i)] for i in indices])[0]
+    gpu, cpu = torch.cat(gpu), torch.cat(cpu)
+    for stat in (lambda x: x.mean(dim=(0, 2, 3)), lambda x: x.std(dim=(0, 2, 3))):
+        assert torch.allclose(stat(gpu), stat(cpu), atol=0.08), (stat(gpu), stat(cpu))
+
+
+def test_undecodable_images_are_replaced_and_counted(bccd, tmp_path):
+    for i, path in enumerate(sorted(glob.glob(str(bccd / "*.jpg")))[:3]):
+        (tmp_path / f"{i}.jpg").write_bytes(open(path, "rb").read())
+    (tmp_path / "1.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (query, key, _), replaced = gpu_views(small_infomin(), FolderImages(str(tmp_path)), range(3))
+    assert replaced == 1 and query.shape[0] == 3 and torch.isfinite(query).all()
+
+
+def test_pack_round_trip_and_truncation_error(bccd, tmp_path):
+    pack = tmp_path / "bccd.pack"
+    count = build_pack(str(bccd), str(pack))
+    folder, packed = FolderImages(str(bccd)), open_images(str(pack))
+    assert isinstance(packed, PackedImages) and len(packed) == count == len(folder)
+    for i in (0, count // 2, count - 1):
+        assert packed.read(i) == folder.read(i)
+    data = pack / "images.bin"
+    data.write_bytes(data.read_bytes()[:-10])
+    with pytest.raises(SystemExit, match="disagree"):
+        PackedImages(str(pack))
+
+
+def test_pretraining_runs_and_resumes_with_the_gpu_pipeline_from_a_pack(bccd, tmp_path):
+    pack = tmp_path / "pack"
+    run_tool("tools/pack_images.py", str(bccd), str(pack))
+    common = ["--config-file", INFOMIN, "MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64",
+              "MODEL.QUEUE_SIZE", "64", "DATA.CROP_SIZE", "64", "MODEL.JIGSAW.CELL", "32",
+              "MODEL.JIGSAW.PATCH", "24", "DATA.PIPELINE", "gpu", "DATA.ROOT", str(pack),
+              "DATA.NUM_WORKERS", "1", "SOLVER.BATCH_SIZE", "8", "SOLVER.CHECKPOINT_PERIOD", "2",
+              "LOG_PERIOD", "1", "OUTPUT_DIR", str(tmp_path / "out")]
+    run_tool("tools/pretrain.py", *common, "SOLVER.MAX_ITER", "2")
+    out = run_tool("tools/pretrain.py", "--resume", *common, "SOLVER.MAX_ITER", "3").stdout
+    assert "resumed from" in out and "iter 3/3" in out
+    state = torch.load(tmp_path / "out" / "model_final.pth", map_location="cpu", weights_only=False)
+    assert state["iteration"] == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_pipeline_on_the_gpu_matches_itself_on_the_cpu(bccd):
+    """nvJPEG and libjpeg-turbo decode a few levels apart, so compare after normalisation."""
+    cfg = small_infomin()
+    images = FolderImages(str(bccd))
+    dataset = EncodedImages(images, seed=cfg.SEED)
+    batch, _ = collate_encoded([dataset[(0, i)] for i in range(16)])
+    on_gpu, _ = BatchedViews(cfg, "cuda")(*batch)
+    on_cpu, _ = BatchedViews(cfg, "cpu")(*batch)
+    for a, b in zip(on_gpu, on_cpu):
+        assert a.is_cuda and a.shape == b.shape
+        assert (a.cpu() - b).abs().mean() < 0.05
