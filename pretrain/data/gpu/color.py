@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from .transfer import to_device
+
 
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.to(like.device, torch.float32).view(-1, 1, 1, 1)
+    return to_device(values, like.device, torch.float32).view(-1, 1, 1, 1)
 
 
 def blend(degenerate: torch.Tensor, image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -84,7 +86,7 @@ def adjust_hue(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Hue rotated by `factor` turns (in [-0.5, 0.5]) in HSV space. PIL quantises H, S and V to
     uint8 on the way, this works in float and rounds once: see the tolerance in the tests."""
     hsv = _rgb_to_hsv(image.float() / 255.0)
-    hue = (hsv[:, 0] + factor.to(image.device, torch.float32).view(-1, 1, 1)) % 1.0
+    hue = (hsv[:, 0] + to_device(factor, image.device, torch.float32).view(-1, 1, 1)) % 1.0
     rgb = _hsv_to_rgb(torch.stack((hue, hsv[:, 1], hsv[:, 2]), dim=1))
     return (rgb * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
@@ -105,7 +107,7 @@ def gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: torch.Tensor) ->
     """torchvision's gaussian_blur (reflect padding, rounded back to uint8) with one sigma per
     sample: the separable kernels run as one grouped convolution per axis."""
     n, c, h, w = image.shape
-    kernels = gaussian_kernels(kernel_size, sigma.to(image.device)).repeat_interleave(c, dim=0)
+    kernels = gaussian_kernels(kernel_size, to_device(sigma, image.device)).repeat_interleave(c, dim=0)
     pad = kernel_size // 2
     x = F.pad(image.float().reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
     x = F.conv2d(x, kernels[:, None, None, :], groups=n * c)
@@ -119,19 +121,19 @@ def invert(image: torch.Tensor) -> torch.Tensor:
 
 def posterize(image: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """Keep the `bits` most significant bits of every channel (PIL ImageOps.posterize)."""
-    mask = (255 << (8 - bits.to(image.device).clamp(0, 8))) & 255
+    mask = (255 << (8 - to_device(bits, image.device).clamp(0, 8))) & 255
     return image & mask.to(torch.uint8).view(-1, 1, 1, 1)
 
 
 def solarize(image: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Invert the values at or above `threshold` (PIL ImageOps.solarize)."""
-    threshold = threshold.to(image.device).view(-1, 1, 1, 1)
+    threshold = to_device(threshold, image.device).view(-1, 1, 1, 1)
     return torch.where(image.int() >= threshold, 255 - image, image)
 
 
 def solarize_add(image: torch.Tensor, add: torch.Tensor, threshold: int = 128) -> torch.Tensor:
     """timm's SolarizeAdd: values below `threshold` get `add` added, saturating at 255."""
-    added = (image.int() + add.to(image.device).view(-1, 1, 1, 1)).clamp_(max=255).to(torch.uint8)
+    added = (image.int() + to_device(add, image.device).view(-1, 1, 1, 1)).clamp_(max=255).to(torch.uint8)
     return torch.where(image < threshold, added, image)
 
 

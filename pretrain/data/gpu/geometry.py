@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from .transfer import constant, to_device
+
 
 def resized_crops(images: list[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Tensor:
     """(N, 3, size, size) uint8: crop `boxes` (top, left, height, width) of each image and resize
@@ -19,7 +21,7 @@ def resized_crops(images: list[torch.Tensor], boxes: torch.Tensor, size: int) ->
 
 
 def horizontal_flip(image: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    flip = flip.to(image.device).view(-1, 1, 1, 1)
+    flip = to_device(flip, image.device).view(-1, 1, 1, 1)
     return torch.where(flip, image.flip(-1), image)
 
 
@@ -45,18 +47,20 @@ def warp_affine(image: torch.Tensor, matrices: torch.Tensor, bicubic: bool,
     sample's matrix into the input; points inside the input are interpolated (edges clamped, as PIL
     does), points outside it get `fill`. Rounded back to uint8."""
     n, _, h, w = image.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5,
-                            torch.arange(w, dtype=torch.float64) + 0.5, indexing="ij")
+    device = image.device
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32) + 0.5,
+                            torch.arange(w, device=device, dtype=torch.float32) + 0.5,
+                            indexing="ij")
     points = torch.stack((xs, ys, torch.ones_like(xs)), -1).view(1, h * w, 3)
+    matrices = to_device(matrices, device, torch.float32)
     source = points @ matrices.transpose(1, 2)  # (N, h*w, 2) input pixel coordinates
     inside = ((source[..., 0] >= 0) & (source[..., 0] < w) & (source[..., 1] >= 0)
               & (source[..., 1] < h)).view(n, 1, h, w)
     grid = torch.stack((source[..., 0] * (2.0 / w) - 1.0, source[..., 1] * (2.0 / h) - 1.0), -1)
-    grid = grid.view(n, h, w, 2).to(image.device, torch.float32)
-    warped = F.grid_sample(image.float(), grid, mode="bicubic" if bicubic else "bilinear",
-                           padding_mode="border", align_corners=False)
-    fill_values = torch.tensor(fill, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    warped = torch.where(inside.to(image.device), warped, fill_values)
+    warped = F.grid_sample(image.float(), grid.view(n, h, w, 2),
+                           mode="bicubic" if bicubic else "bilinear", padding_mode="border",
+                           align_corners=False)
+    warped = torch.where(inside, warped, constant(fill, device))
     return warped.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -84,8 +88,8 @@ def jigsaw_patches(image: torch.Tensor, offsets: torch.Tensor, grid: int, cell: 
     tops = (cells // grid * cell)[None] + offsets[..., 0]   # (N, 9)
     lefts = (cells % grid * cell)[None] + offsets[..., 1]
     span = torch.arange(patch)
-    rows = (tops[..., None] + span).to(image.device)        # (N, 9, P)
-    cols = (lefts[..., None] + span).to(image.device)
+    rows = to_device(tops[..., None] + span, image.device)   # (N, 9, P)
+    cols = to_device(lefts[..., None] + span, image.device)
     batch = torch.arange(n, device=image.device).view(n, 1, 1, 1)
     patches = image.permute(0, 2, 3, 1)[batch, rows[..., :, None], cols[..., None, :]]
     return patches.permute(0, 1, 4, 2, 3).contiguous()  # (N, 9, P, P, C) -> (N, 9, C, P, P)

@@ -13,6 +13,7 @@ import torch
 from ..views import IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size
 from . import color, geometry, randomness
 from .decode import decode_batch
+from .transfer import constant, to_device
 from .rand_augment import rand_augment
 
 # RandAugment's fill for the pixels its affine ops uncover: the ImageNet mean, as in views.py.
@@ -56,7 +57,7 @@ def _on_subset(image: torch.Tensor, chosen: torch.Tensor, op) -> None:
     """image[chosen] = op(image[chosen], which) in place; `chosen` is a CPU bool mask."""
     which = chosen.nonzero().flatten()
     if len(which):
-        rows = which.to(image.device)
+        rows = to_device(which, image.device)
         image[rows] = op(image[rows], which)
 
 
@@ -98,9 +99,8 @@ def augment(images: list[torch.Tensor], draws: randomness.Draws, recipe: ViewRec
 
 def normalize(view: torch.Tensor) -> torch.Tensor:
     """ToTensor + Normalize: float32, ImageNet mean/std."""
-    mean = torch.tensor(IMAGENET_MEAN, device=view.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=view.device).view(1, 3, 1, 1)
-    return (view.float() / 255.0 - mean) / std
+    return ((view.float() / 255.0 - constant(IMAGENET_MEAN, view.device))
+            / constant(IMAGENET_STD, view.device))
 
 
 class BatchedViews:

@@ -7,6 +7,7 @@ import torch
 
 from . import color, geometry
 from .randomness import LEVEL_DENOM, RAND_AUGMENT_OPS
+from .transfer import to_device
 
 
 def _signed(level: torch.Tensor, negate: torch.Tensor) -> torch.Tensor:
@@ -19,7 +20,7 @@ def _geometric(image, matrices, bicubic, fill):
     for use_bicubic in (False, True):
         which = (bicubic == use_bicubic).nonzero().flatten()
         if len(which):
-            rows = which.to(image.device)
+            rows = to_device(which, image.device)
             out[rows] = geometry.warp_affine(image[rows], matrices[which], use_bicubic, fill)
     return out
 
@@ -73,7 +74,7 @@ def rand_augment(image: torch.Tensor, layers: list[dict], fill: tuple[int, int, 
             which = ((layer["op"] == index) & layer["apply"]).nonzero().flatten()
             if len(which) == 0:
                 continue
-            rows = which.to(image.device)
+            rows = to_device(which, image.device)
             image[rows] = apply_op(name, image[rows], layer["magnitude"][which],
                                    layer["negate"][which], layer["bicubic"][which], fill)
     return image
