@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--pipelines", default="cpu,gpu")
+    parser.add_argument("--knn-train", type=int, default=5000, help="kNN memory bank images")
+    parser.add_argument("--knn-test", type=int, default=1000, help="kNN query images")
     parser.add_argument("--output", default=os.path.join(REPO, ".cache", "pipeline_knn"))
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -53,13 +55,13 @@ def main(argv=None) -> int:
                             "--resume", "DATA.ROOT", train, "DATA.PIPELINE", pipeline,
                             "SEED", seed, "SOLVER.MAX_ITER", str(args.iters),
                             "EVAL.KNN_PERIOD", str(args.iters), "EVAL.KNN_TRAIN_ROOT", train,
-                            "EVAL.KNN_TEST_ROOT", test, "EVAL.KNN_TRAIN_LIMIT", "5000",
-                            "EVAL.KNN_TEST_LIMIT", "1000", "OUTPUT_DIR", out, *args.opts],
+                            "EVAL.KNN_TEST_ROOT", test, "EVAL.KNN_TRAIN_LIMIT", str(args.knn_train),
+                            "EVAL.KNN_TEST_LIMIT", str(args.knn_test), "OUTPUT_DIR", out, *args.opts],
                            cwd=REPO, check=True)
             results.setdefault(pipeline, []).append(final_knn(out))
 
     print(f"\nkNN top-1 (%) after {args.iters} iterations of {args.config_file} on CIFAR-10 "
-          f"(5,000 train / 1,000 test images), seeds {args.seeds}")
+          f"({args.knn_train} train / {args.knn_test} test images), seeds {args.seeds}")
     print(f"{'pipeline':<10}{'runs':>24}{'mean':>8}{'spread':>8}")
     for pipeline, accs in results.items():
         runs = ", ".join(f"{a:.1f}" for a in accs)

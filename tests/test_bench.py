@@ -15,3 +15,14 @@ def test_throughput_bench_reports_model_step_and_both_pipelines(shared_data):
         match = re.search(rf"^{stage}\s+([0-9.]+)\s+([0-9.]+)x$", out, re.MULTILINE)
         assert match and float(match.group(1)) > 0, out
     assert "gpu / cpu pipeline end to end:" in out
+
+
+def test_pipeline_knn_bench_prints_a_row_per_pipeline(cifar10, tmp_path):
+    out = run_tool("bench/pipeline_knn.py", "--iters", "2", "--seeds", "0", "--knn-train", "64",
+                   "--knn-test", "32", "--output", str(tmp_path), "MODEL.ARCH", "resnet18",
+                   "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "64", "SOLVER.BATCH_SIZE",
+                   "8", "MODEL.JIGSAW.ENABLED", "False", "DATA.NUM_WORKERS", "0").stdout
+    for pipeline in ("cpu", "gpu"):
+        match = re.search(rf"^{pipeline}\s+([0-9.]+)\s+([0-9.]+)\s+0\.0$", out, re.MULTILINE)
+        assert match and 0 <= float(match.group(1)) <= 100, out
+        assert (tmp_path / f"{pipeline}_seed0" / "model_final.pth").is_file()

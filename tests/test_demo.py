@@ -1,5 +1,7 @@
 """The demo pipeline (make demo) at reduced size: built-in data from the registries, InfoMin
 pretraining, verified conversion, two fine-tunes, report with table and plots."""
+import re
+
 from tests.conftest import REPO, run_tool
 
 
@@ -12,6 +14,7 @@ def test_demo_pipeline_reduced(tmp_path):
     for row in ("| InfoMin-pretrained | 1 |", "| random init | 1 |"):
         assert row in report and row in out
     assert "demo_test / bbox" in report and "demo_test / segm" in report
+    assert re.search(r"demo_test / bbox: InfoMin-pretrained - random init = [+-][0-9.]+ AP", report)
     for png in ("ap.png", "pretraining.png"):
         assert (tmp_path / "demo" / png).read_bytes()[:4] == b"\x89PNG"
     assert "verified:" in out

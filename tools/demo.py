@@ -56,6 +56,17 @@ def plot_pretraining(metrics_file: str, path: str) -> None:
     plt.close(fig)
 
 
+def gains(table: dict, labels: list[str]) -> str:
+    """One line per task: AP of the first initialisation minus AP of the second."""
+    lines = []
+    for (dataset, task), by_label in table.items():
+        first, second = (by_label.get(label, {}).get("AP") for label in labels)
+        if first and second:
+            lines.append(f"- {dataset} / {task}: {labels[0]} - {labels[1]} = "
+                         f"{first[0] - second[0]:+.1f} AP")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,7 +130,7 @@ def main(argv=None) -> int:
     from detection.compare import bar_plot, markdown, read_runs
 
     table = read_runs([(label, folder) for label, (_, folder) in runs.items()])
-    text = markdown(table, ["AP", "AP50", "AP75"])
+    text = markdown(table, ["AP", "AP50", "AP75"]) + "\n" + gains(table, list(runs)) + "\n"
     bar_plot(table, ["AP", "AP50", "AP75"], os.path.join(output, "ap.png"))
     plot_pretraining(os.path.join(pretrain_dir, "metrics.jsonl"),
                      os.path.join(output, "pretraining.png"))
