@@ -57,13 +57,16 @@ def plot_pretraining(metrics_file: str, path: str) -> None:
 
 
 def gains(table: dict, labels: list[str]) -> str:
-    """One line per task: AP of the first initialisation minus AP of the second."""
+    """One line per task: mean AP of the first initialisation minus that of the second, the
+    means the table above shows (detection.compare.mean_std)."""
+    from detection.compare import mean_std
+
     lines = []
     for (dataset, task), by_label in table.items():
         first, second = (by_label.get(label, {}).get("AP") for label in labels)
         if first and second:
             lines.append(f"- {dataset} / {task}: {labels[0]} - {labels[1]} = "
-                         f"{first[0] - second[0]:+.1f} AP")
+                         f"{mean_std(first)[0] - mean_std(second)[0]:+.1f} AP")
     return "\n".join(lines)
 
 
