@@ -14,6 +14,7 @@ from ..engine import distributed as du
 from ..losses import info_nce
 from .backbone import build_backbone
 from .heads import build_head
+from .split_bn import bn_splits, convert_to_split_bn
 
 
 class Encoder(nn.Module):
@@ -49,8 +50,11 @@ class JigsawHead(nn.Module):
 class MoCo(nn.Module):
     def __init__(self, query_encoder: Encoder, feat_dim: int, queue_size: int, momentum: float,
                  temperature: float, shuffle_bn: bool = True, jigsaw_head: JigsawHead | None = None,
-                 jigsaw_weight: float = 0.5):
+                 jigsaw_weight: float = 0.5, bn_splits: int = 1):
+        """`bn_splits` > 1: the encoders' BN layers are SplitBatchNorm2d with that many groups per
+        process, and keys are shuffled before the key encoder even in a one-process run."""
         super().__init__()
+        self.bn_splits = bn_splits
         self.query_encoder = query_encoder
         self.jigsaw_head = jigsaw_head  # query side only: keys never come from patches
         self.jigsaw_weight = jigsaw_weight
@@ -86,10 +90,16 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        """Key embeddings with shuffle-BN: the global key batch is permuted across processes so
-        each process's BN statistics come from other samples than its queries' (MoCo, Sec. 3.3)."""
-        if not (self.shuffle_bn and du.is_distributed()):
+        """Key embeddings with shuffle-BN (MoCo, Sec. 3.3): the key batch is permuted before the key
+        encoder, so a key's BN statistics come from other images than its query's. Across
+        processes when distributed; within one, over the BN groups of SplitBatchNorm2d."""
+        if not self.shuffle_bn:
             return self.key_encoder(images)
+        if not du.is_distributed():
+            if self.bn_splits == 1:
+                return self.key_encoder(images)
+            order = torch.randperm(len(images), device=images.device)
+            return self.key_encoder(images[order])[torch.argsort(order)]
         everything = du.all_gather_cat(images)
         order = du.broadcast_(torch.randperm(len(everything), device=images.device))
         mine = order.view(du.get_world_size(), -1)[du.get_rank()]
@@ -125,5 +135,10 @@ def build_moco(cfg) -> MoCo:
         jigsaw_head = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
                                  m.JIGSAW.GRID ** 2, m.FEAT_DIM)
     shuffle_bn = m.SHUFFLE_BN and not m.SYNC_BN  # global statistics leave nothing to shuffle
+    splits = 1
+    if shuffle_bn:
+        world_size = du.get_world_size()
+        splits = bn_splits(m.BN_SPLITS, cfg.SOLVER.BATCH_SIZE // world_size, world_size)
+        backbone = convert_to_split_bn(backbone, splits)  # before the key encoder copies it
     return MoCo(Encoder(backbone, head), m.FEAT_DIM, m.QUEUE_SIZE, m.MOMENTUM, m.TEMPERATURE,
-                shuffle_bn, jigsaw_head, m.JIGSAW.LOSS_WEIGHT)
+                shuffle_bn, jigsaw_head, m.JIGSAW.LOSS_WEIGHT, splits)

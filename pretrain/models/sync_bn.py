@@ -27,19 +27,25 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
 
 
+def replace_batch_norms(module: nn.Module, build) -> nn.Module:
+    """Replace every plain BatchNorm2d in `module` (in place) by `build(bn)`, which shares the
+    original's Parameters and buffers: a frozen (key-encoder) BN stays frozen, and the state dict
+    keeps its names and values."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            replacement = build(child)
+            replacement.weight, replacement.bias = child.weight, child.bias
+            for buffer_name, buffer in child.named_buffers():
+                setattr(replacement, buffer_name, buffer)
+            setattr(module, name, replacement)
+        else:
+            replace_batch_norms(child, build)
+    return module
+
+
 def convert_to_sync_bn(module: nn.Module, device: str) -> nn.Module:
     """Replace every BatchNorm2d in `module` by its cross-process version for `device`."""
     if device == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm2d:
-            sync = AllReduceBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                        child.track_running_stats)
-            # The same Parameter objects: a frozen (key-encoder) BN must stay frozen.
-            sync.weight, sync.bias = child.weight, child.bias
-            for buffer_name, buffer in child.named_buffers():
-                setattr(sync, buffer_name, buffer)
-            setattr(module, name, sync)
-        else:
-            convert_to_sync_bn(child, device)
-    return module
+    return replace_batch_norms(module, lambda bn: AllReduceBatchNorm2d(
+        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats))

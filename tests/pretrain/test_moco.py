@@ -5,10 +5,10 @@ from pretrain.config import load_cfg
 from pretrain.models.moco import build_moco
 
 
-def small_moco(queue_size=8, momentum=0.9):
+def small_moco(queue_size=8, momentum=0.9, batch=4):
     cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", str(queue_size),
                          "MODEL.MOMENTUM", str(momentum), "MODEL.FEAT_DIM", "4",
-                         "MODEL.HEAD_HIDDEN_DIM", "16"])
+                         "MODEL.HEAD_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", str(batch)])
     torch.manual_seed(0)
     return build_moco(cfg)
 
@@ -41,10 +41,10 @@ def test_momentum_update_is_an_ema_of_the_query_parameters():
 
 def test_forward_returns_loss_and_enqueues_keys():
     model = small_moco(queue_size=16)
-    images = torch.randn(2, 3, 32, 32)
+    images = torch.randn(4, 3, 32, 32)
     loss, logits = model(images, images.flip(3))
-    assert logits.shape == (2, 17) and loss.ndim == 0
-    assert model.queue_ptr.item() == 2
+    assert logits.shape == (4, 17) and loss.ndim == 0
+    assert model.queue_ptr.item() == 4
     loss.backward()
     assert all(p.grad is None for p in model.key_encoder.parameters())
     assert model.query_encoder.backbone.conv1.weight.grad is not None

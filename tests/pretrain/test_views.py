@@ -58,7 +58,7 @@ def test_jigsaw_patches_come_from_their_own_cells():
 
 def test_jigsaw_branch_gives_one_normalised_vector_per_image():
     cfg = load_cfg(INFOMIN, ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64",
-                             "MODEL.QUEUE_SIZE", "16"])
+                             "MODEL.QUEUE_SIZE", "16", "SOLVER.BATCH_SIZE", "2"])
     model = build_moco(cfg)
     patches = torch.randn(2 * 9, 3, 64, 64)
     features = model.query_encoder.backbone(patches)

@@ -1,0 +1,82 @@
+"""Shuffle-BN for runs with too few processes to shuffle across: batch norm over groups of the batch.
+
+MoCo (He et al. 2020, Sec. 3.3) computes each GPU's BN statistics on its own 32 images and
+shuffles the keys across 8 GPUs, so a query and its positive key never share statistics; with
+plain BN they do, and the model can solve InfoNCE through the batch statistics instead of the
+images (the paper reports the cheating and a worse linear readout). `SplitBatchNorm2d` computes
+training statistics per contiguous group of the batch, as if each group were one GPU;
+`MoCo.encode_keys` permutes the keys before the key encoder, so a key lands in another group than
+its query's. In eval mode it is plain BN, and its parameters and buffers are BatchNorm2d's, so
+checkpoints, conversion and evaluation see no difference."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .sync_bn import replace_batch_norms
+
+TARGET_GROUPS = 8  # MoCo's 8 GPUs
+MIN_GROUP = 16  # images per group below which the statistics get too noisy to choose it
+
+
+class SplitBatchNorm2d(nn.BatchNorm2d):
+    def __init__(self, num_features: int, splits: int, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.splits = splits
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, splits={self.splits}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.splits == 1:
+            return super().forward(x)
+        n, c = x.shape[:2]
+        if n % self.splits:
+            raise ValueError(f"SplitBatchNorm2d: a batch of {n} does not split into "
+                             f"{self.splits} equal groups (MODEL.BN_SPLITS)")
+        # (groups, images per group, C, H, W): a view in any memory format, channels_last included.
+        # Statistics in fp32 even under autocast, as cuDNN's BN keeps them.
+        groups = x.float().unflatten(0, (self.splits, n // self.splits))
+        var, mean = torch.var_mean(groups, dim=(1, 3, 4), unbiased=False, keepdim=True)
+        if self.track_running_stats:
+            self._track(mean, var, count=groups[0].numel() // c)
+        normalised = (groups - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            normalised = normalised * self.weight.view(1, 1, c, 1, 1) + self.bias.view(1, 1, c, 1, 1)
+        return normalised.flatten(0, 1).to(x.dtype)
+
+    @torch.no_grad()
+    def _track(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+        """Running statistics: the groups' means averaged, their unbiased variances averaged."""
+        self.num_batches_tracked += 1
+        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        self.running_mean.lerp_(mean.mean(dim=0).flatten(), momentum)
+        self.running_var.lerp_(var.mean(dim=0).flatten() * count / max(count - 1, 1), momentum)
+
+
+def bn_splits(requested: int, batch_per_process: int, world_size: int) -> int:
+    """BN groups per process. `requested` > 0 is taken as given (it must divide the batch);
+    0 chooses: enough groups for 8 over all processes, as MoCo's 8 GPUs, fewer where a group would
+    hold under 16 images, and at least 2 in a one-process run, where without them nothing shuffles."""
+    if requested > 0:
+        if batch_per_process % requested:
+            raise ValueError(f"MODEL.BN_SPLITS {requested} does not divide the per-process batch "
+                             f"of {batch_per_process}")
+        return requested
+    splits = math.ceil(TARGET_GROUPS / world_size)
+    while splits > 1 and (batch_per_process % splits or batch_per_process // splits < MIN_GROUP):
+        splits -= 1
+    if splits == 1 and world_size == 1 and batch_per_process % 2 == 0:
+        splits = 2
+    return splits
+
+
+def convert_to_split_bn(module: nn.Module, splits: int) -> nn.Module:
+    """Every BatchNorm2d of `module` computes its training statistics over `splits` groups."""
+    if splits == 1:
+        return module
+    return replace_batch_norms(module, lambda bn: SplitBatchNorm2d(
+        bn.num_features, splits, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+        track_running_stats=bn.track_running_stats))
