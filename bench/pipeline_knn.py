@@ -12,7 +12,6 @@ on the CPU (slow, but the recipe comparison holds).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -22,14 +21,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from pretrain.data.archive import unpack_once  # noqa: E402
+from pretrain.engine.progress import read_metrics  # noqa: E402
 
 CIFAR = os.path.join(os.path.dirname(REPO), "shared", "data", "cifar10-images.tar.gz")
 
 
 def final_knn(output_dir: str) -> float:
-    with open(os.path.join(output_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
-    return [r["knn_acc"] for r in rows if "knn_acc" in r][-1]
+    return [r["knn_acc"] for r in read_metrics(output_dir) if "knn_acc" in r][-1]
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,6 @@ Your own data instead:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -35,14 +34,15 @@ def run(*args: str) -> None:
     subprocess.run([sys.executable, *args], cwd=REPO, check=True)
 
 
-def plot_pretraining(metrics_file: str, path: str) -> None:
+def plot_pretraining(pretrain_dir: str, path: str) -> None:
     import matplotlib
+
+    from pretrain.engine.progress import read_metrics
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(metrics_file) as f:
-        rows = [r for r in map(json.loads, f) if "loss" in r]
+    rows = [r for r in read_metrics(pretrain_dir) if "loss" in r]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     its = [r["iteration"] for r in rows]
     left.plot(its, [r["loss"] for r in rows])
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     table = read_runs([(label, folder) for label, (_, folder) in runs.items()])
     text = markdown(table, ["AP", "AP50", "AP75"]) + "\n" + gains(table, list(runs)) + "\n"
     bar_plot(table, ["AP", "AP50", "AP75"], os.path.join(output, "ap.png"))
-    plot_pretraining(os.path.join(pretrain_dir, "metrics.jsonl"),
+    plot_pretraining(pretrain_dir,
                      os.path.join(output, "pretraining.png"))
     minutes = (time.time() - start) / 60
     with open(os.path.join(output, "report.md"), "w") as f:

@@ -10,6 +10,14 @@ import time
 from ..losses import mutual_information_bound
 from . import distributed as du
 
+METRICS_FILE = "metrics.jsonl"  # in OUTPUT_DIR: one JSON object per line, each with "iteration"
+
+
+def read_metrics(output_dir: str) -> list[dict]:
+    """Every row a run (pretraining or linear readout) wrote to its metrics file, in order."""
+    with open(os.path.join(output_dir, METRICS_FILE)) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
 
 class MetricsLog:
     """JSON lines and TensorBoard scalars, written by global rank 0 only."""
@@ -20,7 +28,7 @@ class MetricsLog:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        self.jsonl = open(os.path.join(output_dir, "metrics.jsonl"), "a")
+        self.jsonl = open(os.path.join(output_dir, METRICS_FILE), "a")
         self.tensorboard = SummaryWriter(os.path.join(output_dir, "tensorboard"))
 
     def write(self, iteration: int, metrics: dict) -> None:

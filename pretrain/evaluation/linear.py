@@ -13,6 +13,7 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode as CN
 
 from ..engine.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
+from ..engine.progress import METRICS_FILE
 from .backbone_loading import load_backbone
 from .data import eval_transform, labelled_folder, train_transform
 
@@ -114,7 +115,7 @@ def run_linear_readout(cfg, resume: bool = False) -> float:
                                                **loader_args)
     val_loader = torch.utils.data.DataLoader(val_set, **loader_args)
     acc = 0.0
-    with open(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl"), "a") as log:
+    with open(os.path.join(cfg.OUTPUT_DIR, METRICS_FILE), "a") as log:
         for epoch in range(start_epoch, cfg.EPOCHS):
             model.train()
             start, seen, loss_sum = time.perf_counter(), 0, 0.0
