@@ -21,8 +21,9 @@ _C.MODEL.QUEUE_SIZE = 65536  # K negatives
 _C.MODEL.MOMENTUM = 0.999  # key encoder EMA
 _C.MODEL.TEMPERATURE = 0.2
 _C.MODEL.SHUFFLE_BN = True  # shuffle the key batch across processes before the key encoder's BN
-# BN groups per process for shuffle-BN (pretrain/models/split_bn.py); 0: enough for 8 groups over all
-# processes (MoCo's 8 GPUs), fewer where a group would hold under 16 images, at least 2 in one process.
+# BN groups per process for shuffle-BN (pretrain/models/split_bn.py); 0: enough for 8 groups over
+# all processes (MoCo's 8 GPUs), fewer where a group would hold under 16 images, at least 2 in one
+# process.
 _C.MODEL.BN_SPLITS = 0
 _C.MODEL.SYNC_BN = False  # BN statistics over the global batch instead (then no shuffle is needed)
 # PIRL's JigSaw branch (InfoMin): patches of a third view, encoded by the query encoder, shuffled,

@@ -1,4 +1,4 @@
-"""Shuffle-BN for runs with too few processes to shuffle across: batch norm over groups of the batch.
+"""Shuffle-BN for runs with too few processes to shuffle across: BN over groups of the batch.
 
 MoCo (He et al. 2020, Sec. 3.3) computes each GPU's BN statistics on its own 32 images and
 shuffles the keys across 8 GPUs, so a query and its positive key never share statistics; with
@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .sync_bn import replace_batch_norms
 
@@ -32,34 +33,36 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.splits == 1:
             return super().forward(x)
-        n, c = x.shape[:2]
-        if n % self.splits:
-            raise ValueError(f"SplitBatchNorm2d: a batch of {n} does not split into "
+        if len(x) % self.splits:
+            raise ValueError(f"SplitBatchNorm2d: a batch of {len(x)} does not split into "
                              f"{self.splits} equal groups (MODEL.BN_SPLITS)")
-        # (groups, images per group, C, H, W): a view in any memory format, channels_last included.
-        # Statistics in fp32 even under autocast, as cuDNN's BN keeps them.
-        groups = x.float().unflatten(0, (self.splits, n // self.splits))
-        var, mean = torch.var_mean(groups, dim=(1, 3, 4), unbiased=False, keepdim=True)
+        # torch's own batch norm on each group (cuDNN on GPU, bf16 activations kept as they are):
+        # chunks along the batch are views in any memory format, channels_last included. Each
+        # group updates its own copy of the running statistics; their average is kept.
+        momentum, running_mean, running_var = 0.0, [None] * self.splits, [None] * self.splits
         if self.track_running_stats:
-            self._track(mean, var, count=groups[0].numel() // c)
-        normalised = (groups - mean) * torch.rsqrt(var + self.eps)
-        if self.affine:
-            normalised = normalised * self.weight.view(1, 1, c, 1, 1) + self.bias.view(1, 1, c, 1, 1)
-        return normalised.flatten(0, 1).to(x.dtype)
-
-    @torch.no_grad()
-    def _track(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
-        """Running statistics: the groups' means averaged, their unbiased variances averaged."""
-        self.num_batches_tracked += 1
-        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-        self.running_mean.lerp_(mean.mean(dim=0).flatten(), momentum)
-        self.running_var.lerp_(var.mean(dim=0).flatten() * count / max(count - 1, 1), momentum)
+            self.num_batches_tracked.add_(1)
+            momentum = self.momentum
+            if momentum is None:  # BatchNorm2d's cumulative average
+                momentum = 1.0 / float(self.num_batches_tracked)
+            running_mean = self.running_mean.repeat(self.splits, 1)
+            running_var = self.running_var.repeat(self.splits, 1)
+        out = torch.cat([
+            F.batch_norm(group, running_mean[i], running_var[i], self.weight, self.bias,
+                         True, momentum, self.eps)
+            for i, group in enumerate(x.chunk(self.splits))])
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.running_mean.copy_(running_mean.mean(dim=0))
+                self.running_var.copy_(running_var.mean(dim=0))
+        return out
 
 
 def bn_splits(requested: int, batch_per_process: int, world_size: int) -> int:
     """BN groups per process. `requested` > 0 is taken as given (it must divide the batch);
     0 chooses: enough groups for 8 over all processes, as MoCo's 8 GPUs, fewer where a group would
-    hold under 16 images, and at least 2 in a one-process run, where without them nothing shuffles."""
+    hold under 16 images, and at least 2 in a one-process run, where without them nothing
+    shuffles."""
     if requested > 0:
         if batch_per_process % requested:
             raise ValueError(f"MODEL.BN_SPLITS {requested} does not divide the per-process batch "

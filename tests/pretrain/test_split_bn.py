@@ -1,5 +1,5 @@
-"""Shuffle-BN in one process: SplitBatchNorm2d is BatchNorm2d per group, and the MoCo model built for
-a one-process run uses it with the keys permuted across groups."""
+"""Shuffle-BN in one process: SplitBatchNorm2d is BatchNorm2d per group, and the MoCo model built
+for a one-process run uses it with the keys permuted across groups."""
 import pytest
 import torch
 import torch.nn as nn
