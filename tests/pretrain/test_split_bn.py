@@ -114,3 +114,20 @@ def test_keys_are_encoded_in_shuffled_groups_and_returned_in_input_order():
     model.key_encoder.eval()
     with torch.no_grad():
         assert torch.allclose(model.encode_keys(images), model.key_encoder(images), atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_the_gpu_in_bf16_channels_last_it_matches_the_cpu_in_fp32():
+    """The training step's setting on GPU: bf16 autocast, channels_last (cuDNN's BN per group)."""
+    split, _ = split_and_reference(splits=4)
+    on_gpu = SplitBatchNorm2d(5, 4).cuda()
+    on_gpu.load_state_dict(split.state_dict())
+    x = torch.randn(32, 5, 14, 14) * 2 + 1
+    expected = split(x)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = on_gpu(x.cuda().bfloat16().to(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert (out.float().cpu() - expected).abs().max() < 0.05  # bf16 input: ~3 significant digits
+    for name in ("running_mean", "running_var"):
+        assert torch.allclose(getattr(on_gpu, name).cpu(), getattr(split, name), atol=1e-2), name
