@@ -150,6 +150,10 @@ def train(cfg, resume: bool = False) -> str:
                 views, replaced = pipeline.views(batch)
                 skipped += replaced
                 data_time = time.perf_counter() - fetch_start
+                # The step's own randomness (shuffle-BN's permutation, JigSaw's patch order) from a
+                # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else
+                # (e.g. a new DataLoader's base seed) drew from the global generator meanwhile.
+                torch.manual_seed((cfg.SEED * 1_000_003 + rank) * 1_000_003 + iteration)
                 with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
                                     enabled=amp_dtype is not None):
                     loss, logits = step_model(*views)
