@@ -135,8 +135,7 @@ def main(argv=None) -> int:
     table = read_runs([(label, folder) for label, (_, folder) in runs.items()])
     text = markdown(table, ["AP", "AP50", "AP75"]) + "\n" + gains(table, list(runs)) + "\n"
     bar_plot(table, ["AP", "AP50", "AP75"], os.path.join(output, "ap.png"))
-    plot_pretraining(pretrain_dir,
-                     os.path.join(output, "pretraining.png"))
+    plot_pretraining(pretrain_dir, os.path.join(output, "pretraining.png"))
     minutes = (time.time() - start) / 60
     with open(os.path.join(output, "report.md"), "w") as f:
         f.write(f"# Demo: InfoMin pretraining -> Detectron2 fine-tuning\n\n"

@@ -93,13 +93,9 @@ class MoCo(nn.Module):
         """Key embeddings with shuffle-BN (MoCo, Sec. 3.3): the key batch is permuted before the key
         encoder, so a key's BN statistics come from other images than its query's. Across
         processes when distributed; within one, over the BN groups of SplitBatchNorm2d."""
-        if not self.shuffle_bn:
+        if not self.shuffle_bn or (self.bn_splits == 1 and not du.is_distributed()):
             return self.key_encoder(images)
-        if not du.is_distributed():
-            if self.bn_splits == 1:
-                return self.key_encoder(images)
-            order = torch.randperm(len(images), device=images.device)
-            return self.key_encoder(images[order])[torch.argsort(order)]
+        # In one process the collectives below are identities: the same permutation, local.
         everything = du.all_gather_cat(images)
         order = du.broadcast_(torch.randperm(len(everything), device=images.device))
         mine = order.view(du.get_world_size(), -1)[du.get_rank()]
