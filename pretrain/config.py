@@ -25,7 +25,10 @@ _C.MODEL.SHUFFLE_BN = True  # shuffle the key batch across processes before the 
 # all processes (MoCo's 8 GPUs), fewer where a group would hold under 16 images, at least 2 in one
 # process.
 _C.MODEL.BN_SPLITS = 0
-_C.MODEL.SYNC_BN = False  # BN statistics over the global batch instead (then no shuffle is needed)
+# BN statistics over the global batch instead of shuffle-BN. With a queue this does not close the
+# leak shuffle-BN closes: the positive is the only logit computed under the current batch's
+# statistics (queued keys came from earlier batches), so the build prints a warning.
+_C.MODEL.SYNC_BN = False
 # PIRL's JigSaw branch (InfoMin): patches of a third view, encoded by the query encoder, shuffled,
 # concatenated and projected; contrasted with the same key and queue.
 _C.MODEL.JIGSAW = CN()

@@ -130,6 +130,11 @@ def build_moco(cfg) -> MoCo:
     if m.JIGSAW.ENABLED:
         jigsaw_head = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
                                  m.JIGSAW.GRID ** 2, m.FEAT_DIM)
+    if m.SYNC_BN and m.SHUFFLE_BN and du.get_rank() == 0:
+        print("warning: MODEL.SYNC_BN replaces shuffle-BN, but against a queue it leaves a leak: "
+              "the positive key is the only logit computed under the current key batch's BN "
+              "statistics. Global BN suffices for in-batch negatives (SimCLR), not for MoCo's "
+              "queue; keep SYNC_BN False for MoCo/InfoMin.", flush=True)
     shuffle_bn = m.SHUFFLE_BN and not m.SYNC_BN  # global statistics leave nothing to shuffle
     splits = 1
     if shuffle_bn:

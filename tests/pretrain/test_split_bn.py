@@ -96,6 +96,14 @@ def test_a_one_process_model_splits_both_encoders_and_keeps_the_checkpoint_names
     plain.load_state_dict(model.state_dict())  # checkpoints load either way
 
 
+def test_sync_bn_with_a_queue_warns_of_the_leak_and_does_not_split(capsys):
+    model = tiny_moco("MODEL.SYNC_BN", "True")
+    assert model.bn_splits == 1 and not model.shuffle_bn
+    assert "warning: MODEL.SYNC_BN" in capsys.readouterr().out
+    tiny_moco()
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_keys_are_encoded_in_shuffled_groups_and_returned_in_input_order():
     model = tiny_moco()
     images = torch.randn(8, 3, 32, 32)
