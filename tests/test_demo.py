@@ -15,6 +15,10 @@ def test_demo_pipeline_reduced(tmp_path):
         assert row in report and row in out
     assert "demo_test / bbox" in report and "demo_test / segm" in report
     assert re.search(r"demo_test / bbox: InfoMin-pretrained - random init = [+-][0-9.]+ AP", report)
+    # The fresh-key probe of the pretrained model is in the report, with its verdict.
+    assert "## Has pretraining learned to tell images apart?" in report
+    assert re.search(r"^init(\s+-?[0-9.]+){6}$", report, re.MULTILINE)
+    assert "Not yet." in report or "Yes: " in report
     for png in ("ap.png", "pretraining.png"):
         assert (tmp_path / "demo" / png).read_bytes()[:4] == b"\x89PNG"
     assert "verified:" in out

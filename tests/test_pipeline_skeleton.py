@@ -1,7 +1,10 @@
 """The whole path on real images: pretrain on CIFAR-10 JPEGs -> convert -> load into Detectron2 ->
 fine-tune and evaluate on BCCD (VOC layout) and fruits_nuts (COCO json with masks)."""
 import json
+import math
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -39,6 +42,27 @@ def test_pretraining_logged_progress_and_checkpoint(pretrained):
     assert all(l["loss"] > 0 and "I_NCE" in l and l["img_per_s"] > 0 for l in lines)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert state["iteration"] == 4 and state["arch"] == "resnet18"
+
+
+def test_fresh_key_probe_scores_the_checkpoint_and_its_initialisation(pretrained, cifar10,
+                                                                      tmp_path):
+    checkpoint, _ = pretrained
+    out = run_tool("tools/fresh_keys.py", str(checkpoint), "--images", str(cifar10 / "test"),
+                   "--n", "40", "--with-init").stdout  # 40 -> 32: two batches of 16
+    rows = re.findall(r"^(\S+)((?:\s+-?[0-9.]+){6})$", out, re.MULTILINE)
+    assert len(rows) == 2 and rows[0][0] == "init" and rows[1][0].endswith("model_final.pth")
+    for _, numbers in rows:
+        queue_acc, fresh_acc, _, _, chance_loss, cosine = map(float, numbers.split())
+        assert 0 <= queue_acc <= 1 and 0 <= fresh_acc <= 1 and -1 <= cosine <= 1
+        assert chance_loss == pytest.approx(math.log(32), abs=1e-4)
+    assert "(32 probe images: chance fresh_acc 0.0312" in out
+
+    not_ours = tmp_path / "weights.pth"
+    torch.save({"state_dict": {}}, not_ours)
+    proc = subprocess.run([sys.executable, "tools/fresh_keys.py", str(not_ours), "--images",
+                           str(cifar10 / "test")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert f"{not_ours}: not a checkpoint of tools/pretrain.py" in proc.stderr
 
 
 @pytest.mark.parametrize("kind", ["voc", "coco"])

@@ -4,6 +4,7 @@ better. On real images the package registries provide (detection/synthetic.py: F
 objects composited onto real photographs), with no download of a dataset and no GPU needed:
 
   1. InfoMin pretraining of a ResNet-18 on unlabelled composites      (tools/pretrain.py)
+     and a probe of whether it has learned to tell images apart yet (tools/fresh_keys.py)
   2. export of its backbone to Detectron2, verified tensor by tensor   (tools/convert.py --verify)
   3. Mask R-CNN R18-FPN fine-tuned on 60 labelled composites from those weights, and with the
      same schedule from random initialisation                          (detection/train_net.py)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,9 +31,46 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def run(*args: str) -> None:
+def run(*args: str) -> str:
+    """Run a stage; its output streams through and is returned."""
     print(f"\n$ python {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+    lines = []
+    with subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, args)
+    return "".join(lines)
+
+
+def learned_note(probe_output: str) -> str:
+    """The fresh-key probe (tools/fresh_keys.py) of the pretrained model, as a report section:
+    whether pretraining has learned to tell images apart yet, which is what the gain waits on."""
+    rows = re.findall(r"^(\S+)((?:\s+-?[0-9.]+){6})$", probe_output, re.MULTILINE)
+    chance = re.search(r"chance fresh_acc ([0-9.]+)", probe_output)
+    if not rows or not chance:
+        return ""
+    queue_acc, fresh_acc, _, _, _, cosine = map(float, rows[-1][1].split())
+    chance = float(chance.group(1))
+    if fresh_acc < 2 * chance:
+        verdict = (f"Not yet. Against fresh keys of the other probe images the positive is found "
+                   f"for {fresh_acc:.1%} of them (chance {chance:.1%}), and the queries of "
+                   f"different images have a mean cosine of {cosine:.3f} (1: one point for all).")
+        if queue_acc >= max(0.1, 2 * fresh_acc):
+            verdict += (f" Against the stored queue it is found for {queue_acc:.0%}, as in the "
+                        f"training log: queue entries written by older key encoders are told "
+                        f"apart by their age, not their content.")
+        verdict += (" MoCo leaves this early phase only after more pretraining, so the gain "
+                    "below stays small: more `--pretrain-iters`, or a GPU "
+                    "(README, \"What to expect\").")
+    else:
+        verdict = (f"Yes: against fresh keys of the other probe images the positive is found for "
+                   f"{fresh_acc:.1%} of them (chance {chance:.1%}).")
+    table = "\n".join(line for line in probe_output.splitlines() if line.strip())
+    return (f"## Has pretraining learned to tell images apart?\n\n{verdict}\n\n"
+            f"```\n$ python tools/fresh_keys.py ...\n{table}\n```\n")
 
 
 def plot_pretraining(pretrain_dir: str, path: str) -> None:
@@ -86,6 +125,8 @@ def main(argv=None) -> int:
                         "(detection/datasets.py) without name=")
     parser.add_argument("--test", default="", help="your held-out set, a dataset spec")
     parser.add_argument("--num-classes", type=int, default=0)
+    parser.add_argument("--probe-images", type=int, default=512,
+                        help="images for the fresh-key probe of the pretrained model")
     parser.add_argument("--detection-config",
                         default="configs/detection/small/synthetic_R_18_FPN.yaml")
     parser.add_argument("--finetune-iters", type=int, default=200)
@@ -114,6 +155,8 @@ def main(argv=None) -> int:
     run("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume",
         "DATA.ROOT", pretrain_images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
         "OUTPUT_DIR", pretrain_dir)
+    probe = run("tools/fresh_keys.py", os.path.join(pretrain_dir, "model_final.pth"),
+                "--images", pretrain_images, "--n", str(args.probe_images), "--with-init")
     weights = os.path.join(output, "backbone_d2.pkl")
     run("tools/convert.py", os.path.join(pretrain_dir, "model_final.pth"), weights, "--force",
         "--verify", args.detection_config)
@@ -143,7 +186,8 @@ def main(argv=None) -> int:
                 f"{args.pretrain_iters} iterations on `{pretrain_images}`. Fine-tuning: "
                 f"`{args.detection_config}`, {args.finetune_iters} iterations from each "
                 f"initialisation, evaluated on the held-out set. {minutes:.1f} minutes.\n\n"
-                f"![pretraining](pretraining.png)\n\n{text}\n![AP](ap.png)\n")
+                f"![pretraining](pretraining.png)\n\n{learned_note(probe)}\n{text}\n"
+                f"![AP](ap.png)\n")
     print(f"\n{text}\nreport: {os.path.join(output, 'report.md')} ({minutes:.1f} min)")
     return 0
 

@@ -1,0 +1,54 @@
+"""Instance discrimination against fresh keys: what the training log's contrastive accuracy cannot
+tell apart from a shortcut.
+
+The log scores each query against its positive and the queue. Queue entries were written by older
+key encoders, so while the encoders still move quickly (early in training) the positive can be
+told from the negatives by its age alone, and the log's accuracy rises with nothing learned about
+the images. Here every query is scored instead against the keys of all the other probe images,
+made by the same key encoder in the same pass: the positive must be found by content. The mean
+cosine between the queries of different images shows collapse (1.0: one point for every image).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor,
+                     batch_size: int) -> dict:
+    """Score a MoCo model on N image pairs, run in chunks of `batch_size` in train mode as in
+    training (shuffle-BN included). Returns:
+      queue_loss, queue_acc: InfoNCE and top-1 against the positive and the stored queue;
+      fresh_loss, fresh_acc: the same against the N - 1 keys of the other images;
+      chance_loss: log(N), the fresh loss of embeddings that carry no information;
+      query_cosine: mean cosine between the queries of different images."""
+    n = len(query_images)
+    if n < 2 or n % batch_size:
+        raise ValueError(f"{n} image pairs: need at least 2, in whole batches of {batch_size}")
+    was_training = model.training
+    model.train()
+    try:
+        queries = torch.cat([model.query_encoder(query_images[i:i + batch_size])
+                             for i in range(0, n, batch_size)]).float()
+        keys = torch.cat([model.encode_keys(key_images[i:i + batch_size])
+                          for i in range(0, n, batch_size)]).float()
+    finally:
+        model.train(was_training)
+    temperature = model.temperature
+    positive = (queries * keys).sum(dim=1, keepdim=True)
+    against_queue = torch.cat([positive, queries @ model.queue.float().t()], dim=1) / temperature
+    against_fresh = queries @ keys.t() / temperature  # positives on the diagonal
+    first = torch.zeros(n, dtype=torch.long)
+    own = torch.arange(n)
+    cosine = queries @ queries.t()
+    return {
+        "queue_loss": F.cross_entropy(against_queue, first).item(),
+        "queue_acc": (against_queue.argmax(dim=1) == 0).float().mean().item(),
+        "fresh_loss": F.cross_entropy(against_fresh, own).item(),
+        "fresh_acc": (against_fresh.argmax(dim=1) == own).float().mean().item(),
+        "chance_loss": math.log(n),
+        "query_cosine": ((cosine.sum() - cosine.diagonal().sum()) / (n * (n - 1))).item(),
+    }
