@@ -21,14 +21,19 @@ from pretrain.data.packed import open_images  # noqa: E402
 from pretrain.data.pipelines import ViewPipeline  # noqa: E402
 from pretrain.engine.checkpoint import load_checkpoint  # noqa: E402
 from pretrain.evaluation.fresh_keys import fresh_key_scores  # noqa: E402
+from pretrain.formats import ConversionError, detect_format  # noqa: E402
 from pretrain.models.moco import build_moco  # noqa: E402
 
 COLUMNS = ("queue_acc", "fresh_acc", "queue_loss", "fresh_loss", "chance_loss", "query_cosine")
 
 
 def checkpoint_cfg(path: str, state: dict):
-    if "cfg" not in state or "model" not in state:
-        raise SystemExit(f"error: {path}: not a checkpoint of tools/pretrain.py (no cfg/model)")
+    try:
+        layout = detect_format(state)
+    except ConversionError as err:
+        layout = str(err)
+    if layout != "pretrain":
+        raise SystemExit(f"error: {path}: not a checkpoint of tools/pretrain.py ({layout})")
     cfg = get_cfg()
     cfg.merge_from_other_cfg(CfgNode.load_cfg(state["cfg"]))
     return cfg

@@ -15,6 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..losses import info_nce
+
 
 @torch.no_grad()
 def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor,
@@ -37,15 +39,12 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
                           for i in range(0, n, batch_size)]).float()
     finally:
         model.train(was_training)
-    temperature = model.temperature
-    positive = (queries * keys).sum(dim=1, keepdim=True)
-    against_queue = torch.cat([positive, queries @ model.queue.float().t()], dim=1) / temperature
-    against_fresh = queries @ keys.t() / temperature  # positives on the diagonal
-    first = torch.zeros(n, dtype=torch.long)
+    queue_loss, against_queue = info_nce(queries, keys, model.queue.float(), model.temperature)
+    against_fresh = queries @ keys.t() / model.temperature  # positives on the diagonal
     own = torch.arange(n)
     cosine = queries @ queries.t()
     return {
-        "queue_loss": F.cross_entropy(against_queue, first).item(),
+        "queue_loss": queue_loss.item(),
         "queue_acc": (against_queue.argmax(dim=1) == 0).float().mean().item(),
         "fresh_loss": F.cross_entropy(against_fresh, own).item(),
         "fresh_acc": (against_fresh.argmax(dim=1) == own).float().mean().item(),
