@@ -17,7 +17,12 @@ _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
 _C.MODEL.HEAD = "mlp"  # "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin)
 _C.MODEL.HEAD_HIDDEN_DIM = 2048
 _C.MODEL.FEAT_DIM = 128
-_C.MODEL.QUEUE_SIZE = 65536  # K negatives
+_C.MODEL.QUEUE_SIZE = 65536  # K negatives; 0 with BATCH_NEGATIVES: the batch's keys only (MoCo v3)
+# Also contrast with the other keys of the current (global) batch, as SimCLR and MoCo v3 do. They
+# come from the key encoder of this very step, so unlike queued keys they cannot be told from the
+# positive by their age: early in a short run that shortcut is what the loss learns
+# (tools/fresh_keys.py).
+_C.MODEL.BATCH_NEGATIVES = False
 _C.MODEL.MOMENTUM = 0.999  # key encoder EMA
 _C.MODEL.TEMPERATURE = 0.2
 _C.MODEL.SHUFFLE_BN = True  # shuffle the key batch across processes before the key encoder's BN

@@ -22,3 +22,15 @@ def test_demo_pipeline_reduced(tmp_path):
     for png in ("ap.png", "pretraining.png"):
         assert (tmp_path / "demo" / png).read_bytes()[:4] == b"\x89PNG"
     assert "verified:" in out
+
+
+def test_the_learned_verdict_reads_a_probe_of_a_model_without_a_queue():
+    from tools.demo import learned_note
+
+    probe = ("checkpoint  queue_acc fresh_acc queue_loss fresh_loss chance_loss query_cosine\n"
+             "out/model_final.pth  nan  0.0215  nan  5.6928  6.2383  0.6384\n"
+             "(512 probe images: chance fresh_acc 0.0020; query_cosine 1.0 is collapse)\n")
+    note = learned_note(probe)
+    assert "Yes: against fresh keys of the other probe images the positive is found for 2.1%" \
+        in note
+    assert "out/model_final.pth" in note

@@ -48,7 +48,7 @@ def run(*args: str) -> str:
 def learned_note(probe_output: str) -> str:
     """The fresh-key probe (tools/fresh_keys.py) of the pretrained model, as a report section:
     whether pretraining has learned to tell images apart yet, which is what the gain waits on."""
-    rows = re.findall(r"^(\S+)((?:\s+-?[0-9.]+){6})$", probe_output, re.MULTILINE)
+    rows = re.findall(r"^(\S+)((?:\s+(?:-?[0-9.]+|nan)){6})$", probe_output, re.MULTILINE)
     chance = re.search(r"chance fresh_acc ([0-9.]+)", probe_output)
     if not rows or not chance:
         return ""

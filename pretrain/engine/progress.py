@@ -46,10 +46,10 @@ class MetricsLog:
 
 
 class Progress:
-    def __init__(self, output_dir: str, batch_size: int, queue_size: int, start_iter: int,
+    def __init__(self, output_dir: str, batch_size: int, num_negatives: int, start_iter: int,
                  total_iters: int):
         self.log = MetricsLog(output_dir)
-        self.batch_size, self.queue_size = batch_size, queue_size
+        self.batch_size, self.num_negatives = batch_size, num_negatives
         self.start_iter, self.total_iters = start_iter, total_iters
         self.run_start = time.perf_counter()
         self.skipped_images = 0
@@ -72,7 +72,7 @@ class Progress:
         now, n = time.perf_counter(), max(1, self.count)
         loss = du.all_reduce_mean(self.loss / n, device)
         metrics = {"epoch": epoch, "loss": loss, "acc": du.all_reduce_mean(self.acc / n, device),
-                   "I_NCE": mutual_information_bound(loss, self.queue_size), "lr": lr,
+                   "I_NCE": mutual_information_bound(loss, self.num_negatives), "lr": lr,
                    "img_per_s": n * self.batch_size / (now - self.window_start),
                    "data_time": self.data_time / n, "skipped_images": self.skipped_images}
         self.log.write(iteration, metrics)

@@ -134,8 +134,8 @@ def train(cfg, resume: bool = False) -> str:
                 "scheduler": scheduler.state_dict(), "grad_scaler": scaler.state_dict(),
                 "rng": rngs})
 
-    progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE, model.queue_size, start_iter,
-                        total_iters)
+    progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE,
+                        model.num_negatives(cfg.SOLVER.BATCH_SIZE), start_iter, total_iters)
     iteration = start_iter
     with CheckpointBeforeRequeue() as preemption:
         while iteration < total_iters:

@@ -23,7 +23,8 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
                      batch_size: int) -> dict:
     """Score a MoCo model on N image pairs, run in chunks of `batch_size` in train mode as in
     training (shuffle-BN included). Returns:
-      queue_loss, queue_acc: InfoNCE and top-1 against the positive and the stored queue;
+      queue_loss, queue_acc: InfoNCE and top-1 against the positive and the stored queue (NaN
+        for a model without one, MODEL.QUEUE_SIZE 0);
       fresh_loss, fresh_acc: the same against the N - 1 keys of the other images;
       chance_loss: log(N), the fresh loss of embeddings that carry no information;
       query_cosine: mean cosine between the queries of different images."""
@@ -39,13 +40,18 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
                           for i in range(0, n, batch_size)]).float()
     finally:
         model.train(was_training)
-    queue_loss, against_queue = info_nce(queries, keys, model.queue.float(), model.temperature)
+    if model.queue_size:
+        loss, against_queue = info_nce(queries, keys, model.queue.float(), model.temperature)
+        queue_loss = loss.item()
+        queue_acc = (against_queue.argmax(dim=1) == 0).float().mean().item()
+    else:  # in-batch negatives only: no queue to score against
+        queue_loss = queue_acc = float("nan")
     against_fresh = queries @ keys.t() / model.temperature  # positives on the diagonal
     own = torch.arange(n)
     cosine = queries @ queries.t()
     return {
-        "queue_loss": queue_loss.item(),
-        "queue_acc": (against_queue.argmax(dim=1) == 0).float().mean().item(),
+        "queue_loss": queue_loss,
+        "queue_acc": queue_acc,
         "fresh_loss": F.cross_entropy(against_fresh, own).item(),
         "fresh_acc": (against_fresh.argmax(dim=1) == own).float().mean().item(),
         "chance_loss": math.log(n),

@@ -50,7 +50,7 @@ class JigsawHead(nn.Module):
 class MoCo(nn.Module):
     def __init__(self, query_encoder: Encoder, feat_dim: int, queue_size: int, momentum: float,
                  temperature: float, shuffle_bn: bool = True, jigsaw_head: JigsawHead | None = None,
-                 jigsaw_weight: float = 0.5, bn_splits: int = 1):
+                 jigsaw_weight: float = 0.5, bn_splits: int = 1, batch_negatives: bool = False):
         """`bn_splits` > 1: the encoders' BN layers are SplitBatchNorm2d with that many groups per
         process, and keys are shuffled before the key encoder even in a one-process run."""
         super().__init__()
@@ -64,12 +64,17 @@ class MoCo(nn.Module):
         self.momentum = momentum
         self.temperature = temperature
         self.shuffle_bn = shuffle_bn
+        self.batch_negatives = batch_negatives
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, feat_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     @property
     def queue_size(self) -> int:
         return self.queue.shape[0]
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        """Negatives per query: the queue, plus the batch's other keys with batch negatives."""
+        return self.queue_size + (global_batch_size - 1 if self.batch_negatives else 0)
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -82,8 +87,10 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Write the keys of every process over the oldest entries, wrapping around."""
-        keys = du.all_gather_cat(keys)
+        """Write the keys of every process (already gathered) over the oldest entries, wrapping
+        around. An empty queue (in-batch negatives only, as in MoCo v3) keeps nothing."""
+        if self.queue_size == 0:
+            return
         slots = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % self.queue_size
         self.queue[slots] = keys.to(self.queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + len(keys)) % self.queue_size)
@@ -112,13 +119,16 @@ class MoCo(nn.Module):
         queries = self.query_encoder(query_images)
         keys = self.encode_keys(key_images)
         negatives = self.queue.clone()
-        loss, logits = info_nce(queries, keys, negatives, self.temperature)
+        all_keys = du.all_gather_cat(keys)
+        batch = dict(batch_keys=all_keys, offset=du.get_rank() * len(keys)) \
+            if self.batch_negatives else {}
+        loss, logits = info_nce(queries, keys, negatives, self.temperature, **batch)
         if jigsaw_patches is not None:
             features = self.query_encoder.backbone(jigsaw_patches.flatten(0, 1))
             jigsaw = self.jigsaw_head(features, num_images=len(jigsaw_patches))
-            jigsaw_loss, _ = info_nce(jigsaw, keys, negatives, self.temperature)
+            jigsaw_loss, _ = info_nce(jigsaw, keys, negatives, self.temperature, **batch)
             loss = (1 - self.jigsaw_weight) * loss + self.jigsaw_weight * jigsaw_loss
-        self.enqueue(keys)
+        self.enqueue(all_keys)
         return loss, logits
 
 
@@ -130,6 +140,9 @@ def build_moco(cfg) -> MoCo:
     if m.JIGSAW.ENABLED:
         jigsaw_head = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
                                  m.JIGSAW.GRID ** 2, m.FEAT_DIM)
+    if m.QUEUE_SIZE == 0 and not m.BATCH_NEGATIVES:
+        raise ValueError("MODEL.QUEUE_SIZE 0 leaves no negatives: set MODEL.BATCH_NEGATIVES True "
+                         "to contrast with the batch's other keys instead")
     if m.SYNC_BN and m.SHUFFLE_BN and du.get_rank() == 0:
         print("warning: MODEL.SYNC_BN replaces shuffle-BN, but against a queue it leaves a leak: "
               "the positive key is the only logit computed under the current key batch's BN "
@@ -142,4 +155,4 @@ def build_moco(cfg) -> MoCo:
         splits = bn_splits(m.BN_SPLITS, cfg.SOLVER.BATCH_SIZE // world_size, world_size)
         backbone = convert_to_split_bn(backbone, splits)  # before the key encoder copies it
     return MoCo(Encoder(backbone, head), m.FEAT_DIM, m.QUEUE_SIZE, m.MOMENTUM, m.TEMPERATURE,
-                shuffle_bn, jigsaw_head, m.JIGSAW.LOSS_WEIGHT, splits)
+                shuffle_bn, jigsaw_head, m.JIGSAW.LOSS_WEIGHT, splits, m.BATCH_NEGATIVES)

@@ -54,3 +54,13 @@ def test_identical_views_through_identical_encoders_find_every_positive():
 def test_pairs_that_are_not_whole_batches_are_refused():
     with pytest.raises(ValueError, match="in whole batches of 8"):
         fresh_key_scores(tiny_moco(), images(12), images(12), BATCH)
+
+
+def test_a_model_without_a_queue_is_scored_on_fresh_keys_only():
+    model = tiny_moco("MODEL.QUEUE_SIZE", "0", "MODEL.BATCH_NEGATIVES", "True",
+                      "MODEL.SHUFFLE_BN", "False")
+    model.eval()
+    x = images()
+    scores = fresh_key_scores(model, x, x, BATCH)
+    assert math.isnan(scores["queue_acc"]) and math.isnan(scores["queue_loss"])
+    assert scores["fresh_acc"] == 1.0

@@ -32,3 +32,33 @@ def test_info_nce_sends_no_gradient_into_keys_or_queue():
 
 def test_mutual_information_bound():
     assert mutual_information_bound(1.0, 65536) == math.log(65537) - 1.0
+
+
+def test_batch_negatives_are_the_other_keys_of_the_global_batch():
+    # This process holds rows 3..5 of a 7-key global batch (as rank 1 of ranks holding 3 each
+    # would); each query's negatives are the 6 other keys and the queue, never its own key twice.
+    g = torch.Generator().manual_seed(1)
+    all_keys = F.normalize(torch.randn(7, 8, generator=g), dim=1)
+    q = F.normalize(torch.randn(3, 8, generator=g), dim=1)
+    k = all_keys[3:6]
+    queue = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+    t = 0.2
+    loss, logits = info_nce(q, k, queue, t, batch_keys=all_keys, offset=3)
+    expected = []
+    for i in range(3):
+        others = torch.cat([all_keys[:3 + i], all_keys[3 + i + 1:]])
+        scores = torch.cat([(q[i] @ k[i]).view(1), others @ q[i], queue @ q[i]]) / t
+        expected.append(-(scores[0] - torch.logsumexp(scores, 0)))
+    assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-6)
+    assert logits.shape == (3, 1 + 7 + 4)
+    assert all(logits[i, 1 + 3 + i] == float("-inf") for i in range(3))
+    assert torch.isfinite(logits).sum() == 3 * (1 + 6 + 4)
+
+
+def test_batch_negatives_alone_with_an_empty_queue():
+    q = F.normalize(torch.randn(4, 8), dim=1).requires_grad_()
+    k = F.normalize(torch.randn(4, 8), dim=1)
+    loss, logits = info_nce(q, k, torch.zeros(0, 8), 0.2, batch_keys=k)
+    assert logits.shape == (4, 5) and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(q.grad).all()

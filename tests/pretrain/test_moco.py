@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -48,3 +49,36 @@ def test_forward_returns_loss_and_enqueues_keys():
     loss.backward()
     assert all(p.grad is None for p in model.key_encoder.parameters())
     assert model.query_encoder.backbone.conv1.weight.grad is not None
+
+
+
+def in_batch_moco(queue_size):
+    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", str(queue_size),
+                         "MODEL.BATCH_NEGATIVES", "True", "MODEL.FEAT_DIM", "4",
+                         "MODEL.HEAD_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", "4"])
+    model = build_moco(cfg)
+    images = torch.randn(4, 3, 32, 32)
+    loss, logits = model(images, images.flip(3))
+    return model, loss, logits
+
+
+def test_batch_negatives_without_a_queue():
+    model, loss, logits = in_batch_moco(queue_size=0)
+    # the positive, then the 4 keys of the batch with the query's own one masked out
+    assert logits.shape == (4, 5) and torch.isfinite(loss)
+    assert model.num_negatives(4) == 3
+    assert model.queue_ptr.item() == 0  # nothing to keep
+
+
+def test_batch_negatives_add_to_the_queue():
+    model, _, logits = in_batch_moco(queue_size=16)
+    assert logits.shape == (4, 1 + 4 + 16)
+    assert model.num_negatives(4) == 16 + 3
+    assert model.queue_ptr.item() == 4
+    assert small_moco(queue_size=16).num_negatives(4) == 16
+
+
+def test_an_empty_queue_needs_batch_negatives():
+    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "0"])
+    with pytest.raises(ValueError, match="MODEL.BATCH_NEGATIVES"):
+        build_moco(cfg)
