@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                         help="images for the fresh-key probe of the pretrained model")
     parser.add_argument("--detection-config",
                         default="configs/detection/small/synthetic_R_18_FPN.yaml")
-    parser.add_argument("--finetune-iters", type=int, default=200)
+    parser.add_argument("--finetune-iters", type=int, default=600)
     args = parser.parse_args(argv)
 
     start = time.time()
