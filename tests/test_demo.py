@@ -9,10 +9,12 @@ def test_demo_pipeline_reduced(tmp_path):
     out = run_tool("tools/demo.py", "--output", str(tmp_path / "demo"),
                    "--data-dir", str(REPO / ".cache" / "demo_data_test"), "--n-pretrain", "64",
                    "--n-train", "8", "--n-test", "6", "--pretrain-iters", "2",
-                   "--finetune-iters", "2", timeout=1500).stdout
+                   "--finetune-iters", "2", "--seeds", "2", timeout=1500).stdout
     report = (tmp_path / "demo" / "report.md").read_text()
-    for row in ("| InfoMin-pretrained | 1 |", "| random init | 1 |"):
+    for row in ("| InfoMin-pretrained | 2 |", "| random init | 2 |"):  # mean +- std of 2 seeds
         assert row in report and row in out
+    for name in ("finetune_pretrained_seed2", "finetune_random_seed1"):
+        assert (tmp_path / "demo" / name / "metrics_eval.json").is_file()
     assert "demo_test / bbox" in report and "demo_test / segm" in report
     assert re.search(r"demo_test / bbox: InfoMin-pretrained - random init = [+-][0-9.]+ AP", report)
     # The fresh-key probe of the pretrained model is in the report, with its verdict.
