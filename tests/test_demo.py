@@ -36,3 +36,14 @@ def test_the_learned_verdict_reads_a_probe_of_a_model_without_a_queue():
     assert "Yes: against fresh keys of the other probe images the positive is found for 2.1%" \
         in note
     assert "out/model_final.pth" in note
+
+
+def test_the_demo_refuses_zero_seeds(capsys):
+    import pytest
+
+    from tools.demo import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--seeds", "0"])
+    assert exit_info.value.code == 2
+    assert "--seeds 0: need at least one fine-tune" in capsys.readouterr().err

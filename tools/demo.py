@@ -135,6 +135,8 @@ def main(argv=None) -> int:
                         help="fine-tunes per initialisation (SEED 1..N: heads, data order); the "
                         "table gives mean +- std. One seed's AP moves by 2-3.5 with the seed")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: need at least one fine-tune per initialisation")
 
     start = time.time()
     output = os.path.abspath(args.output)
