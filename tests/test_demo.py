@@ -2,6 +2,8 @@
 pretraining, verified conversion, two fine-tunes, report with table and plots."""
 import re
 
+import pytest
+
 from tests.conftest import REPO, run_tool
 
 
@@ -39,8 +41,6 @@ def test_the_learned_verdict_reads_a_probe_of_a_model_without_a_queue():
 
 
 def test_the_demo_refuses_zero_seeds(capsys):
-    import pytest
-
     from tools.demo import main
 
     with pytest.raises(SystemExit) as exit_info:

@@ -6,10 +6,11 @@ from pretrain.config import load_cfg
 from pretrain.models.moco import build_moco
 
 
-def small_moco(queue_size=8, momentum=0.9, batch=4):
+def small_moco(queue_size=8, momentum=0.9, batch=4, batch_negatives=False):
     cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", str(queue_size),
                          "MODEL.MOMENTUM", str(momentum), "MODEL.FEAT_DIM", "4",
-                         "MODEL.HEAD_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", str(batch)])
+                         "MODEL.HEAD_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", str(batch),
+                         "MODEL.BATCH_NEGATIVES", str(batch_negatives)])
     torch.manual_seed(0)
     return build_moco(cfg)
 
@@ -51,12 +52,8 @@ def test_forward_returns_loss_and_enqueues_keys():
     assert model.query_encoder.backbone.conv1.weight.grad is not None
 
 
-
 def in_batch_moco(queue_size):
-    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", str(queue_size),
-                         "MODEL.BATCH_NEGATIVES", "True", "MODEL.FEAT_DIM", "4",
-                         "MODEL.HEAD_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", "4"])
-    model = build_moco(cfg)
+    model = small_moco(queue_size=queue_size, batch_negatives=True)
     images = torch.randn(4, 3, 32, 32)
     loss, logits = model(images, images.flip(3))
     return model, loss, logits
@@ -79,6 +76,5 @@ def test_batch_negatives_add_to_the_queue():
 
 
 def test_an_empty_queue_needs_batch_negatives():
-    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "0"])
     with pytest.raises(ValueError, match="MODEL.BATCH_NEGATIVES"):
-        build_moco(cfg)
+        small_moco(queue_size=0)
