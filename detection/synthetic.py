@@ -8,6 +8,10 @@ Writes, under one folder:
   pretrain/*.jpg            unlabelled composites for contrastive pretraining
   train/*.jpg, train.json   labelled composites (COCO json, RLE masks) for fine-tuning
   test/*.jpg,  test.json    held-out composites, objects from Fashion-MNIST's own test split
+  objects/{train,test}/<class>/*.jpg
+                            one object per image, all ten Fashion-MNIST classes, in class folders:
+                            the labelled set of the demo's object probe (kNN on backbone features)
+                            and of its supervised-pretraining baseline, the ImageNet of this world
 """
 from __future__ import annotations
 
@@ -33,6 +37,12 @@ PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png
           "text.png", "clock_motion.png", "cell.png", "color.png")
 # Fashion-MNIST label -> class name, the five classes of the detection task.
 CLASSES = {0: "t-shirt", 1: "trouser", 7: "sneaker", 8: "bag", 9: "ankle-boot"}
+# All ten, for the object-centred labelled set.
+ALL_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+               "bag", "ankle-boot")
+# Bumped whenever build() writes a different layout, so a cached folder of an older one is not
+# taken for a finished build (callers put it in the folder's name).
+LAYOUT = 2
 
 
 def ensure_fashion_mnist() -> str:
@@ -48,13 +58,16 @@ def ensure_fashion_mnist() -> str:
     return FASHION_DIR
 
 
-def load_fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images N x 28 x 28 uint8, labels N) of Fashion-MNIST's `train` or `t10k` split."""
+def load_fashion(split: str, detection_classes: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(images N x 28 x 28 uint8, labels N) of Fashion-MNIST's `train` or `t10k` split, only the
+    detection task's classes unless `detection_classes` is False."""
     folder = ensure_fashion_mnist()
     with gzip.open(os.path.join(folder, f"{split}-images-idx3-ubyte.gz")) as f:
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(os.path.join(folder, f"{split}-labels-idx1-ubyte.gz")) as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    if not detection_classes:
+        return images, labels
     keep = np.isin(labels, list(CLASSES))
     return images[keep], labels[keep]
 
@@ -86,6 +99,27 @@ def background(rng, photos, size: int) -> np.ndarray:
     return np.asarray(crop).copy()
 
 
+def paste(rng, image: np.ndarray, item: np.ndarray, y: int, x: int, where: np.ndarray) -> None:
+    """Paint the object `item` (resized Fashion-MNIST greyscale) at (y, x) in a random colour,
+    on the pixels `where` (a bool mask the size of `item`)."""
+    side = item.shape[0]
+    colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1), 1.0)) * 255
+    shade = item.astype(np.float32)[..., None] / 255.0
+    patch = (0.3 + 0.7 * shade) * colour
+    image[y:y + side, x:x + side][where] = patch[where]
+
+
+def object_image(rng, photos, obj: np.ndarray, size: int = 64, object_size=(32, 56)):
+    """One object, large in the frame, on a photo crop: the object-centred image of the
+    labelled set (as ImageNet is to COCO)."""
+    image = background(rng, photos, size)
+    side = int(rng.integers(object_size[0], object_size[1] + 1))
+    item = np.asarray(Image.fromarray(obj).resize((side, side), Image.BILINEAR))
+    y, x = rng.integers(0, size - side + 1, size=2)
+    paste(rng, image, item, y, x, item > 40)
+    return image
+
+
 def composite(rng, photos, objects, labels, size: int = 128, max_objects: int = 3,
               object_size=(32, 64)):
     """One image and its instances [(Fashion-MNIST label, bool mask)]; objects avoid covering more
@@ -107,11 +141,7 @@ def composite(rng, photos, objects, labels, size: int = 128, max_objects: int = 
         else:
             continue
         mask &= ~taken  # what is already there stays on top: masks never overlap
-        colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1), 1.0)) * 255
-        shade = item.astype(np.float32)[..., None] / 255.0
-        patch = (0.3 + 0.7 * shade) * colour
-        region = image[y:y + side, x:x + side]
-        region[shape & mask[y:y + side, x:x + side]] = patch[shape & mask[y:y + side, x:x + side]]
+        paste(rng, image, item, y, x, shape & mask[y:y + side, x:x + side])
         taken |= mask
         instances.append((int(labels[index]), mask))
     return image, instances
@@ -137,9 +167,24 @@ def coco_json(records, class_ids) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
+def write_objects(staging: str, rng, photos, n_train: int, n_test: int) -> None:
+    """objects/train from Fashion-MNIST's training split, objects/test from its test split."""
+    for split, count, fashion_split in (("train", n_train, "train"), ("test", n_test, "t10k")):
+        objects, labels = load_fashion(fashion_split, detection_classes=False)
+        by_class = [np.flatnonzero(labels == label) for label in range(len(ALL_CLASSES))]
+        for name in ALL_CLASSES:
+            os.makedirs(os.path.join(staging, "objects", split, name))
+        for i in range(count):  # classes in turn: balanced, and no class folder left empty
+            label = i % len(ALL_CLASSES)
+            image = object_image(rng, photos, objects[rng.choice(by_class[label])])
+            Image.fromarray(image).save(os.path.join(
+                staging, "objects", split, ALL_CLASSES[label], f"{i:06d}.jpg"), quality=95)
+
+
 def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 60,
-          n_test: int = 120, size: int = 128, seed: int = 0) -> str:
-    """Writes the three sets under `out_dir` once (atomically); returns `out_dir`."""
+          n_test: int = 120, size: int = 128, seed: int = 0, n_objects_train: int = 6000,
+          n_objects_test: int = 1000) -> str:
+    """Writes the sets under `out_dir` once (atomically); returns `out_dir`."""
     from pretrain.data.archive import build_once
 
     def fill(staging: str) -> None:
@@ -162,5 +207,8 @@ def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 6
             if split != "pretrain":
                 with open(os.path.join(staging, f"{split}.json"), "w") as f:
                     json.dump(coco_json(records, class_ids), f)
+        # A generator of its own, so the composites stay those of layout 1 (README's figures).
+        write_objects(staging, np.random.default_rng(seed + 1), photos, n_objects_train,
+                      n_objects_test)
 
     return build_once(out_dir, fill)

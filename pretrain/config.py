@@ -82,23 +82,29 @@ def get_cfg() -> CN:
     return _C.clone()
 
 
-def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
-    """Defaults <- config file (with _BASE_) <- KEY VALUE overrides; errors name the file and key."""
-    cfg = get_cfg()
+def merge_overrides(cfg: CN, config_file: str = "", opts=()) -> CN:
+    """cfg <- config file (with _BASE_) <- KEY VALUE overrides, in place; errors name the file
+    and key. Shared by every config of the project's tools (pretraining, readouts, supervised)."""
     if config_file:
         if not os.path.isfile(config_file):
             raise SystemExit(f"error: config file {config_file}: no such file")
         try:
             cfg.merge_from_file(config_file)
-        except KeyError as err:
+        except (KeyError, AssertionError, ValueError) as err:
             raise SystemExit(f"error: config file {config_file}: {err.args[0]}") from None
     if opts:
         if len(opts) % 2:
-            raise SystemExit(f"error: overrides must be KEY VALUE pairs, got {opts}")
+            raise SystemExit(f"error: overrides must be KEY VALUE pairs, got {list(opts)}")
         try:
             cfg.merge_from_list(list(opts))
         except (KeyError, AssertionError, ValueError) as err:
             raise SystemExit(f"error: command-line override: {err.args[0]}") from None
+    return cfg
+
+
+def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
+    """Defaults <- config file (with _BASE_) <- KEY VALUE overrides; errors name the file and key."""
+    cfg = merge_overrides(get_cfg(), config_file, opts or ())
     if not cfg.DATA.ROOT:
         cfg.DATA.ROOT = os.environ.get("PRETRAIN_DATA_ROOT", "")
     cfg.freeze()

@@ -1,5 +1,6 @@
 """The demo pipeline (make demo) at reduced size: built-in data from the registries, InfoMin
-pretraining, verified conversion, two fine-tunes, report with table and plots."""
+pretraining, its probes, verified conversion, the supervised baseline, fine-tunes from each
+initialisation, report with tables and plots."""
 import re
 
 import pytest
@@ -9,16 +10,23 @@ from tests.conftest import REPO, run_tool
 
 def test_demo_pipeline_reduced(tmp_path):
     out = run_tool("tools/demo.py", "--output", str(tmp_path / "demo"),
-                   "--data-dir", str(REPO / ".cache" / "demo_data_test"), "--n-pretrain", "64",
-                   "--n-train", "8", "--n-test", "6", "--pretrain-iters", "2",
-                   "--finetune-iters", "2", "--seeds", "2", timeout=1500).stdout
+                   "--data-dir", str(REPO / ".cache" / "demo_data_test_v2"), "--n-pretrain", "64",
+                   "--n-train", "8", "--n-test", "6", "--n-objects", "64", "20",
+                   "--pretrain-iters", "2", "--supervised-iters", "2", "--finetune-iters", "2",
+                   "--seeds", "2", timeout=1500).stdout
     report = (tmp_path / "demo" / "report.md").read_text()
-    for row in ("| InfoMin-pretrained | 2 |", "| random init | 2 |"):  # mean +- std of 2 seeds
-        assert row in report and row in out
-    for name in ("finetune_pretrained_seed2", "finetune_random_seed1"):
+    for row in ("| InfoMin-pretrained | 2 |", "| random init | 2 |", "| supervised | 2 |"):
+        assert row in report and row in out  # mean +- std of 2 seeds
+    for name in ("finetune_pretrained_seed2", "finetune_random_seed1", "finetune_supervised_seed2"):
         assert (tmp_path / "demo" / name / "metrics_eval.json").is_file()
     assert "demo_test / bbox" in report and "demo_test / segm" in report
-    assert re.search(r"demo_test / bbox: InfoMin-pretrained - random init = [+-][0-9.]+ AP", report)
+    for label in ("InfoMin-pretrained", "supervised"):
+        assert re.search(rf"demo_test / bbox: {label} - random init = [+-][0-9.]+ AP", report)
+    # The object probe: kNN on held-out labelled objects for each backbone.
+    assert "## Does the backbone know the objects?" in report
+    for label in ("random init", "InfoMin-pretrained", "supervised"):
+        assert re.search(rf"^\| {label} \| [0-9.]+% \|$", report, re.MULTILINE)
+    assert "supervised top-1 on" in out
     # The fresh-key probe of the pretrained model is in the report, with its verdict.
     assert "## Has pretraining learned to tell images apart?" in report
     assert re.search(r"^init(\s+-?[0-9.]+){6}$", report, re.MULTILINE)

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from fvcore.common.config import CfgNode as CN
 
+from ..config import merge_overrides
 from ..engine.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
 from ..engine.progress import METRICS_FILE
 from .backbone_loading import load_backbone
@@ -46,13 +47,7 @@ def get_lincls_cfg() -> CN:
 def load_lincls_cfg(config_file: str = "", opts=()) -> CN:
     """Defaults <- config file <- KEY VALUE overrides, frozen; a bad file or key is a one-line
     error naming it."""
-    cfg = get_lincls_cfg()
-    try:
-        if config_file:
-            cfg.merge_from_file(config_file)
-        cfg.merge_from_list(list(opts))
-    except (KeyError, ValueError, AssertionError) as err:
-        raise SystemExit(f"error: {config_file or 'overrides'}: {err}") from None
+    cfg = merge_overrides(get_lincls_cfg(), config_file, opts)
     cfg.freeze()
     return cfg
 
