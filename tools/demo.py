@@ -126,9 +126,11 @@ def knn_probe(arch: str, crop: int, checkpoint: str, train_root: str, test_root:
 def objects_note(accuracies: dict, test_root: str) -> str:
     """The object probe as a report section: what kNN on each backbone's features gets right."""
     rows = "\n".join(f"| {label} | {acc:.1f}% |" for label, acc in accuracies.items())
+    classes = sum(entry.is_dir() for entry in os.scandir(test_root))
     return (f"## Does the backbone know the objects?\n\nkNN (k = 200) on the backbone's pooled "
             f"features, neighbours from labelled objects, scored on held-out ones "
-            f"(`{test_root}`). The fine-tune starts from these features: a backbone that does "
+            f"(`{test_root}`, {classes} classes: chance {100 / classes:.0f}%). The fine-tune "
+            f"starts from these features: a backbone that does "
             f"not separate the objects better than random init gives the detector nothing to "
             f"build on.\n\n| backbone | kNN top-1 |\n|---|---|\n{rows}\n")
 
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument("--supervised-iters", type=int, default=0,
                         help="also fine-tune from a backbone pretrained with labels for this many "
                         "iterations of 64 (tools/supervised.py); 0: off, as it does not fit the "
-                        "15-minute budget (1500: 6.3 min on 2 cores)")
+                        "15-minute budget (1500: about 7 min on 2 cores)")
     parser.add_argument("--probe-images", type=int, default=512,
                         help="images for the fresh-key probe of the pretrained model")
     parser.add_argument("--detection-config",
