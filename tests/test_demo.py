@@ -27,6 +27,7 @@ def test_demo_pipeline_reduced(tmp_path):
     for label in ("random init", "InfoMin-pretrained", "supervised"):
         assert re.search(rf"^\| {label} \| [0-9.]+% \|$", report, re.MULTILINE)
     assert "supervised top-1 on" in out
+    assert "Yes: the pretrained backbone's features" in report or "No: the pretrained" in report
     # The fresh-key probe of the pretrained model is in the report, with its verdict.
     assert "## Has pretraining learned to tell images apart?" in report
     assert re.search(r"^init(\s+-?[0-9.]+){6}$", report, re.MULTILINE)
@@ -55,3 +56,17 @@ def test_the_demo_refuses_zero_seeds(capsys):
         main(["--seeds", "0"])
     assert exit_info.value.code == 2
     assert "--seeds 0: need at least one fine-tune" in capsys.readouterr().err
+
+
+def test_the_object_probe_says_whether_pretraining_beats_random_features(tmp_path):
+    from tools.demo import objects_note
+
+    for name in ("bag", "shirt"):
+        (tmp_path / name).mkdir()
+    note = objects_note({"random init": 20.3, "InfoMin-pretrained": 16.7}, str(tmp_path))
+    assert "No: the pretrained backbone's features separate them no better than random init's " \
+           "(16.7% against 20.3%)" in note
+    assert "2 classes: chance 50%" in note and "| InfoMin-pretrained | 16.7% |" in note
+    note = objects_note({"random init": 20.3, "InfoMin-pretrained": 25.0}, str(tmp_path))
+    assert "Yes: the pretrained backbone's features separate them better than random init's, " \
+           "by 4.7 points." in note

@@ -127,12 +127,18 @@ def objects_note(accuracies: dict, test_root: str) -> str:
     """The object probe as a report section: what kNN on each backbone's features gets right."""
     rows = "\n".join(f"| {label} | {acc:.1f}% |" for label, acc in accuracies.items())
     classes = sum(entry.is_dir() for entry in os.scandir(test_root))
+    random_acc, pretrained_acc = accuracies["random init"], accuracies["InfoMin-pretrained"]
+    verdict = (f"Yes: the pretrained backbone's features separate them better than random "
+               f"init's, by {pretrained_acc - random_acc:.1f} points."
+               if pretrained_acc > random_acc else
+               f"No: the pretrained backbone's features separate them no better than random "
+               f"init's ({pretrained_acc:.1f}% against {random_acc:.1f}%).")
     return (f"## Does the backbone know the objects?\n\nkNN (k = 200) on the backbone's pooled "
             f"features, neighbours from labelled objects, scored on held-out ones "
             f"(`{test_root}`, {classes} classes: chance {100 / classes:.0f}%). The fine-tune "
             f"starts from these features: a backbone that does "
             f"not separate the objects better than random init gives the detector nothing to "
-            f"build on.\n\n| backbone | kNN top-1 |\n|---|---|\n{rows}\n")
+            f"build on.\n\n{verdict}\n\n| backbone | kNN top-1 |\n|---|---|\n{rows}\n")
 
 
 def main(argv=None) -> int:
