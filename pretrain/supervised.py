@@ -8,6 +8,7 @@ from the last one with the same data order. OUTPUT_DIR/model_final.pth is a plai
 state dict (classifier included), which tools/convert.py exports to Detectron2."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -15,15 +16,13 @@ import time
 
 import torch
 import torch.nn as nn
-import torchvision.transforms as T
 from fvcore.common.config import CfgNode as CN
 
 from .config import merge_overrides
-from .data.views import IMAGENET_MEAN, IMAGENET_STD
 from .engine.checkpoint import (atomic_torch_save, last_checkpoint, load_checkpoint,
                                 rng_state, save_checkpoint, set_rng_state)
 from .engine.progress import METRICS_FILE
-from .evaluation.data import eval_transform, labelled_folder
+from .evaluation.data import eval_transform, folder_classes, labelled_folder, train_transform
 from .evaluation.linear import top1
 from .models.backbone import build_backbone
 
@@ -98,12 +97,10 @@ def train_supervised(cfg, resume: bool = False) -> float | None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.SEED)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    augment = T.Compose([T.RandomResizedCrop(cfg.CROP_SIZE, scale=tuple(cfg.CROP_SCALE)),
-                         T.RandomHorizontalFlip(), T.ToTensor(),
-                         T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    train_set = labelled_folder(cfg.TRAIN_ROOT, augment, cfg.TRAIN_LIMIT)
-    classes = (train_set.dataset if isinstance(train_set, torch.utils.data.Subset)
-               else train_set).classes
+    train_set = labelled_folder(cfg.TRAIN_ROOT,
+                                train_transform(cfg.CROP_SIZE, tuple(cfg.CROP_SCALE)),
+                                cfg.TRAIN_LIMIT)
+    classes = folder_classes(train_set)
     model, feature_dim = build_backbone(cfg.ARCH, cfg.WIDTH)
     model.fc = nn.Linear(feature_dim, len(classes))  # torchvision's name: a torchvision state dict
     model.to(device)
@@ -127,9 +124,10 @@ def train_supervised(cfg, resume: bool = False) -> float | None:
     model.train()
     start, seen, loss_sum = time.perf_counter(), 0, 0.0
     with open(os.path.join(cfg.OUTPUT_DIR, METRICS_FILE), "a") as log:
-        for images, labels in batches(train_set, cfg, iteration, device == "cuda"):
-            if iteration >= cfg.MAX_ITER:
-                break
+        # The batches still due: none on a resumed run that had finished.
+        remaining = max(0, cfg.MAX_ITER - iteration)
+        for images, labels in itertools.islice(
+                batches(train_set, cfg, iteration, device == "cuda"), remaining):
             lr = learning_rate(cfg, iteration)
             for group in optimizer.param_groups:
                 group["lr"] = lr

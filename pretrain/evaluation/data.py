@@ -17,10 +17,11 @@ def eval_transform(crop_size: int) -> T.Compose:
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def train_transform(crop_size: int) -> T.Compose:
-    """The linear readout's training augmentation (MoCo's main_lincls)."""
-    return T.Compose([T.RandomResizedCrop(crop_size), T.RandomHorizontalFlip(), T.ToTensor(),
-                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+def train_transform(crop_size: int, scale: tuple[float, float] = (0.08, 1.0)) -> T.Compose:
+    """The training augmentation of the readouts (MoCo's main_lincls) and of supervised
+    pretraining: random resized crop of `scale` of the image, flip."""
+    return T.Compose([T.RandomResizedCrop(crop_size, scale=scale), T.RandomHorizontalFlip(),
+                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0):
@@ -32,3 +33,9 @@ def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0):
         keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
         dataset = torch.utils.data.Subset(dataset, sorted(keep.tolist()))
     return dataset
+
+
+def folder_classes(dataset) -> list[str]:
+    """The class names of a `labelled_folder`, subsampled or not."""
+    base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+    return base.classes

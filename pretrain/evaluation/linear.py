@@ -16,7 +16,7 @@ from ..config import merge_overrides
 from ..engine.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
 from ..engine.progress import METRICS_FILE
 from .backbone_loading import load_backbone
-from .data import eval_transform, labelled_folder, train_transform
+from .data import eval_transform, folder_classes, labelled_folder, train_transform
 
 _C = CN()
 _C.ARCH = "resnet50"
@@ -89,9 +89,8 @@ def run_linear_readout(cfg, resume: bool = False) -> float:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     train_set = labelled_folder(cfg.TRAIN_ROOT, train_transform(cfg.CROP_SIZE), cfg.TRAIN_LIMIT)
     val_set = labelled_folder(cfg.VAL_ROOT, eval_transform(cfg.CROP_SIZE), cfg.VAL_LIMIT)
-    base = train_set.dataset if isinstance(train_set, torch.utils.data.Subset) else train_set
     backbone, dim = load_backbone(cfg.ARCH, cfg.CHECKPOINT, cfg.ENCODER, cfg.WIDTH)
-    model = LinearReadout(backbone, dim, len(base.classes)).to(device)
+    model = LinearReadout(backbone, dim, len(folder_classes(train_set))).to(device)
     optimizer = torch.optim.SGD(model.classifier.parameters(), lr=cfg.LR * cfg.BATCH_SIZE / 256,
                                 momentum=cfg.MOMENTUM, weight_decay=cfg.WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.MILESTONES), cfg.GAMMA)
