@@ -224,12 +224,12 @@ def main(argv=None) -> int:
     pretrain_cfg = load_cfg(args.pretrain_config)
     arch, crop = pretrain_cfg.MODEL.ARCH, pretrain_cfg.DATA.CROP_SIZE
     if args.supervised_iters:
-        # The pretraining's crop and batch; crops of half the image or more keep the object in
-        # view, and 0.1 at batch 64 (0.4 per 256) is the rate measured in the README's table.
+        # The pretraining's crop; crops of half the image or more keep the object in view, and
+        # batch 64 at 0.1 (0.4 per 256) is the recipe measured in the README's table.
         supervised_dir = os.path.join(output, "supervised")
         run("tools/supervised.py", "--resume", "ARCH", arch, "TRAIN_ROOT", labelled_train,
             "VAL_ROOT", labelled_test, "CROP_SIZE", str(crop), "CROP_SCALE", "(0.5, 1.0)",
-            "BATCH_SIZE", "64", "BASE_LR", "0.4", "NUM_WORKERS", "2",
+            "BATCH_SIZE", "64", "BASE_LR", "0.4", "NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
             "MAX_ITER", str(args.supervised_iters), "OUTPUT_DIR", supervised_dir)
         supervised_weights = os.path.join(output, "supervised_d2.pkl")
         run("tools/convert.py", os.path.join(supervised_dir, "model_final.pth"),

@@ -41,8 +41,10 @@ def checkpoint_cfg(path: str, state: dict):
 
 def probe_views(cfg, images_root: str, n: int):
     """(query views, key views) of the first n images (a whole number of training batches), made
-    by the checkpoint's own pipeline: what the model saw in training, on the CPU."""
+    by the checkpoint's own pipeline: what the model saw in training, on the CPU. A JigSaw run's
+    patches (a third view) are left out: the probe scores the instance branch."""
     cfg = cfg.clone()
+    cfg.defrost()
     cfg.DATA.PIPELINE = "cpu"
     images = open_images(images_root)
     batch = cfg.SOLVER.BATCH_SIZE
@@ -51,8 +53,8 @@ def probe_views(cfg, images_root: str, n: int):
         raise SystemExit(f"error: {images_root}: {len(images)} images, fewer than one batch of "
                          f"{batch} (SOLVER.BATCH_SIZE) to probe with")
     pipeline = ViewPipeline(cfg, images, "cpu")
-    (queries, keys), _ = pipeline.collate([pipeline.dataset[(0, i)] for i in range(n)])
-    return queries, keys
+    views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in range(n)])
+    return views[0], views[1]
 
 
 def main(argv=None) -> int:

@@ -64,3 +64,17 @@ def test_a_model_without_a_queue_is_scored_on_fresh_keys_only():
     scores = fresh_key_scores(model, x, x, BATCH)
     assert math.isnan(scores["queue_acc"]) and math.isnan(scores["queue_loss"])
     assert scores["fresh_acc"] == 1.0
+
+
+@pytest.mark.parametrize("pipeline", ["cpu", "gpu"])
+def test_probe_views_of_a_jigsaw_run_are_its_two_instance_views(shared_data, pipeline):
+    """A JigSaw run's pipeline makes a third view (the patches); the probe takes the query and
+    key views, made on the CPU whichever pipeline the run trained with."""
+    from tools.fresh_keys import probe_views
+
+    cfg = load_cfg("configs/pretrain/demo_R18_infomin_gpu.yaml",
+                   ["SOLVER.BATCH_SIZE", "4", "DATA.PIPELINE", pipeline])
+    assert cfg.MODEL.JIGSAW.ENABLED
+    queries, keys = probe_views(cfg, str(shared_data / "bccd" / "JPEGImages"), 10)
+    assert queries.shape == keys.shape == (8, 3, 64, 64)  # rounded down to whole batches
+    assert not torch.equal(queries, keys)  # two independent draws of the augmentation
