@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The point of the project in one command (`make demo`): contrastive pretraining makes detection
 better. On real images the package registries provide (detection/synthetic.py: Fashion-MNIST
-objects composited onto real photographs), with no download of a dataset and no GPU needed:
+objects composited onto real photographs), with no download of a dataset and no GPU needed (one
+is used when present, for a longer pretraining: PRETRAIN_ON):
 
   1. InfoMin pretraining of a ResNet-18 on unlabelled composites      (tools/pretrain.py)
      and two probes of it: has it learned to tell images apart yet (tools/fresh_keys.py), and
@@ -33,6 +34,14 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+
+# The demo's pretraining for the machine it runs on: (config, iterations). 150 CPU-sized steps fit
+# a 2-core CPU's 15-minute budget but are a sixth of an epoch, too short to help (README, "What to
+# expect"); a GPU affords 100 epochs of the built-in images with the full recipe (not yet measured
+# on one: bench/device/checks.sh detection).
+PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_infomin.yaml", 150),
+               "gpu": ("configs/pretrain/demo_R18_infomin_gpu.yaml", 2300)}
 
 
 def run(*args: str) -> str:
@@ -153,8 +162,12 @@ def main(argv=None) -> int:
     parser.add_argument("--n-objects", type=int, nargs=2, default=(6000, 1000),
                         metavar=("TRAIN", "TEST"), help="built-in labelled objects")
     parser.add_argument("--pretrain-images", default="", help="your unlabelled images instead")
-    parser.add_argument("--pretrain-config", default="configs/pretrain/demo_R18_infomin.yaml")
-    parser.add_argument("--pretrain-iters", type=int, default=150)
+    parser.add_argument("--pretrain-config", default="",
+                        help=f"default: {PRETRAIN_ON['cpu'][0]}, with a GPU "
+                        f"{PRETRAIN_ON['gpu'][0]}")
+    parser.add_argument("--pretrain-iters", type=int, default=0,
+                        help=f"default: {PRETRAIN_ON['cpu'][1]}, with a GPU "
+                        f"{PRETRAIN_ON['gpu'][1]}")
     parser.add_argument("--train", default="", help="your training set: a dataset spec "
                         "(detection/datasets.py) without name=")
     parser.add_argument("--test", default="", help="your held-out set, a dataset spec")
@@ -180,6 +193,12 @@ def main(argv=None) -> int:
         parser.error(f"--seeds {args.seeds}: need at least one fine-tune per initialisation")
     if bool(args.labelled_train) != bool(args.labelled_test):
         parser.error("--labelled-train and --labelled-test go together")
+
+    import torch
+
+    config, iters = PRETRAIN_ON["gpu" if torch.cuda.is_available() else "cpu"]
+    args.pretrain_config = args.pretrain_config or config
+    args.pretrain_iters = args.pretrain_iters or iters
 
     start = time.time()
     output = os.path.abspath(args.output)
