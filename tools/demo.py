@@ -37,7 +37,7 @@ sys.path.insert(0, REPO)
 
 
 # The demo's pretraining for the machine it runs on: (config, iterations). 150 CPU-sized steps fit
-# a 2-core CPU's 15-minute budget but are a sixth of an epoch, too short to help (README, "What to
+# a 2-core CPU's 15-minute budget but are 1.6 epochs, too short to help (README, "What to
 # expect"); a GPU affords 100 epochs of the built-in images with the full recipe (not yet measured
 # on one: bench/device/checks.sh detection).
 PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_infomin.yaml", 150),

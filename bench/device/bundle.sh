@@ -26,9 +26,9 @@ cp .cache/wheels/detectron2-*.whl .device.tmp/wheels/
 
 cp -r ../shared/data/bccd/JPEGImages .device.tmp/pretrain/JPEGImages
 cp ../shared/data/cifar10-images.tar.gz .device.tmp/pretrain/
-fashion=$(.venv/bin/python -c "from detection.synthetic import ensure_fashion_mnist as f; print(f())")
-cp -r "$fashion" .device.tmp/detection/fashion-mnist
-.venv/bin/python -c "from detection.synthetic import load_photos; load_photos('.cache/demo')" >/dev/null
+synthetic() { .venv/bin/python -c "from detection import synthetic; $1"; }
+cp -r "$(synthetic 'print(synthetic.ensure_fashion_mnist())')" .device.tmp/detection/fashion-mnist
+synthetic "synthetic.load_photos('.cache/demo')" >/dev/null
 cp .cache/demo/scikit_image-*.whl .device.tmp/detection/
 
 rm -rf .device && mv .device.tmp .device

@@ -15,7 +15,11 @@
 # per step, with its exit status and seconds, ends the output. SMOKE=1 runs every step at a toy
 # size on any machine, to check the script itself.
 set -uo pipefail
-stage=${1:?usage: bash bench/device/checks.sh pretrain|detection [OUT]}
+stage=${1:-}
+case $stage in
+  pretrain|detection) ;;
+  *) echo "usage: bash bench/device/checks.sh pretrain|detection [OUT]" >&2; exit 2 ;;
+esac
 out=${2:-${OUT:-device_checks}}
 py=${PYTHON:-python3}
 mkdir -p "$out" && : > "$out/summary.txt"
@@ -39,9 +43,9 @@ step() {  # step NAME SECONDS COMMAND...: the command's output to OUT/NAME.log, 
   echo "=== $name: exit $rc after $(( SECONDS - start )) s" | tee -a "$out/summary.txt"
 }
 
-step environment 120 bash -c "nvidia-smi -L; $py -c 'import torch, torchvision, timm, detectron2;
-print(\"torch\", torch.__version__, \"torchvision\", torchvision.__version__, \"timm\", timm.__version__,
-      \"detectron2\", detectron2.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else \"no GPU\")'"
+step environment 120 bash -c "nvidia-smi -L; $py -c 'import torch, torchvision, timm, detectron2
+print(torch.__version__, torchvision.__version__, timm.__version__, detectron2.__version__)
+print(torch.cuda.get_device_name() if torch.cuda.is_available() else \"no GPU\")'"
 
 case $stage in
 pretrain)
@@ -83,7 +87,5 @@ detection)
   step demo 540 $py tools/demo.py --output /tmp/device_demo "${size[@]}"
   cp /tmp/device_demo/report.md /tmp/device_demo/*.png "$out/" 2>/dev/null
   ;;
-*)
-  echo "unknown stage $stage: pretrain or detection" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"

@@ -23,8 +23,8 @@ from pretrain.data.gpu.pipeline import FILL
 from pretrain.data.gpu.rand_augment import apply_op
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=[
-    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])]
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device")])]
 
 
 @pytest.fixture(scope="module", params=DEVICES)
@@ -53,7 +53,8 @@ FACTORS = torch.tensor([0.2, 1.8, 0.9, 1.4])
 ])
 def test_enhance_ops_equal_pil_exactly(photos, ours, reference):
     pils, batch = photos
-    diff = differences(ours(batch, FACTORS.to(batch.device)), [reference(p, float(f)) for p, f in zip(pils, FACTORS)])
+    diff = differences(ours(batch, FACTORS.to(batch.device)),
+                       [reference(p, float(f)) for p, f in zip(pils, FACTORS)])
     assert diff.max() == 0
 
 
@@ -118,8 +119,8 @@ def test_rand_augment_affine_ops_match_timm(photos, name, bicubic):
     negate = torch.tensor([False, True, False, True])
     resample = Image.BICUBIC if bicubic else Image.BILINEAR
     on = batch.device
-    ours = apply_op(name, batch, magnitudes.to(on), negate.to(on), torch.full((4,), bicubic, device=on),
-                    FILL)
+    ours = apply_op(name, batch, magnitudes.to(on), negate.to(on),
+                    torch.full((4,), bicubic, device=on), FILL)
     refs = [GEOMETRIC[name](p, float(m) / 10 * (-1 if n else 1), resample=resample, fillcolor=FILL)
             for p, m, n in zip(pils, magnitudes, negate)]
     diff = differences(ours, refs)
