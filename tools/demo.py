@@ -36,10 +36,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-# The demo's pretraining for the machine it runs on: (config, iterations). 150 CPU-sized steps fit
-# a 2-core CPU's 15-minute budget but are 1.6 epochs, too short to help (README, "What to
-# expect"); a GPU affords 100 epochs of the built-in images with the full recipe (not yet measured
-# on one: bench/device/checks.sh detection).
+# The demo's pretraining for the machine it runs on: (config, iterations). 150 CPU-sized steps
+# (1.6 epochs) fit a 2-core CPU's 15-minute budget; a GPU affords 100 epochs of the built-in images
+# with the full recipe (JigSaw included). Neither is known to help yet (README, "What to expect":
+# 43 epochs on the CPU did not); the GPU's is measured by bench/device/checks.sh detection.
 PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_infomin.yaml", 150),
                "gpu": ("configs/pretrain/demo_R18_infomin_gpu.yaml", 2300)}
 
