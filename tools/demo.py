@@ -231,10 +231,14 @@ def main(argv=None) -> int:
     run("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume",
         "DATA.ROOT", pretrain_images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
         "OUTPUT_DIR", pretrain_dir)
-    probe = run("tools/fresh_keys.py", os.path.join(pretrain_dir, "model_final.pth"),
+    # Every backbone compared, by its pretraining checkpoint ("" = random init), which the object
+    # probe reads; `inits` holds each one's Detectron2 weights and run folder for the fine-tunes.
+    checkpoints = {"random init": "",
+                   "InfoMin-pretrained": os.path.join(pretrain_dir, "model_final.pth")}
+    probe = run("tools/fresh_keys.py", checkpoints["InfoMin-pretrained"],
                 "--images", pretrain_images, "--n", str(args.probe_images), "--with-init")
     weights = os.path.join(output, "backbone_d2.pkl")
-    run("tools/convert.py", os.path.join(pretrain_dir, "model_final.pth"), weights, "--force",
+    run("tools/convert.py", checkpoints["InfoMin-pretrained"], weights, "--force",
         "--verify", args.detection_config)
     inits = {"InfoMin-pretrained": (weights, "finetune_pretrained"),
              "random init": ("", "finetune_random")}
@@ -251,15 +255,12 @@ def main(argv=None) -> int:
             "BATCH_SIZE", "64", "BASE_LR", "0.4", "NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
             "MAX_ITER", str(args.supervised_iters), "OUTPUT_DIR", supervised_dir)
         supervised_weights = os.path.join(output, "supervised_d2.pkl")
-        run("tools/convert.py", os.path.join(supervised_dir, "model_final.pth"),
-            supervised_weights, "--force", "--verify", args.detection_config)
+        checkpoints["supervised"] = os.path.join(supervised_dir, "model_final.pth")
+        run("tools/convert.py", checkpoints["supervised"], supervised_weights, "--force",
+            "--verify", args.detection_config)
         inits["supervised"] = (supervised_weights, "finetune_supervised")
     objects = ""
     if labelled_train:
-        checkpoints = {"random init": "",
-                       "InfoMin-pretrained": os.path.join(pretrain_dir, "model_final.pth")}
-        if args.supervised_iters:
-            checkpoints["supervised"] = os.path.join(output, "supervised", "model_final.pth")
         objects = objects_note({label: knn_probe(arch, crop, path, labelled_train, labelled_test)
                                 for label, path in checkpoints.items()}, labelled_test)
 
