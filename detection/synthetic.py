@@ -99,11 +99,17 @@ def background(rng, photos, size: int) -> np.ndarray:
     return np.asarray(crop).copy()
 
 
-def paste(rng, image: np.ndarray, item: np.ndarray, y: int, x: int, where: np.ndarray) -> None:
-    """Paint the object `item` (resized Fashion-MNIST greyscale) at (y, x) in a random colour,
-    on the pixels `where` (a bool mask the size of `item`)."""
+def random_colour(rng) -> np.ndarray:
+    """A saturated, bright RGB colour (0-255): hue uniform, saturation 0.5-1."""
+    return np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1), 1.0)) * 255
+
+
+def paste(rng, image: np.ndarray, item: np.ndarray, y: int, x: int, where: np.ndarray,
+          colour: np.ndarray | None = None) -> None:
+    """Paint the object `item` (resized Fashion-MNIST greyscale) at (y, x) in `colour` (random
+    if None), on the pixels `where` (a bool mask the size of `item`)."""
     side = item.shape[0]
-    colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 1), 1.0)) * 255
+    colour = random_colour(rng) if colour is None else colour
     shade = item.astype(np.float32)[..., None] / 255.0
     patch = (0.3 + 0.7 * shade) * colour
     image[y:y + side, x:x + side][where] = patch[where]

@@ -53,6 +53,10 @@ _C.DATA.NUM_WORKERS = 8  # per process
 # decodes (nvJPEG) and augments whole batches (pretrain/data/gpu). DATA.ROOT may be a pack
 # (tools/pack_images.py) for either.
 _C.DATA.PIPELINE = "cpu"
+# Where the two views come from: "image", two draws of DATA.AUGMENTATION on one image; "folder",
+# each folder under DATA.ROOT is one instance and its views are two of its images, each put through
+# DATA.AUGMENTATION (pretrain/data/instances.py; e.g. detection/factor_views.py's renderings).
+_C.DATA.VIEWS_FROM = "image"
 
 _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes

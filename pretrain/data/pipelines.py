@@ -13,9 +13,11 @@ import sys
 import torch
 
 from .images import EncodedImages, ImageViews, collate_encoded, collate_views
+from .instances import InstanceViews
 from .views import build_views
 
 PIPELINES = ("cpu", "gpu")
+VIEW_SOURCES = ("image", "folder")  # DATA.VIEWS_FROM
 
 
 def to_device(images: torch.Tensor, device: str) -> torch.Tensor:
@@ -33,6 +35,12 @@ class ViewPipeline:
         self.kind = cfg.DATA.PIPELINE
         if self.kind not in PIPELINES:
             raise SystemExit(f"error: DATA.PIPELINE {self.kind!r}: expected one of {PIPELINES}")
+        if cfg.DATA.VIEWS_FROM not in VIEW_SOURCES:
+            raise ValueError(f"DATA.VIEWS_FROM {cfg.DATA.VIEWS_FROM!r}: expected one of "
+                             f"{VIEW_SOURCES}")
+        if cfg.DATA.VIEWS_FROM == "folder" and self.kind == "gpu":
+            raise ValueError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
+                             "makes both views from one image")
         self.device = device
         if self.kind == "gpu":
             from .gpu.pipeline import BatchedViews
@@ -43,6 +51,9 @@ class ViewPipeline:
             self.dataset = EncodedImages(images, seed=cfg.SEED)
             self.collate = collate_encoded
             self.batched_views = BatchedViews(cfg, device)
+        elif cfg.DATA.VIEWS_FROM == "folder":
+            self.dataset = InstanceViews(images, build_views(cfg), seed=cfg.SEED)
+            self.collate = collate_views
         else:
             self.dataset = ImageViews(images, build_views(cfg), seed=cfg.SEED)
             self.collate = collate_views

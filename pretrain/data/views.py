@@ -37,6 +37,17 @@ def mocov2_augmentation(crop_size: int, scale: tuple[float, float]) -> T.Compose
     ])
 
 
+def flip_augmentation(crop_size: int, scale: tuple[float, float]) -> T.Compose:
+    """Next to nothing: resize, horizontal flip. For views that already differ by construction
+    (DATA.VIEWS_FROM "folder"), where any further change adds to what the views do not share."""
+    return T.Compose([
+        T.Resize((crop_size, crop_size)),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
 def infomin_augmentation(crop_size: int, scale: tuple[float, float]) -> T.Compose:
     """InfoMin Aug (Tian et al. 2020, PyContrast): MoCo v2 with stronger colour jitter and timm's
     RandAugment (2 ops of 15, magnitude 10 +- 0.5, each applied with p = 0.5, ImageNet-mean fill)."""
@@ -88,7 +99,7 @@ def jigsaw_augmentation(grid: int = 3, cell: int = 85, patch: int = 64) -> T.Com
 
 
 AUGMENTATIONS = {"mocov1": mocov1_augmentation, "mocov2": mocov2_augmentation,
-                 "infomin": infomin_augmentation}
+                 "infomin": infomin_augmentation, "flip": flip_augmentation}
 
 
 class ContrastiveViews:
@@ -100,8 +111,13 @@ class ContrastiveViews:
         self.jigsaw = jigsaw
 
     def __call__(self, image):
-        views = (self.augmentation(image), self.augmentation(image))
-        return views + (self.jigsaw(image),) if self.jigsaw is not None else views
+        return self.pair(image, image)
+
+    def pair(self, query_image, key_image):
+        """The views of two images of one instance (instances.py); the patches come from the
+        query's image."""
+        views = (self.augmentation(query_image), self.augmentation(key_image))
+        return views + (self.jigsaw(query_image),) if self.jigsaw is not None else views
 
 
 def build_views(cfg) -> ContrastiveViews:

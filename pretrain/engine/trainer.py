@@ -82,9 +82,10 @@ def train(cfg, resume: bool = False) -> str:
 
     images = open_images(cfg.DATA.ROOT)
     pipeline = ViewPipeline(cfg, images, device)
-    iters_per_epoch = EpochBatchSampler.iterations_per_epoch(len(images), cfg.SOLVER.BATCH_SIZE)
+    samples = len(pipeline.dataset)  # images, or instances with DATA.VIEWS_FROM folder
+    iters_per_epoch = EpochBatchSampler.iterations_per_epoch(samples, cfg.SOLVER.BATCH_SIZE)
     if iters_per_epoch == 0:
-        raise SystemExit(f"error: {cfg.DATA.ROOT} holds {len(images)} images, fewer than one batch "
+        raise SystemExit(f"error: {cfg.DATA.ROOT} holds {samples} samples, fewer than one batch "
                          f"(SOLVER.BATCH_SIZE {cfg.SOLVER.BATCH_SIZE})")
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
 
@@ -140,7 +141,7 @@ def train(cfg, resume: bool = False) -> str:
     with CheckpointBeforeRequeue() as preemption:
         while iteration < total_iters:
             epoch = iteration // iters_per_epoch
-            sampler = EpochBatchSampler(len(images), cfg.SOLVER.BATCH_SIZE, rank, world_size,
+            sampler = EpochBatchSampler(samples, cfg.SOLVER.BATCH_SIZE, rank, world_size,
                                         cfg.SEED, epoch, start_iter=iteration % iters_per_epoch)
             loader = torch.utils.data.DataLoader(
                 pipeline.dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,

@@ -1,0 +1,63 @@
+"""The views of InfoMin's Table 4 on the demo's world: renderings of one instance share exactly
+the chosen factors and differ in the others."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from detection import factor_views
+from detection.factor_views import FACTORS, check_factors, draw_factors, render
+
+
+def photos_and_objects():
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8) for _ in range(3)]
+    objects = np.zeros((4, 28, 28), np.uint8)
+    for i, obj in enumerate(objects):  # four distinct shapes
+        obj[4 + i:20 + i, 6:10 + 4 * i] = 255
+    return photos, objects
+
+
+def test_a_rendering_is_a_function_of_its_factors():
+    photos, objects = photos_and_objects()
+    factors = draw_factors(np.random.default_rng(1), len(objects), len(photos))
+    first = render(photos, objects, factors, size=32)
+    assert first.shape == (32, 32, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, render(photos, objects, factors, size=32))
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_changing_one_factor_changes_the_image(factor):
+    photos, objects = photos_and_objects()
+    rng = np.random.default_rng(2)
+    base = draw_factors(rng, len(objects), len(photos))
+    changed = dict(base)
+    while True:  # a value of that factor that differs visibly
+        changed[factor] = draw_factors(rng, len(objects), len(photos))[factor]
+        if factor != "object" or changed["object"] != base["object"]:
+            break
+    assert not np.array_equal(render(photos, objects, base, 32),
+                              render(photos, objects, changed, 32))
+
+
+def test_instance_folders_share_exactly_the_chosen_factors(tmp_path, monkeypatch):
+    photos, objects = photos_and_objects()
+    drawn = []
+    monkeypatch.setattr(factor_views, "render",
+                        lambda p, o, factors, size: drawn.append(factors) or render(p, o, factors,
+                                                                                   size))
+    factor_views.write_instance_views(str(tmp_path), photos, objects, ["object", "colour"],
+                                      n_instances=2, renderings=3, size=32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000", "000001"]
+    assert len(list((tmp_path / "000001").glob("*.jpg"))) == 3
+    assert Image.open(tmp_path / "000000" / "2.jpg").size == (32, 32)
+    for instance in (drawn[:3], drawn[3:]):
+        for other in instance[1:]:
+            assert other["object"] == instance[0]["object"]
+            assert np.array_equal(other["colour"], instance[0]["colour"])
+            assert other["position"] != instance[0]["position"]
+            assert other["background"] != instance[0]["background"]
+
+
+def test_an_unknown_factor_is_refused():
+    with pytest.raises(ValueError, match=r"unknown view factor\(s\) \['shape'\]"):
+        check_factors(["object", "shape"])
