@@ -1,23 +1,26 @@
 #!/usr/bin/env python
-"""The point of the project in one command (`make demo`): contrastive pretraining makes detection
-better. On real images the package registries provide (detection/synthetic.py: Fashion-MNIST
-objects composited onto real photographs), with no download of a dataset and no GPU needed (one
-is used when present, for a longer pretraining: PRETRAIN_ON):
+"""The point of the project in one command (`make demo`): contrastive pretraining with views chosen
+by InfoMin's principle makes detection better. On real images the package registries provide
+(detection/synthetic.py: Fashion-MNIST objects on real photographs), with no dataset download and
+no GPU needed (one is used when present, for a longer pretraining: PRETRAIN_ON):
 
-  1. InfoMin pretraining of a ResNet-18 on unlabelled composites      (tools/pretrain.py)
-     and two probes of it: has it learned to tell images apart yet (tools/fresh_keys.py), and
-     does it know the objects: kNN on held-out labelled objects, against random init (tools/knn.py)
+  1. pretraining of a ResNet-18 on unlabelled views that share only the object
+     (detection/factor_views.py: the same object rendered twice, each time with a new colour,
+     size, place and photo; no label enters)                           (tools/pretrain.py)
+     and two probes of it: does it tell images apart (tools/fresh_keys.py), and does it know the
+     objects: kNN on held-out labelled objects, against random init    (tools/knn.py)
   2. export of its backbone to Detectron2, verified tensor by tensor   (tools/convert.py --verify)
-  3. Mask R-CNN R18-FPN fine-tuned on 60 labelled composites from those weights, and with the
-     same schedule from random initialisation                          (detection/train_net.py)
-  4. both evaluated on 120 held-out composites (COCO AP, boxes and masks)
-  5. a report: OUTPUT/report.md, pretraining curves and an AP bar plot as PNG; the table printed.
+  3. Mask R-CNN R18-FPN fine-tuned on 60 labelled composites from those weights and, with the
+     same schedule and seeds, from random initialisation               (detection/train_net.py)
+  4. both evaluated on 120 held-out composites (COCO AP, boxes and masks), mean +- std over seeds
+  5. a report: OUTPUT/report.md with the table, pretraining curves and an AP bar plot.
 
-`--supervised-iters N` adds the third column of every transfer table: a backbone pretrained with
-labels (tools/supervised.py on the labelled objects, this world's ImageNet), fine-tuned the same way.
+`--table4` adds InfoMin's Table 4: the same pretraining with views that share the background, the
+colour or the position instead, and with InfoMin's ImageNet augmentation of one composite.
+`--supervised-iters N` adds a backbone pretrained with labels (tools/supervised.py).
 
 Every stage is the user-facing command, run as a subprocess, with its progress streaming through.
-Your own data instead:
+Your own data instead (views from augmentation, demo_R18_infomin.yaml):
 
     python tools/demo.py --pretrain-images /data/unlabelled \
         --train "format=coco json=/d/train.json images=/d/img" \
@@ -26,6 +29,7 @@ Your own data instead:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import subprocess
@@ -35,13 +39,23 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-
-# The demo's pretraining for the machine it runs on: (config, iterations). 150 CPU-sized steps
-# (1.6 epochs) fit a 2-core CPU's 15-minute budget; a GPU affords 100 epochs of the built-in images
-# with the full recipe (JigSaw included). Neither is known to help yet (README, "What to expect":
-# 43 epochs on the CPU did not); the GPU's is measured by bench/device/checks.sh detection.
-PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_infomin.yaml", 150),
-               "gpu": ("configs/pretrain/demo_R18_infomin_gpu.yaml", 2300)}
+# The demo's pretraining for the machine it runs on: (config, iterations). The CPU's is sized
+# to the 15-minute budget of `make demo` on 2 cores (README); a GPU affords more of the same.
+PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 150),
+               "gpu": ("configs/pretrain/demo_R18_objects_gpu.yaml", 2000)}
+# Your own images have no factors to share: their views come from augmenting each image.
+OWN_IMAGES_CONFIG = "configs/pretrain/demo_R18_infomin.yaml"
+# InfoMin Table 4's conditions: what the two views of an instance share (factor_views.FACTORS),
+# in plain words for the report. "infomin-aug" is the usual kind of views, two InfoMin
+# augmentations (crops, colour jitter, blur, RandAugment, grayscale) of one scene composite.
+VIEWS = {
+    "object": "the object only (its colour, size, place and photo are drawn anew for each view)",
+    "background": "the background photo only (a new object, colour, size and place each)",
+    "colour": "the object's colour only (a new object, size, place and photo each)",
+    "position": "the object's place only (a new object, colour, size and photo each)",
+    "infomin-aug": "one composite, augmented twice with InfoMin Aug: the photo, the objects and "
+                   "(mostly) their colours",
+}
 
 
 def run(*args: str) -> str:
@@ -58,9 +72,47 @@ def run(*args: str) -> str:
     return "".join(lines)
 
 
+def run_concurrently(jobs: list[tuple[list[str], str]], at_once: int) -> None:
+    """Run the stages `jobs` ([(args, log file)]), `at_once` at a time, each with an equal share of
+    the CPU threads; print each one's start, a progress line every half minute (the latest
+    Detectron2 iteration of each) and its end. On a CPU, two small fine-tunes with one thread each
+    get through more iterations per second than one with two threads, which wait on each other in
+    every small op."""
+    threads = str(max(1, (os.cpu_count() or 1) // at_once))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    pending, running = list(jobs), []
+    last_report = time.time()
+    while pending or running:
+        while pending and len(running) < at_once:
+            args, log = pending.pop(0)
+            os.makedirs(os.path.dirname(log), exist_ok=True)
+            print(f"\n$ python {' '.join(args)}  > {log}", flush=True)
+            with open(log, "w") as out:
+                running.append((subprocess.Popen([sys.executable, *args], cwd=REPO, env=env,
+                                                 stdout=out, stderr=subprocess.STDOUT), args, log))
+        time.sleep(1)
+        for job in list(running):
+            proc, args, log = job
+            if proc.poll() is None:
+                continue
+            running.remove(job)
+            if proc.returncode:
+                with open(log) as f:
+                    print(f.read()[-4000:], flush=True)
+                raise subprocess.CalledProcessError(proc.returncode, args)
+            print(f"done: {log}", flush=True)
+        if running and time.time() - last_report > 30:
+            last_report = time.time()
+            for _proc, _args, log in running:
+                with open(log) as f:
+                    steps = re.findall(r"iter: (\d+)", f.read())
+                print(f"  {os.path.dirname(log)}: iteration {steps[-1] if steps else 0}",
+                      flush=True)
+
+
 def learned_note(probe_output: str) -> str:
     """The fresh-key probe (tools/fresh_keys.py) of the pretrained model, as a report section:
-    whether pretraining has learned to tell images apart yet, which is what the gain waits on."""
+    whether pretraining has learned to tell instances apart."""
     rows = re.findall(r"^(\S+)((?:\s+(?:-?[0-9.]+|nan)){6})$", probe_output, re.MULTILINE)
     chance = re.search(r"chance fresh_acc ([0-9.]+)", probe_output)
     if not rows or not chance:
@@ -68,26 +120,24 @@ def learned_note(probe_output: str) -> str:
     queue_acc, fresh_acc, _, _, _, cosine = map(float, rows[-1][1].split())
     chance = float(chance.group(1))
     if fresh_acc < 2 * chance:
-        verdict = (f"Not yet. Against fresh keys of the other probe images the positive is found "
-                   f"for {fresh_acc:.1%} of them (chance {chance:.1%}), and the queries of "
-                   f"different images have a mean cosine of {cosine:.3f} (1: one point for all).")
+        verdict = (f"Not yet. Against fresh keys of the other probe instances the positive is "
+                   f"found for {fresh_acc:.1%} of them (chance {chance:.1%}), and the queries of "
+                   f"different instances have a mean cosine of {cosine:.3f} (1: one point for "
+                   f"all).")
         if queue_acc >= max(0.1, 2 * fresh_acc):
             verdict += (f" Against the stored queue it is found for {queue_acc:.0%}, as in the "
                         f"training log: queue entries written by older key encoders are told "
                         f"apart by their age, not their content.")
-        verdict += (" Until pretraining tells images apart, no gain in the table below comes from "
-                    "instance discrimination. With the demo's config the projection head "
-                    "collapses within the first few dozen steps, and 600 steps do not undo it "
-                    "(README, \"What to expect\").")
     else:
-        verdict = (f"Yes: against fresh keys of the other probe images the positive is found for "
-                   f"{fresh_acc:.1%} of them (chance {chance:.1%}).")
+        verdict = (f"Yes: against fresh keys of the other probe instances the positive is found "
+                   f"for {fresh_acc:.1%} of them (chance {chance:.1%}).")
     table = "\n".join(line for line in probe_output.splitlines() if line.strip())
-    return (f"## Has pretraining learned to tell images apart?\n\n{verdict}\n\n"
+    return (f"## Has pretraining learned to tell instances apart?\n\n{verdict}\n\n"
             f"```\n$ python tools/fresh_keys.py ...\n{table}\n```\n")
 
 
-def plot_pretraining(pretrain_dir: str, path: str) -> None:
+def plot_pretraining(pretrain_dirs: dict, path: str) -> None:
+    """Loss and I_NCE of every pretraining, one line per condition."""
     import matplotlib
 
     from pretrain.engine.progress import read_metrics
@@ -95,76 +145,126 @@ def plot_pretraining(pretrain_dir: str, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in read_metrics(pretrain_dir) if "loss" in r]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    its = [r["iteration"] for r in rows]
-    left.plot(its, [r["loss"] for r in rows])
+    for label, folder in pretrain_dirs.items():
+        rows = [r for r in read_metrics(folder) if "loss" in r]
+        its = [r["iteration"] for r in rows]
+        left.plot(its, [r["loss"] for r in rows], label=label)
+        right.plot(its, [r["I_NCE"] for r in rows], label=label)
     left.set_title("InfoNCE loss")
-    right.plot(its, [r["I_NCE"] for r in rows], color="tab:green")
     right.set_title("I_NCE = log(K+1) - loss (nats)")
     for ax in (left, right):
         ax.set_xlabel("iteration")
+    right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def gains(table: dict, labels: list[str], baseline: str) -> str:
-    """One line per task and initialisation: its mean AP minus that of `baseline`, the means
-    the table above shows (detection.compare.mean_std)."""
-    from detection.compare import mean_std
-
-    lines = []
-    for (dataset, task), by_label in table.items():
-        base = by_label.get(baseline, {}).get("AP")
-        for label in labels:
-            ap = by_label.get(label, {}).get("AP")
-            if ap and base:
-                lines.append(f"- {dataset} / {task}: {label} - {baseline} = "
-                             f"{mean_std(ap)[0] - mean_std(base)[0]:+.1f} AP")
-    return "\n".join(lines)
-
-
-def knn_probe(arch: str, crop: int, checkpoint: str, train_root: str, test_root: str) -> float:
-    """kNN top-1 (%) of the backbone's features on the labelled objects (tools/knn.py)."""
+def knn_probe(arch: str, crop: int, checkpoint: str, train_root: str, test_root: str
+              ) -> tuple[float, float]:
+    """kNN top-1 (%) of the backbone's features on the labelled objects (tools/knn.py) and its
+    standard error over the test images (binomial)."""
     out = run("tools/knn.py", "--arch", arch, "--crop", str(crop), "--train-root", train_root,
               "--test-root", test_root, *(["--checkpoint", checkpoint] if checkpoint else []))
-    return float(re.search(r"top-1: ([0-9.]+)%", out).group(1))
+    accuracy = float(re.search(r"top-1: ([0-9.]+)%", out).group(1))
+    n = sum(len(files) for _, _, files in os.walk(test_root))
+    return accuracy, 100 * math.sqrt(accuracy / 100 * (1 - accuracy / 100) / max(1, n))
 
 
-def objects_note(accuracies: dict, test_root: str) -> str:
-    """The object probe as a report section: what kNN on each backbone's features gets right."""
-    rows = "\n".join(f"| {label} | {acc:.1f}% |" for label, acc in accuracies.items())
-    classes = sum(entry.is_dir() for entry in os.scandir(test_root))
-    random_acc, pretrained_acc = accuracies["random init"], accuracies["InfoMin-pretrained"]
-    verdict = (f"Yes: the pretrained backbone's features separate them better than random "
-               f"init's, by {pretrained_acc - random_acc:.1f} points."
-               if pretrained_acc > random_acc else
-               f"No: the pretrained backbone's features separate them no better than random "
-               f"init's ({pretrained_acc:.1f}% against {random_acc:.1f}%).")
-    return (f"## Does the backbone know the objects?\n\nkNN (k = 200) on the backbone's pooled "
-            f"features, neighbours from labelled objects, scored on held-out ones "
-            f"(`{test_root}`, {classes} classes: chance {100 / classes:.0f}%). The fine-tune "
-            f"starts from these features: a backbone that does "
-            f"not separate the objects better than random init gives the detector nothing to "
-            f"build on.\n\n{verdict}\n\n| backbone | kNN top-1 |\n|---|---|\n{rows}\n")
+def fmt(mean: float, spread: float | None) -> str:
+    return f"{mean:.1f}" + (f" ± {spread:.1f}" if spread is not None else "")
 
 
-def main(argv=None) -> int:
+def summary(table: dict, knn: dict, labels: list[str], baseline: str) -> tuple[str, list[str]]:
+    """The headline table (kNN top-1 ± standard error; box and mask AP mean ± std over seeds)
+    and one verdict per pretrained backbone and metric: does it beat `baseline` by more than the
+    spread, i.e. do the two mean ± spread intervals not overlap."""
+    from detection.compare import RUN_COUNT, mean_std
+
+    tasks = {"box AP": "bbox", "mask AP": "segm"}
+    rows, verdicts = [], []
+    by_task = {task: by_label for (_dataset, task), by_label in table.items()}
+    for label in labels:
+        cells = [fmt(*knn[label]) + "%" if label in knn else "n/a"]
+        seeds = 0
+        for task in tasks.values():
+            values = by_task.get(task, {}).get(label, {})
+            cells.append(fmt(*mean_std(values["AP"])) if values.get("AP") else "n/a")
+            seeds = max(seeds, len(values.get(RUN_COUNT, [])))
+        rows.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
+    metrics = {"kNN": {label: knn[label] for label in knn}}
+    for name, task in tasks.items():
+        metrics[name] = {label: mean_std(values["AP"]) for label, values
+                         in by_task.get(task, {}).items() if values.get("AP")}
+    for label in labels:
+        if label == baseline:
+            continue
+        for name, values in metrics.items():
+            if label not in values or baseline not in values:
+                continue
+            (mean, spread), (base, base_spread) = values[label], values[baseline]
+            margin = (spread or 0.0) + (base_spread or 0.0)
+            beats = mean - base > margin
+            verdicts.append(f"- {label}, {name}: {mean - base:+.1f} against {baseline} "
+                            f"({'more' if beats else 'not more'} than the spread, "
+                            f"{margin:.1f})")
+    head = ("| backbone | fine-tune seeds | kNN top-1 (± s.e.) | box AP (mean ± std) "
+            "| mask AP (mean ± std) |\n|---|---|---|---|---|\n")
+    return head + "\n".join(rows) + "\n", verdicts
+
+
+def build_data(args) -> dict:
+    """The built-in sets (detection/synthetic.py, factor_views.py), each built once into .cache/:
+    {"train", "test" (dataset specs), "objects" (labelled folders), "views" {condition: folder}}."""
+    from detection import factor_views
+    from detection.synthetic import LAYOUT, build
+
+    cache = os.path.join(REPO, ".cache")
+    print("building the demo's images (Fashion-MNIST objects on real photographs) ...",
+          flush=True)
+    n_pretrain = args.n_pretrain if "infomin-aug" in args.conditions else 0
+    sizes = (n_pretrain, args.n_train, args.n_test, *args.n_objects)
+    data = build(args.data_dir or os.path.join(cache, f"demo_data_v{LAYOUT}_" + "_".join(
+        map(str, sizes))), os.path.join(cache, "demo"), n_pretrain, args.n_train, args.n_test,
+        n_objects_train=args.n_objects[0], n_objects_test=args.n_objects[1])
+    views = {}
+    for condition in args.conditions:
+        if condition == "infomin-aug":
+            views[condition] = os.path.join(data, "pretrain")
+            continue
+        folder = os.path.join(cache, f"demo_views_{condition}_{args.instances[0]}x"
+                                     f"{args.instances[1]}")
+        views[condition] = factor_views.build(folder, os.path.join(cache, "demo"), [condition],
+                                              *args.instances)
+    return {"train": f"format=coco json={data}/train.json images={data}/train",
+            "test": f"format=coco json={data}/test.json images={data}/test",
+            "objects": [os.path.join(data, "objects", split) for split in ("train", "test")],
+            "views": views}
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output")
     parser.add_argument("--data-dir", default="",
                         help="where the built-in composites are made, once (default: .cache/)")
-    parser.add_argument("--n-pretrain", type=int, default=6000, help="built-in unlabelled images")
+    parser.add_argument("--instances", type=int, nargs=2, default=(3000, 3),
+                        metavar=("N", "VIEWS"),
+                        help="built-in unlabelled objects for pretraining, and renderings of each")
+    parser.add_argument("--n-pretrain", type=int, default=6000,
+                        help="built-in unlabelled composites (for --table4's InfoMin Aug row)")
     parser.add_argument("--n-train", type=int, default=60, help="built-in labelled images")
     parser.add_argument("--n-test", type=int, default=120, help="built-in held-out images")
-    parser.add_argument("--n-objects", type=int, nargs=2, default=(6000, 1000),
-                        metavar=("TRAIN", "TEST"), help="built-in labelled objects")
+    parser.add_argument("--n-objects", type=int, nargs=2, default=(3000, 1000),
+                        metavar=("TRAIN", "TEST"), help="built-in labelled objects (kNN probe)")
+    parser.add_argument("--table4", action="store_true",
+                        help="also pretrain with views that share the background, the colour or "
+                        "the position, and with InfoMin Aug of one composite (InfoMin Table 4)")
     parser.add_argument("--pretrain-images", default="", help="your unlabelled images instead")
     parser.add_argument("--pretrain-config", default="",
                         help=f"default: {PRETRAIN_ON['cpu'][0]}, with a GPU "
-                        f"{PRETRAIN_ON['gpu'][0]}")
+                        f"{PRETRAIN_ON['gpu'][0]}; with --pretrain-images {OWN_IMAGES_CONFIG}")
     parser.add_argument("--pretrain-iters", type=int, default=0,
                         help=f"default: {PRETRAIN_ON['cpu'][1]}, with a GPU "
                         f"{PRETRAIN_ON['gpu'][1]}")
@@ -178,134 +278,196 @@ def main(argv=None) -> int:
     parser.add_argument("--labelled-test", default="", help="held-out class folders for them")
     parser.add_argument("--supervised-iters", type=int, default=0,
                         help="also fine-tune from a backbone pretrained with labels for this many "
-                        "iterations of 64 (tools/supervised.py); 0: off, as it does not fit the "
-                        "15-minute budget (1500: about 7 min on 2 cores)")
+                        "iterations of 64 (tools/supervised.py); 0: off (1500: about 7 min on "
+                        "2 cores)")
     parser.add_argument("--probe-images", type=int, default=512,
-                        help="images for the fresh-key probe of the pretrained model")
+                        help="instances for the fresh-key probe of the pretrained model")
     parser.add_argument("--detection-config",
                         default="configs/detection/small/synthetic_R_18_FPN.yaml")
-    parser.add_argument("--finetune-iters", type=int, default=600)
-    parser.add_argument("--seeds", type=int, default=1,
+    parser.add_argument("--finetune-iters", type=int, default=0,
+                        help="default: the detection config's SOLVER.MAX_ITER")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="fine-tunes run at once; default: 1 on a GPU, else 2 where there "
+                        "are 2 or more cores (one thread each on 2 cores)")
+    parser.add_argument("--seeds", type=int, default=3,
                         help="fine-tunes per initialisation (SEED 1..N: heads, data order); the "
-                        "table gives mean +- std. One seed's AP moves by 2-3.5 with the seed")
+                        "table gives mean +- std")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: need at least one fine-tune per initialisation")
     if bool(args.labelled_train) != bool(args.labelled_test):
         parser.error("--labelled-train and --labelled-test go together")
+    if args.pretrain_images and args.table4:
+        parser.error("--table4 needs the built-in world's factors, not --pretrain-images")
+    return parser, args
 
+
+def main(argv=None) -> int:
+    parser, args = parse_args(argv)
     import torch
 
     config, iters = PRETRAIN_ON["gpu" if torch.cuda.is_available() else "cpu"]
+    if not args.jobs:
+        args.jobs = 1 if torch.cuda.is_available() or (os.cpu_count() or 1) < 2 else 2
+    if args.pretrain_images:
+        config = OWN_IMAGES_CONFIG
     args.pretrain_config = args.pretrain_config or config
     args.pretrain_iters = args.pretrain_iters or iters
+    args.conditions = (["object", "background", "colour", "position", "infomin-aug"]
+                       if args.table4 else ["object"])
 
     start = time.time()
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
     train_spec, test_spec, data_note = args.train, args.test, "your data"
-    pretrain_images = args.pretrain_images
     labelled_train, labelled_test = args.labelled_train, args.labelled_test
+    pretrain_sets = {"your images": args.pretrain_images} if args.pretrain_images else {}
     if not (args.train and args.test) or not args.pretrain_images:
-        from detection.synthetic import LAYOUT, build
-
-        print("building the demo's images (Fashion-MNIST objects on real photographs) ...",
-              flush=True)
-        data_dir = args.data_dir or os.path.join(
-            REPO, ".cache", f"demo_data_v{LAYOUT}_" + "_".join(map(str, (
-                args.n_pretrain, args.n_train, args.n_test, *args.n_objects))))
-        data = build(data_dir, os.path.join(REPO, ".cache", "demo"), args.n_pretrain,
-                     args.n_train, args.n_test, n_objects_train=args.n_objects[0],
-                     n_objects_test=args.n_objects[1])
-        train_spec = train_spec or f"format=coco json={data}/train.json images={data}/train"
-        test_spec = test_spec or f"format=coco json={data}/test.json images={data}/test"
+        data = build_data(args)
+        train_spec, test_spec = train_spec or data["train"], test_spec or data["test"]
         data_note = "built-in composites (detection/synthetic.py)"
-        pretrain_images = pretrain_images or os.path.join(data, "pretrain")
+        pretrain_sets = pretrain_sets or data["views"]
         if not labelled_train:
-            labelled_train, labelled_test = (os.path.join(data, "objects", split)
-                                             for split in ("train", "test"))
+            labelled_train, labelled_test = data["objects"]
     if args.supervised_iters and not labelled_train:
         parser.error("--supervised-iters needs labelled images: --labelled-train/--labelled-test")
+    minutes = {"data": (time.time() - start) / 60}
 
-    pretrain_dir = os.path.join(output, "pretrain")
-    run("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume",
-        "DATA.ROOT", pretrain_images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
-        "OUTPUT_DIR", pretrain_dir)
-    # Every backbone compared, by its pretraining checkpoint ("" = random init), which the object
-    # probe reads; `inits` holds each one's Detectron2 weights and run folder for the fine-tunes.
-    checkpoints = {"random init": "",
-                   "InfoMin-pretrained": os.path.join(pretrain_dir, "model_final.pth")}
-    probe = run("tools/fresh_keys.py", checkpoints["InfoMin-pretrained"],
-                "--images", pretrain_images, "--n", str(args.probe_images), "--with-init")
-    weights = os.path.join(output, "backbone_d2.pkl")
-    run("tools/convert.py", checkpoints["InfoMin-pretrained"], weights, "--force",
-        "--verify", args.detection_config)
-    inits = {"InfoMin-pretrained": (weights, "finetune_pretrained"),
-             "random init": ("", "finetune_random")}
+    # Every backbone compared, by its pretraining checkpoint ("" = random init).
+    checkpoints, pretrain_dirs = {"random init": ""}, {}
+    tic = time.time()
+    for condition, images in pretrain_sets.items():
+        label = f"views share: {condition}" if condition in VIEWS else "pretrained"
+        folder = os.path.join(output, f"pretrain_{condition.replace(' ', '_')}")
+        overrides = ["DATA.ROOT", images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
+                     "OUTPUT_DIR", folder]
+        if condition == "infomin-aug":  # the same pretraining, the usual views
+            overrides += ["DATA.VIEWS_FROM", "image", "DATA.AUGMENTATION", "infomin",
+                          "DATA.CROP_SCALE", "(0.2, 1.0)"]
+        run("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume", *overrides)
+        checkpoints[label] = os.path.join(folder, "model_final.pth")
+        pretrain_dirs[label] = folder
+    minutes["pretraining"] = (time.time() - tic) / 60
+    headline = next(label for label in checkpoints if label != "random init")
+    probe = run("tools/fresh_keys.py", checkpoints[headline], "--images",
+                pretrain_sets[next(iter(pretrain_sets))], "--n", str(args.probe_images),
+                "--with-init")
     from pretrain.config import load_cfg
 
     pretrain_cfg = load_cfg(args.pretrain_config)
     arch, crop = pretrain_cfg.MODEL.ARCH, pretrain_cfg.DATA.CROP_SIZE
     if args.supervised_iters:
         # The pretraining's crop; crops of half the image or more keep the object in view, and
-        # batch 64 at 0.1 (0.4 per 256) is the recipe measured in the README's table.
+        # batch 64 at 0.1 (0.4 per 256) learns the objects in 1,500 iterations (74.8% top-1).
         supervised_dir = os.path.join(output, "supervised")
         run("tools/supervised.py", "--resume", "ARCH", arch, "TRAIN_ROOT", labelled_train,
             "VAL_ROOT", labelled_test, "CROP_SIZE", str(crop), "CROP_SCALE", "(0.5, 1.0)",
             "BATCH_SIZE", "64", "BASE_LR", "0.4", "NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
             "MAX_ITER", str(args.supervised_iters), "OUTPUT_DIR", supervised_dir)
-        supervised_weights = os.path.join(output, "supervised_d2.pkl")
         checkpoints["supervised"] = os.path.join(supervised_dir, "model_final.pth")
-        run("tools/convert.py", checkpoints["supervised"], supervised_weights, "--force",
-            "--verify", args.detection_config)
-        inits["supervised"] = (supervised_weights, "finetune_supervised")
-    objects = ""
+    knn = {}
     if labelled_train:
-        objects = objects_note({label: knn_probe(arch, crop, path, labelled_train, labelled_test)
-                                for label, path in checkpoints.items()}, labelled_test)
+        knn = {label: knn_probe(arch, crop, path, labelled_train, labelled_test)
+               for label, path in checkpoints.items()}
 
+    inits = {}  # label -> (Detectron2 weights, run folder name)
+    for label, path in checkpoints.items():
+        name = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+        weights = ""
+        if path:
+            weights = os.path.join(output, f"{name}_d2.pkl")
+            run("tools/convert.py", path, weights, "--force", "--verify", args.detection_config)
+        inits[label] = (weights, f"finetune_{name}")
+
+    detection_cfg = [] if not args.finetune_iters else [
+        "SOLVER.MAX_ITER", str(args.finetune_iters),
+        "SOLVER.STEPS", f"({int(args.finetune_iters * 0.8)},)"]
     datasets = [f"name=demo_train {train_spec}", f"name=demo_test {test_spec}"]
     common = ["--config-file", args.detection_config,
               "DATASETS.REGISTER", repr(datasets), "DATASETS.TRAIN", "('demo_train',)",
-              "DATASETS.TEST", "('demo_test',)", "SOLVER.MAX_ITER", str(args.finetune_iters),
-              "SOLVER.STEPS", f"({int(args.finetune_iters * 0.8)},)"]
+              "DATASETS.TEST", "('demo_test',)", *detection_cfg]
     if args.num_classes:
         common += ["MODEL.ROI_HEADS.NUM_CLASSES", str(args.num_classes)]
-    runs = []  # (label, folder): every seed of every initialisation, the same seeds for both
+    tic = time.time()
+    runs, jobs = [], []  # (label, folder) and (command, log): every seed of every backbone
     for seed in range(1, args.seeds + 1):
         for label, (init_weights, name) in inits.items():
-            folder = os.path.join(output, name if args.seeds == 1 else f"{name}_seed{seed}")
-            run("detection/train_net.py", *common, "MODEL.WEIGHTS", init_weights,
-                "SEED", str(seed), "OUTPUT_DIR", folder)
+            folder = os.path.join(output, f"{name}_seed{seed}")
+            jobs.append((["detection/train_net.py", *common, "MODEL.WEIGHTS", init_weights,
+                          "SEED", str(seed), "OUTPUT_DIR", folder],
+                         os.path.join(folder, "stdout.txt")))
             runs.append((label, folder))
+    if args.jobs == 1:
+        for command, _log in jobs:
+            run(*command)
+    else:
+        run_concurrently(jobs, args.jobs)
+    minutes["fine-tuning"] = (time.time() - tic) / 60
 
     from detection.compare import bar_plot, markdown, read_runs
 
     table = read_runs(runs)
-    text = (markdown(table, ["AP", "AP50", "AP75"]) + "\n"
-            + gains(table, [label for label in inits if label != "random init"], "random init")
-            + "\n")
-    if args.seeds == 1:
-        text += ("\nOne fine-tune per initialisation, so a difference smaller than the spread "
-                 "between seeds says nothing: on the built-in set the seed alone moves AP by "
-                 "2-3.5 (README, \"What to expect\"). `--seeds N` gives mean +- std.\n")
+    headline_table, verdicts = summary(table, knn, list(inits), "random init")
     bar_plot(table, ["AP", "AP50", "AP75"], os.path.join(output, "ap.png"))
-    plot_pretraining(pretrain_dir, os.path.join(output, "pretraining.png"))
-    supervised_note = (f"Supervised baseline: `tools/supervised.py`, {args.supervised_iters} "
-                       f"iterations on `{labelled_train}`. " if args.supervised_iters else "")
-    minutes = (time.time() - start) / 60
-    with open(os.path.join(output, "report.md"), "w") as f:
-        f.write(f"# Demo: InfoMin pretraining -> Detectron2 fine-tuning\n\n"
-                f"Data: {data_note}. Pretraining: `{args.pretrain_config}`, "
-                f"{args.pretrain_iters} iterations on `{pretrain_images}`. Fine-tuning: "
-                f"`{args.detection_config}`, {args.finetune_iters} iterations from each "
-                f"initialisation with {args.seeds} seed(s), evaluated on the held-out set. "
-                f"{supervised_note}"
-                f"{minutes:.1f} minutes.\n\n"
-                f"![pretraining](pretraining.png)\n\n{learned_note(probe)}\n{objects}\n{text}\n"
-                f"![AP](ap.png)\n")
-    print(f"\n{text}\nreport: {os.path.join(output, 'report.md')} ({minutes:.1f} min)")
+    plot_pretraining(pretrain_dirs, os.path.join(output, "pretraining.png"))
+    minutes["total"] = (time.time() - start) / 60
+    report = write_report(args, output, data_note, headline_table, verdicts,
+                          markdown(table, ["AP", "AP50", "AP75"]), learned_note(probe),
+                          minutes, labelled_test)
+    print(f"\n{headline_table}\n" + "\n".join(verdicts) +
+          f"\n\nreport: {report} ({minutes['total']:.1f} min)")
     return 0
+
+
+# Why each stage is the size it is (the report's "Choices" section); figures in
+# docs/results/demo_2026-12.md.
+CHOICES = """\
+- Backbone: ResNet-18, the detection config's trunk; narrower or smaller trunks would need a
+  detection backbone of their own and save little, as the fine-tunes cost the most.
+- Pretraining images: 64 px renderings with 32-56 px objects, the size the objects have in the
+  128 px detection images, so the features the fine-tune starts from are at the right scale.
+- Pretraining: {iters} steps of {batch} instances, the batch's other keys as negatives (no queue:
+  in a short run queued keys written by older key encoders are told from the positive by their
+  age), key-encoder momentum {momentum}, only a flip on top of the renderings (the views already
+  differ in everything they must not share).
+- Fine-tuning: the detection config's schedule for every backbone alike, long enough for the
+  learning-rate drop: the gain shows after it, not before (docs/results/demo_2026-12.md).
+  Fine-tunes run {jobs} at a time, one thread each on a 2-core CPU.
+"""
+
+
+def write_report(args, output: str, data_note: str, headline: str, verdicts: list[str],
+                 details: str, learned: str, minutes: dict, labelled_test: str) -> str:
+    shares = "\n".join(f"- views share: {c}: {VIEWS[c]}" for c in args.conditions
+                       if c in VIEWS and not args.pretrain_images)
+    timing = ", ".join(f"{stage} {value:.1f}" for stage, value in minutes.items())
+    finetune = args.finetune_iters or "the config's"
+    knn_note = (f"kNN (k = 200) on the backbone's pooled features, neighbours from labelled "
+                f"objects, scored on held-out ones (`{labelled_test}`); labels are used only "
+                f"here and in fine-tuning, never in pretraining." if labelled_test else "")
+    from pretrain.config import load_cfg
+
+    cfg = load_cfg(args.pretrain_config)
+    choices = CHOICES.format(iters=args.pretrain_iters, batch=cfg.SOLVER.BATCH_SIZE,
+                             momentum=cfg.MODEL.MOMENTUM, jobs=args.jobs)
+    path = os.path.join(output, "report.md")
+    with open(path, "w") as f:
+        f.write(
+            f"# Demo: contrastive pretraining with chosen views -> Detectron2 fine-tuning\n\n"
+            f"Data: {data_note}. Pretraining: `{args.pretrain_config}`, {args.pretrain_iters} "
+            f"iterations. Fine-tuning: `{args.detection_config}`, {finetune} iterations from "
+            f"each initialisation with seeds 1-{args.seeds} (head initialisation, data order), "
+            f"evaluated on the held-out set. Minutes: {timing}.\n\n"
+            f"## What the two views share\n\n{shares or 'Two augmentations of one image.'}\n\n"
+            f"What the views share is what contrastive learning can learn (InfoMin, Sec. 3 and "
+            f"Table 4). On these images the usual views (crops of one composite) share the photo "
+            f"behind the object and its colour, which tell the images apart fastest, so that is "
+            f"what they teach; views that share only the object teach the object.\n\n"
+            f"## Result\n\n{headline}\n{knn_note}\n\n" + "\n".join(verdicts) + "\n\n"
+            f"## Choices\n\n{choices}\n"
+            f"![AP](ap.png)\n\n![pretraining](pretraining.png)\n\n{learned}\n"
+            f"## Every metric\n\n{details}\n")
+    return path
 
 
 if __name__ == "__main__":
