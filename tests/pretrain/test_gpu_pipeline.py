@@ -13,7 +13,7 @@ from PIL import Image
 
 from pretrain.config import load_cfg
 from pretrain.data.gpu import randomness
-from pretrain.data.gpu.pipeline import BatchedViews, recipe_for
+from pretrain.data.gpu.pipeline import BatchedViews
 from pretrain.data.images import EncodedImages, ImageViews, collate_encoded, collate_views
 from pretrain.data.packed import FolderImages, PackedImages, build_pack, open_images
 from pretrain.data.views import build_views
@@ -130,17 +130,33 @@ def test_rand_augment_parameters_follow_timm():
         assert close(np.mean([c[2] for c in calls]), 0.5, len(calls))
 
 
-def test_the_recipes_follow_the_cpu_recipes_step_for_step():
-    cpu_steps = {"RandomHorizontalFlip": "flip", "RandomGrayscale": "grayscale",
-                 "ColorJitter": "jitter", "RandAugment": "rand_augment", "GaussianBlur": "blur"}
-    for name in ("mocov1", "mocov2", "infomin"):
-        cfg = load_cfg(INFOMIN, ["DATA.AUGMENTATION", name])
-        steps = []
-        for t in build_views(cfg).augmentation.transforms[1:]:
-            inner = t.transforms[0] if isinstance(t, T.RandomApply) else t
-            if type(inner).__name__ in cpu_steps:
-                steps.append(cpu_steps[type(inner).__name__])
-        assert recipe_for(name, 224, (0.2, 1.0)).steps == tuple(steps), name
+# the published orders (facts.md), independent of recipes.py
+REFERENCE_STEPS = {"mocov1": ("grayscale", "jitter", "flip"),
+                   "mocov2": ("jitter", "grayscale", "blur", "flip"),
+                   "infomin": ("flip", "jitter", "blur", "rand_augment", "grayscale")}
+CPU_STEPS = {"RandomHorizontalFlip": "flip", "RandomGrayscale": "grayscale",
+             "ColorJitter": "jitter", "RandAugment": "rand_augment", "GaussianBlur": "blur"}
+
+
+def cpu_steps(cfg) -> tuple[str, ...]:
+    steps = []
+    for t in build_views(cfg).augmentation.transforms[1:]:
+        inner = t.transforms[0] if isinstance(t, T.RandomApply) else t
+        if type(inner).__name__ in CPU_STEPS:
+            steps.append(CPU_STEPS[type(inner).__name__])
+    return tuple(steps)
+
+
+@pytest.mark.parametrize("opts, expected", [
+    *[(["DATA.AUGMENTATION", name], steps) for name, steps in REFERENCE_STEPS.items()],
+    (["DATA.VIEWS.STEPS", "('blur', 'grayscale', 'flip')"], ("blur", "grayscale", "flip")),
+    (["DATA.AUGMENTATION", "mocov2", "DATA.VIEWS.STEPS", "('rand_augment', 'jitter')"],
+     ("rand_augment", "jitter")),
+])
+def test_both_pipelines_run_the_recipe_steps_in_order(opts, expected):
+    cfg = load_cfg(INFOMIN, opts)
+    assert cpu_steps(cfg) == expected
+    assert BatchedViews(cfg, "cpu").view.steps == expected
 
 
 @pytest.fixture(scope="module")
