@@ -55,19 +55,22 @@ _C.DATA.NUM_WORKERS = 8  # per process
 _C.DATA.PIPELINE = "cpu"
 # The strengths of the DATA.AUGMENTATION preset's view, one key each (pretrain/data/recipes.py);
 # both pipelines read them. -1 (numbers) or () (tuples): the preset's value, so a config that sets
-# none runs the preset exactly. They do not touch the JigSaw view (PyContrast's: crop and flip).
+# none runs the preset exactly (write probabilities and strengths as floats: 1.0, not 1). They do
+# not touch the JigSaw view (PyContrast's: crop and flip).
 # The crop's lower bound is DATA.CROP_SCALE; JigSaw on/off is MODEL.JIGSAW.ENABLED.
 _C.DATA.VIEWS = CN()
 # The ops after the crop, in order, each at most once, of "flip", "jitter", "grayscale", "blur",
 # "rand_augment"; leave one out to turn it off, add one to a preset that lacks it (it then runs at
 # the strengths below, MoCo v2's / InfoMin's where unset). Presets: mocov1 (grayscale, jitter,
-# flip), mocov2 (jitter, grayscale, blur, flip), infomin (flip, jitter, blur, rand_augment, grayscale).
+# flip), mocov2 (jitter, grayscale, blur, flip), infomin (flip, jitter, blur, rand_augment,
+# grayscale).
 _C.DATA.VIEWS.STEPS = ()
 _C.DATA.VIEWS.FLIP_P = -1.0  # horizontal flip probability (presets 0.5)
 # Colour-jitter strength x of InfoMin Fig. 11(b): ColorJitter(0.8x, 0.8x, 0.8x, 0.2x). Presets:
 # infomin x = 1, mocov2 x = 0.5; mocov1's (0.4, 0.4, 0.4, 0.4) is not of this form.
 _C.DATA.VIEWS.JITTER_STRENGTH = -1.0
-_C.DATA.VIEWS.JITTER = ()  # or explicit (brightness, contrast, saturation, hue); not with JITTER_STRENGTH
+# Or the explicit (brightness, contrast, saturation, hue) of ColorJitter; not with JITTER_STRENGTH.
+_C.DATA.VIEWS.JITTER = ()
 _C.DATA.VIEWS.JITTER_P = -1.0  # probability the jitter runs (mocov1 1.0, others 0.8)
 _C.DATA.VIEWS.GRAYSCALE_P = -1.0  # presets 0.2
 # Gaussian blur sigma range (low, high) for a 224 px crop, scaled by DATA.CROP_SIZE / 224 (presets

@@ -125,7 +125,8 @@ def _problems(recipe: ViewRecipe):
         if not 0.0 <= getattr(recipe, field) <= 1.0:
             yield field, f"{getattr(recipe, field)}: a probability in [0, 1]"
     if len(recipe.jitter) != 4 or min(recipe.jitter) < 0 or recipe.jitter[3] > 0.5:
-        yield "jitter", f"{recipe.jitter}: 4 values >= 0 (brightness, contrast, saturation, hue <= 0.5)"
+        yield "jitter", (f"{recipe.jitter}: 4 values >= 0 (brightness, contrast, saturation, "
+                         "hue <= 0.5)")
     low_high = recipe.blur_sigma
     if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:
         yield "blur_sigma", f"{low_high}: (low, high) with 0 < low <= high"

@@ -1,8 +1,8 @@
 """DATA.PIPELINE "gpu": the views of pretrain/data/recipes.py, which the CPU pipeline (views.py)
 runs too, made on the training device a whole batch at a time. The DataLoader workers only read
 bytes (images.EncodedImages); here the batch is decoded (decode.py), cropped, and put through the
-recipe's steps in order, every sample with its own parameters (randomness.py). The same code runs on CPU tensors, which is how the
-tests check it on machines without a GPU.
+recipe's steps in order, every sample with its own parameters (randomness.py). The same code runs
+on CPU tensors, which is how the tests check it on machines without a GPU.
 """
 from __future__ import annotations
 
