@@ -57,6 +57,35 @@ _C.DATA.PIPELINE = "cpu"
 # each folder under DATA.ROOT is one instance and its views are two of its images, each put through
 # DATA.AUGMENTATION (pretrain/data/instances.py; e.g. detection/factor_views.py's renderings).
 _C.DATA.VIEWS_FROM = "image"
+# The strengths of the DATA.AUGMENTATION preset's view, one key each (pretrain/data/recipes.py);
+# both pipelines read them. -1 (numbers) or () (tuples): the preset's value, so a config that sets
+# none runs the preset exactly (write probabilities and strengths as floats: 1.0, not 1). They do
+# not touch the JigSaw view (PyContrast's: crop and flip).
+# The crop's lower bound is DATA.CROP_SCALE; JigSaw on/off is MODEL.JIGSAW.ENABLED.
+_C.DATA.VIEWS = CN()
+# The ops after the crop, in order, each at most once, of "flip", "jitter", "grayscale", "blur",
+# "rand_augment"; leave one out to turn it off, add one to a preset that lacks it (it then runs at
+# the strengths below, MoCo v2's / InfoMin's where unset). Presets: mocov1 (grayscale, jitter,
+# flip), mocov2 (jitter, grayscale, blur, flip), infomin (flip, jitter, blur, rand_augment,
+# grayscale).
+_C.DATA.VIEWS.STEPS = ()
+_C.DATA.VIEWS.FLIP_P = -1.0  # horizontal flip probability (presets 0.5)
+# Colour-jitter strength x of InfoMin Fig. 11(b): ColorJitter(0.8x, 0.8x, 0.8x, 0.2x). Presets:
+# infomin x = 1, mocov2 x = 0.5; mocov1's (0.4, 0.4, 0.4, 0.4) is not of this form.
+_C.DATA.VIEWS.JITTER_STRENGTH = -1.0
+# Or the explicit (brightness, contrast, saturation, hue) of ColorJitter; not with JITTER_STRENGTH.
+_C.DATA.VIEWS.JITTER = ()
+_C.DATA.VIEWS.JITTER_P = -1.0  # probability the jitter runs (mocov1 1.0, others 0.8)
+_C.DATA.VIEWS.GRAYSCALE_P = -1.0  # presets 0.2
+# Gaussian blur sigma range (low, high) for a 224 px crop, scaled by DATA.CROP_SIZE / 224 (presets
+# (0.1, 2.0)); the kernel is ~10% of the crop, odd.
+_C.DATA.VIEWS.BLUR_SIGMA = ()
+_C.DATA.VIEWS.BLUR_P = -1.0  # presets 0.5
+# timm RandAugment: ops per image and magnitude (integer, of 10); infomin 2 and 10 (magnitude noise
+# std 0.5, each op with p 0.5, translation up to 45% of the crop at magnitude 10, as PyContrast).
+# The GPU pipeline's per-view random budget (96 uniforms) allows up to 10 ops.
+_C.DATA.VIEWS.RAND_AUGMENT_N = -1
+_C.DATA.VIEWS.RAND_AUGMENT_M = -1
 
 _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes

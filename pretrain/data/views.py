@@ -1,69 +1,64 @@
-"""The augmentations that make the two views each method contrasts (recipes: ../shared/docs/facts.md)."""
+"""The CPU pipeline's views: each ViewRecipe (recipes.py) as a torchvision/timm Compose on PIL
+images, plus PIRL's jigsaw patches."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torchvision.transforms as T
 from timm.data.auto_augment import rand_augment_transform
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
+                      blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
+
+__all__ = ["AUGMENTATIONS", "ContrastiveViews", "IMAGENET_MEAN", "IMAGENET_STD", "JigsawPatches",
+           "blur_kernel_size", "build_views", "compose", "jigsaw_augmentation"]
 
 
-def blur_kernel_size(crop_size: int) -> int:
-    """About 10% of the crop, odd (SimCLR's choice, kept by MoCo v2)."""
-    return max(3, int(0.1 * crop_size) // 2 * 2 + 1)
+def _maybe_applied(transform, p: float):
+    """RandomApply(p), or the bare transform at p = 1 (MoCo v1's jitter: no extra random draw)."""
+    return transform if p >= 1.0 else T.RandomApply([transform], p=p)
 
 
-def mocov1_augmentation(crop_size: int, scale: tuple[float, float]) -> T.Compose:
-    return T.Compose([
-        T.RandomResizedCrop(crop_size, scale=scale),
-        T.RandomGrayscale(p=0.2),
-        T.ColorJitter(0.4, 0.4, 0.4, 0.4),
-        T.RandomHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+def _step(recipe: ViewRecipe, name: str):
+    if name == "flip":
+        return T.RandomHorizontalFlip(recipe.flip_p)
+    if name == "jitter":
+        return _maybe_applied(T.ColorJitter(*recipe.jitter), recipe.jitter_p)
+    if name == "grayscale":
+        return T.RandomGrayscale(p=recipe.grayscale_p)
+    if name == "blur":
+        return T.RandomApply([T.GaussianBlur(recipe.blur_kernel, sigma=recipe.blur_sigma_pixels)],
+                             p=recipe.blur_p)
+    if name == "rand_augment":
+        # timm's TranslateXRel/YRel move by translate_pct of the image itself, so the translation
+        # is proportional to the crop (PyContrast's translate_const is read by no op it runs).
+        return rand_augment_transform(recipe.rand_augment_config,
+                                      {"translate_pct": recipe.translate_pct, "img_mean": FILL})
+    raise ViewConfigError(f"unknown view step {name!r}")
 
 
-def mocov2_augmentation(crop_size: int, scale: tuple[float, float]) -> T.Compose:
-    return T.Compose([
-        T.RandomResizedCrop(crop_size, scale=scale),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-        T.RandomApply([T.GaussianBlur(blur_kernel_size(crop_size), sigma=(0.1, 2.0))], p=0.5),
-        T.RandomHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+def compose(recipe: ViewRecipe) -> T.Compose:
+    """The recipe on a PIL image, to a normalised float tensor."""
+    return T.Compose([T.RandomResizedCrop(recipe.size, scale=recipe.scale)]
+                     + [_step(recipe, name) for name in recipe.steps]
+                     + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def flip_augmentation(crop_size: int, scale: tuple[float, float]) -> T.Compose:
-    """Next to nothing: resize, horizontal flip. For views that already differ by construction
-    (DATA.VIEWS_FROM "folder"), where any further change adds to what the views do not share."""
-    return T.Compose([
-        T.Resize((crop_size, crop_size)),
-        T.RandomHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+def _preset_augmentation(name: str, crop_size: int, scale: tuple[float, float]) -> T.Compose:
+    return compose(preset(name, crop_size, scale))
 
 
-def infomin_augmentation(crop_size: int, scale: tuple[float, float]) -> T.Compose:
-    """InfoMin Aug (Tian et al. 2020, PyContrast): MoCo v2 with stronger colour jitter and timm's
-    RandAugment (2 ops of 15, magnitude 10 +- 0.5, each applied with p = 0.5, ImageNet-mean fill)."""
-    fill = tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN)
-    rand_augment = rand_augment_transform(
-        "rand-n2-m10-mstd0.5", {"translate_const": int(crop_size * 0.45), "img_mean": fill})
-    return T.Compose([
-        T.RandomResizedCrop(crop_size, scale=scale),
-        T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
-        T.RandomApply([T.GaussianBlur(blur_kernel_size(crop_size), sigma=(0.1, 2.0))], p=0.5),
-        rand_augment,
-        T.RandomGrayscale(p=0.2),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+mocov1_augmentation = partial(_preset_augmentation, "mocov1")
+mocov2_augmentation = partial(_preset_augmentation, "mocov2")
+# InfoMin Aug (Tian et al. 2020, PyContrast): MoCo v2 with stronger colour jitter and timm's
+# RandAugment (2 ops of 15, magnitude 10 +- 0.5, each applied with p = 0.5, ImageNet-mean fill).
+infomin_augmentation = partial(_preset_augmentation, "infomin")
+# The crop and a flip only, for views that already differ by construction (DATA.VIEWS_FROM
+# folder), where any further change adds to what the views do not share.
+flip_augmentation = partial(_preset_augmentation, "flip")
+AUGMENTATIONS = {"mocov1": mocov1_augmentation, "mocov2": mocov2_augmentation,
+                 "infomin": infomin_augmentation, "flip": flip_augmentation}
 
 
 class JigsawPatches:
@@ -85,21 +80,10 @@ class JigsawPatches:
 
 
 def jigsaw_augmentation(grid: int = 3, cell: int = 85, patch: int = 64) -> T.Compose:
-    """The JigSaw branch's view: a 255 px crop of scale (0.6, 1), flipped and colour-jittered, cut
-    into a 3x3 grid of 64 px patches jittered in 85 px cells."""
-    return T.Compose([
-        T.RandomResizedCrop(grid * cell, scale=(0.6, 1.0)),
-        T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        JigsawPatches(grid, cell, patch),
-    ])
-
-
-AUGMENTATIONS = {"mocov1": mocov1_augmentation, "mocov2": mocov2_augmentation,
-                 "infomin": infomin_augmentation, "flip": flip_augmentation}
+    """The JigSaw branch's view (recipes.jigsaw_recipe: crop and flip only) cut into a grid of
+    patches jittered in their cells."""
+    return T.Compose(compose(jigsaw_recipe(grid, cell)).transforms
+                     + [JigsawPatches(grid, cell, patch)])
 
 
 class ContrastiveViews:
@@ -121,10 +105,6 @@ class ContrastiveViews:
 
 
 def build_views(cfg) -> ContrastiveViews:
-    name = cfg.DATA.AUGMENTATION
-    if name not in AUGMENTATIONS:
-        raise SystemExit(f"error: DATA.AUGMENTATION {name!r}: expected one of {sorted(AUGMENTATIONS)}")
-    jigsaw = (jigsaw_augmentation(cfg.MODEL.JIGSAW.GRID, cfg.MODEL.JIGSAW.CELL, cfg.MODEL.JIGSAW.PATCH)
-              if cfg.MODEL.JIGSAW.ENABLED else None)
-    return ContrastiveViews(AUGMENTATIONS[name](cfg.DATA.CROP_SIZE, tuple(cfg.DATA.CROP_SCALE)),
-                            jigsaw)
+    jig = cfg.MODEL.JIGSAW
+    jigsaw = jigsaw_augmentation(jig.GRID, jig.CELL, jig.PATCH) if jig.ENABLED else None
+    return ContrastiveViews(compose(recipe_from_cfg(cfg)), jigsaw)

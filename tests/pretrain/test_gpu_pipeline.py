@@ -13,7 +13,7 @@ from PIL import Image
 
 from pretrain.config import load_cfg
 from pretrain.data.gpu import randomness
-from pretrain.data.gpu.pipeline import BatchedViews, recipe_for
+from pretrain.data.gpu.pipeline import BatchedViews
 from pretrain.data.images import EncodedImages, ImageViews, collate_encoded, collate_views
 from pretrain.data.packed import FolderImages, PackedImages, build_pack, open_images
 from pretrain.data.views import build_views
@@ -71,9 +71,42 @@ def test_color_jitter_parameters_follow_torchvision():
             assert close((params["order"][:, position] == op).float().mean(), 0.25)
 
 
-def record_timm_rand_augment(n):
+STRENGTHS = ["DATA.CROP_SIZE", "64", "DATA.VIEWS.STEPS", "('flip', 'jitter', 'blur', 'grayscale')",
+             "DATA.VIEWS.FLIP_P", "0.7", "DATA.VIEWS.JITTER_STRENGTH", "0.3",
+             "DATA.VIEWS.JITTER_P", "0.6", "DATA.VIEWS.GRAYSCALE_P", "0.35",
+             "DATA.VIEWS.BLUR_SIGMA", "(0.5, 3.0)", "DATA.VIEWS.BLUR_P", "0.3"]
+
+
+def test_configured_strengths_give_the_same_parameter_distributions_on_both_pipelines():
+    """Every DATA.VIEWS strength but RandAugment's (next test): the GPU pipeline's samplers with
+    its recipe against the transforms the CPU pipeline builds from the same config (their
+    get_params, their probabilities)."""
+    cfg = load_cfg(INFOMIN, STRENGTHS)
+    recipe = BatchedViews(cfg, "cpu").view
+    flip, jitter, blur, gray = build_views(cfg).augmentation.transforms[1:5]
+    (cj,), (gaussian,) = jitter.transforms, blur.transforms
+    torch.manual_seed(0)
+    ref = [cj.get_params(cj.brightness, cj.contrast, cj.saturation, cj.hue) for _ in range(N)]
+    params = randomness.color_jitter_params(draws(), *recipe.jitter, recipe.jitter_p)
+    for i, key in enumerate(("brightness", "contrast", "saturation", "hue"), start=1):
+        assert ks_statistic(params[key], [r[i] for r in ref]) < KS_LIMIT, key
+    assert np.allclose([r[4] for r in ref], 0.0, atol=0.06 + 1e-9)  # hue 0.2 x 0.3
+    ref_sigma = [T.GaussianBlur.get_params(*gaussian.sigma) for _ in range(N)]
+    blur_params = randomness.blur_params(draws(), recipe.blur_p, recipe.blur_sigma_pixels)
+    assert ks_statistic(blur_params["sigma"], ref_sigma) < KS_LIMIT
+    assert max(ref_sigma) <= 3.0 * 64 / 224 and min(ref_sigma) >= 0.5 * 64 / 224
+    assert recipe.blur_kernel == gaussian.kernel_size[0] == 7
+    for frequency, transform in ((params["apply"], jitter), (blur_params["apply"], blur),
+                                 (draws().take() < recipe.flip_p, flip),
+                                 (draws().take() < recipe.grayscale_p, gray)):
+        assert close(frequency.double().mean(), transform.p), type(transform).__name__
+    assert (flip.p, jitter.p, blur.p, gray.p) == (0.7, 0.6, 0.3, 0.35)
+
+
+def record_timm_rand_augment(n, cfg):
     """(op name, argument, bicubic) of every op timm's RandAugment really applies, n images."""
-    rand_augment = build_views(load_cfg(INFOMIN)).augmentation.transforms[4]
+    (rand_augment,) = [t for t in build_views(cfg).augmentation.transforms
+                       if type(t).__name__ == "RandAugment"]
     calls = []
     for op in rand_augment.ops:
         def recorder(img, *args, _name=op.name, **kwargs):
@@ -91,9 +124,11 @@ def record_timm_rand_augment(n):
     return calls
 
 
-def our_rand_augment_calls(n):
+def our_rand_augment_calls(n, recipe):
     calls = []
-    for layer in randomness.rand_augment_params(draws(n)):
+    for layer in randomness.rand_augment_params(draws(n), recipe.rand_augment_n,
+                                                recipe.rand_augment_m, recipe.rand_augment_mstd,
+                                                recipe.rand_augment_p):
         level = layer["magnitude"] / 10
         sign = torch.where(layer["negate"], -1.0, 1.0).double()
         arguments = {
@@ -110,15 +145,23 @@ def our_rand_augment_calls(n):
     return calls
 
 
-def test_rand_augment_parameters_follow_timm():
-    ours, ref = our_rand_augment_calls(N), record_timm_rand_augment(N)
-    # two layers, each op applied with p 0.5: N ops expected in all
-    assert abs(len(ours) - len(ref)) < 4 * (2 * N * 0.25) ** 0.5
+@pytest.mark.parametrize("opts", [
+    [], ["DATA.VIEWS.RAND_AUGMENT_N", "1", "DATA.VIEWS.RAND_AUGMENT_M", "6"],
+    ["DATA.VIEWS.RAND_AUGMENT_N", "3", "DATA.VIEWS.RAND_AUGMENT_M", "3", "DATA.CROP_SIZE", "64"]])
+def test_rand_augment_parameters_follow_timm(opts):
+    """InfoMin's RandAugment, and others set by DATA.VIEWS: the GPU pipeline's recipe against timm
+    built by the CPU pipeline from the same config."""
+    cfg = load_cfg(INFOMIN, opts)
+    recipe = BatchedViews(cfg, "cpu").view
+    ours, ref = our_rand_augment_calls(N, recipe), record_timm_rand_augment(N, cfg)
+    slots = recipe.rand_augment_n * N  # each op applied with p 0.5: slots / 2 ops expected in all
+    assert abs(len(ours) - len(ref)) < 4 * (2 * slots * 0.25) ** 0.5
+    assert close(len(ref) / slots, 0.5, slots)
     for name in randomness.RAND_AUGMENT_OPS:
         ours_op = [c for c in ours if c[0] == name]
         ref_op = [c for c in ref if c[0] == name]
-        assert close(len(ours_op) / (2 * N), 1 / 30, 2 * N), name
-        assert close(len(ref_op) / (2 * N), 1 / 30, 2 * N), name
+        assert close(len(ours_op) / slots, 1 / 30, slots), name
+        assert close(len(ref_op) / slots, 1 / 30, slots), name
         if ours_op[0][1] is not None:
             # small samples (~400 per op): the KS limit for that size
             limit = 1.95 * (1 / len(ours_op) + 1 / len(ref_op)) ** 0.5
@@ -130,17 +173,33 @@ def test_rand_augment_parameters_follow_timm():
         assert close(np.mean([c[2] for c in calls]), 0.5, len(calls))
 
 
-def test_the_recipes_follow_the_cpu_recipes_step_for_step():
-    cpu_steps = {"RandomHorizontalFlip": "flip", "RandomGrayscale": "grayscale",
-                 "ColorJitter": "jitter", "RandAugment": "rand_augment", "GaussianBlur": "blur"}
-    for name in ("mocov1", "mocov2", "infomin"):
-        cfg = load_cfg(INFOMIN, ["DATA.AUGMENTATION", name])
-        steps = []
-        for t in build_views(cfg).augmentation.transforms[1:]:
-            inner = t.transforms[0] if isinstance(t, T.RandomApply) else t
-            if type(inner).__name__ in cpu_steps:
-                steps.append(cpu_steps[type(inner).__name__])
-        assert recipe_for(name, 224, (0.2, 1.0)).steps == tuple(steps), name
+# the published orders (facts.md), independent of recipes.py
+REFERENCE_STEPS = {"mocov1": ("grayscale", "jitter", "flip"),
+                   "mocov2": ("jitter", "grayscale", "blur", "flip"),
+                   "infomin": ("flip", "jitter", "blur", "rand_augment", "grayscale")}
+CPU_STEPS = {"RandomHorizontalFlip": "flip", "RandomGrayscale": "grayscale",
+             "ColorJitter": "jitter", "RandAugment": "rand_augment", "GaussianBlur": "blur"}
+
+
+def cpu_steps(cfg) -> tuple[str, ...]:
+    steps = []
+    for t in build_views(cfg).augmentation.transforms[1:]:
+        inner = t.transforms[0] if isinstance(t, T.RandomApply) else t
+        if type(inner).__name__ in CPU_STEPS:
+            steps.append(CPU_STEPS[type(inner).__name__])
+    return tuple(steps)
+
+
+@pytest.mark.parametrize("opts, expected", [
+    *[(["DATA.AUGMENTATION", name], steps) for name, steps in REFERENCE_STEPS.items()],
+    (["DATA.VIEWS.STEPS", "('blur', 'grayscale', 'flip')"], ("blur", "grayscale", "flip")),
+    (["DATA.AUGMENTATION", "mocov2", "DATA.VIEWS.STEPS", "('rand_augment', 'jitter')"],
+     ("rand_augment", "jitter")),
+])
+def test_both_pipelines_run_the_recipe_steps_in_order(opts, expected):
+    cfg = load_cfg(INFOMIN, opts)
+    assert cpu_steps(cfg) == expected
+    assert BatchedViews(cfg, "cpu").view.steps == expected
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +254,45 @@ def test_gpu_pipeline_pixel_statistics_match_the_cpu_pipeline(bccd):
     gpu, cpu = torch.cat(gpu), torch.cat(cpu)
     for stat in (lambda x: x.mean(dim=(0, 2, 3)), lambda x: x.std(dim=(0, 2, 3))):
         assert torch.allclose(stat(gpu), stat(cpu), atol=0.08), (stat(gpu), stat(cpu))
+
+
+@pytest.fixture(scope="module")
+def square_photos(bccd, tmp_path_factory):
+    """Square crops of BCCD photographs as PNGs: losslessly stored, so both pipelines' decoders
+    give the same pixels, and square, so a crop of scale (1, 1) is the whole image."""
+    folder = tmp_path_factory.mktemp("square")
+    for i, path in enumerate(sorted(glob.glob(str(bccd / "*.jpg")))[:4]):
+        Image.open(path).convert("RGB").crop((100 + 20 * i, 60, 280 + 20 * i, 240)).save(
+            folder / f"{i}.png")
+    return FolderImages(str(folder))
+
+
+@pytest.mark.parametrize("opts", [
+    ["DATA.AUGMENTATION", "mocov2", "DATA.CROP_SIZE", "64",
+     "DATA.VIEWS.STEPS", "('blur', 'grayscale', 'flip')", "DATA.VIEWS.BLUR_SIGMA", "(3.5, 3.5)"],
+    ["DATA.CROP_SIZE", "48", "DATA.VIEWS.STEPS", "('flip', 'jitter', 'blur', 'rand_augment')",
+     "DATA.VIEWS.JITTER_P", "0.0", "DATA.VIEWS.RAND_AUGMENT_N", "0",
+     "DATA.VIEWS.BLUR_SIGMA", "(1.2, 1.2)"],
+    ["DATA.AUGMENTATION", "mocov1", "DATA.CROP_SIZE", "32", "DATA.VIEWS.FLIP_P", "0.0",
+     "DATA.VIEWS.JITTER", "(0.0, 0.0, 0.0, 0.0)"],
+])
+def test_both_pipelines_make_the_same_view_given_the_same_parameters(square_photos, opts):
+    """DATA.VIEWS keys at probabilities 0 or 1 and one-point ranges leave nothing to chance (the
+    whole-image crop, flip or not, grayscale, blur at one sigma scaled to the crop, RandAugment of
+    0 ops): the two pipelines' views then agree pixel for pixel, to the tolerances of the single
+    ops (tests/pretrain/test_gpu_ops.py: resize and blur 1 level each)."""
+    cfg = load_cfg(INFOMIN, ["DATA.CROP_SCALE", "(1.0, 1.0)", "DATA.VIEWS.FLIP_P", "1.0",
+                             "DATA.VIEWS.GRAYSCALE_P", "1.0", "DATA.VIEWS.BLUR_P", "1.0",
+                             "MODEL.JIGSAW.ENABLED", "False", *opts])
+    indices = range(len(square_photos))
+    gpu, _ = gpu_views(cfg, square_photos, indices)
+    dataset = ImageViews(square_photos, build_views(cfg), seed=cfg.SEED)
+    cpu, _ = collate_views([dataset[(0, i)] for i in indices])
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    for a, b in zip(gpu, cpu):
+        levels = ((a - b) * std * 255).abs()
+        assert levels.max() < 2.01 and levels.mean() < 0.2, (levels.max(), levels.mean())
+    assert not torch.equal(gpu[0], gpu[0].flip(-1))  # the photos are not symmetric
 
 
 def test_undecodable_images_are_replaced_and_counted(bccd, tmp_path):

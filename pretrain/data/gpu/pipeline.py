@@ -1,51 +1,18 @@
-"""DATA.PIPELINE "gpu": the views of pretrain/data/views.py made on the training device, a whole
-batch at a time. The DataLoader workers only read bytes (images.EncodedImages); here the batch is
-decoded (decode.py), cropped, and put through the recipe's ops in the CPU recipe's order, every
-sample with its own parameters (randomness.py). The same code runs on CPU tensors, which is how the
-tests check it on machines without a GPU.
+"""DATA.PIPELINE "gpu": the views of pretrain/data/recipes.py, which the CPU pipeline (views.py)
+runs too, made on the training device a whole batch at a time. The DataLoader workers only read
+bytes (images.EncodedImages); here the batch is decoded (decode.py), cropped, and put through the
+recipe's steps in order, every sample with its own parameters (randomness.py). The same code runs
+on CPU tensors, which is how the tests check it on machines without a GPU.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..views import IMAGENET_MEAN, IMAGENET_STD, blur_kernel_size
+from ..recipes import FILL, IMAGENET_MEAN, IMAGENET_STD, ViewRecipe, jigsaw_recipe, recipe_from_cfg
 from . import color, geometry, randomness
 from .decode import decode_batch
 from .transfer import constant, to_device
 from .rand_augment import rand_augment
-
-# RandAugment's fill for the pixels its affine ops uncover: the ImageNet mean, as in views.py.
-FILL = tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN)
-
-
-@dataclass(frozen=True)
-class ViewRecipe:
-    """One view: RandomResizedCrop(size, scale), then `steps` in order."""
-    size: int
-    scale: tuple[float, float]
-    steps: tuple[str, ...]
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-
-
-def recipe_for(name: str, size: int, scale: tuple[float, float]) -> ViewRecipe:
-    """The CPU recipes of views.py, step for step."""
-    if name == "mocov1":
-        return ViewRecipe(size, scale, ("grayscale", "jitter", "flip"), (0.4, 0.4, 0.4, 0.4), 1.0)
-    if name == "mocov2":
-        return ViewRecipe(size, scale, ("jitter", "grayscale", "blur", "flip"))
-    if name == "infomin":
-        return ViewRecipe(size, scale, ("flip", "jitter", "blur", "rand_augment", "grayscale"),
-                          (0.8, 0.8, 0.8, 0.2))
-    raise SystemExit(f"error: DATA.AUGMENTATION {name!r}: expected mocov1, mocov2 or infomin")
-
-
-def jigsaw_recipe(grid: int, cell: int) -> ViewRecipe:
-    return ViewRecipe(grid * cell, (0.6, 1.0), ("flip", "jitter", "grayscale"))
 
 
 JITTER_OPS = (color.adjust_brightness, color.adjust_contrast, color.adjust_saturation,
@@ -70,6 +37,40 @@ def color_jitter(image: torch.Tensor, params: dict) -> None:
             _on_subset(image, chosen, lambda x, which: op(x, params[key][which]))
 
 
+def _flip(view: torch.Tensor, draws: randomness.Draws, recipe: ViewRecipe) -> torch.Tensor:
+    return geometry.horizontal_flip(view, draws.bernoulli(recipe.flip_p))
+
+
+def _jitter(view: torch.Tensor, draws: randomness.Draws, recipe: ViewRecipe) -> torch.Tensor:
+    color_jitter(view, randomness.color_jitter_params(draws, *recipe.jitter, recipe.jitter_p))
+    return view
+
+
+def _grayscale(view: torch.Tensor, draws: randomness.Draws, recipe: ViewRecipe) -> torch.Tensor:
+    _on_subset(view, draws.bernoulli(recipe.grayscale_p),
+               lambda x, which: color.to_grayscale_rgb(x))
+    return view
+
+
+def _blur(view: torch.Tensor, draws: randomness.Draws, recipe: ViewRecipe) -> torch.Tensor:
+    params = randomness.blur_params(draws, recipe.blur_p, recipe.blur_sigma_pixels)
+    _on_subset(view, params["apply"], lambda x, which: color.gaussian_blur(
+        x, recipe.blur_kernel, params["sigma"][which]))
+    return view
+
+
+def _rand_augment(view: torch.Tensor, draws: randomness.Draws, recipe: ViewRecipe
+                  ) -> torch.Tensor:
+    layers = randomness.rand_augment_params(draws, recipe.rand_augment_n, recipe.rand_augment_m,
+                                            recipe.rand_augment_mstd, recipe.rand_augment_p)
+    return rand_augment(view, layers, FILL, recipe.translate_pct)
+
+
+# recipes.STEPS, each a function (view, draws, recipe) -> view, in place where it can be
+STEP_OPS = {"flip": _flip, "jitter": _jitter, "grayscale": _grayscale, "blur": _blur,
+            "rand_augment": _rand_augment}
+
+
 def augment(images: list[torch.Tensor], draws: randomness.Draws, recipe: ViewRecipe
             ) -> torch.Tensor:
     """(N, 3, size, size) uint8: one view of each image."""
@@ -77,23 +78,8 @@ def augment(images: list[torch.Tensor], draws: randomness.Draws, recipe: ViewRec
     widths = torch.tensor([image.shape[-1] for image in images])
     boxes = randomness.resized_crop_boxes(draws, heights, widths, recipe.scale)
     view = geometry.resized_crops(images, boxes, recipe.size)
-    kernel = blur_kernel_size(recipe.size)
     for step in recipe.steps:
-        if step == "flip":
-            view = geometry.horizontal_flip(view, draws.bernoulli(0.5))
-        elif step == "jitter":
-            color_jitter(view, randomness.color_jitter_params(draws, *recipe.jitter,
-                                                              recipe.jitter_p))
-        elif step == "grayscale":
-            _on_subset(view, draws.bernoulli(recipe.grayscale_p),
-                       lambda x, which: color.to_grayscale_rgb(x))
-        elif step == "blur":
-            apply, sigma = draws.bernoulli(recipe.blur_p), draws.uniform(0.1, 2.0)
-            _on_subset(view, apply, lambda x, which: color.gaussian_blur(x, kernel, sigma[which]))
-        elif step == "rand_augment":
-            view = rand_augment(view, randomness.rand_augment_params(draws), FILL)
-        else:
-            raise ValueError(f"unknown augmentation step {step!r}")
+        view = STEP_OPS[step](view, draws, recipe)
     return view
 
 
@@ -109,8 +95,7 @@ class BatchedViews:
 
     def __init__(self, cfg, device):
         self.device = torch.device(device)
-        self.view = recipe_for(cfg.DATA.AUGMENTATION, cfg.DATA.CROP_SIZE,
-                               tuple(cfg.DATA.CROP_SCALE))
+        self.view = recipe_from_cfg(cfg)
         jig = cfg.MODEL.JIGSAW
         self.jigsaw = jigsaw_recipe(jig.GRID, jig.CELL) if jig.ENABLED else None
         self.grid, self.cell, self.patch = jig.GRID, jig.CELL, jig.PATCH

@@ -1,6 +1,6 @@
-"""timm's RandAugment ("rand-n2-m10-mstd0.5", the non-increasing op set) on a batch: each sample
-runs its own two ops at its own magnitudes. Samples are grouped by the op they drew, so every op
-runs once per layer on the samples that chose it."""
+"""timm's RandAugment (the recipe's, InfoMin's "rand-n2-m10-mstd0.5" by default; the
+non-increasing op set) on a batch: each sample runs its own ops at its own magnitudes. Samples are
+grouped by the op they drew, so every op runs once per layer on the samples that chose it."""
 from __future__ import annotations
 
 import torch
@@ -66,8 +66,10 @@ def apply_op(name: str, image: torch.Tensor, magnitude: torch.Tensor, negate: to
     return _geometric(image, matrices, bicubic, fill)
 
 
-def rand_augment(image: torch.Tensor, layers: list[dict], fill: tuple[int, int, int]) -> torch.Tensor:
-    """`layers` from randomness.rand_augment_params; returns a new uint8 batch."""
+def rand_augment(image: torch.Tensor, layers: list[dict], fill: tuple[int, int, int],
+                 translate_pct: float = 0.45) -> torch.Tensor:
+    """`layers` from randomness.rand_augment_params; returns a new uint8 batch. The translations
+    move by up to `translate_pct` of the image, as timm's TranslateXRel/YRel."""
     image = image.clone()
     for layer in layers:
         for index, name in enumerate(RAND_AUGMENT_OPS):
@@ -76,5 +78,6 @@ def rand_augment(image: torch.Tensor, layers: list[dict], fill: tuple[int, int, 
                 continue
             rows = to_device(which, image.device)
             image[rows] = apply_op(name, image[rows], layer["magnitude"][which],
-                                   layer["negate"][which], layer["bicubic"][which], fill)
+                                   layer["negate"][which], layer["bicubic"][which], fill,
+                                   translate_pct)
     return image

@@ -114,6 +114,11 @@ def color_jitter_params(draws: Draws, brightness: float, contrast: float, satura
     }
 
 
+def blur_params(draws: Draws, p: float, sigma: tuple[float, float]) -> dict:
+    """GaussianBlur inside RandomApply(p): whether it fires and its sigma ~ U(sigma)."""
+    return {"apply": draws.bernoulli(p), "sigma": draws.uniform(*sigma)}
+
+
 RAND_AUGMENT_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
                     "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness", "ShearX",
                     "ShearY", "TranslateXRel", "TranslateYRel")
