@@ -62,3 +62,31 @@ def test_batch_negatives_alone_with_an_empty_queue():
     assert logits.shape == (4, 5) and torch.isfinite(loss)
     loss.backward()
     assert torch.isfinite(q.grad).all()
+
+
+def test_logits_are_float32_under_bf16_autocast():
+    # Keys, queue entries and batch keys a small step from the queries: cosines near 1, where
+    # bf16 is coarsest (a step of 2^-8 in the cosine, ~0.026 in a logit at T = 0.15).
+    g = torch.Generator().manual_seed(2)
+    q = F.normalize(torch.randn(4, 64, generator=g), dim=1)
+    k = F.normalize(q + 0.05 * torch.randn(4, 64, generator=g), dim=1)
+    queue = F.normalize(q.repeat(3, 1) + 0.05 * torch.randn(12, 64, generator=g), dim=1)
+    # Under autocast the encoders hand over bf16 embeddings; the queue buffer stays float32.
+    q16 = q.bfloat16().requires_grad_()
+    k16 = k.bfloat16()
+    t = 0.15
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logits = info_nce(q16, k16, queue, t, batch_keys=k16)
+        naive = torch.cat([(q16 * k16).sum(dim=1, keepdim=True), q16 @ queue.t()], dim=1) / t
+    # The same bf16-rounded inputs, in float32 outside autocast.
+    expected_loss, expected = info_nce(q16.detach().float(), k16.float(), queue, t,
+                                       batch_keys=k16.float())
+    assert logits.dtype == torch.float32 and loss.dtype == torch.float32
+    assert torch.allclose(logits, expected, atol=1e-6, rtol=0)
+    assert torch.allclose(loss, expected_loss, atol=1e-6, rtol=0)
+    # ... which a bf16 matmul does not give: the check can fail.
+    expected_without_batch = torch.cat([expected[:, :1], expected[:, 1 + 4:]], dim=1)
+    assert naive.dtype == torch.bfloat16
+    assert (naive.float() - expected_without_batch).abs().max() > 5e-3
+    loss.backward()
+    assert q16.grad is not None and torch.isfinite(q16.grad).all() and q16.grad.abs().sum() > 0
