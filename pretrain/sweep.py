@@ -150,7 +150,8 @@ def point_status(sweep: Sweep, point: SweepPoint) -> str:
 
 
 def linear_readout(sweep: Sweep, cfg, checkpoint: str) -> float:
-    """Top-1 (%) of a linear classifier on the frozen backbone, in the point's folder (resumable)."""
+    """Top-1 (%) of a linear classifier on the frozen backbone, in the point's folder
+    (resumable)."""
     from .evaluation.linear import load_lincls_cfg, run_linear_readout
 
     lincls = load_lincls_cfg(opts=[

@@ -242,8 +242,8 @@ def test_slurm_dry_run_prints_one_array_of_every_point(cifar10, tmp_path, capsys
     sweep([*sweep_args(cifar10, output), "--grid", "MODEL.TEMPERATURE", "0.1", "0.2", "--slurm",
            "--gpus-per-node", "1", "--partition", "gpu", "--array-parallelism", "2", "--dry-run"])
     plan = capsys.readouterr().out
-    for line in ("#SBATCH --array=0-4%2", "#SBATCH --gpus-per-node=1", "#SBATCH --ntasks-per-node=1",
-                 "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120", "submitit.core._submit",
+    for line in ("#SBATCH --array=0-4%2", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120", "submitit.core._submit",
                  "task 0: random_init", "task 4: CROP_SCALE=0.6-1.0__TEMPERATURE=0.2"):
         assert line in plan
     assert not output.exists()  # nothing submitted, nothing written
