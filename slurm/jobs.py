@@ -69,3 +69,21 @@ class StageJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         """Requeue the same stage; it resumes from what it saved."""
         return submitit.helpers.DelayedSubmission(StageJob(self.stage, self.config_file, self.opts))
+
+
+class SweepPointJob(submitit.helpers.Checkpointable):
+    """One point of a sweep (pretrain/sweep.py) as a task of a job array (`executor.map_array`):
+    called with the point; a requeue (submitit's default `checkpoint`: the same call again)
+    skips it if its result is written, else resumes its pretraining from the last checkpoint."""
+
+    def __init__(self, sweep):
+        self.sweep = sweep
+
+    def __call__(self, point):
+        from pretrain.sweep import run_point
+
+        env = submitit.JobEnvironment()
+        print(f"[sweep] point {point.name} in job {env.job_id} "
+              f"(restart {os.environ.get('SLURM_RESTART_COUNT', '0')})", flush=True)
+        result = run_point(self.sweep, point)
+        return None if result is None else result["accuracy"]

@@ -39,10 +39,8 @@ def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
     return load_detection_cfg(config_file, opts).dump()
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
+def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a job asks SLURM for (read by `slurm_parameters`); shared with tools/sweep.py."""
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--gpus-per-node", type=int, default=0)
     parser.add_argument("--tasks-per-node", type=int, default=0,
@@ -59,6 +57,13 @@ def parse_args(argv=None):
     parser.add_argument("--constraint")
     parser.add_argument("--comment")
     parser.add_argument("--job-name", default="")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    add_resource_arguments(parser)
     parser.add_argument("--job-dir", default="", help="default: output/slurm/<stage>")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the sbatch script and the resolved config; submit nothing")
@@ -88,23 +93,19 @@ def slurm_parameters(args) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if not os.path.isfile(args.config_file):
-        raise SystemExit(f"error: config file {args.config_file}: no such file")
-    config_text = resolved_config(args.stage, args.config_file, args.opts)
-    job_dir = os.path.abspath(args.job_dir or os.path.join("output", "slurm", args.stage))
-    params = slurm_parameters(args)
+def sbatch_script(job_dir: str, params: dict, array_size: int | None = None) -> str:
+    """The script submitit would hand to sbatch (for --dry-run); `array_size`: a job array of that
+    many tasks, as `executor.map_array` submits it."""
+    from submitit.slurm.slurm import _make_sbatch_string
 
-    if args.dry_run:
-        from submitit.slurm.slurm import _make_sbatch_string
+    command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {job_dir}/%j"
+    return _make_sbatch_string(command=command, folder=f"{job_dir}/%j", map_count=array_size,
+                               **params)
 
-        command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {job_dir}/%j"
-        print(_make_sbatch_string(command=command, folder=f"{job_dir}/%j", **params))
-        print(f"# resolved config ({args.stage}, {args.config_file}):")
-        print(config_text)
-        return 0
 
+def build_executor(job_dir: str, params: dict, args):
+    """A submitit executor for `params` (slurm_parameters), after checking the cluster can run
+    them; a requeue after a time-out or preemption is allowed args.max_requeues times."""
     import submitit
 
     from slurm.cluster import check_request
@@ -114,6 +115,24 @@ def main(argv=None) -> int:
     executor = submitit.SlurmExecutor(folder=os.path.join(job_dir, "%j"),
                                       max_num_timeout=args.max_requeues)
     executor.update_parameters(**params)
+    return executor
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not os.path.isfile(args.config_file):
+        raise SystemExit(f"error: config file {args.config_file}: no such file")
+    config_text = resolved_config(args.stage, args.config_file, args.opts)
+    job_dir = os.path.abspath(args.job_dir or os.path.join("output", "slurm", args.stage))
+    params = slurm_parameters(args)
+
+    if args.dry_run:
+        print(sbatch_script(job_dir, params))
+        print(f"# resolved config ({args.stage}, {args.config_file}):")
+        print(config_text)
+        return 0
+
+    executor = build_executor(job_dir, params, args)
     job = executor.submit(StageJob(args.stage, args.config_file, args.opts))
     record_dir = os.path.join(job_dir, str(job.job_id))
     os.makedirs(record_dir, exist_ok=True)

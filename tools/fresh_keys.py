@@ -17,10 +17,9 @@ import torch  # noqa: E402
 from fvcore.common.config import CfgNode  # noqa: E402
 
 from pretrain.config import get_cfg  # noqa: E402
-from pretrain.data.packed import open_images  # noqa: E402
-from pretrain.data.pipelines import ViewPipeline  # noqa: E402
 from pretrain.engine.checkpoint import load_checkpoint  # noqa: E402
 from pretrain.evaluation.fresh_keys import fresh_key_scores  # noqa: E402
+from pretrain.evaluation.mutual_info import HeldoutError, heldout_views  # noqa: E402
 from pretrain.formats import ConversionError, detect_format  # noqa: E402
 from pretrain.models.moco import build_moco  # noqa: E402
 
@@ -40,21 +39,12 @@ def checkpoint_cfg(path: str, state: dict):
 
 
 def probe_views(cfg, images_root: str, n: int):
-    """(query views, key views) of the first n images (a whole number of training batches), made
-    by the checkpoint's own pipeline: what the model saw in training, on the CPU. A JigSaw run's
-    patches (a third view) are left out: the probe scores the instance branch."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.DATA.PIPELINE = "cpu"
-    images = open_images(images_root)
-    batch = cfg.SOLVER.BATCH_SIZE
-    n = min(n, len(images)) // batch * batch
-    if n < 2:
-        raise SystemExit(f"error: {images_root}: {len(images)} images, fewer than one batch of "
-                         f"{batch} (SOLVER.BATCH_SIZE) to probe with")
-    pipeline = ViewPipeline(cfg, images, "cpu")
-    views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in range(n)])
-    return views[0], views[1]
+    """(query views, key views) of the first n images (whole training batches), made by the
+    checkpoint's own pipeline on the CPU (pretrain/evaluation/mutual_info.py)."""
+    try:
+        return heldout_views(cfg, images_root, n)
+    except HeldoutError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def main(argv=None) -> int:

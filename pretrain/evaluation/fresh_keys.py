@@ -47,7 +47,7 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
     else:  # in-batch negatives only: no queue to score against
         queue_loss = queue_acc = float("nan")
     against_fresh = queries @ keys.t() / model.temperature  # positives on the diagonal
-    own = torch.arange(n)
+    own = torch.arange(n, device=queries.device)  # on the model's device (a GPU's, in a sweep)
     cosine = queries @ queries.t()
     return {
         "queue_loss": queue_loss,

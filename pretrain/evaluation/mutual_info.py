@@ -1,0 +1,68 @@
+"""I_NCE of a trained model on held-out images: InfoMin's estimate of the information its two views
+share (Tian et al. 2020, Sec. 3 and Fig. 5), measured after pretraining rather than read off the
+training log.
+
+Two views of each of N held-out images are made by the run's own view pipeline; every query is
+scored against the N keys of the same pass (its own key the positive, the other N - 1 fresh keys
+the negatives; fresh_keys.py), and I_NCE = log(N) - mean InfoNCE loss. The estimate is bounded
+by log(N): N decides how much information it can show, so compare points measured with the same N.
+As a lower bound it can also fall below 0 for views that share nothing (by about half the
+variance of the logits), as random initialisation's can.
+The training log's I_NCE is no substitute: it is taken against the queue, whose keys come from
+older encoders and can be told from the positive by their age alone.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data.packed import open_images
+from ..data.pipelines import ViewPipeline
+from .fresh_keys import fresh_key_scores
+
+
+class HeldoutError(ValueError):
+    """The held-out images cannot give the pairs the measurement needs."""
+
+
+def heldout_views(cfg, images_root: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query views, key views) of n images spread evenly over `images_root` (not the first n: in
+    class folders those would all be of one class), n rounded down to whole batches of
+    SOLVER.BATCH_SIZE, made by the config's views (epoch 0 of its seed) on the CPU. A JigSaw
+    run's patches (its third view) are left out: the measurement is of the instance views."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATA.PIPELINE = "cpu"  # same views either way; the CPU pipeline needs no device
+    images = open_images(images_root)
+    batch = cfg.SOLVER.BATCH_SIZE
+    n = min(n, len(images)) // batch * batch
+    if n < 2:
+        raise HeldoutError(f"{images_root}: {len(images)} images, fewer than one batch of "
+                           f"{batch} (SOLVER.BATCH_SIZE) to measure with")
+    pipeline = ViewPipeline(cfg, images, "cpu")
+    chosen = [i * len(images) // n for i in range(n)]
+    views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in chosen])
+    return views[0], views[1]
+
+
+def info_nce_estimate(model, query_views: torch.Tensor, key_views: torch.Tensor,
+                      batch_size: int, seed: int = 0) -> dict:
+    """I_NCE (nats) of `model` on N view pairs, with what it was computed from:
+      i_nce: log(N) - fresh-key InfoNCE loss; bound: log(N); loss, acc: that loss and its top-1.
+    Encoded in train mode in batches of `batch_size`, as in training (fresh_key_scores), so the
+    BN running statistics of `model` move: measure on a model that is not used afterwards.
+    Shuffle-BN's permutations are drawn from `seed`, so a measurement repeats exactly; the
+    caller's random state is left as it was."""
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        scores = fresh_key_scores(model, query_views, key_views, batch_size)
+    return {"i_nce": scores["chance_loss"] - scores["fresh_loss"], "bound": scores["chance_loss"],
+            "loss": scores["fresh_loss"], "acc": scores["fresh_acc"], "n": len(query_views)}
+
+
+def measure_info_nce(model, cfg, images_root: str, n: int) -> dict:
+    """I_NCE of `model` (built from `cfg`) on two views of up to n images of `images_root`."""
+    queries, keys = heldout_views(cfg, images_root, n)
+    device = next(model.parameters()).device
+    return info_nce_estimate(model, queries.to(device), keys.to(device), cfg.SOLVER.BATCH_SIZE,
+                             seed=cfg.SEED)

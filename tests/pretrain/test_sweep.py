@@ -1,0 +1,261 @@
+"""tools/sweep.py: a grid of pretraining runs, each measured by I_NCE on held-out views and a
+readout, on real CIFAR-10 images at 16 px with a few iterations each."""
+import contextlib
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import matplotlib.image
+import pytest
+import torch
+
+from pretrain.config import load_cfg
+from pretrain.evaluation.mutual_info import heldout_views, info_nce_estimate
+from pretrain.models.moco import build_moco
+from pretrain.sweep import Sweep, SweepError, SweepPoint, grid_points, run_point
+from tests.conftest import REPO
+from tools.sweep import main as sweep
+
+BATCH = 8
+HELDOUT_N = 32
+GRID = ["--grid", "DATA.CROP_SCALE", "(0.08,1.0)", "(0.6,1.0)"]
+NAMES = ["CROP_SCALE=0.08-1.0", "CROP_SCALE=0.6-1.0"]
+
+
+def tiny_overrides(cifar10) -> list[str]:
+    """Pretrain on CIFAR-10's test images; kNN from a few train images onto a few test images."""
+    return ["MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32", "DATA.CROP_SIZE", "16",
+            "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", str(BATCH), "SOLVER.MAX_ITER", "2",
+            "SOLVER.CHECKPOINT_PERIOD", "1", "LOG_PERIOD", "1", "DATA.ROOT", str(cifar10 / "test"),
+            "EVAL.KNN_TRAIN_ROOT", str(cifar10 / "train"), "EVAL.KNN_TRAIN_LIMIT", "100",
+            "EVAL.KNN_TEST_ROOT", str(cifar10 / "test"), "EVAL.KNN_TEST_LIMIT", "50",
+            "EVAL.KNN_K", "20"]
+
+
+CONFIG = str(REPO / "configs" / "pretrain" / "demo_R18_mocov2.yaml")
+
+
+def sweep_args(cifar10, output) -> list[str]:
+    """Held-out images for I_NCE: CIFAR-10's train folder, which pretraining never reads."""
+    return ["--config-file", CONFIG,
+            "--output", str(output), "--heldout", str(cifar10 / "train"),
+            "--heldout-n", str(HELDOUT_N), "--set", *tiny_overrides(cifar10), *GRID]
+
+
+def reference_i_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> float:
+    """log N - InfoNCE with each query's own key as the positive and the other N - 1 keys as the
+    negatives, written out in float64."""
+    q, k = queries.double(), keys.double()
+    logits = q @ k.t() / temperature
+    loss = (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean().item()
+    return math.log(len(q)) - loss
+
+
+def encode(model, images: torch.Tensor, encoder) -> torch.Tensor:
+    """Embeddings in train mode, one training batch at a time, as the measurement encodes them."""
+    model.train()
+    with torch.no_grad():
+        return torch.cat([encoder(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
+
+
+# -- the estimator -----------------------------------------------------------------------------
+
+def tiny_moco(*opts):
+    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "32", "MODEL.FEAT_DIM", "16",
+                         "MODEL.HEAD_HIDDEN_DIM", "32", "SOLVER.BATCH_SIZE", str(BATCH),
+                         "MODEL.SHUFFLE_BN", "False", *opts])
+    torch.manual_seed(0)
+    return build_moco(cfg)
+
+
+def noise_images(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_identical_views_reach_the_log_n_bound_and_unrelated_ones_carry_nothing():
+    n = 8 * BATCH
+    model = tiny_moco("MODEL.TEMPERATURE", "0.001")  # the key encoder starts as a copy
+    x = noise_images(n, 1)
+    same = info_nce_estimate(model, x, x, BATCH)
+    assert same["bound"] == pytest.approx(math.log(n))
+    assert same["i_nce"] == pytest.approx(math.log(n), abs=0.01)  # loss ~ 0: all it can show
+    assert same["acc"] == 1.0
+    # Keys of other images: the positive tells nothing about its query. A lower bound on zero
+    # information shows none (negative by about half the logits' variance) ...
+    unrelated = info_nce_estimate(tiny_moco("MODEL.TEMPERATURE", "0.2"), x, noise_images(n, 2),
+                                  BATCH)
+    assert -1.0 < unrelated["i_nce"] < 0.0
+    # ... and ~ 0 where the logits hardly spread.
+    flat = info_nce_estimate(tiny_moco("MODEL.TEMPERATURE", "5.0"), x, noise_images(n, 2), BATCH)
+    assert abs(flat["i_nce"]) < 0.01
+
+
+def test_the_estimate_equals_an_independent_float64_computation():
+    model = tiny_moco("MODEL.TEMPERATURE", "0.2")
+    # Related views (the same noise, plus noise): a value between 0 and log N.
+    queries_in = noise_images(4 * BATCH, 3)
+    keys_in = queries_in + 0.1 * noise_images(4 * BATCH, 4)
+    expected = reference_i_nce(encode(model, queries_in, model.query_encoder),
+                               encode(model, keys_in, model.key_encoder), 0.2)
+    measured = info_nce_estimate(model, queries_in, keys_in, BATCH)["i_nce"]
+    assert 0.05 < expected < math.log(4 * BATCH)
+    assert measured == pytest.approx(expected, abs=1e-5)  # the model runs in float32
+
+
+# -- the grid ----------------------------------------------------------------------------------
+
+def test_grid_points_are_the_cartesian_product_named_by_their_setting():
+    points = grid_points([("DATA.CROP_SCALE", ["(0.08,1.0)", "(0.2,1.0)"]),
+                          ("MODEL.TEMPERATURE", ["0.1", "0.2"])])
+    assert [p.name for p in points] == [
+        "CROP_SCALE=0.08-1.0__TEMPERATURE=0.1", "CROP_SCALE=0.08-1.0__TEMPERATURE=0.2",
+        "CROP_SCALE=0.2-1.0__TEMPERATURE=0.1", "CROP_SCALE=0.2-1.0__TEMPERATURE=0.2"]
+    assert points[1].overrides == ["DATA.CROP_SCALE", "(0.08,1.0)", "MODEL.TEMPERATURE", "0.2"]
+    assert points[1].label == "CROP_SCALE (0.08,1.0), TEMPERATURE 0.2"
+    # Keys that end alike keep their full name; values that would share a folder are refused.
+    assert grid_points([("MODEL.JIGSAW.ENABLED", ["True"]), ("X.ENABLED", ["1"])])[0].name == \
+        "MODEL.JIGSAW.ENABLED=True__X.ENABLED=1"
+    with pytest.raises(SweepError, match="one folder name"):
+        grid_points([("DATA.CROP_SCALE", ["(0.2,1.0)", "(0.2, 1.0)"])])
+    assert [p.name for p in grid_points([])] == ["base"]
+
+
+def test_a_grid_key_that_does_not_exist_fails_before_anything_runs(cifar10, tmp_path):
+    with pytest.raises(SystemExit, match="NO_SUCH_KEY"):
+        sweep([*sweep_args(cifar10, tmp_path / "sweep"), "--grid", "MODEL.NO_SUCH_KEY", "1"])
+    assert not (tmp_path / "sweep").exists()
+
+
+# -- a whole sweep -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_sweep(cifar10, tmp_path_factory):
+    output = tmp_path_factory.mktemp("sweep") / "out"
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert sweep(sweep_args(cifar10, output)) == 0
+    return output, capture.getvalue()
+
+
+def test_a_grid_runs_locally_and_writes_results_table_and_plot(finished_sweep):
+    output, stdout = finished_sweep
+    rows = json.loads((output / "results.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["random_init", *NAMES]
+    for row in rows:
+        point = json.loads((output / row["name"] / "result.json").read_text())
+        assert point["accuracy"] == row["accuracy"] and 0 <= point["accuracy"] <= 100
+        assert point["i_nce_bound"] == pytest.approx(math.log(HELDOUT_N))
+        assert point["i_nce"] <= point["i_nce_bound"]
+        assert point["seconds"] > 0
+    baseline, trained = rows[0], rows[1:]
+    assert baseline["iterations"] == 0 and baseline["train_loss"] is None
+    for row in trained:
+        assert row["iterations"] == 2 and row["train_loss"] > 0
+        assert row["above_random_init"] == (row["accuracy"] > baseline["accuracy"])
+    cfg = load_cfg(str(output / NAMES[1] / "config.yaml"))  # the point trained its own setting
+    assert tuple(cfg.DATA.CROP_SCALE) == (0.6, 1.0) and cfg.OUTPUT_DIR == str(output / NAMES[1])
+    table = (output / "results.md").read_text()
+    assert "| random init |" in table and "| CROP_SCALE (0.6,1.0) |" in table
+    assert len((output / "results.csv").read_text().splitlines()) == 1 + 3
+    image = matplotlib.image.imread(str(output / "reverse_u.png"))
+    assert image.ndim == 3 and image.shape[0] > 300 and image.std() > 0
+    assert table in stdout
+
+
+def test_a_points_i_nce_is_measured_on_held_out_views_at_the_end(finished_sweep, cifar10):
+    """Recomputed from the final checkpoint and the held-out images, independently of the
+    sweep's code path; and not the training log's I_NCE (against the queue)."""
+    output, _ = finished_sweep
+    point_dir = output / NAMES[0]
+    result = json.loads((point_dir / "result.json").read_text())
+    cfg = load_cfg(str(point_dir / "config.yaml"))
+    torch.manual_seed(cfg.SEED)
+    model = build_moco(cfg)
+    model.load_state_dict(torch.load(point_dir / "model_final.pth", weights_only=False)["model"])
+    queries_in, keys_in = heldout_views(cfg, str(cifar10 / "train"), HELDOUT_N)
+    assert len(queries_in) == result["heldout_images"] == HELDOUT_N
+    queries = encode(model, queries_in, model.query_encoder)
+    torch.manual_seed(cfg.SEED)  # shuffle-BN's permutations, as the measurement draws them
+    keys = encode(model, keys_in, model.encode_keys)
+    expected = reference_i_nce(queries, keys, cfg.MODEL.TEMPERATURE)
+    assert result["i_nce"] == pytest.approx(expected, abs=1e-5)
+    logged = [json.loads(line) for line in (point_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(abs(row["I_NCE"] - result["i_nce"]) > 1e-3 for row in logged if "I_NCE" in row)
+
+
+def test_heldout_views_spread_over_the_folder(cifar10):
+    """In class folders the first N images are all of one class; the measurement takes N spread
+    over the whole folder, two independent views of each."""
+    cfg = load_cfg(CONFIG, tiny_overrides(cifar10))
+    queries, keys = heldout_views(cfg, str(cifar10 / "train"), 21)
+    assert queries.shape == keys.shape == (16, 3, 16, 16)  # whole batches of 8
+    assert not torch.equal(queries, keys)
+    from pretrain.data.packed import open_images
+
+    images = open_images(str(cifar10 / "train"))
+    chosen = {os.path.basename(os.path.dirname(images.name(i * len(images) // 16)))
+              for i in range(16)}
+    assert len(chosen) == 10
+
+
+def test_a_killed_sweep_reruns_only_the_missing_points(cifar10, tmp_path, capsys):
+    output = tmp_path / "out"
+    first = output / NAMES[0] / "result.json"
+    proc = subprocess.Popen([sys.executable, "tools/sweep.py", *sweep_args(cifar10, output)],
+                            cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 900  # a bound only: seconds unloaded, minutes on a busy machine
+        while not first.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert first.exists(), "the first grid point never finished"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (output / NAMES[1] / "result.json").exists()
+    before = first.read_bytes(), first.stat().st_mtime_ns
+    log_before = (output / NAMES[0] / "metrics.jsonl").read_bytes()
+
+    # What is left, as the SLURM array would submit it.
+    capsys.readouterr()
+    sweep([*sweep_args(cifar10, output), "--slurm", "--dry-run"])
+    plan = capsys.readouterr().out
+    assert "#SBATCH --array=0-0%1" in plan and f"task 0: {NAMES[1]}" in plan
+
+    sweep(sweep_args(cifar10, output))
+    stdout = capsys.readouterr().out
+    assert f"{NAMES[0]}: done" in stdout and "random_init: done" in stdout
+    assert (first.read_bytes(), first.stat().st_mtime_ns) == before  # not measured again
+    assert (output / NAMES[0] / "metrics.jsonl").read_bytes() == log_before  # nor retrained
+    assert json.loads((output / NAMES[1] / "result.json").read_text())["iterations"] == 2
+    rows = json.loads((output / "results.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["random_init", *NAMES]
+
+
+def test_slurm_dry_run_prints_one_array_of_every_point(cifar10, tmp_path, capsys):
+    output = tmp_path / "out"
+    sweep([*sweep_args(cifar10, output), "--grid", "MODEL.TEMPERATURE", "0.1", "0.2", "--slurm",
+           "--gpus-per-node", "1", "--partition", "gpu", "--array-parallelism", "2", "--dry-run"])
+    plan = capsys.readouterr().out
+    for line in ("#SBATCH --array=0-4%2", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120", "submitit.core._submit",
+                 "task 0: random_init", "task 4: CROP_SCALE=0.6-1.0__TEMPERATURE=0.2"):
+        assert line in plan
+    assert not output.exists()  # nothing submitted, nothing written
+
+
+def test_a_linear_readout_runs_in_the_points_folder(cifar10, tmp_path):
+    """--readout linear: tools/lincls.py's readout, on the point's checkpoint (here random init's,
+    no checkpoint), configured by --linear-set."""
+    linear = Sweep(CONFIG, tiny_overrides(cifar10), [], str(tmp_path), str(cifar10 / "train"),
+                   HELDOUT_N, "linear", ["EPOCHS", "1", "BATCH_SIZE", "32", "TRAIN_LIMIT", "64",
+                                         "VAL_LIMIT", "32", "NUM_WORKERS", "0"])
+    result = run_point(linear, SweepPoint("random_init", (), random_init=True))
+    logged = json.loads((tmp_path / "random_init" / "lincls" / "metrics.jsonl").read_text())
+    assert result["readout"] == "linear" and result["accuracy"] == logged["val_top1"]
+    assert logged["epoch"] == 1
