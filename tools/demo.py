@@ -41,7 +41,7 @@ sys.path.insert(0, REPO)
 
 # The demo's pretraining for the machine it runs on: (config, iterations). The CPU's is sized
 # to the 15-minute budget of `make demo` on 2 cores (README); a GPU affords more of the same.
-PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 150),
+PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 300),
                "gpu": ("configs/pretrain/demo_R18_objects_gpu.yaml", 2000)}
 # Your own images have no factors to share: their views come from augmenting each image.
 OWN_IMAGES_CONFIG = "configs/pretrain/demo_R18_infomin.yaml"
@@ -283,7 +283,7 @@ def parse_args(argv):
     parser.add_argument("--probe-images", type=int, default=512,
                         help="instances for the fresh-key probe of the pretrained model")
     parser.add_argument("--detection-config",
-                        default="configs/detection/small/synthetic_R_18_FPN.yaml")
+                        default="configs/detection/small/synthetic_R_18_FPN_light.yaml")
     parser.add_argument("--finetune-iters", type=int, default=0,
                         help="default: the detection config's SOLVER.MAX_ITER")
     parser.add_argument("--jobs", type=int, default=0,

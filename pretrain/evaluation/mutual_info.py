@@ -32,14 +32,14 @@ def heldout_views(cfg, images_root: str, n: int) -> tuple[torch.Tensor, torch.Te
     cfg = cfg.clone()
     cfg.defrost()
     cfg.DATA.PIPELINE = "cpu"  # same views either way; the CPU pipeline needs no device
-    images = open_images(images_root)
+    pipeline = ViewPipeline(cfg, open_images(images_root), "cpu")
+    samples = len(pipeline.dataset)  # images, or instances with DATA.VIEWS_FROM folder
     batch = cfg.SOLVER.BATCH_SIZE
-    n = min(n, len(images)) // batch * batch
+    n = min(n, samples) // batch * batch
     if n < 2:
-        raise HeldoutError(f"{images_root}: {len(images)} images, fewer than one batch of "
+        raise HeldoutError(f"{images_root}: {samples} samples, fewer than one batch of "
                            f"{batch} (SOLVER.BATCH_SIZE) to measure with")
-    pipeline = ViewPipeline(cfg, images, "cpu")
-    chosen = [i * len(images) // n for i in range(n)]
+    chosen = [i * samples // n for i in range(n)]
     views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in chosen])
     return views[0], views[1]
 
