@@ -5,9 +5,10 @@
 #              224 px, batch 256, the model step compiled, CPU and GPU pipelines in one run on
 #              640x480 JPEGs; bench/pipeline_knn.py: the same short CIFAR-10 pretraining with
 #              either pipeline, kNN top-1 of each.                           About 8 min.
-#   detection  tools/demo.py on the GPU: InfoMin pretraining at a GPU's schedule
-#              (configs/pretrain/demo_R18_infomin_gpu.yaml, 100 epochs), the supervised baseline,
-#              Mask R-CNN fine-tunes from each and from random init, evaluated.   About 7 min.
+#   detection  tools/demo.py on the GPU: pretraining on views that share only the object at a
+#              GPU's schedule (configs/pretrain/demo_R18_objects_gpu.yaml, the demo's default
+#              there), the supervised baseline, Mask R-CNN fine-tunes from each and from random
+#              init (3 seeds), evaluated.                                     About 7 min.
 # Prepare here once (bash bench/device/bundle.sh), then run each stage on the lent machine, from
 # the repository root, carrying .device/wheels and .device/<stage>:
 #   bash bench/device/checks.sh pretrain|detection [OUT]
@@ -77,11 +78,10 @@ detection)
   fi
   mkdir -p .cache/demo && cp -n .device/detection/scikit_image-*.whl .cache/demo/ 2>/dev/null
   if [ -n "${SMOKE:-}" ]; then
-    size=(--n-pretrain 64 --n-train 8 --n-test 8 --n-objects 64 20 --pretrain-iters 2
-          --finetune-iters 4 --supervised-iters 2 --data-dir /tmp/device_demo_data)
+    size=(--n-train 8 --n-test 8 --n-objects 64 20 --instances 128 2 --pretrain-iters 2
+          --finetune-iters 4 --supervised-iters 2 --seeds 1 --data-dir /tmp/device_demo_data)
   else
-    size=(--pretrain-config configs/pretrain/demo_R18_infomin_gpu.yaml --pretrain-iters 2300
-          --supervised-iters 1500)
+    size=(--supervised-iters 1500)
   fi
   rm -rf /tmp/device_demo
   step demo 540 $py tools/demo.py --output /tmp/device_demo "${size[@]}"
