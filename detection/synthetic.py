@@ -42,7 +42,8 @@ ALL_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shi
                "bag", "ankle-boot")
 # Bumped whenever build() writes a different layout, so a cached folder of an older one is not
 # taken for a finished build (callers put it in the folder's name).
-LAYOUT = 2
+# 3 (2026-12-02): one generator per split, so the labelled composites differ from layout 2's.
+LAYOUT = 3
 
 
 def ensure_fashion_mnist() -> str:
@@ -194,15 +195,17 @@ def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 6
     from pretrain.data.archive import build_once
 
     def fill(staging: str) -> None:
-        rng = np.random.default_rng(seed)
         photos = load_photos(cache_dir)
         train_objects, train_labels = load_fashion("train")
         test_objects, test_labels = load_fashion("t10k")
         class_ids = {label: i + 1 for i, label in enumerate(CLASSES)}
-        for split, count, objects, labels in (
+        for stream, (split, count, objects, labels) in enumerate((
                 ("pretrain", n_pretrain, train_objects, train_labels),
                 ("train", n_train, train_objects, train_labels),
-                ("test", n_test, test_objects, test_labels)):
+                ("test", n_test, test_objects, test_labels))):
+            # A generator per split: the labelled sets do not change with the number of
+            # unlabelled composites (the demo makes those only for --table4).
+            rng = np.random.default_rng([seed, stream])
             os.makedirs(os.path.join(staging, split))
             records = []
             for i in range(count):
@@ -213,7 +216,6 @@ def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 6
             if split != "pretrain":
                 with open(os.path.join(staging, f"{split}.json"), "w") as f:
                     json.dump(coco_json(records, class_ids), f)
-        # A generator of its own, so the composites stay those of layout 1 (README's figures).
         write_objects(staging, np.random.default_rng(seed + 1), photos, n_objects_train,
                       n_objects_test)
 

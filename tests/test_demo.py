@@ -10,7 +10,7 @@ from tests.conftest import REPO, run_tool
 
 def test_demo_pipeline_reduced(tmp_path):
     out = run_tool("tools/demo.py", "--output", str(tmp_path / "demo"),
-                   "--data-dir", str(REPO / ".cache" / "demo_data_test_v2"), "--n-pretrain", "64",
+                   "--data-dir", str(REPO / ".cache" / "demo_data_test_v3"), "--n-pretrain", "64",
                    "--n-train", "8", "--n-test", "6", "--n-objects", "64", "20",
                    "--instances", "128", "2", "--pretrain-iters", "2",
                    "--supervised-iters", "2", "--finetune-iters", "2", "--seeds", "2",
