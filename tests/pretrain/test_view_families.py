@@ -226,3 +226,12 @@ def test_two_pretraining_iterations_write_a_checkpoint(config, data, request, tm
              "LOG_PERIOD", "1", "OUTPUT_DIR", str(tmp_path))
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
     assert state["iteration"] == 2 and state["arch"] == "resnet18"
+
+
+@pytest.mark.parametrize("config", [PATCH_CFG, FREQUENCY_CFG])
+def test_the_jigsaw_branch_still_gets_its_patches_of_the_image(bccd, config):
+    cfg = load_cfg(config, ["MODEL.JIGSAW.ENABLED", "True", "MODEL.JIGSAW.CELL", "32",
+                            "MODEL.JIGSAW.PATCH", "24"])
+    image = Image.open(sorted(glob.glob(str(bccd / "*.jpg")))[0]).convert("RGB")
+    query, key, patches = build_views(cfg)(image)
+    assert query.shape == key.shape == (3, 64, 64) and patches.shape == (9, 3, 24, 24)
