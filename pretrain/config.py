@@ -86,6 +86,29 @@ _C.DATA.VIEWS.BLUR_P = -1.0  # presets 0.5
 # The GPU pipeline's per-view random budget (96 uniforms) allows up to 10 ops.
 _C.DATA.VIEWS.RAND_AUGMENT_N = -1
 _C.DATA.VIEWS.RAND_AUGMENT_M = -1
+# Which two views are contrasted (pretrain/data/view_families.py). "augment": two draws of the view
+# recipe above on one image. "patch_offset" (InfoMin Fig. 3): two patches of one image whose corners
+# are DATA.PATCH.DISTANCE px apart, each put through the recipe's steps after its crop.
+# "frequency" (InfoMin App. B.3): the Gaussian low-pass and the high-pass residual of one crop.
+# The last two need DATA.PIPELINE cpu and DATA.VIEWS_FROM image.
+_C.DATA.VIEW_FAMILY = "augment"
+_C.DATA.PATCH = CN()
+# Patch side in px of the source image, resampled to DATA.CROP_SIZE; 0: DATA.CROP_SIZE (no
+# resampling but the sub-pixel shift).
+_C.DATA.PATCH.SIZE = 0
+# Distance between the two patches' top-left corners, px of the source image (an integer: sweeps
+# pass 8, not 8.0); direction random among those that keep both patches inside the image. An image
+# too small for it is an error, never a silent clamp.
+_C.DATA.PATCH.DISTANCE = 128
+_C.DATA.FREQUENCY = CN()
+# Gaussian sigma of the low-pass view, px of the crop (DATA.CROP_SIZE), not scaled with it; 0.0:
+# the low-pass view is the crop and the high-pass view is empty.
+_C.DATA.FREQUENCY.SIGMA = 1.0
+# Which view is the low-pass one: "random" (drawn per sample, so MoCo's one encoder learns both
+# bands) or "query" (always; the key is the high-pass view, for an encoder per band). The high-pass
+# view is 6-20x fainter (input std 0.04 vs 0.39 at sigma 0.7, BCCD at 64 px): with "random" both
+# bands share each batch's BN statistics, with "query" each batch holds one band and BN evens that.
+_C.DATA.FREQUENCY.LOW_PASS_VIEW = "random"
 
 _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes

@@ -14,6 +14,7 @@ import torch
 
 from .images import EncodedImages, ImageViews, collate_encoded, collate_views
 from .instances import InstanceViews
+from .view_families import check_view_family
 from .views import build_views
 
 PIPELINES = ("cpu", "gpu")
@@ -41,6 +42,7 @@ class ViewPipeline:
         if cfg.DATA.VIEWS_FROM == "folder" and self.kind == "gpu":
             raise ValueError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
                              "makes both views from one image")
+        check_view_family(cfg)  # the GPU pipeline makes only the augment family
         self.device = device
         if self.kind == "gpu":
             from .gpu.pipeline import BatchedViews

@@ -10,6 +10,7 @@ from timm.data.auto_augment import rand_augment_transform
 
 from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
                       blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
+from .view_families import build_family_views
 
 __all__ = ["AUGMENTATIONS", "ContrastiveViews", "IMAGENET_MEAN", "IMAGENET_STD", "JigsawPatches",
            "blur_kernel_size", "build_views", "compose", "jigsaw_augmentation"]
@@ -104,7 +105,11 @@ class ContrastiveViews:
         return views + (self.jigsaw(query_image),) if self.jigsaw is not None else views
 
 
-def build_views(cfg) -> ContrastiveViews:
+def build_views(cfg):
+    """ContrastiveViews of the recipe, or the DATA.VIEW_FAMILY pair maker (view_families.py)."""
     jig = cfg.MODEL.JIGSAW
     jigsaw = jigsaw_augmentation(jig.GRID, jig.CELL, jig.PATCH) if jig.ENABLED else None
-    return ContrastiveViews(compose(recipe_from_cfg(cfg)), jigsaw)
+    recipe = recipe_from_cfg(cfg)
+    if cfg.DATA.VIEW_FAMILY == "augment":
+        return ContrastiveViews(compose(recipe), jigsaw)
+    return build_family_views(cfg, recipe, compose(recipe), jigsaw)
