@@ -40,14 +40,15 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        backbone, _ = load_backbone(args.arch, args.checkpoint, args.encoder, args.width,
+        backbone, _, stem = load_backbone(args.arch, args.checkpoint, args.encoder, args.width,
                                     args.stem)
     except (BackboneLoadError, UnknownStemError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     acc = knn_accuracy(backbone.to(device), args.train_root, args.test_root, args.crop, device,
                        args.train_limit, args.test_limit, args.k, args.workers)
-    print(f"kNN (k={args.k}) top-1: {acc:.2f}%  [{args.checkpoint or 'random init'}]")
+    print(f"kNN (k={args.k}) top-1: {acc:.2f}%  [{args.checkpoint or 'random init'}, "
+          f"{stem} stem]")
     return 0
 
 

@@ -57,12 +57,13 @@ def resolve_stem(checkpoint: str, ckpt, state: dict, requested: str = "") -> str
 
 
 def load_backbone(arch: str, checkpoint: str = "", encoder: str = "query", width: int = 1,
-                  stem: str = "") -> tuple[nn.Module, int]:
-    """Returns (trunk, feature_dim); every backbone tensor must load (strict). `stem` "" takes the
-    checkpoint's own (recorded in a pretraining checkpoint's config, or a 7x7 conv1), else the
-    ImageNet stem for a random backbone."""
+                  stem: str = "") -> tuple[nn.Module, int, str]:
+    """Returns (trunk, feature_dim, stem); every backbone tensor must load (strict). `stem` ""
+    takes the checkpoint's own (recorded in a pretraining checkpoint's config, or a 7x7 conv1),
+    else the ImageNet stem for a random backbone."""
     if not checkpoint:
-        return build_backbone(arch, width, stem or "imagenet")
+        stem = stem or "imagenet"
+        return (*build_backbone(arch, width, stem), stem)
     try:
         ckpt = load_any(checkpoint)
         state, _ = read_backbone(ckpt, detect_format(ckpt), encoder)
@@ -79,4 +80,4 @@ def load_backbone(arch: str, checkpoint: str = "", encoder: str = "query", width
     if missing or unexpected:
         raise BackboneLoadError(f"checkpoint {checkpoint} does not fit MODEL.ARCH {arch}: "
                                 f"missing {missing[:4]}, unexpected {unexpected[:4]}")
-    return trunk, dim
+    return trunk, dim, stem

@@ -92,7 +92,7 @@ def run_linear_readout(cfg, resume: bool = False) -> float:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     train_set = labelled_folder(cfg.TRAIN_ROOT, train_transform(cfg.CROP_SIZE), cfg.TRAIN_LIMIT)
     val_set = labelled_folder(cfg.VAL_ROOT, eval_transform(cfg.CROP_SIZE), cfg.VAL_LIMIT)
-    backbone, dim = load_backbone(cfg.ARCH, cfg.CHECKPOINT, cfg.ENCODER, cfg.WIDTH,
+    backbone, dim, _ = load_backbone(cfg.ARCH, cfg.CHECKPOINT, cfg.ENCODER, cfg.WIDTH,
                                   cfg.STEM)
     model = LinearReadout(backbone, dim, len(folder_classes(train_set))).to(device)
     optimizer = torch.optim.SGD(model.classifier.parameters(), lr=cfg.LR * cfg.BATCH_SIZE / 256,
