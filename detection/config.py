@@ -1,17 +1,27 @@
 """Detectron2 config keys this project adds, and the rules that act on them."""
 from __future__ import annotations
 
+import os
+import pickle
+
 # Norm names whose layers Detectron2 builds with torch's SyncBatchNorm (GPU only) and their
 # all-reduce twin that also runs through gloo on CPU processes.
 _SYNC_NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM",
                    "MODEL.ROI_MASK_HEAD.NORM")
+# The backbones of detection/modeling.py that build MODEL.RESNETS.STEM_TYPE; the stock ones
+# always build the ImageNet stem.
+STEM_TYPE_BACKBONES = ("build_resnet_backbone_with_stem_type",
+                       "build_resnet_fpn_backbone_with_stem_type")
+
+
+class StemConfigError(ValueError):
+    """MODEL.RESNETS.STEM_TYPE cannot be built, or differs from the stem of MODEL.WEIGHTS."""
 
 
 def load_detection_cfg(config_file: str, opts=()):
     """Detectron2's defaults + this project's keys <- config file (with _BASE_) <- KEY VALUE
-    overrides. A missing file or an unknown key is a one-line error naming the file."""
-    import os
-
+    overrides. A missing file, an unknown key or a stem that the backbone or the weights do not
+    fit is a one-line error naming the file."""
     from detectron2.config import get_cfg
 
     if not os.path.isfile(config_file):
@@ -21,6 +31,7 @@ def load_detection_cfg(config_file: str, opts=()):
     try:
         cfg.merge_from_file(config_file)
         cfg.merge_from_list(list(opts))
+        check_stem_type(cfg)
     except (KeyError, AssertionError, ValueError) as err:  # yacs reports unknown keys with either
         raise SystemExit(f"error: {config_file}: {err.args[0]}") from None
     return cfg
@@ -34,6 +45,39 @@ def add_project_config(cfg) -> None:
     # (MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD, TEST.EVAL_PERIOD) divided by it, so the
     # number of epochs stays that of the published recipe. E.g. 0.5 on 4 GPUs with an 8-GPU config.
     cfg.SOLVER.BATCH_SCALE = 1.0
+    # The layers before res2, as pretraining's MODEL.STEM (pretrain/models/backbone.py STEMS):
+    # "imagenet" (stock), "cifar" (3x3/1 conv: res2..res5 at strides 1..8), "tinyimagenet" (3x3/1
+    # conv + max-pool: strides 2..16). Other than "imagenet" it needs a BACKBONE.NAME of
+    # STEM_TYPE_BACKBONES.
+    cfg.MODEL.RESNETS.STEM_TYPE = "imagenet"
+
+
+def weights_stem(path: str) -> str | None:
+    """The stem tools/convert.py recorded in a Detectron2 .pkl (None: not recorded, or no such
+    local .pkl)."""
+    if not (path.endswith(".pkl") and os.path.isfile(path)):
+        return None
+    with open(path, "rb") as f:
+        data = pickle.load(f, encoding="latin1")
+    return data.get("stem") if isinstance(data, dict) else None
+
+
+def check_stem_type(cfg) -> None:
+    """The stem must be one the backbone builds, and the one MODEL.WEIGHTS was trained with:
+    Detectron2 skips a weight whose shape differs with only a warning (a 3x3 stem into a 7x7 one),
+    and cifar and tinyimagenet weights have the same shapes."""
+    from pretrain.models.backbone import STEMS
+
+    stem, name = cfg.MODEL.RESNETS.STEM_TYPE, cfg.MODEL.BACKBONE.NAME
+    if stem not in STEMS:
+        raise StemConfigError(f"MODEL.RESNETS.STEM_TYPE {stem!r} is not one of {sorted(STEMS)}")
+    if stem != "imagenet" and name not in STEM_TYPE_BACKBONES:
+        raise StemConfigError(f"MODEL.RESNETS.STEM_TYPE {stem!r} needs MODEL.BACKBONE.NAME one of "
+                              f"{list(STEM_TYPE_BACKBONES)}; {name} builds the ImageNet stem")
+    trained = weights_stem(cfg.MODEL.WEIGHTS)
+    if trained is not None and trained != stem:
+        raise StemConfigError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} was pretrained with stem "
+                              f"{trained!r}, the model builds MODEL.RESNETS.STEM_TYPE {stem!r}")
 
 
 def apply_batch_scale(cfg) -> None:

@@ -4,6 +4,9 @@ Every reader returns the backbone in torchvision naming (conv1, bn1, layer1..4);
 maps it to Detectron2's (stem, res2..5), the mapping the reference converters use:
     layerN -> res{N+1}, bnK -> convK.norm, downsample.0 -> shortcut, downsample.1 -> shortcut.norm,
     and `stem.` before the stem's conv1 / bn1.
+The same renaming serves every stem (pretrain/models/backbone.py STEMS); the stem a backbone was
+trained with is written beside the weights ("stem") where the input tells it, so that Detectron2
+configs of another MODEL.RESNETS.STEM_TYPE refuse the file (detection/config.py, verify.py).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import re
 import numpy as np
 import torch
 
+from pretrain.evaluation.backbone_loading import recorded_stem, stem_from_weights
 from pretrain.formats import FORMATS, ConversionError, detect_format, load_any, read_backbone
 
 __all__ = ["FORMATS", "ConversionError", "convert", "to_detectron2", "to_detectron2_name"]
@@ -33,13 +37,17 @@ def to_detectron2(backbone: dict) -> dict:
             for k, v in backbone.items()}
 
 
-def write_detectron2_pkl(weights: dict, path: str, author: str, check=None) -> None:
+def write_detectron2_pkl(weights: dict, path: str, author: str, check=None,
+                         stem: str | None = None) -> None:
     """Atomic: written to a temp file, checked by `check(temp_path)` if given, then renamed; a
-    failure anywhere leaves no output."""
+    failure anywhere leaves no output. `stem`, if known, is recorded beside the weights."""
     tmp = f"{path}.tmp.{os.getpid()}.pkl"
+    data = {"model": weights, "__author__": author, "matching_heuristics": True}
+    if stem is not None:
+        data["stem"] = stem
     try:
         with open(tmp, "wb") as f:
-            pickle.dump({"model": weights, "__author__": author, "matching_heuristics": True}, f)
+            pickle.dump(data, f)
         if check is not None:
             check(tmp)
         os.replace(tmp, path)
@@ -50,7 +58,7 @@ def write_detectron2_pkl(weights: dict, path: str, author: str, check=None) -> N
 
 def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str = "query",
             force: bool = False, verify_config: str = "") -> dict:
-    """Convert and write; returns a summary {"format", "kept", "dropped", "verified"}. With
+    """Convert and write; returns a summary {"format", "kept", "dropped", "stem", "verified"}. With
     `verify_config`, the output is only written if Detectron2 loads all of it exactly."""
     if os.path.exists(output_path) and not force:
         raise ConversionError(f"{output_path}: exists (pass --force to overwrite)")
@@ -61,11 +69,13 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
         weights = {k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
                    for k, v in model.items() if not k.endswith("num_batches_tracked")}
         dropped = sorted(k for k in model if k.endswith("num_batches_tracked"))
+        stem = ckpt.get("stem") if "model" in ckpt else None
     else:
         backbone, dropped = read_backbone(ckpt, found, encoder)
         if not backbone:
             raise ConversionError(f"{found} checkpoint holds no backbone weights")
         weights = to_detectron2(backbone)
+        stem = recorded_stem(ckpt) or stem_from_weights(backbone)
     verified = []
 
     def check(path: str) -> None:
@@ -77,6 +87,6 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
             raise ConversionError(f"--verify {verify_config}: {err}") from None
 
     write_detectron2_pkl(weights, output_path, author=f"infomin-det convert ({found}, {encoder})",
-                         check=check if verify_config else None)
-    return {"format": found, "kept": sorted(weights), "dropped": dropped,
+                         check=check if verify_config else None, stem=stem)
+    return {"format": found, "kept": sorted(weights), "dropped": dropped, "stem": stem,
             "verified": verified[0] if verified else None}

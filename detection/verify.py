@@ -5,7 +5,9 @@ train_net takes, suffix matching included), and compares: every backbone paramet
 of the model must come from the file with the file's value, and every tensor of the file must land
 in the model. The backbone sits under `backbone.bottom_up.` in FPN models and under `backbone.`
 (stem, res2-res4) plus `roi_heads.res5.` in C4 models; the extra norm after a C4 head's res5 is a
-new layer, not part of the backbone.
+new layer, not part of the backbone. A file that records the stem it was trained with
+(tools/convert.py) must meet a config of that MODEL.RESNETS.STEM_TYPE: cifar and tinyimagenet
+weights have the same shapes, so only the record tells them apart.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import re
 import numpy as np
 
 import detection  # noqa: F401  (before detectron2: supplies missing compiled ops)
-import detection.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+import detection.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm, the stem backbones)
 
 _BACKBONE_NAME = re.compile(r"^(stem\.conv1\.|res[2-5]\.\d+\.)")
 
@@ -51,12 +53,19 @@ def verify_weights(weights_file: str, config_file: str, opts=()) -> int:
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    model = build_model(build_cfg(config_file, opts))
+    cfg = build_cfg(config_file, opts)
+    model = build_model(cfg)
     for name in ("fvcore.common.checkpoint", "detectron2.checkpoint.c2_model_loading"):
         logging.getLogger(name).setLevel(logging.ERROR)  # the verdict below says it all
     DetectionCheckpointer(model).load(weights_file)
     with open(weights_file, "rb") as f:
-        source = pickle.load(f, encoding="latin1")["model"]
+        data = pickle.load(f, encoding="latin1")
+    source = data["model"]
+    trained_stem, built_stem = data.get("stem"), cfg.MODEL.RESNETS.STEM_TYPE
+    if trained_stem is not None and trained_stem != built_stem:
+        raise VerificationError(f"the file's backbone was trained with stem {trained_stem!r}, "
+                                f"the model of {config_file} builds {built_stem!r} "
+                                "(MODEL.RESNETS.STEM_TYPE)")
 
     in_model = {}
     for key, tensor in model.state_dict().items():

@@ -14,6 +14,11 @@ _C.SEED = 0
 _C.MODEL = CN()
 _C.MODEL.ARCH = "resnet50"  # a torchvision ResNet / ResNeXt constructor name, or resnext152_32x8d
 _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
+# Layers before layer1, for the image size (pretrain/models/backbone.py STEMS): "imagenet" (7x7/2
+# conv + max-pool, stride 32 overall), "cifar" (3x3/1 conv, stride 8: 32 px images), "tinyimagenet"
+# (3x3/1 conv + max-pool, stride 16: 64-96 px). Checkpoints record it in their config; readouts
+# and tools/convert.py read it from there; Detectron2 builds it with MODEL.RESNETS.STEM_TYPE.
+_C.MODEL.STEM = "imagenet"
 _C.MODEL.HEAD = "mlp"  # "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin)
 _C.MODEL.HEAD_HIDDEN_DIM = 2048
 _C.MODEL.FEAT_DIM = 128

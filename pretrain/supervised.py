@@ -29,6 +29,7 @@ from .models.backbone import build_backbone
 _C = CN()
 _C.ARCH = "resnet50"
 _C.WIDTH = 1
+_C.STEM = "imagenet"  # as the pretraining config's MODEL.STEM (pretrain/config.py)
 _C.TRAIN_ROOT = ""
 _C.VAL_ROOT = ""  # "" = no validation
 _C.TRAIN_LIMIT = 0
@@ -101,7 +102,7 @@ def train_supervised(cfg, resume: bool = False) -> float | None:
                                 train_transform(cfg.CROP_SIZE, tuple(cfg.CROP_SCALE)),
                                 cfg.TRAIN_LIMIT)
     classes = folder_classes(train_set)
-    model, feature_dim = build_backbone(cfg.ARCH, cfg.WIDTH)
+    model, feature_dim = build_backbone(cfg.ARCH, cfg.WIDTH, cfg.STEM)
     model.fc = nn.Linear(feature_dim, len(classes))  # torchvision's name: a torchvision state dict
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=cfg.MOMENTUM,

@@ -51,6 +51,8 @@ def main(argv=None) -> int:
         return 1
     print(f"read {args.input} as {summary['format']} ({args.encoder} encoder)")
     print(f"kept {len(summary['kept'])} backbone tensors (stem, res2-res5, BN statistics)")
+    if summary["stem"]:
+        print(f"stem: {summary['stem']} (Detectron2 needs MODEL.RESNETS.STEM_TYPE {summary['stem']})")
     if summary["dropped"]:
         print(f"dropped {len(summary['dropped'])} keys: {group_keys(summary['dropped'])}")
     if summary["verified"]:

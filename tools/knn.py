@@ -13,8 +13,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from pretrain.evaluation.backbone_loading import load_backbone  # noqa: E402
+from pretrain.evaluation.backbone_loading import BackboneLoadError, load_backbone  # noqa: E402
 from pretrain.evaluation.knn import knn_accuracy  # noqa: E402
+from pretrain.models.backbone import STEMS, UnknownStemError  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -22,6 +23,9 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--width", type=int, default=1)
+    parser.add_argument("--stem", default="", choices=("",) + tuple(STEMS),
+                        help="the backbone's stem (default: the checkpoint's own; imagenet for a "
+                             "random backbone)")
     parser.add_argument("--checkpoint", default="", help="any format tools/convert.py reads")
     parser.add_argument("--encoder", default="query", choices=("query", "key"))
     parser.add_argument("--train-root", required=True)
@@ -35,10 +39,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    backbone, _ = load_backbone(args.arch, args.checkpoint, args.encoder, args.width)
+    try:
+        backbone, _, stem = load_backbone(args.arch, args.checkpoint, args.encoder, args.width,
+                                    args.stem)
+    except (BackboneLoadError, UnknownStemError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     acc = knn_accuracy(backbone.to(device), args.train_root, args.test_root, args.crop, device,
                        args.train_limit, args.test_limit, args.k, args.workers)
-    print(f"kNN (k={args.k}) top-1: {acc:.2f}%  [{args.checkpoint or 'random init'}]")
+    print(f"kNN (k={args.k}) top-1: {acc:.2f}%  [{args.checkpoint or 'random init'}, "
+          f"{stem} stem]")
     return 0
 
 

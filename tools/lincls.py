@@ -11,7 +11,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pretrain.evaluation.backbone_loading import BackboneLoadError  # noqa: E402
 from pretrain.evaluation.linear import load_lincls_cfg, run_linear_readout  # noqa: E402
+from pretrain.models.backbone import UnknownStemError  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -21,7 +23,12 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
-    acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts), resume=args.resume)
+    try:
+        acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts),
+                                 resume=args.resume)
+    except (BackboneLoadError, UnknownStemError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"linear readout top-1: {acc:.2f}%")
     return 0
 

@@ -21,6 +21,9 @@ from .data import eval_transform, folder_classes, labelled_folder, train_transfo
 _C = CN()
 _C.ARCH = "resnet50"
 _C.WIDTH = 1
+# The backbone's stem (pretrain/models/backbone.py STEMS); "": the checkpoint's own (a pretraining
+# checkpoint records it), the ImageNet stem for a random backbone.
+_C.STEM = ""
 _C.CHECKPOINT = ""  # pretrained weights, any format tools/convert.py reads; "" = random init
 _C.ENCODER = "query"
 _C.TRAIN_ROOT = ""
@@ -89,7 +92,8 @@ def run_linear_readout(cfg, resume: bool = False) -> float:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     train_set = labelled_folder(cfg.TRAIN_ROOT, train_transform(cfg.CROP_SIZE), cfg.TRAIN_LIMIT)
     val_set = labelled_folder(cfg.VAL_ROOT, eval_transform(cfg.CROP_SIZE), cfg.VAL_LIMIT)
-    backbone, dim = load_backbone(cfg.ARCH, cfg.CHECKPOINT, cfg.ENCODER, cfg.WIDTH)
+    backbone, dim, _ = load_backbone(cfg.ARCH, cfg.CHECKPOINT, cfg.ENCODER, cfg.WIDTH,
+                                  cfg.STEM)
     model = LinearReadout(backbone, dim, len(folder_classes(train_set))).to(device)
     optimizer = torch.optim.SGD(model.classifier.parameters(), lr=cfg.LR * cfg.BATCH_SIZE / 256,
                                 momentum=cfg.MOMENTUM, weight_decay=cfg.WEIGHT_DECAY)

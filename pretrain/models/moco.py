@@ -134,7 +134,7 @@ class MoCo(nn.Module):
 
 def build_moco(cfg) -> MoCo:
     m = cfg.MODEL
-    backbone, dim = build_backbone(m.ARCH, m.WIDTH)
+    backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
     head = build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM)
     jigsaw_head = None
     if m.JIGSAW.ENABLED:
