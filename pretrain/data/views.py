@@ -12,8 +12,9 @@ from .color_spaces import check_split, describe_split, normalize, split_channels
 from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
                       blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
 
-__all__ = ["AUGMENTATIONS", "ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN", "IMAGENET_STD", "JigsawPatches",
-           "blur_kernel_size", "build_views", "compose", "jigsaw_augmentation"]
+__all__ = ["AUGMENTATIONS", "ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
+           "IMAGENET_STD", "JigsawPatches", "blur_kernel_size", "build_views", "compose",
+           "jigsaw_augmentation"]
 
 
 def _maybe_applied(transform, p: float):
@@ -127,9 +128,6 @@ def build_channel_split_views(cfg) -> ChannelSplitViews:
     if not cfg.DATA.COLOR_SPACE:
         raise ViewConfigError("MODEL.CMC.ENABLED needs DATA.COLOR_SPACE (e.g. lab for CMC's "
                               "L | ab views)")
-    if cfg.MODEL.JIGSAW.ENABLED:
-        raise ViewConfigError("MODEL.CMC.ENABLED and MODEL.JIGSAW.ENABLED: CMC has no JigSaw "
-                              "branch; turn one off")
     return ChannelSplitViews(compose(recipe_from_cfg(cfg), imagenet_normalize=False),
                              cfg.DATA.COLOR_SPACE, tuple(cfg.DATA.CHANNEL_SPLIT))
 

@@ -166,7 +166,9 @@ def train(cfg, resume: bool = False) -> str:
                 model.momentum_update()
                 iteration += 1
 
-                progress.add(loss.item(), (logits.argmax(dim=1) == 0).float().mean().item(),
+                # Logged per InfoNCE term (CMC sums two), so I_NCE = log(K + 1) - loss holds.
+                progress.add(loss.item() / getattr(model, "loss_terms", 1),
+                             (logits.argmax(dim=1) == 0).float().mean().item(),
                              data_time, skipped)
                 last = iteration == total_iters
                 if iteration % cfg.LOG_PERIOD == 0 or last:

@@ -37,6 +37,10 @@ def replace_first_conv(backbone: nn.Module, in_channels: int) -> None:
 
 
 class CMC(nn.Module):
+    # The loss sums two InfoNCE terms; the trainer logs it per term, so the logged loss and
+    # I_NCE = log(K + 1) - loss are per direction, comparable with MoCo's (InfoMin Fig. 4).
+    loss_terms = 2
+
     def __init__(self, view1: MoCo, view2: MoCo):
         super().__init__()
         if view1.queue_size != view2.queue_size or view1.batch_negatives != view2.batch_negatives:

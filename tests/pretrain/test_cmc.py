@@ -2,6 +2,8 @@
 command-line tool that checkpoints, resumes, and is refused by the Detectron2 converter."""
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import cv2
@@ -72,6 +74,12 @@ def test_cmc_pretrains_checkpoints_resumes_and_is_refused_by_the_converter(bccd,
     assert (out / "checkpoint_00000001.pth").exists()
     resumed = run_tool("tools/pretrain.py", "--resume", *common, "SOLVER.MAX_ITER", "3").stdout
     assert "resumed from" in resumed and "iter 3/3" in resumed
+
+    with open(out / "metrics.jsonl") as f:
+        first = json.loads(f.readline())
+    # Logged per direction: near log(K + 1) = log 65 at the start, not the two terms' sum (~8.3).
+    assert 3.0 < first["loss"] < 6.0
+    assert first["I_NCE"] == pytest.approx(math.log(65) - first["loss"])
 
     state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert state["iteration"] == 3
