@@ -71,6 +71,10 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
         dropped = sorted(k for k in model if k.endswith("num_batches_tracked"))
         stem = ckpt.get("stem") if "model" in ckpt else None
     else:
+        if found == "pretrain" and any(k.startswith("view1.") for k in ckpt["model"]):
+            raise ConversionError("a CMC checkpoint (MODEL.CMC.ENABLED): its encoders' first convs "
+                                  "read colour-space channel groups (e.g. L, ab), not the RGB "
+                                  "a Detectron2 backbone is fed; not convertible")
         backbone, dropped = read_backbone(ckpt, found, encoder)
         if not backbone:
             raise ConversionError(f"{found} checkpoint holds no backbone weights")

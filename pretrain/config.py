@@ -47,6 +47,12 @@ _C.MODEL.JIGSAW.GRID = 3
 _C.MODEL.JIGSAW.CELL = 85
 _C.MODEL.JIGSAW.PATCH = 64
 _C.MODEL.JIGSAW.LOSS_WEIGHT = 0.5  # loss = (1 - w) * L_instance + w * L_jigsaw
+# CMC (Tian et al. 2019), MoCo style: the two views are the channel groups DATA.CHANNEL_SPLIT of one
+# augmented image in DATA.COLOR_SPACE; one encoder per view (its first conv takes that view's
+# channels), each with its own momentum key encoder and queue; loss = L(q1 vs k2, queue 2) +
+# L(q2 vs k1, queue 1) (pretrain/models/cmc.py). The other MODEL keys apply to both encoders.
+_C.MODEL.CMC = CN()
+_C.MODEL.CMC.ENABLED = False
 
 _C.DATA = CN()
 _C.DATA.ROOT = ""  # image folder (class folders or flat) or a .txt list; else $PRETRAIN_DATA_ROOT
@@ -114,6 +120,13 @@ _C.DATA.FREQUENCY.SIGMA = 1.0
 # view is 6-20x fainter (input std 0.04 vs 0.39 at sigma 0.7, BCCD at 64 px): with "random" both
 # bands share each batch's BN statistics, with "query" each batch holds one band and BN evens that.
 _C.DATA.FREQUENCY.LOW_PASS_VIEW = "random"
+# CMC's views (MODEL.CMC.ENABLED; unused otherwise, and "" required then): the colour space the
+# augmented RGB view is converted to, one of rgb, lab, luv, xyz, ycbcr, yiq, ydbdr, hsv
+# (pretrain/data/color_spaces.py), each channel then mapped from its range over the RGB cube to
+# [-1, 1]; and (k1, k2): the first k1 channels are view 1, the other k2 view 2. (1, 2) is luma |
+# chroma for lab (L | ab), ydbdr, ycbcr, yiq, luv; H | SV for hsv; R | GB for rgb.
+_C.DATA.COLOR_SPACE = ""
+_C.DATA.CHANNEL_SPLIT = (1, 2)
 
 _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes

@@ -43,6 +43,10 @@ class ViewPipeline:
             raise ValueError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
                              "makes both views from one image")
         check_view_family(cfg)  # the GPU pipeline makes only the augment family
+        if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
+            raise ValueError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM image: "
+                             "CMC's views are the channel groups of one augmented image, which "
+                             "only the CPU pipeline makes (views.ChannelSplitViews)")
         self.device = device
         if self.kind == "gpu":
             from .gpu.pipeline import BatchedViews

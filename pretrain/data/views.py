@@ -8,12 +8,14 @@ import torch
 import torchvision.transforms as T
 from timm.data.auto_augment import rand_augment_transform
 
+from .color_spaces import check_split, describe_split, normalize, split_channels, to_space
 from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
                       blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
 from .view_families import build_family_views
 
-__all__ = ["AUGMENTATIONS", "ContrastiveViews", "IMAGENET_MEAN", "IMAGENET_STD", "JigsawPatches",
-           "blur_kernel_size", "build_views", "compose", "jigsaw_augmentation"]
+__all__ = ["AUGMENTATIONS", "ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
+           "IMAGENET_STD", "JigsawPatches", "blur_kernel_size", "build_views", "compose",
+           "jigsaw_augmentation"]
 
 
 def _maybe_applied(transform, p: float):
@@ -39,11 +41,11 @@ def _step(recipe: ViewRecipe, name: str):
     raise ViewConfigError(f"unknown view step {name!r}")
 
 
-def compose(recipe: ViewRecipe) -> T.Compose:
-    """The recipe on a PIL image, to a normalised float tensor."""
+def compose(recipe: ViewRecipe, imagenet_normalize: bool = True) -> T.Compose:
+    """The recipe on a PIL image, to a float tensor: ImageNet-normalised, or in [0, 1] RGB."""
     return T.Compose([T.RandomResizedCrop(recipe.size, scale=recipe.scale)]
-                     + [_step(recipe, name) for name in recipe.steps]
-                     + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+                     + [_step(recipe, name) for name in recipe.steps] + [T.ToTensor()]
+                     + ([T.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if imagenet_normalize else []))
 
 
 def _preset_augmentation(name: str, crop_size: int, scale: tuple[float, float]) -> T.Compose:
@@ -105,8 +107,43 @@ class ContrastiveViews:
         return views + (self.jigsaw(query_image),) if self.jigsaw is not None else views
 
 
+class ChannelSplitViews:
+    """CMC's two views: ONE draw of the augmentation (so both share crop, flip and any colour
+    change), converted to `space`, each channel mapped from its range over the RGB cube to
+    [-1, 1] (color_spaces.normalize), then split into the first k1 and the other k2 channels."""
+
+    def __init__(self, augmentation, space: str, split: tuple[int, int]):
+        self.augmentation = augmentation
+        self.space = space
+        self.split = check_split(space, split)
+
+    def __repr__(self) -> str:
+        return f"ChannelSplitViews({self.space}: {describe_split(self.space, self.split)})"
+
+    def __call__(self, image):
+        converted = normalize(to_space(self.augmentation(image), self.space), self.space)
+        return split_channels(converted, self.split)
+
+
+def build_channel_split_views(cfg) -> ChannelSplitViews:
+    if not cfg.DATA.COLOR_SPACE:
+        raise ViewConfigError("MODEL.CMC.ENABLED needs DATA.COLOR_SPACE (e.g. lab for CMC's "
+                              "L | ab views)")
+    return ChannelSplitViews(compose(recipe_from_cfg(cfg), imagenet_normalize=False),
+                             cfg.DATA.COLOR_SPACE, tuple(cfg.DATA.CHANNEL_SPLIT))
+
+
 def build_views(cfg):
-    """ContrastiveViews of the recipe, or the DATA.VIEW_FAMILY pair maker (view_families.py)."""
+    """ContrastiveViews of the recipe, CMC's channel split, or the DATA.VIEW_FAMILY pair maker
+    (view_families.py)."""
+    if cfg.MODEL.CMC.ENABLED:
+        if cfg.DATA.VIEW_FAMILY != "augment":
+            raise ViewConfigError(f"MODEL.CMC.ENABLED splits one augmented image's channels: "
+                                  f"DATA.VIEW_FAMILY {cfg.DATA.VIEW_FAMILY!r} does not combine")
+        return build_channel_split_views(cfg)
+    if cfg.DATA.COLOR_SPACE:
+        raise ViewConfigError(f"DATA.COLOR_SPACE {cfg.DATA.COLOR_SPACE!r} is read by CMC only: "
+                              "set MODEL.CMC.ENABLED True, or leave it empty")
     jig = cfg.MODEL.JIGSAW
     jigsaw = jigsaw_augmentation(jig.GRID, jig.CELL, jig.PATCH) if jig.ENABLED else None
     recipe = recipe_from_cfg(cfg)

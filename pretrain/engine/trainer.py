@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.packed import open_images
 from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_accuracy
-from ..models.moco import build_moco
+from ..models.cmc import build_model
 from ..models.sync_bn import convert_to_sync_bn
 from . import distributed as du
 from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -90,7 +90,7 @@ def train(cfg, resume: bool = False) -> str:
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
-    model = build_moco(cfg)
+    model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED
     if cfg.MODEL.SYNC_BN:
         model = convert_to_sync_bn(model, device)
     model = model.to(device)
@@ -166,7 +166,9 @@ def train(cfg, resume: bool = False) -> str:
                 model.momentum_update()
                 iteration += 1
 
-                progress.add(loss.item(), (logits.argmax(dim=1) == 0).float().mean().item(),
+                # Logged per InfoNCE term (CMC sums two), so I_NCE = log(K + 1) - loss holds.
+                progress.add(loss.item() / getattr(model, "loss_terms", 1),
+                             (logits.argmax(dim=1) == 0).float().mean().item(),
                              data_time, skipped)
                 last = iteration == total_iters
                 if iteration % cfg.LOG_PERIOD == 0 or last:

@@ -1,0 +1,109 @@
+"""Contrastive Multiview Coding with momentum encoders (Tian, Krishnan, Isola 2019, the MoCo-style
+variant InfoMin uses): two views (channel groups of one image, e.g. L and ab), one encoder each.
+
+Each view is a MoCo branch of moco.py: a query encoder whose first conv takes that view's channels,
+its momentum key encoder (with the same shuffle-BN) and a queue of that key encoder's embeddings.
+The views are contrasted across, both ways:
+    loss = L(q1 vs k2, queue 2) + L(q2 vs k1, queue 1),
+each L MoCo's InfoNCE (pretrain/losses.py). Both queues are read before either is written.
+`state_dict()` holds both branches (`view1.*`, `view2.*`: encoders, queues, pointers)."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from ..engine import distributed as du
+from ..losses import info_nce
+from .moco import MoCo, build_moco
+
+
+class CMCConfigError(ValueError):
+    """A MODEL.CMC / MODEL / EVAL setting CMC cannot run with."""
+
+
+def replace_first_conv(backbone: nn.Module, in_channels: int) -> None:
+    """torchvision's `conv1` rebuilt for `in_channels` inputs (same shape otherwise), initialised
+    as torchvision initialises it (Kaiming normal, fan-out)."""
+    old = getattr(backbone, "conv1", None)
+    if not isinstance(old, nn.Conv2d):
+        raise CMCConfigError(f"MODEL.CMC: the backbone's conv1 is a {type(old).__name__}, not the "
+                             "Conv2d that CMC rebuilds for its view's channels")
+    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+                    old.dilation, old.groups, old.bias is not None)
+    nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
+    backbone.conv1 = new.to(old.weight.dtype)
+
+
+class CMC(nn.Module):
+    # The loss sums two InfoNCE terms; the trainer logs it per term, so the logged loss and
+    # I_NCE = log(K + 1) - loss are per direction, comparable with MoCo's (InfoMin Fig. 4).
+    loss_terms = 2
+
+    def __init__(self, view1: MoCo, view2: MoCo):
+        super().__init__()
+        if view1.queue_size != view2.queue_size or view1.batch_negatives != view2.batch_negatives:
+            raise CMCConfigError("CMC: both views need the same queue size and negatives")
+        self.view1 = view1
+        self.view2 = view2
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        """Negatives per query (each direction contrasts against one queue)."""
+        return self.view1.num_negatives(global_batch_size)
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        self.view1.momentum_update()
+        self.view2.momentum_update()
+
+    @staticmethod
+    def _contrast(queries, keys, all_keys, negatives, branch: MoCo):
+        """InfoNCE of `queries` against the other view's keys and queue (`branch` holds them)."""
+        batch = dict(batch_keys=all_keys, offset=du.get_rank() * len(keys)) \
+            if branch.batch_negatives else {}
+        return info_nce(queries, keys, negatives, branch.temperature, **batch)
+
+    def forward(self, view1_images: torch.Tensor, view2_images: torch.Tensor):
+        """Returns (loss, logits of both directions stacked along the batch). The keys are
+        enqueued after the loss used the queues; call `momentum_update()` after the optimizer
+        step."""
+        q1 = self.view1.query_encoder(view1_images)
+        q2 = self.view2.query_encoder(view2_images)
+        k1 = self.view1.encode_keys(view1_images)  # shuffle-BN draws: view 1's, then view 2's
+        k2 = self.view2.encode_keys(view2_images)
+        all_k1, all_k2 = du.all_gather_cat(k1), du.all_gather_cat(k2)
+        loss12, logits12 = self._contrast(q1, k2, all_k2, self.view2.queue.clone(), self.view2)
+        loss21, logits21 = self._contrast(q2, k1, all_k1, self.view1.queue.clone(), self.view1)
+        self.view1.enqueue(all_k1)
+        self.view2.enqueue(all_k2)
+        return loss12 + loss21, torch.cat([logits12, logits21])
+
+
+def _view_branch(cfg, in_channels: int) -> MoCo:
+    """A MoCo branch of the config whose encoders read `in_channels` channels: built by
+    build_moco, conv1 rebuilt in the query encoder and copied to the key encoder."""
+    branch = build_moco(cfg)
+    replace_first_conv(branch.query_encoder.backbone, in_channels)
+    branch.key_encoder.backbone.conv1 = copy.deepcopy(branch.query_encoder.backbone.conv1)
+    branch.key_encoder.backbone.conv1.requires_grad_(False)
+    return branch
+
+
+def build_cmc(cfg) -> CMC:
+    from ..data.color_spaces import check_split
+
+    if cfg.MODEL.JIGSAW.ENABLED:
+        raise CMCConfigError("MODEL.CMC.ENABLED and MODEL.JIGSAW.ENABLED: CMC has no JigSaw "
+                             "branch; turn one off")
+    if cfg.EVAL.KNN_PERIOD:
+        raise CMCConfigError("EVAL.KNN_PERIOD with MODEL.CMC.ENABLED: the kNN monitor feeds RGB "
+                             "images to one encoder, CMC's encoders read colour-space channel "
+                             "groups; set EVAL.KNN_PERIOD 0")
+    k1, k2 = check_split(cfg.DATA.COLOR_SPACE or "rgb", cfg.DATA.CHANNEL_SPLIT)
+    return CMC(_view_branch(cfg, k1), _view_branch(cfg, k2))
+
+
+def build_model(cfg) -> MoCo | CMC:
+    """The pretraining model the config asks for: CMC with MODEL.CMC.ENABLED, else MoCo."""
+    return build_cmc(cfg) if cfg.MODEL.CMC.ENABLED else build_moco(cfg)

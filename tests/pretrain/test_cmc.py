@@ -1,0 +1,95 @@
+"""CMC's channel-split views on real images, its config errors, and a pretraining run through the
+command-line tool that checkpoints, resumes, and is refused by the Detectron2 converter."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+from PIL import Image
+
+from detection.convert import ConversionError, convert
+from pretrain.config import load_cfg
+from pretrain.data.color_spaces import ColorSpaceError, normalize, to_space
+from pretrain.data.images import seeded_rngs
+from pretrain.data.pipelines import ViewPipeline
+from pretrain.data.recipes import ViewConfigError, recipe_from_cfg
+from pretrain.data.views import ChannelSplitViews, build_views, compose
+from pretrain.models.cmc import CMCConfigError, build_cmc
+from tests.conftest import REPO, run_tool
+
+CPU_CONFIG = str(REPO / "configs" / "pretrain" / "cmc_lab_R18_cpu.yaml")
+
+
+@pytest.fixture(scope="module")
+def bccd(shared_data) -> Path:
+    return shared_data / "bccd" / "JPEGImages"
+
+
+def first_image(folder: Path) -> Image.Image:
+    with Image.open(sorted(folder.glob("*.jpg"))[0]) as img:
+        return img.convert("RGB")
+
+
+@pytest.mark.parametrize("space, split", [("lab", (1, 2)), ("rgb", (1, 2)), ("hsv", (2, 1))])
+def test_views_are_the_channel_groups_of_one_augmented_image(bccd, space, split):
+    cfg = load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", space, "DATA.CHANNEL_SPLIT", str(split)])
+    views = build_views(cfg)
+    assert isinstance(views, ChannelSplitViews)
+    image = first_image(bccd)
+    with seeded_rngs(5):
+        first, second = views(image)
+    with seeded_rngs(5):  # the same draws: the one augmented RGB view both come from
+        rgb = compose(recipe_from_cfg(cfg), imagenet_normalize=False)(image)
+    assert first.shape == (split[0], 32, 32) and second.shape == (split[1], 32, 32)
+    whole = normalize(to_space(rgb, space), space)
+    assert torch.equal(torch.cat([first, second]), whole)
+    if space == "rgb":  # R | GB, each channel from [0, 1] to [-1, 1]
+        assert torch.allclose(first, rgb[:1] * 2 - 1) and torch.allclose(second, rgb[1:] * 2 - 1)
+    if space == "lab":  # L from [0, 100] to [-1, 1], against OpenCV's L
+        opencv_l = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2Lab)[..., 0]
+        assert ((first[0] + 1) * 50 - torch.from_numpy(opencv_l)).abs().max() < 0.4
+
+
+def test_config_errors_name_the_keys(bccd):
+    with pytest.raises(ViewConfigError, match="DATA.COLOR_SPACE 'lab' is read by CMC only"):
+        build_views(load_cfg(opts=["DATA.COLOR_SPACE", "lab"]))
+    with pytest.raises(ViewConfigError, match="needs DATA.COLOR_SPACE"):
+        build_views(load_cfg(opts=["MODEL.CMC.ENABLED", "True"]))
+    with pytest.raises(ValueError, match="MODEL.CMC.ENABLED needs DATA.PIPELINE cpu"):
+        ViewPipeline(load_cfg(CPU_CONFIG, ["DATA.PIPELINE", "gpu"]), None, "cpu")
+    with pytest.raises(CMCConfigError, match="EVAL.KNN_PERIOD"):
+        build_cmc(load_cfg(CPU_CONFIG, ["EVAL.KNN_PERIOD", "10"]))
+    with pytest.raises(ColorSpaceError, match="DATA.CHANNEL_SPLIT"):
+        build_views(load_cfg(CPU_CONFIG, ["DATA.CHANNEL_SPLIT", "(2, 2)"]))
+
+
+def test_cmc_pretrains_checkpoints_resumes_and_is_refused_by_the_converter(bccd, tmp_path):
+    out = tmp_path / "out"
+    common = ["--config-file", CPU_CONFIG, "DATA.ROOT", str(bccd), "OUTPUT_DIR", str(out)]
+    run_tool("tools/pretrain.py", *common)
+    assert (out / "checkpoint_00000001.pth").exists()
+    resumed = run_tool("tools/pretrain.py", "--resume", *common, "SOLVER.MAX_ITER", "3").stdout
+    assert "resumed from" in resumed and "iter 3/3" in resumed
+
+    with open(out / "metrics.jsonl") as f:
+        first = json.loads(f.readline())
+    # Logged per direction: near log(K + 1) = log 65 at the start, not the two terms' sum (~8.3).
+    assert 3.0 < first["loss"] < 6.0
+    assert first["I_NCE"] == pytest.approx(math.log(65) - first["loss"])
+
+    state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    assert state["iteration"] == 3
+    model = state["model"]
+    for view, channels in (("view1", 1), ("view2", 2)):  # L | ab
+        for encoder in ("query_encoder", "key_encoder"):
+            assert model[f"{view}.{encoder}.backbone.conv1.weight"].shape[1] == channels
+        assert model[f"{view}.queue"].shape == (64, 128)
+        assert int(model[f"{view}.queue_ptr"]) == 3 * 8  # three batches of 8 keys, each queue
+        assert torch.allclose(model[f"{view}.queue"][:24].norm(dim=1), torch.ones(24))
+
+    with pytest.raises(ConversionError, match="a CMC checkpoint"):
+        convert(str(out / "model_final.pth"), str(tmp_path / "cmc.pkl"))

@@ -1,0 +1,162 @@
+"""Our CMC stepped side by side with a minimal independent implementation of the paper's
+two-view contrastive objective with momentum encoders and queues (Tian, Krishnan, Isola 2019,
+"Contrastive Multiview Coding", Sec. 3 and its MoCo-style variant), in float64, for three SGD
+steps on the same batches.
+
+The reference below is written from the paper, not from pretrain/: view 1 has encoder f1 (its
+first conv reads view 1's k1 channels), view 2 has f2 (k2 channels); each has a momentum copy
+(g1, g2) and a queue of that copy's embeddings. Per batch: z1 = f1(v1), z2 = f2(v2); the keys
+g1(v1), g2(v2) under shuffle-BN, detached; L(V1, V2) anchors z1 against g2(v2) as positive and
+queue 2 as negatives, L(V2, V1) symmetrically; loss = L(V1, V2) + L(V2, V1). Then an SGD step on
+f1 and f2, g <- m g + (1 - m) f for each view, and each view's keys written over the oldest entries
+of its own queue. Shuffle-BN in one process as in tests/pretrain/test_moco_reference.py (whose
+group-BN trunk, written from MoCo's paper, is reused here): BN over G groups, key batch permuted
+before the key encoder and put back after; view 1's permutation is drawn before view 2's.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pretrain.config import load_cfg
+from pretrain.engine.trainer import build_optimizer
+from pretrain.models.cmc import build_cmc
+from tests.pretrain.test_moco_reference import reference_head, reference_trunk
+
+BATCH, GROUPS, QUEUE, FEAT_DIM, HIDDEN = 8, 2, 16, 8, 16
+M, T, LR, SGD_MOMENTUM, WEIGHT_DECAY = 0.9, 0.2, 0.1, 0.9, 1e-4
+STEPS = 3
+TOL = 1e-6
+
+
+# ----------------------------------------------------------------- the reference, from the paper
+
+def view_encoder(in_channels: int, head: str) -> nn.ModuleDict:
+    trunk = reference_trunk(GROUPS)
+    trunk.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return nn.ModuleDict(dict(backbone=trunk, head=reference_head(head, 512))).double()
+
+
+class ReferenceCMC:
+    def __init__(self, split: tuple[int, int], head: str):
+        self.f = [view_encoder(k, head) for k in split]  # f1, f2: trained by SGD
+        self.g = [view_encoder(k, head) for k in split]  # g1, g2: momentum copies
+        self.queues = [torch.zeros(QUEUE, FEAT_DIM, dtype=torch.float64) for _ in split]
+        self.ptrs = [0, 0]
+        # SGD's momentum buffers from zero: mu * 0 + d is d, PyTorch's first buffer, exactly
+        self.velocity = [torch.zeros_like(p) for f in self.f for p in f.parameters()]
+
+    @staticmethod
+    def embed(f: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(f["head"](f["backbone"](x)), dim=1)
+
+    @staticmethod
+    def contrast(anchor: torch.Tensor, positive: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
+        """-log of the positive's softmax share among positive and queued negatives, mean."""
+        scores = torch.cat([(anchor * positive).sum(dim=1, keepdim=True), anchor @ queue.t()],
+                           dim=1) / T
+        return (torch.logsumexp(scores, dim=1) - scores[:, 0]).mean()
+
+    def step(self, v1: torch.Tensor, v2: torch.Tensor) -> float:
+        z = [self.embed(f, v) for f, v in zip(self.f, (v1, v2))]
+        keys = []
+        with torch.no_grad():
+            for g, v in zip(self.g, (v1, v2)):
+                shuffle = torch.randperm(len(v))
+                keys.append(self.embed(g, v[shuffle])[torch.argsort(shuffle)])
+        loss = (self.contrast(z[0], keys[1], self.queues[1])
+                + self.contrast(z[1], keys[0], self.queues[0]))
+        params = [p for f in self.f for p in f.parameters()]
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, grad, v in zip(params, grads, self.velocity):  # SGD, momentum, weight decay
+                v.mul_(SGD_MOMENTUM).add_(grad + WEIGHT_DECAY * p)
+                p.sub_(LR * v)
+            for f, g in zip(self.f, self.g):
+                for p_g, p_f in zip(g.parameters(), f.parameters()):
+                    p_g.copy_(M * p_g + (1 - M) * p_f)
+            for view, k in enumerate(keys):
+                self.queues[view][self.ptrs[view]:self.ptrs[view] + len(k)] = k
+                self.ptrs[view] = (self.ptrs[view] + len(k)) % QUEUE
+        return loss.item()
+
+
+# ------------------------------------------------------------------------------ the comparison
+
+def project_cmc(split: tuple[int, int], head: str):
+    cfg = load_cfg(opts=[
+        "MODEL.CMC.ENABLED", "True", "DATA.COLOR_SPACE", "lab",
+        "DATA.CHANNEL_SPLIT", str(split), "MODEL.ARCH", "resnet18", "MODEL.HEAD", head,
+        "MODEL.FEAT_DIM", str(FEAT_DIM), "MODEL.HEAD_HIDDEN_DIM", str(HIDDEN),
+        "MODEL.QUEUE_SIZE", str(QUEUE), "MODEL.MOMENTUM", str(M), "MODEL.TEMPERATURE", str(T),
+        "MODEL.BN_SPLITS", str(GROUPS), "MODEL.SHUFFLE_BN", "True", "SOLVER.BATCH_SIZE",
+        str(BATCH), "SOLVER.BASE_LR", str(LR * 256 / BATCH), "SOLVER.MOMENTUM", str(SGD_MOMENTUM),
+        "SOLVER.WEIGHT_DECAY", str(WEIGHT_DECAY), "SOLVER.WARMUP_EPOCHS", "0.0"])
+    torch.manual_seed(0)
+    model = build_cmc(cfg).double().train()
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=1, total_iters=10 ** 9)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(LR, abs=1e-15)
+    return model, optimizer, scheduler
+
+
+def branches(model):
+    return (model.view1, model.view2)
+
+
+def copy_initial_state(model, reference: ReferenceCMC) -> None:
+    """Our initial f1, f2 and queues into the reference; its g1, g2 then start as f1, f2."""
+    for view, branch in enumerate(branches(model)):
+        reference.f[view].load_state_dict(branch.query_encoder.state_dict())
+        reference.g[view].load_state_dict(reference.f[view].state_dict())
+        reference.queues[view].copy_(branch.queue)
+        reference.ptrs[view] = int(branch.queue_ptr)
+
+
+def assert_same_state(model, reference: ReferenceCMC, step: int) -> None:
+    for view, branch in enumerate(branches(model)):
+        for side, ours, theirs in (("query", branch.query_encoder, reference.f[view]),
+                                   ("key", branch.key_encoder, reference.g[view])):
+            ours, theirs = ours.state_dict(), theirs.state_dict()  # parameters and BN buffers
+            assert ours.keys() == theirs.keys()
+            for name in ours:
+                diff = (ours[name].double() - theirs[name].double()).abs().max().item()
+                assert diff <= TOL, f"step {step}: view {view + 1} {side} {name}: {diff:.2e}"
+        diff = (branch.queue - reference.queues[view]).abs().max().item()
+        assert diff <= TOL, f"step {step}: queue {view + 1} differs by {diff:.2e}"
+        assert int(branch.queue_ptr) == reference.ptrs[view], f"step {step}: pointer {view + 1}"
+
+
+@pytest.mark.parametrize("split, head", [
+    ((1, 2), "mlp"),  # L | ab, MoCo v2's head
+    ((2, 1), "linear"),  # the other way round, CMC's / MoCo v1's linear head
+])
+def test_cmc_steps_like_the_paper(split, head):
+    model, optimizer, scheduler = project_cmc(split, head)
+    assert model.view1.query_encoder.backbone.conv1.in_channels == split[0]
+    assert model.view2.key_encoder.backbone.conv1.in_channels == split[1]
+    reference = ReferenceCMC(split, head)
+    copy_initial_state(model, reference)
+    assert_same_state(model, reference, step=0)
+
+    g = torch.Generator().manual_seed(1)
+    for step in range(STEPS):
+        image = torch.randn(BATCH, 3, 16, 16, generator=g, dtype=torch.float64)
+        v1, v2 = image[:, :split[0]], image[:, split[0]:]
+        seed = 1000 + step  # as the trainer does: a fresh seed before each step
+
+        torch.manual_seed(seed)  # ours, as pretrain/engine/trainer.py steps it
+        loss, logits = model(v1, v2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        model.momentum_update()
+
+        torch.manual_seed(seed)  # the same permutations for the reference's shuffle-BN
+        reference_loss = reference.step(v1, v2)
+
+        assert logits.shape == (2 * BATCH, 1 + QUEUE)
+        assert abs(loss.item() - reference_loss) <= TOL, f"step {step}: loss"
+        assert_same_state(model, reference, step + 1)
