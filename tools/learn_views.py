@@ -17,13 +17,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from pretrain.views_learned import (ImageBank, LearnerSettings, NCEApproximator, PixelFlow,  # noqa: E402
-                                    Schedule, ViewLearner, probe_i_nce, save_generator,
-                                    train_views)
+from pretrain.views_learned import (  # noqa: E402
+    ImageBank, LearnerSettings, NCEApproximator, PixelFlow, Schedule, ViewLearner, probe_i_nce,
+    save_generator, train_views)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", required=True, help="unlabelled image folder (or .txt list)")
     p.add_argument("--limit", type=int, default=0, help="a fixed random subset of this many images")
     p.add_argument("--labelled", default="", help="class folders for the semi-supervised terms")
@@ -38,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=32, help="approximator encoder width")
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--warmup", type=int, default=100, help="steps training only f (and c) on g's start")
+    p.add_argument("--warmup", type=int, default=100,
+                   help="first steps train only f (and c), on the initial g")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--labelled-batch-size", type=int, default=64)
     p.add_argument("--lr-generator", type=float, default=2e-4)
@@ -48,8 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--probe-steps", type=int, default=0,
-                   help="also measure held-out I_NCE of g at start and end with a fresh approximator "
-                        "trained this many steps on the frozen views")
+                   help="also measure held-out I_NCE of g at start and end with a fresh "
+                        "approximator trained this many steps on the frozen views")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", required=True)
     return p.parse_args(argv)
@@ -94,12 +96,12 @@ def main(argv=None) -> int:
 
 
 def _probe(learner, images, held_out, args, when: str) -> dict:
-    """Probe g's held-out I_NCE once per `when` (kept in OUTPUT_DIR, so a resumed run reuses the
-    start probe made on the initial g)."""
+    """Probe g's held-out I_NCE. The start probe runs before any resume, on the freshly built g
+    (the identity), and is kept in OUTPUT_DIR so a resumed run does not spend it again."""
     if args.probe_steps <= 0:
         return {}
     path = os.path.join(args.output_dir, f"probe_{when}.json")
-    if os.path.isfile(path):
+    if when == "start" and os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
     result = {when: probe_i_nce(learner, images, held_out[0], args.probe_steps, args.batch_size,

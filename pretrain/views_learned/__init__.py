@@ -10,4 +10,5 @@ from .views import GeneratorFileError, LearnedViews, load_generator, save_genera
 
 __all__ = ["FlowConfigError", "GeneratorFileError", "ImageBank", "LearnedViews", "LearnerSettings",
            "NCEApproximator", "PixelFlow", "Schedule", "ViewEncoder", "ViewLearner", "i_nce",
-           "load_generator", "probe_i_nce", "save_generator", "split_views", "symmetric_info_nce", "train_views"]
+           "load_generator", "probe_i_nce", "save_generator", "split_views",
+           "symmetric_info_nce", "train_views"]

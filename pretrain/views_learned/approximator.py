@@ -1,6 +1,7 @@
 """The I_NCE approximator of InfoMin's view learning: one small encoder per view and a symmetric
 InfoNCE between their embeddings over the batch (each image's other view is its positive, the other
-images' views its negatives). I_NCE = log N - loss is the bound on I(view 1; view 2) it certifies."""
+images' views its negatives). I_NCE = log N - loss is the bound on I(view 1; view 2) it
+certifies."""
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,8 @@ def symmetric_info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -
 
 
 def i_nce(loss: float, batch_size: int) -> float:
-    """I_NCE in nats for a symmetric InfoNCE loss over `batch_size` pairs (batch_size - 1 negatives)."""
+    """I_NCE (nats) of a symmetric InfoNCE loss over `batch_size` pairs (batch_size - 1
+    negatives)."""
     return mutual_information_bound(loss, batch_size - 1)
 
 

@@ -77,7 +77,8 @@ class PixelFlow(nn.Module):
         if kind not in KINDS:
             raise FlowConfigError(f"generator kind {kind!r}: expected one of {', '.join(KINDS)}")
         if blocks < 1 or channels < 2 or hidden < 1:
-            raise FlowConfigError(f"generator: blocks {blocks}, channels {channels}, hidden {hidden}:"
+            raise FlowConfigError(f"generator: blocks {blocks}, channels {channels}, "
+                                  f"hidden {hidden}:"
                                   " need blocks >= 1, channels >= 2, hidden >= 1")
         self.kind, self.num_blocks, self.hidden, self.channels = kind, blocks, hidden, channels
         self.blocks = nn.ModuleList(CouplingBlock(channels, i % channels, hidden, kind == "nvp")
@@ -110,5 +111,6 @@ def split_views(x: torch.Tensor, split: int) -> tuple[torch.Tensor, torch.Tensor
     """View 1 = channels [0, split), view 2 = channels [split, C) of X = g(x) (channel dim -3)."""
     channels = x.shape[-3]
     if not 0 < split < channels:
-        raise FlowConfigError(f"view split {split}: must lie in 1..{channels - 1} for {channels} channels")
+        raise FlowConfigError(f"view split {split}: must lie in 1..{channels - 1} for "
+                              f"{channels} channels")
     return x[..., :split, :, :], x[..., split:, :, :]

@@ -4,7 +4,7 @@ maximises that loss). Semi-supervised, linear classifiers c1, c2 on each view's 
 on a labelled subset, and g and c1, c2 minimise their cross-entropy, so the views keep the label
 information while sharing less of everything else:
 
-    min_{g, c1, c2} max_{f1, f2}  I_NCE^{f}(X_1; X_2) + w * [CE(c1(f1(X_1)), y) + CE(c2(f2(X_2)), y)]
+    min_{g,c1,c2} max_{f1,f2}  I_NCE^f(X_1; X_2) + w [CE(c1(f1(X_1)), y) + CE(c2(f2(X_2)), y)]
 
 The classifier terms reach g through the encoders' features, but f1, f2 are stepped by I_NCE only
 (the objective above, maximised over f, would otherwise push them to *raise* the cross-entropy).
@@ -41,11 +41,12 @@ class ViewLearner(nn.Module):
         self.settings = settings or LearnerSettings()
         s, betas = self.settings, (self.settings.beta1, self.settings.beta2)
         dim = approximator.feature_dim
-        self.classifiers = (nn.ModuleList([nn.Linear(dim, num_classes), nn.Linear(dim, num_classes)])
+        self.classifiers = (nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(2))
                             if num_classes else None)
-        self.opt_generator = torch.optim.Adam(generator.parameters(), s.lr_generator, betas)
-        self.opt_approximator = torch.optim.Adam(approximator.parameters(), s.lr_approximator, betas)
-        self.opt_classifier = (torch.optim.Adam(self.classifiers.parameters(), s.lr_classifier, betas)
+        adam = torch.optim.Adam
+        self.opt_generator = adam(generator.parameters(), s.lr_generator, betas)
+        self.opt_approximator = adam(approximator.parameters(), s.lr_approximator, betas)
+        self.opt_classifier = (adam(self.classifiers.parameters(), s.lr_classifier, betas)
                                if self.classifiers is not None else None)
 
     def views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,14 +41,15 @@ def train_views(learner: ViewLearner, images: ImageBank, schedule: Schedule, out
         start, history = state["step"], state["history"]
         log(f"resumed from {resume} at step {start}")
     for step in range(start, schedule.steps):
-        if held_out is not None and step % schedule.eval_every == 0 and step >= schedule.warmup_steps:
+        adversarial = step >= schedule.warmup_steps
+        if held_out is not None and step % schedule.eval_every == 0 and adversarial:
             history.append(_evaluate(learner, held_out, step, log))
         x, _ = images.batch(step, schedule.batch_size, schedule.seed)
         xl = yl = None
         if labelled is not None:
             xl, yl = labelled.batch(step, schedule.labelled_batch_size, schedule.seed + 1)
         learner.approximator_step(x)
-        learner.generator_step(x, xl, yl, update_generator=step >= schedule.warmup_steps)
+        learner.generator_step(x, xl, yl, update_generator=adversarial)
         done = step + 1
         if done % schedule.save_every == 0 or done == schedule.steps:
             save_checkpoint(output_dir, f"checkpoint_{done:07d}.pth",

@@ -191,3 +191,25 @@ def test_learned_views_from_a_saved_generator(cifar_bank, tmp_path):
         load_generator(str(tmp_path / "other.pth"))
     with pytest.raises(GeneratorFileError, match="no such file"):
         load_generator(str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.slow
+def test_learn_views_tool_trains_resumes_and_saves_a_usable_generator(cifar10, tmp_path):
+    from tests.conftest import run_tool
+
+    out = tmp_path / "views"
+    args = ["tools/learn_views.py", "--images", str(cifar10 / "test"), "--limit", "64",
+            "--labelled", str(cifar10 / "test"), "--labelled-limit", "32", "--held-out",
+            str(cifar10 / "test"), "--held-out-count", "32", "--size", "16", "--hidden", "8",
+            "--width", "8", "--batch-size", "16", "--labelled-batch-size", "8", "--warmup", "1",
+            "--eval-every", "2", "--save-every", "2", "--probe-steps", "1",
+            "--output-dir", str(out)]
+    run_tool(*args, "--steps", "2")
+    resumed = run_tool(*args, "--steps", "3")
+    assert "resumed from" in resumed.stdout and "probe" in resumed.stdout
+    views = LearnedViews.from_file(str(out / "generator.pth"))
+    v1, v2 = views(torch.zeros(3, 16, 16))
+    assert v1.shape == (1, 16, 16) and v2.shape == (2, 16, 16)
+    saved = torch.load(out / "generator.pth", weights_only=False)
+    assert [h["step"] for h in saved["history"]] == [2, 3]
+    assert set(saved["probes"]) == {"start", "end"}
