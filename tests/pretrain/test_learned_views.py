@@ -182,8 +182,8 @@ def test_learned_views_from_a_saved_generator(cifar_bank, tmp_path):
     v1, v2 = views(x)
     assert v1.shape == (4, 1, 16, 16) and v2.shape == (4, 2, 16, 16)
     assert torch.equal(torch.cat([v1, v2], dim=1), flow(x).detach())
-    s1, s2 = views(x[0])
-    assert torch.equal(s1, v1[0]) and torch.equal(s2, v2[0])
+    s1, s2 = views(x[0])  # one image: the same views, up to the kernels' batch-size rounding
+    assert torch.allclose(s1, v1[0], atol=1e-6) and torch.allclose(s2, v2[0], atol=1e-6)
     # The views together keep the whole image: g^-1 of the two channel groups gives it back.
     assert torch.allclose(views.generator.inverse(torch.cat([v1, v2], 1)), x, atol=1e-5)
     torch.save({"state_dict": flow.state_dict()}, tmp_path / "other.pth")
