@@ -79,3 +79,14 @@ def test_the_verdict_compares_the_gain_with_the_spread_of_both_sides():
         "- views share: object, box AP: +10.0 against random init (more than the spread, 2.0)",
         "- views share: object, mask AP: +1.0 against random init (not more than the spread, "
         "2.0)"]
+
+
+def test_one_fine_tune_per_backbone_gives_no_verdict_on_the_spread():
+    from detection.compare import RUN_COUNT
+    from tools.demo import summary
+
+    table = {("demo_test", "bbox"): {"random init": {"AP": [20.0], RUN_COUNT: [1.0]},
+                                     "views share: object": {"AP": [25.0], RUN_COUNT: [1.0]}}}
+    _, verdicts = summary(table, {}, ["random init", "views share: object"], "random init")
+    assert verdicts == ["- views share: object, box AP: +5.0 against random init (one run each: "
+                        "no spread to compare with; use --seeds 3)"]

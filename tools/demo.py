@@ -204,7 +204,11 @@ def summary(table: dict, knn: dict, labels: list[str], baseline: str) -> tuple[s
             if label not in values or baseline not in values:
                 continue
             (mean, spread), (base, base_spread) = values[label], values[baseline]
-            margin = (spread or 0.0) + (base_spread or 0.0)
+            if spread is None or base_spread is None:
+                verdicts.append(f"- {label}, {name}: {mean - base:+.1f} against {baseline} "
+                                f"(one run each: no spread to compare with; use --seeds 3)")
+                continue
+            margin = spread + base_spread
             beats = mean - base > margin
             verdicts.append(f"- {label}, {name}: {mean - base:+.1f} against {baseline} "
                             f"({'more' if beats else 'not more'} than the spread, "
@@ -337,7 +341,8 @@ def main(argv=None) -> int:
     checkpoints, pretrain_dirs = {"random init": ""}, {}
     tic = time.time()
     for condition, images in pretrain_sets.items():
-        label = f"views share: {condition}" if condition in VIEWS else "pretrained"
+        label = ("InfoMin Aug of one composite" if condition == "infomin-aug" else
+                 f"views share: {condition}" if condition in VIEWS else "pretrained")
         folder = os.path.join(output, f"pretrain_{condition.replace(' ', '_')}")
         overrides = ["DATA.ROOT", images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
                      "OUTPUT_DIR", folder]
