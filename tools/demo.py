@@ -416,7 +416,7 @@ def main(argv=None) -> int:
     bar_plot(table, ["AP", "AP50", "AP75"], os.path.join(output, "ap.png"))
     plot_pretraining(pretrain_dirs, os.path.join(output, "pretraining.png"))
     minutes["total"] = (time.time() - start) / 60
-    report = write_report(args, output, data_note, headline_table, verdicts,
+    report = write_report(args, pretrain_cfg, output, data_note, headline_table, verdicts,
                           markdown(table, ["AP", "AP50", "AP75"]), learned_note(probe),
                           minutes, labelled_test)
     print(f"\n{headline_table}\n" + "\n".join(verdicts) +
@@ -441,7 +441,7 @@ CHOICES = """\
 """
 
 
-def write_report(args, output: str, data_note: str, headline: str, verdicts: list[str],
+def write_report(args, cfg, output: str, data_note: str, headline: str, verdicts: list[str],
                  details: str, learned: str, minutes: dict, labelled_test: str) -> str:
     shares = "\n".join(f"- views share: {c}: {VIEWS[c]}" for c in args.conditions
                        if c in VIEWS and not args.pretrain_images)
@@ -450,9 +450,6 @@ def write_report(args, output: str, data_note: str, headline: str, verdicts: lis
     knn_note = (f"kNN (k = 200) on the backbone's pooled features, neighbours from labelled "
                 f"objects, scored on held-out ones (`{labelled_test}`); labels are used only "
                 f"here and in fine-tuning, never in pretraining." if labelled_test else "")
-    from pretrain.config import load_cfg
-
-    cfg = load_cfg(args.pretrain_config)
     choices = CHOICES.format(iters=args.pretrain_iters, batch=cfg.SOLVER.BATCH_SIZE,
                              momentum=cfg.MODEL.MOMENTUM, jobs=args.jobs)
     path = os.path.join(output, "report.md")
