@@ -1,0 +1,30 @@
+"""The typed errors of the project. Library code raises them; only entry points turn them into
+a one-line message and an exit code (pretrain.common.cli.run_entry_point).
+
+Each is also a ValueError or RuntimeError, so callers that caught those before still do."""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad config, data, path, checkpoint): its message is one line
+    that names the file or key and says what is wrong, and no traceback is shown."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config key or command-line setting that is missing, unknown or out of range."""
+
+
+class DatasetError(UserError, ValueError):
+    """Images or annotations that are missing, unreadable or malformed."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint or weights file that is missing, unreadable or does not fit the model."""
+
+
+class OutputDirError(UserError, RuntimeError):
+    """An output folder that cannot be used as asked (e.g. a finished run's folder)."""
+
+
+class LaunchError(UserError, RuntimeError):
+    """The processes, devices or scheduler cannot be set up as asked."""
