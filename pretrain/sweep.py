@@ -27,7 +27,7 @@ from .engine.progress import read_metrics
 from .engine.trainer import train
 from .evaluation.knn import knn_accuracy
 from .evaluation.mutual_info import measure_info_nce
-from .models.moco import build_moco
+from .models.cmc import build_model, readout_backbone
 
 READOUTS = ("knn", "linear")
 READOUT_NAMES = {"knn": "kNN", "linear": "linear readout"}
@@ -131,6 +131,9 @@ class Sweep:
                                      f"the readout needs labelled train and test folders")
             if not cfg.DATA.ROOT:
                 raise SweepError(f"point {point.name}: DATA.ROOT is not set")
+            if cfg.MODEL.CMC.ENABLED and self.readout == "linear":
+                raise SweepError(f"point {point.name}: --readout linear reads one RGB backbone; "
+                                 "a CMC sweep reads both view encoders out with --readout knn")
 
 
 def read_result(sweep: Sweep, point: SweepPoint) -> dict | None:
@@ -184,13 +187,13 @@ def run_point(sweep: Sweep, point: SweepPoint) -> dict | None:
 
     def trained_model():
         torch.manual_seed(cfg.SEED)  # the initialisation pretraining starts from
-        model = build_moco(cfg)
+        model = build_model(cfg)
         if weights is not None:
             model.load_state_dict(weights)
         return model.to(device)
 
     if sweep.readout == "knn":
-        accuracy = knn_accuracy(trained_model().query_encoder.backbone, cfg.EVAL.KNN_TRAIN_ROOT,
+        accuracy = knn_accuracy(readout_backbone(trained_model(), cfg), cfg.EVAL.KNN_TRAIN_ROOT,
                                 cfg.EVAL.KNN_TEST_ROOT, cfg.DATA.CROP_SIZE, device,
                                 cfg.EVAL.KNN_TRAIN_LIMIT, cfg.EVAL.KNN_TEST_LIMIT, cfg.EVAL.KNN_K,
                                 num_workers=cfg.DATA.NUM_WORKERS)

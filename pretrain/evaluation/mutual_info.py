@@ -61,8 +61,20 @@ def info_nce_estimate(model, query_views: torch.Tensor, key_views: torch.Tensor,
 
 
 def measure_info_nce(model, cfg, images_root: str, n: int) -> dict:
-    """I_NCE of `model` (built from `cfg`) on two views of up to n images of `images_root`."""
+    """I_NCE of `model` (built from `cfg`) on two views of up to n images of `images_root`. For
+    CMC, between its two colour-space views, each way (view 1's queries against view 2's keys and
+    back, InfoMin Fig. 4), averaged; the two directions are also returned."""
+    from ..models.cmc import CMC, CrossViewPair
+
     queries, keys = heldout_views(cfg, images_root, n)
     device = next(model.parameters()).device
-    return info_nce_estimate(model, queries.to(device), keys.to(device), cfg.SOLVER.BATCH_SIZE,
-                             seed=cfg.SEED)
+    queries, keys = queries.to(device), keys.to(device)
+    batch = cfg.SOLVER.BATCH_SIZE
+    if not isinstance(model, CMC):
+        return info_nce_estimate(model, queries, keys, batch, seed=cfg.SEED)
+    forward = info_nce_estimate(CrossViewPair(model.view1, model.view2), queries, keys, batch,
+                                seed=cfg.SEED)
+    backward = info_nce_estimate(CrossViewPair(model.view2, model.view1), keys, queries, batch,
+                                 seed=cfg.SEED)
+    mean = {key: (forward[key] + backward[key]) / 2 for key in ("i_nce", "loss", "acc")}
+    return {**forward, **mean, "i_nce_12": forward["i_nce"], "i_nce_21": backward["i_nce"]}

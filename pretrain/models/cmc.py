@@ -104,6 +104,54 @@ def build_cmc(cfg) -> CMC:
     return CMC(_view_branch(cfg, k1), _view_branch(cfg, k2))
 
 
+class CMCReadoutBackbone(nn.Module):
+    """Both query backbones of a CMC model as one feature extractor for the readouts (kNN,
+    linear), as CMC evaluates (Tian et al. 2019, Sec. 4.1): an ImageNet-normalised RGB batch is
+    taken back to [0, 1], converted to the model's colour space and normalised as in training,
+    split, each part encoded by its view's backbone, and the two features concatenated."""
+
+    def __init__(self, model: CMC, space: str, split: tuple[int, int]):
+        super().__init__()
+        self.view1 = model.view1.query_encoder.backbone
+        self.view2 = model.view2.query_encoder.backbone
+        self.space, self.split = space, split
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from ..data.color_spaces import denormalize, normalize, split_channels, to_space
+        from ..data.views import IMAGENET_MEAN, IMAGENET_STD
+
+        rgb = denormalize(images, IMAGENET_MEAN, IMAGENET_STD).clamp(0, 1)
+        first, second = split_channels(normalize(to_space(rgb, self.space), self.space),
+                                       self.split)
+        return torch.cat([self.view1(first), self.view2(second)], dim=1)
+
+
+class CrossViewPair(nn.Module):
+    """One direction of a CMC model shaped like a MoCo model for the fresh-key probes
+    (evaluation/fresh_keys.py): queries from one view's query encoder, keys from the other view's
+    key encoder, no queue."""
+    queue_size = 0
+
+    def __init__(self, query_branch: MoCo, key_branch: MoCo):
+        super().__init__()
+        self.query_encoder = query_branch.query_encoder
+        self.key_branch = key_branch
+        self.temperature = key_branch.temperature
+
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        return self.key_branch.encode_keys(images)
+
+
+def readout_backbone(model: MoCo | CMC, cfg) -> nn.Module:
+    """What the readouts encode images with: MoCo's query backbone, or CMC's two backbones."""
+    if isinstance(model, CMC):
+        from ..data.color_spaces import check_split
+
+        space = cfg.DATA.COLOR_SPACE or "rgb"
+        return CMCReadoutBackbone(model, space, check_split(space, cfg.DATA.CHANNEL_SPLIT))
+    return model.query_encoder.backbone
+
+
 def build_model(cfg) -> MoCo | CMC:
     """The pretraining model the config asks for: CMC with MODEL.CMC.ENABLED, else MoCo."""
     return build_cmc(cfg) if cfg.MODEL.CMC.ENABLED else build_moco(cfg)

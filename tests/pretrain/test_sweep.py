@@ -259,3 +259,45 @@ def test_a_linear_readout_runs_in_the_points_folder(cifar10, tmp_path):
     logged = json.loads((tmp_path / "random_init" / "lincls" / "metrics.jsonl").read_text())
     assert result["readout"] == "linear" and result["accuracy"] == logged["val_top1"]
     assert logged["epoch"] == 1
+
+
+def cmc_overrides(cifar10) -> list[str]:
+    return [*tiny_overrides(cifar10), "MODEL.CMC.ENABLED", "True", "DATA.COLOR_SPACE", "rgb"]
+
+
+def test_a_cmc_point_reads_both_view_encoders_out_and_measures_i_nce_across_the_views(
+        cifar10, tmp_path):
+    """A colour-space sweep (InfoMin Fig. 4): the kNN readout concatenates the two view encoders'
+    features of the converted image, and I_NCE is between the two channel groups, each way."""
+    from pretrain.models.cmc import CMCReadoutBackbone, build_model, readout_backbone
+
+    cmc = Sweep(CONFIG, cmc_overrides(cifar10), [("DATA.COLOR_SPACE", ["lab"])], str(tmp_path),
+                str(cifar10 / "train"), HELDOUT_N)
+    cmc.check()
+    point = grid_points(cmc.axes)[0]
+    result = run_point(cmc, point)
+    assert result["iterations"] == 2 and 0 <= result["accuracy"] <= 100
+    assert result["i_nce_bound"] == pytest.approx(math.log(HELDOUT_N))
+    assert result["i_nce"] <= result["i_nce_bound"]
+
+    cfg = cmc.point_cfg(point)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    backbone = readout_backbone(model, cfg)
+    assert isinstance(backbone, CMCReadoutBackbone) and backbone.split == (1, 2)
+    images = noise_images(2, seed=3)
+    from pretrain.data.color_spaces import denormalize, normalize, to_space
+    from pretrain.data.views import IMAGENET_MEAN, IMAGENET_STD
+    lab = normalize(to_space(denormalize(images, IMAGENET_MEAN, IMAGENET_STD).clamp(0, 1), "lab"),
+                    "lab")
+    with torch.no_grad():
+        expected = torch.cat([model.view1.query_encoder.backbone(lab[:, :1]),
+                              model.view2.query_encoder.backbone(lab[:, 1:])], dim=1)
+        torch.testing.assert_close(backbone(images), expected)
+
+
+def test_a_cmc_sweep_refuses_the_linear_readout_before_running(cifar10, tmp_path):
+    linear = Sweep(CONFIG, cmc_overrides(cifar10), [], str(tmp_path), str(cifar10 / "train"),
+                   HELDOUT_N, "linear")
+    with pytest.raises(SweepError, match="CMC"):
+        linear.check()
