@@ -45,3 +45,13 @@ def test_ctrl_c_names_the_registered_resume_point(capsys):
         set_interrupted_hint("")
     assert exit_info.value.code == EXIT_INTERRUPTED
     assert capsys.readouterr().err == "interrupted; the last checkpoint is out/model_0000099.pth\n"
+
+
+def test_pretrain_takes_resume_after_the_pairs():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tools_pretrain", REPO / "tools/pretrain.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = tool.parse_args(["SEED", "1", "--resume"])
+    assert args.resume and args.opts == ["SEED", "1"]
