@@ -1,8 +1,8 @@
 """Settings that train without complaint and yet give wrong numbers, refused before training:
 
-- a class count (MODEL.ROI_HEADS.NUM_CLASSES, or MODEL.RETINANET.NUM_CLASSES) other than the
-  training datasets' (too few: the last classes are trained as background; too many: dead
-  outputs), unless DATASETS.ALLOW_NUM_CLASSES_MISMATCH;
+- a class count (MODEL.ROI_HEADS.NUM_CLASSES, or MODEL.RETINANET.NUM_CLASSES) other than a
+  training or test dataset's (too few: the last classes are trained as background, or never
+  predicted; too many: dead outputs), unless DATASETS.ALLOW_NUM_CLASSES_MISMATCH;
 - MODEL.WEIGHTS that leave more than MODEL.BACKBONE.MAX_RANDOM_FRACTION of the backbone's
   tensors (stem, res2-res5) at their random initialisation (e.g. ResNet-18 weights in a
   ResNet-50 model: Detectron2 skips every tensor of another shape with a warning in the log).
@@ -30,7 +30,7 @@ def num_classes_key(cfg) -> str:
 
 
 def check_num_classes(cfg) -> None:
-    """Every training dataset must have as many classes as the model predicts."""
+    """Every training and test dataset must have as many classes as the model predicts."""
     from detectron2.data import MetadataCatalog
 
     if cfg.DATASETS.ALLOW_NUM_CLASSES_MISMATCH:
@@ -38,7 +38,7 @@ def check_num_classes(cfg) -> None:
     key = num_classes_key(cfg)
     wanted = cfg.MODEL.RETINANET.NUM_CLASSES if "RETINANET" in key \
         else cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    for name in cfg.DATASETS.TRAIN:
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         classes = MetadataCatalog.get(name).get("thing_classes")
         if classes is None or len(classes) == wanted:
             continue
