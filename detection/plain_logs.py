@@ -21,6 +21,13 @@ class PlainFormatter(logging.Formatter):
         return _ANSI.sub("", self.inner.format(record))
 
 
+def _is_terminal(handler: logging.Handler) -> bool:
+    try:
+        return handler.stream.isatty()
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return False
+
+
 def plain_text_logs(output_dir: str | None = None, names=LOGGERS) -> int:
     """Wrap the formatter of each handler of the loggers `names` that writes to a file or a pipe
     (not a terminal); returns how many were wrapped. With `output_dir`, first create the handlers
@@ -35,9 +42,7 @@ def plain_text_logs(output_dir: str | None = None, names=LOGGERS) -> int:
     wrapped = 0
     for name in names:
         for handler in logging.getLogger(name).handlers:
-            stream = getattr(handler, "stream", None)
-            tty = stream is not None and hasattr(stream, "isatty") and stream.isatty()
-            if tty or isinstance(handler.formatter, PlainFormatter):
+            if isinstance(handler.formatter, PlainFormatter) or _is_terminal(handler):
                 continue
             handler.setFormatter(PlainFormatter(handler.formatter or logging.Formatter()))
             wrapped += 1

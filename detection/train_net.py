@@ -112,7 +112,7 @@ def setup(args):
     check_config_ops(cfg)
     cfg.freeze()
     if comm.is_main_process():  # before default_setup writes config.yaml and log.txt there
-        args.folder_state = prepare_detection_output(cfg.OUTPUT_DIR, args)
+        args.folder_state = prepare_detection_output(cfg, args)
     plain_text_logs(cfg.OUTPUT_DIR)  # the handlers default_setup logs the config through
     default_setup(cfg, args)
     return cfg
@@ -169,7 +169,7 @@ def parse_args(argv=None):
 def cli(argv=None):
     args = parse_args(argv)
     # The output folder rule, before any process starts (setup applies it again in the run).
-    prepare_detection_output(load_detection_cfg(args.config_file, args.opts).OUTPUT_DIR, args)
+    prepare_detection_output(load_detection_cfg(args.config_file, args.opts), args)
     if not torch.cuda.is_available():
         # --num-gpus N on a machine without GPUs: N CPU processes through gloo.
         return launch_cpu(main, args.num_gpus, args=(args,))

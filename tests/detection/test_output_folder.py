@@ -54,7 +54,7 @@ def test_ctrl_c_hint_names_the_last_checkpoint(tmp_path):
         "with --resume")
 
 
-def test_one_step_run_prints_its_start_and_end_lines(shared_data, tmp_path, capsys):
+def test_one_step_run_prints_its_start_and_end_lines(shared_data, tmp_path):
     out = tmp_path / "run"
     train_net.main(train_net.parse_args(["--config-file", FRUITS, "OUTPUT_DIR", str(out),
                                          *ONE_STEP]))
@@ -66,3 +66,14 @@ def test_one_step_run_prints_its_start_and_end_lines(shared_data, tmp_path, caps
     assert f"wrote {out / 'model_final.pth'}; next: python detection/compare.py " \
            f"--run LABEL={out}" in log
     assert "\x1b[" not in log
+
+
+def test_resume_of_a_run_with_another_seed_is_refused_untouched(shared_data, tmp_path):
+    run = tmp_path / "run"
+    train_net.setup(train_net.parse_args(["--config-file", BCCD, "OUTPUT_DIR", str(run),
+                                          "SEED", "1"]))
+    saved = (run / "config.yaml").read_text()
+    with pytest.raises(OutputDirError, match=r"holds a run with SEED 1, not 2: --resume "
+                                             "continues only the same run"):
+        train_net.cli(["--config-file", BCCD, "OUTPUT_DIR", str(run), "SEED", "2", "--resume"])
+    assert (run / "config.yaml").read_text() == saved
