@@ -38,12 +38,14 @@ from pretrain.common.cli import apply_trailing_flags  # noqa: E402
 from pretrain.engine.preemption import CheckpointBeforeRequeue  # noqa: E402
 
 METRICS_FILE = "metrics_eval.json"
-HELP_EPILOG = """Config keys: Detectron2's (https://detectron2.readthedocs.io/en/latest/modules/config.html)
-plus this project's, documented in detection/config.py: DATASETS.REGISTER (one-line COCO-json or
-VOC specs, see detection/datasets.py), SOLVER.BATCH_SCALE, MODEL.RESNETS.STEM_TYPE,
+HELP_EPILOG = """Config keys: Detectron2's
+(https://detectron2.readthedocs.io/en/latest/modules/config.html) plus this project's, documented
+in detection/config.py: DATASETS.REGISTER (one-line COCO-json or VOC dataset specs, see
+detection/datasets.py), SOLVER.BATCH_SCALE, MODEL.RESNETS.STEM_TYPE,
 DATASETS.ALLOW_NUM_CLASSES_MISMATCH, MODEL.BACKBONE.MAX_RANDOM_FRACTION.
-A non-empty OUTPUT_DIR is refused unless --resume (continue the run there) or --force (write over
-it); --resume, --force and --eval-only may also come after the KEY VALUE pairs.
+A non-empty OUTPUT_DIR is refused unless --resume (continue the run there, of the same model,
+weights, data and seed) or --force (write over it); --resume, --force and --eval-only may also
+come after the KEY VALUE pairs.
 Example: %(prog)s --config-file configs/detection/small/bccd_R_18_C4.yaml \\
     MODEL.WEIGHTS backbone_d2.pkl OUTPUT_DIR output/bccd_seed1 SEED 1"""
 
