@@ -50,6 +50,13 @@ def add_project_config(cfg) -> None:
     # conv + max-pool: strides 2..16). Other than "imagenet" it needs a BACKBONE.NAME of
     # STEM_TYPE_BACKBONES.
     cfg.MODEL.RESNETS.STEM_TYPE = "imagenet"
+    # Training refuses a model whose class count (MODEL.ROI_HEADS / RETINANET.NUM_CLASSES) differs
+    # from a training dataset's (detection/settings_checks.py); True allows it.
+    cfg.DATASETS.ALLOW_NUM_CLASSES_MISMATCH = False
+    # The share of the backbone's tensors (stem, res2-res5) that MODEL.WEIGHTS may leave at their
+    # random initialisation (another depth, width or stem); more is refused before training. 1.0
+    # allows any.
+    cfg.MODEL.BACKBONE.MAX_RANDOM_FRACTION = 0.0
 
 
 def weights_stem(path: str) -> str | None:

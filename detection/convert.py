@@ -20,7 +20,12 @@ import torch
 from pretrain.evaluation.backbone_loading import recorded_stem, stem_from_weights
 from pretrain.formats import FORMATS, ConversionError, detect_format, load_any, read_backbone
 
-__all__ = ["FORMATS", "ConversionError", "convert", "to_detectron2", "to_detectron2_name"]
+__all__ = ["FORMATS", "ConversionError", "arch_of_weights", "convert", "describe_arch",
+           "to_detectron2", "to_detectron2_name"]
+
+# (bottleneck blocks?, blocks in res2..res5) -> depth, the ResNets of He et al. 2016.
+_DEPTHS = {(False, (2, 2, 2, 2)): 18, (False, (3, 4, 6, 3)): 34, (True, (3, 4, 6, 3)): 50,
+           (True, (3, 4, 23, 3)): 101, (True, (3, 8, 36, 3)): 152}
 
 
 def to_detectron2_name(key: str) -> str:
@@ -37,14 +42,59 @@ def to_detectron2(backbone: dict) -> dict:
             for k, v in backbone.items()}
 
 
+def arch_of_weights(weights: dict) -> tuple[str | None, float | None]:
+    """(torchvision-style arch name, width multiplier) that Detectron2-named backbone weights
+    (or their shapes) pin down: the block type and count per stage give the depth, the first
+    block's output channels the width, a grouped 3x3 conv the ResNeXt cardinality. None for
+    what they do not tell (e.g. a stage missing)."""
+    shapes = {k: tuple(getattr(v, "shape", v)) for k, v in weights.items()}
+    counts = tuple(len({k.split(".")[1] for k in shapes if k.startswith(f"res{s}.")})
+                   for s in range(2, 6))
+    bottleneck = "res2.0.conv3.weight" in shapes
+    depth = _DEPTHS.get((bottleneck, counts))
+    out = shapes.get("res2.0.conv3.weight" if bottleneck else "res2.0.conv2.weight")
+    if out is None:
+        return None, None
+    conv2 = shapes.get("res2.0.conv2.weight")
+    groups = conv2[0] // conv2[1] if bottleneck and conv2 and conv2[1] else 1
+    if depth is None:
+        return None, out[0] / (256 if bottleneck else 64)
+    if groups > 1:
+        return f"resnext{depth}_{groups}x{conv2[0] // groups}d", 1.0
+    return f"resnet{depth}", out[0] / (256 if bottleneck else 64)
+
+
+def describe_arch(arch: str | None, width: float | None) -> str:
+    """'a ResNet-18 backbone (width 1)' for a record of arch_of_weights or MODEL.ARCH / WIDTH."""
+    if not arch:
+        return "a ResNet backbone of unknown depth" + (f" (width {width:g})" if width else "")
+    name = re.sub(r"^resnet(\d+)$", r"ResNet-\1", arch)
+    return f"a {name} backbone" + (f" (width {width:g})" if width else "")
+
+
+def recorded_arch(ckpt) -> tuple[str | None, float | None]:
+    """MODEL.ARCH and MODEL.WIDTH of the config a tools/pretrain.py checkpoint stores."""
+    from fvcore.common.config import CfgNode
+
+    try:
+        model = CfgNode.load_cfg(ckpt["cfg"]).get("MODEL", {})
+    except Exception:  # an unreadable stored config: fall back on the weights' shapes
+        return None, None
+    return model.get("ARCH"), float(model.get("WIDTH", 1))
+
+
 def write_detectron2_pkl(weights: dict, path: str, author: str, check=None,
-                         stem: str | None = None) -> None:
+                         stem: str | None = None, arch: tuple = (None, None)) -> None:
     """Atomic: written to a temp file, checked by `check(temp_path)` if given, then renamed; a
-    failure anywhere leaves no output. `stem`, if known, is recorded beside the weights."""
+    failure anywhere leaves no output. `stem` and `arch` ((name, width)), if known, are recorded
+    beside the weights, so that a model of another stem, depth or width can name the mismatch
+    (detection/settings_checks.py)."""
     tmp = f"{path}.tmp.{os.getpid()}.pkl"
     data = {"model": weights, "__author__": author, "matching_heuristics": True}
     if stem is not None:
         data["stem"] = stem
+    if arch[0] is not None:
+        data["arch"], data["width"] = arch
     try:
         with open(tmp, "wb") as f:
             pickle.dump(data, f)
@@ -70,6 +120,8 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
                    for k, v in model.items() if not k.endswith("num_batches_tracked")}
         dropped = sorted(k for k in model if k.endswith("num_batches_tracked"))
         stem = ckpt.get("stem") if "model" in ckpt else None
+        arch = (ckpt.get("arch"), ckpt.get("width")) if "model" in ckpt and ckpt.get("arch") \
+            else arch_of_weights(weights)
     else:
         if found == "pretrain" and any(k.startswith("view1.") for k in ckpt["model"]):
             raise ConversionError("a CMC checkpoint (MODEL.CMC.ENABLED): its encoders' first convs "
@@ -80,6 +132,9 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
             raise ConversionError(f"{found} checkpoint holds no backbone weights")
         weights = to_detectron2(backbone)
         stem = recorded_stem(ckpt) or stem_from_weights(backbone)
+        arch = recorded_arch(ckpt) if found == "pretrain" and "cfg" in ckpt else (None, None)
+        if arch[0] is None:
+            arch = arch_of_weights(weights)
     verified = []
 
     def check(path: str) -> None:
@@ -91,6 +146,7 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
             raise ConversionError(f"--verify {verify_config}: {err}") from None
 
     write_detectron2_pkl(weights, output_path, author=f"infomin-det convert ({found}, {encoder})",
-                         check=check if verify_config else None, stem=stem)
+                         check=check if verify_config else None, stem=stem, arch=arch)
     return {"format": found, "kept": sorted(weights), "dropped": dropped, "stem": stem,
+            "arch": arch,
             "verified": verified[0] if verified else None}

@@ -30,9 +30,24 @@ from detection.config import (apply_batch_scale, load_detection_cfg,  # noqa: E4
                               sync_norms_for_cpu_processes)
 from detection.datasets import register_from_specs  # noqa: E402
 from detection.launch import launch_cpu  # noqa: E402
+from detection.output_folder import prepare_detection_output  # noqa: E402
+from detection.plain_logs import plain_text_logs  # noqa: E402
+from detection.run_lines import log_end, log_start  # noqa: E402
+from detection.settings_checks import check_backbone_weights, check_num_classes  # noqa: E402
+from pretrain.common.cli import apply_trailing_flags  # noqa: E402
 from pretrain.engine.preemption import CheckpointBeforeRequeue  # noqa: E402
 
 METRICS_FILE = "metrics_eval.json"
+HELP_EPILOG = """Config keys: Detectron2's
+(https://detectron2.readthedocs.io/en/latest/modules/config.html) plus this project's, documented
+in detection/config.py: DATASETS.REGISTER (one-line COCO-json or VOC dataset specs, see
+detection/datasets.py), SOLVER.BATCH_SCALE, MODEL.RESNETS.STEM_TYPE,
+DATASETS.ALLOW_NUM_CLASSES_MISMATCH, MODEL.BACKBONE.MAX_RANDOM_FRACTION.
+A non-empty OUTPUT_DIR is refused unless --resume (continue the run there, of the same model,
+weights, data and seed) or --force (write over it); --resume, --force and --eval-only may also
+come after the KEY VALUE pairs.
+Example: %(prog)s --config-file configs/detection/small/bccd_R_18_C4.yaml \\
+    MODEL.WEIGHTS backbone_d2.pkl OUTPUT_DIR output/bccd_seed1 SEED 1"""
 
 
 class CheckpointBeforeRequeueHook(HookBase):
@@ -51,6 +66,12 @@ class CheckpointBeforeRequeueHook(HookBase):
 
 
 class Trainer(DefaultTrainer):
+    @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        check_backbone_weights(cfg, model)  # before the data loader is built: fails fast
+        return model
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
@@ -89,8 +110,12 @@ def setup(args):
             sync_norms_for_cpu_processes(cfg)
     register_from_specs(cfg.DATASETS.REGISTER)
     check_dataset_paths(cfg)
+    check_num_classes(cfg)
     check_config_ops(cfg)
     cfg.freeze()
+    if comm.is_main_process():  # before default_setup writes config.yaml and log.txt there
+        args.folder_state = prepare_detection_output(cfg, args)
+    plain_text_logs(cfg.OUTPUT_DIR)  # the handlers default_setup logs the config through
     default_setup(cfg, args)
     return cfg
 
@@ -118,19 +143,35 @@ def main(args):
             cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         write_metrics(cfg, results)
+        log_end(cfg, results, METRICS_FILE, trained=False)
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    log_start(cfg, trainer, args.resume, getattr(args, "folder_state", ""))
     with CheckpointBeforeRequeue() as preemption:
         trainer.register_hooks([CheckpointBeforeRequeueHook(preemption)])
         trainer.train()
     results = getattr(trainer, "_last_eval_results", None)
     write_metrics(cfg, results)
+    log_end(cfg, results, METRICS_FILE, trained=True)
     return results
 
 
+def parse_args(argv=None):
+    """Detectron2's arguments plus --force; --resume, --force and --eval-only anywhere."""
+    parser = default_argument_parser(epilog=HELP_EPILOG)
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty OUTPUT_DIR (same-named files are overwritten)")
+    args = parser.parse_args(argv)
+    apply_trailing_flags(args, ("--resume", "--force", "--eval-only"))
+    return args
+
+
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = parse_args(argv)
+    # The output folder rule, before any process starts (setup applies it again in the run).
+    prepare_detection_output(load_detection_cfg(args.config_file, args.opts), args)
     if not torch.cuda.is_available():
         # --num-gpus N on a machine without GPUs: N CPU processes through gloo.
         return launch_cpu(main, args.num_gpus, args=(args,))

@@ -21,22 +21,29 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pretrain.common.cli import apply_trailing_flags  # noqa: E402
 from slurm.jobs import STAGES, StageJob  # noqa: E402
+from slurm.request_checks import check_input_paths, check_resources  # noqa: E402
 
 
-def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
-    """The full config the job will run, as YAML; a bad file or key fails here, before submitting."""
+def resolved_cfg(stage: str, config_file: str, opts: list[str]):
+    """The full config the job will run; a bad file or key fails here, before submitting."""
     if stage == "pretrain":
         from pretrain.config import load_cfg
 
-        return load_cfg(config_file, opts).dump()
+        return load_cfg(config_file, opts)
     if stage == "lincls":
         from pretrain.evaluation.linear import load_lincls_cfg
 
-        return load_lincls_cfg(config_file, opts).dump()
+        return load_lincls_cfg(config_file, opts)
     from detection.config import load_detection_cfg
 
-    return load_detection_cfg(config_file, opts).dump()
+    return load_detection_cfg(config_file, opts)
+
+
+def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
+    """resolved_cfg as YAML."""
+    return resolved_cfg(stage, config_file, opts).dump()
 
 
 def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,11 +78,14 @@ def parse_args(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     # The stage comes first; argparse cannot mix a leading positional with trailing KEY VALUEs.
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        parser.parse_args(["--help"])  # prints the help, exits 0
     if not argv or argv[0] not in STAGES:
         parser.print_usage(sys.stderr)
         raise SystemExit(f"error: the first argument must be a stage: {', '.join(STAGES)}")
     args = parser.parse_args(argv[1:])
     args.stage = argv[0]
+    apply_trailing_flags(args, ("--dry-run", "--wait"))
     return args
 
 
@@ -122,7 +132,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not os.path.isfile(args.config_file):
         raise SystemExit(f"error: config file {args.config_file}: no such file")
-    config_text = resolved_config(args.stage, args.config_file, args.opts)
+    check_resources(args)
+    cfg = resolved_cfg(args.stage, args.config_file, args.opts)
+    check_input_paths(args.stage, cfg)
+    config_text = cfg.dump()
     job_dir = os.path.abspath(args.job_dir or os.path.join("output", "slurm", args.stage))
     params = slurm_parameters(args)
 

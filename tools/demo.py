@@ -398,7 +398,9 @@ def main(argv=None) -> int:
     for seed in range(1, args.seeds + 1):
         for label, (init_weights, name) in inits.items():
             folder = os.path.join(output, f"{name}_seed{seed}")
-            jobs.append((["detection/train_net.py", *common, "MODEL.WEIGHTS", init_weights,
+            # --force: the folder holds this job's stdout.txt already (and a rerun's outputs).
+            jobs.append((["detection/train_net.py", "--force", *common,
+                          "MODEL.WEIGHTS", init_weights,
                           "SEED", str(seed), "OUTPUT_DIR", folder],
                          os.path.join(folder, "stdout.txt")))
             runs.append((label, folder))

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 
 from pretrain.evaluation.backbone_loading import BackboneLoadError, load_backbone  # noqa: E402
 from pretrain.evaluation.knn import knn_accuracy  # noqa: E402
+from pretrain.evaluation.readout_checks import warn_random_backbone  # noqa: E402
 from pretrain.models.backbone import STEMS, UnknownStemError  # noqa: E402
 
 
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
+    warn_random_backbone(args.checkpoint, "--checkpoint")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         backbone, _, stem = load_backbone(args.arch, args.checkpoint, args.encoder, args.width,

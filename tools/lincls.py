@@ -11,6 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pretrain.common.cli import apply_trailing_flags  # noqa: E402
 from pretrain.evaluation.backbone_loading import BackboneLoadError  # noqa: E402
 from pretrain.evaluation.linear import load_lincls_cfg, run_linear_readout  # noqa: E402
 from pretrain.models.backbone import UnknownStemError  # noqa: E402
@@ -23,6 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
+    apply_trailing_flags(args, ("--resume",))  # also after the KEY VALUE pairs
     try:
         acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts),
                                  resume=args.resume)

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from pretrain.common.cli import apply_trailing_flags  # noqa: E402
 from pretrain.config import load_cfg  # noqa: E402
 from pretrain.engine.launch import launch  # noqa: E402
 from pretrain.engine.trainer import train  # noqa: E402
@@ -28,7 +29,9 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last_checkpoint if there is one")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    apply_trailing_flags(args, ("--resume",))  # also after the KEY VALUE pairs
+    return args
 
 
 def run(config_file, opts, resume):

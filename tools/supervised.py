@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pretrain.common.cli import apply_trailing_flags  # noqa: E402
 from pretrain.supervised import load_supervised_cfg, train_supervised  # noqa: E402
 
 
@@ -23,6 +24,7 @@ def main(argv=None) -> int:
                         help="continue from OUTPUT_DIR/last_checkpoint if there is one")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
+    apply_trailing_flags(args, ("--resume",))  # also after the KEY VALUE pairs
     train_supervised(load_supervised_cfg(args.config_file, args.opts), resume=args.resume)
     return 0
 

@@ -8,6 +8,7 @@ import time
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..common.run_lines import pretrain_end_line, pretrain_start_line
 from ..data.packed import open_images
 from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_accuracy
@@ -115,6 +116,9 @@ def train(cfg, resume: bool = False) -> str:
         print(f"[rank {rank}] resumed from {resume_from} at iteration {start_iter}")
     else:
         torch.manual_seed(cfg.SEED + rank)
+    if du.is_main_process():
+        print(pretrain_start_line(cfg, samples, device, world_size, total_iters, start_iter),
+              flush=True)
 
     ddp = (DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]
                                    if device == "cuda" else None)
@@ -188,4 +192,6 @@ def train(cfg, resume: bool = False) -> str:
                 fetch_start = time.perf_counter()
     checkpoint(iteration, "model_final.pth")
     progress.close()
+    if du.is_main_process():
+        print(pretrain_end_line(os.path.join(cfg.OUTPUT_DIR, "model_final.pth")), flush=True)
     return os.path.join(cfg.OUTPUT_DIR, "model_final.pth")

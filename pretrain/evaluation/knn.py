@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import eval_transform, labelled_folder
+from .readout_checks import require_neighbours
 
 
 @torch.no_grad()
@@ -43,6 +44,7 @@ def knn_accuracy(backbone, train_root: str, test_root: str, crop_size: int, devi
     transform = eval_transform(crop_size)
     train_set = labelled_folder(train_root, transform, train_limit)
     test_set = labelled_folder(test_root, transform, test_limit)
+    require_neighbours(len(train_set), len(test_set), k, train_root, test_root)
     train_f, train_y = extract_features(backbone, train_set, device, num_workers=num_workers)
     test_f, test_y = extract_features(backbone, test_set, device, num_workers=num_workers)
     num_classes = int(train_y.max().item()) + 1

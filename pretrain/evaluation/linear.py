@@ -17,6 +17,7 @@ from ..engine.checkpoint import last_checkpoint, load_checkpoint, save_checkpoin
 from ..engine.progress import METRICS_FILE
 from .backbone_loading import load_backbone
 from .data import eval_transform, folder_classes, labelled_folder, train_transform
+from .readout_checks import require_training_steps, warn_random_backbone
 
 _C = CN()
 _C.ARCH = "resnet50"
@@ -92,6 +93,9 @@ def run_linear_readout(cfg, resume: bool = False) -> float:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     train_set = labelled_folder(cfg.TRAIN_ROOT, train_transform(cfg.CROP_SIZE), cfg.TRAIN_LIMIT)
     val_set = labelled_folder(cfg.VAL_ROOT, eval_transform(cfg.CROP_SIZE), cfg.VAL_LIMIT)
+    require_training_steps(len(train_set), cfg.BATCH_SIZE, cfg.EPOCHS, "TRAIN_ROOT",
+                           cfg.TRAIN_ROOT)
+    warn_random_backbone(cfg.CHECKPOINT, "CHECKPOINT")
     backbone, dim, _ = load_backbone(cfg.ARCH, cfg.CHECKPOINT, cfg.ENCODER, cfg.WIDTH,
                                   cfg.STEM)
     model = LinearReadout(backbone, dim, len(folder_classes(train_set))).to(device)

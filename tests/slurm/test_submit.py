@@ -48,7 +48,7 @@ def final_state(output_dir):
 def test_dry_run_prints_the_script_and_the_resolved_config(tmp_path):
     out = run_tool("slurm/submit.py", "pretrain", "--config-file", PRETRAIN_CFG, "--nodes", "2",
                    "--gpus-per-node", "8", "--partition", "gpu", "--dry-run", "--job-dir",
-                   str(tmp_path), "SOLVER.BATCH_SIZE", "512").stdout
+                   str(tmp_path), "SOLVER.BATCH_SIZE", "512", "DATA.ROOT", str(tmp_path)).stdout
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
                  "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120", "submitit.core._submit"):
         assert line in out

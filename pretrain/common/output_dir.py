@@ -1,0 +1,77 @@
+"""The rule every stage applies to its output folder before writing anything in it:
+
+- missing or empty: a fresh run (the folder is created);
+- holding files: refused, unless `resume` (continue the run that is there) or `force` (write
+  into it anyway; files of the same names are overwritten, nothing else is deleted);
+- temp files that a killed write left behind (`NAME.tmp`, `NAME.tmp.<pid>[.ext]` of a process
+  that no longer runs) are removed first, and do not count as content.
+
+Call it once per run, from the main process only (other processes of the run may be writing
+into the folder already)."""
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import OutputDirError
+
+FRESH, RESUME = "fresh", "resume"
+# What this project's atomic writes name their temp files: checkpoint_*.pth.tmp.<pid>,
+# metrics_eval.json.tmp, OUT.pkl.tmp.<pid>.pkl (tools/convert.py).
+_TEMP = re.compile(r"\.tmp(?:\.(\d+)(?:\.\w+)?)?$")
+_SHOWN = 3  # how many of the folder's entries an error names
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temp_files(path: str) -> list[str]:
+    """Delete the temp files of killed writes directly in `path` (not in subfolders); a temp
+    file whose writer (the pid in its name) still runs here is left alone. Returns the names."""
+    removed = []
+    for name in sorted(os.listdir(path)):
+        match = _TEMP.search(name)
+        full = os.path.join(path, name)
+        if not match or not os.path.isfile(full):
+            continue
+        if match.group(1) and int(match.group(1)) != os.getpid() \
+                and _process_alive(int(match.group(1))):
+            continue
+        os.remove(full)
+        removed.append(name)
+    return removed
+
+
+def prepare_output_dir(path: str, resume: bool, force: bool) -> str:
+    """Applies the rule above to `path`; returns "fresh" (nothing to continue: the folder was
+    missing or empty, or `force`) or "resume" (`resume` and the folder holds a run). Raises
+    OutputDirError when the folder holds files and neither flag is given, or cannot be used."""
+    if not path:
+        raise OutputDirError("OUTPUT_DIR is empty: name a folder for the run's outputs")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputDirError(f"OUTPUT_DIR {path}: exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise OutputDirError(f"OUTPUT_DIR {path}: cannot be created ({err.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputDirError(f"OUTPUT_DIR {path}: not writable")
+    remove_stale_temp_files(path)
+    entries = sorted(os.listdir(path))
+    if not entries:
+        return FRESH
+    if resume:
+        return RESUME
+    if force:
+        return FRESH
+    shown = ", ".join(entries[:_SHOWN]) + (f" and {len(entries) - _SHOWN} more"
+                                           if len(entries) > _SHOWN else "")
+    raise OutputDirError(f"OUTPUT_DIR {path} already holds a run ({shown}): pass --resume to "
+                         "continue it, --force to write over it, or set another OUTPUT_DIR")
