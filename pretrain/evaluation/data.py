@@ -1,12 +1,20 @@
-"""Labelled image folders (ImageNet layout) for the readouts, optionally subsampled."""
+"""Labelled image folders (ImageNet layout) for the readouts, optionally subsampled; files whose
+header cannot be read are left out up front, and one that fails to decode later stops the run
+with one line naming it (a readout cannot swap in another image without biasing its score)."""
 from __future__ import annotations
 
+import functools
 import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torchvision
 import torchvision.transforms as T
+from PIL import Image
 
+from ..common.errors import DatasetError
+from ..data.bad_data import BadImageError, check_choice, file_problem
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -24,11 +32,41 @@ def train_transform(crop_size: int, scale: tuple[float, float] = (0.08, 1.0)) ->
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0):
-    """ImageFolder of `root`; with `limit`, a fixed random subset of that many images."""
+def named_rgb_loader(path: str) -> Image.Image:
+    """torchvision's PIL loader, with the file's path in the error."""
+    try:
+        with open(path, "rb") as f, Image.open(f) as img:
+            return img.convert("RGB")
+    except Exception as err:  # Pillow raises many types for corrupt files
+        raise BadImageError(f"{path}: {type(err).__name__}: {err}".replace("\n", " ")) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _unreadable(paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(path, reason) of the files whose header cannot be read; kept per process, so the kNN
+    monitor checks its folders once per run, not at every evaluation."""
+    with ThreadPoolExecutor(8) as pool:
+        problems = pool.map(lambda p: file_problem(p, decode=False), paths, chunksize=256)
+        return tuple((p, problem) for p, problem in zip(paths, problems) if problem)
+
+
+def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0, on_bad: str = "skip"):
+    """ImageFolder of `root` less the files whose header cannot be read (on_bad "skip": named in
+    a warning; "error": a one-line error naming the first); with `limit`, a fixed random subset of
+    that many images."""
     if not os.path.isdir(root):
-        raise SystemExit(f"error: labelled image folder {root}: no such folder")
-    dataset = torchvision.datasets.ImageFolder(root, transform=transform)
+        raise DatasetError(f"labelled image folder {root}: no such folder")
+    check_choice("on_bad", on_bad)
+    dataset = torchvision.datasets.ImageFolder(root, transform=transform, loader=named_rgb_loader)
+    bad = _unreadable(tuple(path for path, _ in dataset.samples))
+    if bad and on_bad == "error":
+        raise BadImageError(f"{bad[0][0]}: {bad[0][1]} ({len(bad)} unreadable images in {root})")
+    if bad:
+        print(f"warning: {len(bad)} unreadable images of {root} left out, e.g. {bad[0][0]}: "
+              f"{bad[0][1]}", file=sys.stderr)
+        dropped = {path for path, _ in bad}
+        dataset.samples = [s for s in dataset.samples if s[0] not in dropped]
+        dataset.imgs, dataset.targets = dataset.samples, [t for _, t in dataset.samples]
     if limit and limit < len(dataset):
         keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
         dataset = torch.utils.data.Subset(dataset, sorted(keep.tolist()))
