@@ -28,6 +28,8 @@ from detectron2.utils import comm  # noqa: E402
 from detection.compat import check_config_ops, has_compiled_ops  # noqa: E402
 from detection.config import (apply_batch_scale, load_detection_cfg,  # noqa: E402
                               sync_norms_for_cpu_processes)
+from detection.data_checks import (check_detection_data, checked_test_loader,  # noqa: E402
+                                   checked_train_loader)
 from detection.datasets import register_from_specs  # noqa: E402
 from detection.launch import launch_cpu  # noqa: E402
 from pretrain.engine.preemption import CheckpointBeforeRequeue  # noqa: E402
@@ -51,6 +53,14 @@ class CheckpointBeforeRequeueHook(HookBase):
 
 
 class Trainer(DefaultTrainer):
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return checked_train_loader(cfg)  # an unreadable image is named, not a worker crash
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return checked_test_loader(cfg, dataset_name)
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
@@ -89,6 +99,8 @@ def setup(args):
             sync_norms_for_cpu_processes(cfg)
     register_from_specs(cfg.DATASETS.REGISTER)
     check_dataset_paths(cfg)
+    check_detection_data(cfg, list(cfg.DATASETS.TEST) if getattr(args, "eval_only", False)
+                         else [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST], comm.is_main_process())
     check_config_ops(cfg)
     cfg.freeze()
     default_setup(cfg, args)
@@ -130,7 +142,13 @@ def main(args):
 
 
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    parser = default_argument_parser()
+    parser.add_argument("--check-data", action="store_true",
+                        help="decode every train and test image before training (DATASETS.CHECK "
+                             "decode); bad ones are left out or stop the run (DATASETS.ON_BAD_IMAGE)")
+    args = parser.parse_args(argv)
+    if args.check_data:
+        args.opts = [*args.opts, "DATASETS.CHECK", "decode"]
     if not torch.cuda.is_available():
         # --num-gpus N on a machine without GPUs: N CPU processes through gloo.
         return launch_cpu(main, args.num_gpus, args=(args,))
