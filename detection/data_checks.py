@@ -13,14 +13,17 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from detectron2.data import (DatasetCatalog, DatasetMapper, MetadataCatalog,
+from detectron2.data import (DatasetCatalog, DatasetFromList, DatasetMapper, MetadataCatalog,
                              build_detection_test_loader, build_detection_train_loader)
+from detectron2.data.build import _train_loader_from_config
+from detectron2.data.common import MapDataset
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
 from PIL import Image
 
 from pretrain.data.bad_data import (CHECK_DEPTHS, BadImageError, BadImageLog, check_choice,
                                     file_problem, write_bad_list)
+from pretrain.data.images import MAX_CONSECUTIVE_FAILURES
 
 # A box may reach this far past the image edge (px): annotation tools round outwards, and VOC's
 # inclusive 1-based xmax equals the width.
@@ -125,7 +128,7 @@ IMAGE_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError, SizeMismatch
 
 class CheckedDatasetMapper(DatasetMapper):
     """Detectron2's DatasetMapper, but an image it cannot read is named: skipped (training with
-    DATASETS.ON_BAD_IMAGE skip: Detectron2's MapDataset then maps another image) or a one-line
+    DATASETS.ON_BAD_IMAGE skip: the SkippingMapDataset then maps another image) or a one-line
     BadImageError (error, and always at test time)."""
 
     def __init__(self, cfg, is_train: bool):
@@ -145,8 +148,34 @@ class CheckedDatasetMapper(DatasetMapper):
             return None
 
 
+class SkippingMapDataset(MapDataset):
+    """Detectron2's MapDataset: where the mapper returns None (an image it skipped), another image
+    drawn at random is mapped instead. Its own draw (random.sample of a set) raises TypeError on
+    Python 3.11, and it retries for ever; this one stops after MAX_CONSECUTIVE_FAILURES."""
+
+    def __getitem__(self, idx):
+        current = int(idx)
+        for _ in range(MAX_CONSECUTIVE_FAILURES):
+            data = self._map_func(self._dataset[current])
+            if data is not None:
+                return data
+            current = self._rng.randrange(len(self._dataset))
+        raise BadImageError(f"{MAX_CONSECUTIVE_FAILURES} training images drawn in a row could not "
+                            "be read (listed in OUTPUT_DIR/bad_images.txt): are the dataset's "
+                            "files right?")
+
+
 def checked_train_loader(cfg):
-    return build_detection_train_loader(cfg, mapper=CheckedDatasetMapper(cfg, True))
+    """Detectron2's train loader, built from the config as DefaultTrainer does, with the
+    CheckedDatasetMapper inside a SkippingMapDataset."""
+    # Detectron2's own reading of the config (dataset dicts, sampler, batch): a private helper of
+    # detectron2.data.build, used so the loader matches DefaultTrainer's in everything else.
+    kwargs = _train_loader_from_config(cfg, CheckedDatasetMapper(cfg, True))
+    dataset = kwargs.pop("dataset")
+    if isinstance(dataset, list):
+        dataset = DatasetFromList(dataset, copy=False)
+    return build_detection_train_loader(dataset=SkippingMapDataset(dataset, kwargs.pop("mapper")),
+                                        mapper=None, **kwargs)
 
 
 def checked_test_loader(cfg, dataset_name: str):

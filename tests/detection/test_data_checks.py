@@ -13,7 +13,8 @@ import torch
 
 import detection  # noqa: F401  (before detectron2)
 from detection.config import load_detection_cfg
-from detection.data_checks import CheckedDatasetMapper, check_detection_data
+from detection.data_checks import (CheckedDatasetMapper, SkippingMapDataset,
+                                   check_detection_data)
 from detection.datasets import register_from_specs
 from pretrain.common.errors import ConfigError
 from pretrain.data.bad_data import BAD_IMAGES_FILE, BadImageError
@@ -86,9 +87,12 @@ def test_an_image_that_fails_while_training_is_named_not_a_worker_crash(shared_d
     ids = copy_bccd(shared_data, tmp_path / "voc", n=2)
     truncate(tmp_path / "voc/JPEGImages" / f"{ids[1]}.jpg")
     spec = f"name=t_mapper_{tmp_path.name} format=voc root={tmp_path / 'voc'} split=test {CLASSES}"
-    record = DatasetCatalog.get(register_from_specs([spec])[0])[1]
+    good, record = DatasetCatalog.get(register_from_specs([spec])[0])
     cfg = cfg_for(tmp_path)
-    assert CheckedDatasetMapper(cfg, is_train=True)(record) is None  # MapDataset draws another
+    assert CheckedDatasetMapper(cfg, is_train=True)(record) is None
+    # ... and the training loader's dataset maps another image in its place.
+    mapped = SkippingMapDataset([record, good], CheckedDatasetMapper(cfg, is_train=True))[0]
+    assert mapped["file_name"] == good["file_name"] and mapped["image"].shape[0] == 3
     assert f"{ids[1]}.jpg\tOSError" in (tmp_path / "out" / BAD_IMAGES_FILE).read_text()
     with pytest.raises(BadImageError, match=rf"{ids[1]}\.jpg: OSError: .*truncated"):
         CheckedDatasetMapper(cfg, is_train=False)(record)  # never evaluate another in its place
@@ -212,3 +216,33 @@ def test_coco_placeholder_and_same_named_categories_are_reported_per_id(shared_d
     results = evaluate_ground_truth(name, tmp_path / "eval")
     assert results["AP-date (id 1)"] == pytest.approx(100.0)
     assert results["AP-date (id 2)"] == pytest.approx(100.0)
+
+
+@pytest.mark.slow
+def test_train_net_survives_a_truncated_training_image_or_names_it(shared_data, tmp_path):
+    """The issue's case: a truncated JPEG that passes the header check killed a DataLoader
+    worker with a traceback that never named the file."""
+    from detectron2.data import DatasetCatalog
+
+    from tests.conftest import run_tool
+
+    copy_bccd(shared_data, tmp_path / "voc", n=4, flat=True)
+    common = f"format=voc root={tmp_path / 'voc'} holdout=0.5 seed=0 {CLASSES}"
+    register = [f"name=e2e_train {common} part=train", f"name=e2e_test {common} part=test"]
+    register_from_specs([r.replace("e2e_", f"e2e_{tmp_path.name}_") for r in register])
+    train_ids = [r["image_id"] for r in DatasetCatalog.get(f"e2e_{tmp_path.name}_train")]
+    bad = tmp_path / "voc" / f"{train_ids[0]}.jpg"
+    truncate(bad)
+    args = ["detection/train_net.py", "--config-file", BCCD_CFG, "MODEL.WEIGHTS", "",
+            "DATASETS.REGISTER", json.dumps(register).replace('"', "'").replace("[", "(")
+            .replace("]", ",)"), "DATASETS.TRAIN", "('e2e_train',)", "DATASETS.TEST", "('e2e_test',)",
+            "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "TEST.PRECISE_BN.ENABLED", "False",
+            "MODEL.RPN.POST_NMS_TOPK_TEST", "10", "INPUT.MIN_SIZE_TRAIN", "(192,)",
+            "INPUT.MAX_SIZE_TRAIN", "256", "INPUT.MIN_SIZE_TEST", "192", "INPUT.MAX_SIZE_TEST",
+            "256", "DATALOADER.NUM_WORKERS", "1"]
+    run_tool(*args, "OUTPUT_DIR", str(tmp_path / "skip"))
+    assert (tmp_path / "skip/bad_images.txt").read_text().startswith(f"{bad}\tOSError")
+    assert "e2e_test" in json.loads((tmp_path / "skip/metrics_eval.json").read_text())
+    with pytest.raises(AssertionError) as failed:
+        run_tool(*args, "OUTPUT_DIR", str(tmp_path / "error"), "DATASETS.ON_BAD_IMAGE", "error")
+    assert f"BadImageError: {bad}: OSError" in str(failed.value)
