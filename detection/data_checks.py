@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 from detectron2.data import (DatasetCatalog, DatasetFromList, DatasetMapper, MetadataCatalog,
                              build_detection_test_loader, build_detection_train_loader)
@@ -22,7 +21,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 from pretrain.data.bad_data import (CHECK_DEPTHS, BadImageError, BadImageLog, check_choice,
-                                    file_problem, write_bad_list)
+                                    file_problem, problems_of, write_bad_list)
 from pretrain.data.images import MAX_CONSECUTIVE_FAILURES
 
 # A box may reach this far past the image edge (px): annotation tools round outwards, and VOC's
@@ -47,7 +46,10 @@ def record_problem(record: dict, decode: bool) -> str | None:
     problem = file_problem(path, decode)
     if problem:
         return problem
-    width, height = image_size(path)
+    try:
+        width, height = image_size(path)  # Pillow reads the header (the cheap check did not)
+    except Exception as err:  # Pillow raises many types for a corrupt header
+        return f"not an image file ({type(err).__name__}: {err})".replace("\n", " ")
     expected = (record.get("width"), record.get("height"))
     if all(expected) and expected != (width, height):
         return f"image is {width}x{height}, its annotation says {expected[0]}x{expected[1]}"
@@ -62,11 +64,10 @@ def record_problem(record: dict, decode: bool) -> str | None:
 
 
 def find_bad_records(records: list[dict], decode: bool, threads: int = 8) -> dict[str, str]:
-    """{file_name: reason} of the records that fail record_problem (file reads and Pillow's
-    decoding release the GIL, so threads overlap them)."""
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        problems = pool.map(lambda r: record_problem(r, decode), records, chunksize=64)
-        return {r["file_name"]: p for r, p in zip(records, problems) if p is not None}
+    """{file_name: reason} of the records that fail record_problem."""
+    numbered = list(range(len(records)))
+    return {records[i]["file_name"]: reason for i, reason in
+            problems_of(numbered, lambda i: record_problem(records[i], decode), threads)}
 
 
 def _drop_from_catalog(name: str, records: list[dict], bad: set[str]) -> None:

@@ -1,5 +1,6 @@
 """The check of the pretraining images before training (DATA.CHECK, tools/pretrain.py --check-data):
-every listed image is opened ("header") or decoded ("decode"); bad ones are left out and listed in
+every listed file's first bytes are read and must be an image format's signature ("header"), or
+every image is decoded ("decode"); bad ones are left out and listed in
 OUTPUT_DIR/bad_images.txt (DATA.ON_BAD_IMAGE skip) or stop the run with one line naming the first
 (error). The result is kept in OUTPUT_DIR/data_check.json, so a resume neither pays for the check
 again nor samples from a different list of images."""
@@ -9,12 +10,11 @@ import hashlib
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from .bad_data import (BAD_IMAGES_FILE, CHECK_DEPTHS, HEADER_BYTES, BadImageError, check_choice,
-                       image_problem, write_bad_list)
+                       image_problem, problems_of, write_bad_list)
 from .packed import ImageSubset, open_images
 
 CHECK_FILE = "data_check.json"
@@ -39,15 +39,11 @@ def _problem(images, index: int, decode: bool) -> str | None:
 
 
 def find_bad_images(images, depth: str, threads: int = 8, indices=None) -> list[tuple[int, str]]:
-    """(index, reason) of every image of `indices` (default: all) that fails the check `depth`.
-    Threads: the work is file reads and Pillow's decoding, both of which release the GIL."""
+    """(index, reason) of every image of `indices` (default: all) that fails the check `depth`."""
     if depth == "off":
         return []
     indices = range(len(images)) if indices is None else indices
-    decode = depth == "decode"
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        problems = pool.map(lambda i: _problem(images, i, decode), indices, chunksize=256)
-        return [(i, p) for i, p in zip(indices, problems) if p is not None]
+    return problems_of(indices, lambda i: _problem(images, i, depth == "decode"), threads)
 
 
 def _distributed() -> bool:

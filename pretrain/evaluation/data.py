@@ -3,10 +3,8 @@ header cannot be read are left out up front, and one that fails to decode later 
 with one line naming it (a readout cannot swap in another image without biasing its score)."""
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torchvision
@@ -14,7 +12,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 from ..common.errors import DatasetError
-from ..data.bad_data import BadImageError, check_choice, file_problem
+from ..data.bad_data import BadImageError, check_choice, file_problem, problems_of
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -41,13 +39,16 @@ def named_rgb_loader(path: str) -> Image.Image:
         raise BadImageError(f"{path}: {type(err).__name__}: {err}".replace("\n", " ")) from None
 
 
-@functools.lru_cache(maxsize=8)
-def _unreadable(paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(path, reason) of the files whose header cannot be read; kept per process, so the kNN
-    monitor checks its folders once per run, not at every evaluation."""
-    with ThreadPoolExecutor(8) as pool:
-        problems = pool.map(lambda p: file_problem(p, decode=False), paths, chunksize=256)
-        return tuple((p, problem) for p, problem in zip(paths, problems) if problem)
+_UNREADABLE: dict[tuple[str, int], list[tuple[str, str]]] = {}
+
+
+def unreadable_files(root: str, paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reason) of the files whose header cannot be read; remembered per folder for the
+    process, so the kNN monitor checks its folders once per run, not at every evaluation."""
+    key = (os.path.abspath(root), len(paths))
+    if key not in _UNREADABLE:
+        _UNREADABLE[key] = problems_of(paths, lambda p: file_problem(p, decode=False))
+    return _UNREADABLE[key]
 
 
 def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0, on_bad: str = "skip"):
@@ -58,7 +59,7 @@ def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0, on_bad:
         raise DatasetError(f"labelled image folder {root}: no such folder")
     check_choice("on_bad", on_bad)
     dataset = torchvision.datasets.ImageFolder(root, transform=transform, loader=named_rgb_loader)
-    bad = _unreadable(tuple(path for path, _ in dataset.samples))
+    bad = unreadable_files(root, [path for path, _ in dataset.samples])
     if bad and on_bad == "error":
         raise BadImageError(f"{bad[0][0]}: {bad[0][1]} ({len(bad)} unreadable images in {root})")
     if bad:

@@ -114,13 +114,16 @@ def test_a_bad_file_stops_the_run_naming_it_when_configured(bad_folder, tmp_path
 def test_missing_listed_file_is_caught_before_training(bad_folder, tmp_path):
     root, folders = bad_folder
     listing = tmp_path / "list.txt"
-    listing.write_text("images/bird/" + folders["bird"][0].name + "\nimages/bird/gone.jpg\n")
+    (root / "bird/page.jpg").write_text("<html>403 Forbidden</html>")  # a failed download
+    listing.write_text("images/bird/" + folders["bird"][0].name + "\nimages/bird/gone.jpg\n"
+                       "images/bird/page.jpg\n")
     cfg = cfg_for(listing, tmp_path / "out", "DATA.ON_BAD_IMAGE", "error")
     with pytest.raises(BadImageError, match=r"bird/gone\.jpg: no such file"):
         checked_images(cfg)
     cfg = cfg_for(listing, tmp_path / "out_skip")
     assert len(checked_images(cfg)) == 1
-    assert "gone.jpg\tno such file" in (tmp_path / "out_skip" / BAD_IMAGES_FILE).read_text()
+    listed = (tmp_path / "out_skip" / BAD_IMAGES_FILE).read_text()
+    assert "gone.jpg\tno such file" in listed and "page.jpg\tnot an image file" in listed
 
 
 def test_unreadable_draws_in_a_worker_end_in_one_line_naming_a_file(bad_folder, tmp_path):
@@ -176,3 +179,24 @@ def test_readout_folders_leave_out_headerless_files_and_name_undecodable_ones(ba
     first_frog = [path for path, _ in dataset.samples].index(str(folders["frog"][0]))
     with pytest.raises(BadImageError, match=f"{folders['frog'][0]}: OSError: .*truncated"):
         dataset[first_frog]  # truncated: decoding fails, the error names the file
+
+
+def _check_in_two_processes(root: str, out: str) -> None:
+    from pretrain.engine import distributed as du
+
+    du.init_from_env("cpu")
+    images = checked_images(cfg_for(root, out, "DATA.CHECK", "decode"), du.get_rank(),
+                            du.get_world_size())
+    with open(Path(out) / f"kept{du.get_rank()}.txt", "w") as f:
+        f.write("\n".join(images.name(i) for i in range(len(images))))
+
+
+@pytest.mark.slow  # two spawned processes: about a minute on 2 busy cores
+def test_processes_share_the_check_and_keep_the_same_images(bad_folder, tmp_path):
+    from pretrain.engine.launch import launch
+
+    root, folders = bad_folder
+    launch(_check_in_two_processes, 2, (str(root), str(tmp_path)))
+    kept = [(tmp_path / f"kept{rank}.txt").read_text().splitlines() for rank in (0, 1)]
+    assert kept[0] == kept[1] == sorted(map(str, folders["bird"]))
+    assert len((tmp_path / BAD_IMAGES_FILE).read_text().splitlines()) == 17
