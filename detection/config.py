@@ -40,6 +40,13 @@ def load_detection_cfg(config_file: str, opts=()):
 def add_project_config(cfg) -> None:
     # One-line dataset specs registered before training (see detection/datasets.py).
     cfg.DATASETS.REGISTER = []
+    # The check of the train and test images before training (detection/data_checks.py):
+    # "header" opens each image (missing, unreadable, wrong size, boxes outside it); "decode" also
+    # decodes it, finding truncated files (train_net.py --check-data); "off".
+    cfg.DATASETS.CHECK = "header"
+    # A bad image: "skip" leaves it out and lists it in OUTPUT_DIR/bad_images.txt; "error" stops
+    # with one line naming it.
+    cfg.DATASETS.ON_BAD_IMAGE = "skip"
     # The linear scaling rule in one number, for fewer GPUs or less memory per GPU: the global
     # batch (IMS_PER_BATCH) and the learning rate are multiplied by it, and the schedule
     # (MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD, TEST.EVAL_PERIOD) divided by it, so the

@@ -28,6 +28,8 @@ from detectron2.utils import comm  # noqa: E402
 from detection.compat import check_config_ops, has_compiled_ops  # noqa: E402
 from detection.config import (apply_batch_scale, load_detection_cfg,  # noqa: E402
                               sync_norms_for_cpu_processes)
+from detection.data_checks import (check_detection_data, checked_test_loader,  # noqa: E402
+                                   checked_train_loader)
 from detection.datasets import register_from_specs  # noqa: E402
 from detection.launch import launch_cpu  # noqa: E402
 from detection.output_folder import prepare_detection_output  # noqa: E402
@@ -73,6 +75,14 @@ class Trainer(DefaultTrainer):
         return model
 
     @classmethod
+    def build_train_loader(cls, cfg):
+        return checked_train_loader(cfg)  # an unreadable image is named, not a worker crash
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return checked_test_loader(cfg, dataset_name)
+
+    @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
         if kind == "coco":
@@ -111,6 +121,8 @@ def setup(args):
     register_from_specs(cfg.DATASETS.REGISTER)
     check_dataset_paths(cfg)
     check_num_classes(cfg)
+    check_detection_data(cfg, list(cfg.DATASETS.TEST) if getattr(args, "eval_only", False)
+                         else [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST], comm.is_main_process())
     check_config_ops(cfg)
     cfg.freeze()
     if comm.is_main_process():  # before default_setup writes config.yaml and log.txt there
@@ -163,8 +175,13 @@ def parse_args(argv=None):
     parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty OUTPUT_DIR (same-named files are overwritten)")
+    parser.add_argument("--check-data", action="store_true",
+                        help="decode every train and test image before training (DATASETS.CHECK "
+                             "decode); bad ones are left out or stop the run (DATASETS.ON_BAD_IMAGE)")
     args = parser.parse_args(argv)
-    apply_trailing_flags(args, ("--resume", "--force", "--eval-only"))
+    apply_trailing_flags(args, ("--resume", "--force", "--eval-only", "--check-data"))
+    if args.check_data:
+        args.opts = [*args.opts, "DATASETS.CHECK", "decode"]
     return args
 
 

@@ -60,6 +60,13 @@ _C.DATA.AUGMENTATION = "mocov2"  # "mocov1" | "mocov2" | "infomin"
 _C.DATA.CROP_SIZE = 224
 _C.DATA.CROP_SCALE = (0.2, 1.0)
 _C.DATA.NUM_WORKERS = 8  # per process
+# The check of DATA.ROOT's images before training (pretrain/data/checks.py): "header" reads each
+# file's first bytes (finds missing, empty and non-image files); "decode" decodes every image (also
+# finds truncated ones; tools/pretrain.py --check-data); "off". Kept in OUTPUT_DIR/data_check.json.
+_C.DATA.CHECK = "header"
+# An image the check or the loader cannot use: "skip" leaves it out (a loader draws another image)
+# and lists it in OUTPUT_DIR/bad_images.txt; "error" stops with one line naming it.
+_C.DATA.ON_BAD_IMAGE = "skip"
 # "cpu": PIL + torchvision/timm in the DataLoader workers; "gpu": workers read bytes, the device
 # decodes (nvJPEG) and augments whole batches (pretrain/data/gpu). DATA.ROOT may be a pack
 # (tools/pack_images.py) for either.

@@ -28,6 +28,9 @@ def parse_args(argv=None):
                         help="on a machine without GPUs: CPU processes joined through gloo")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last_checkpoint if there is one")
+    parser.add_argument("--check-data", action="store_true",
+                        help="decode every image before training (DATA.CHECK decode), not only "
+                             "its header; bad ones are skipped or stop the run (DATA.ON_BAD_IMAGE)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     apply_trailing_flags(args, ("--resume",))  # also after the KEY VALUE pairs
@@ -40,6 +43,8 @@ def run(config_file, opts, resume):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.check_data:
+        args.opts = [*args.opts, "DATA.CHECK", "decode"]
     load_cfg(args.config_file, args.opts)  # fail on a bad config before starting processes
     processes = args.num_gpus or args.num_processes or max(1, torch.cuda.device_count())
     launch(run, processes, (args.config_file, args.opts, args.resume))

@@ -8,6 +8,8 @@ import tarfile
 import tempfile
 from typing import Callable
 
+from ..common.errors import DatasetError
+
 DONE_MARKER = ".complete"
 
 
@@ -32,7 +34,7 @@ def build_once(dest: str, fill: Callable[[str], None]) -> str:
 def unpack_once(archive: str, dest: str) -> str:
     """Extract `archive` (.tar / .tar.gz) into `dest` unless a complete copy is already there."""
     if not os.path.exists(os.path.join(dest, DONE_MARKER)) and not os.path.isfile(archive):
-        raise SystemExit(f"error: archive {archive}: no such file")
+        raise DatasetError(f"archive {archive}: no such file")
 
     def extract(staging: str) -> None:
         with tarfile.open(archive) as tar:

@@ -1,17 +1,21 @@
 """Unlabelled image sources: ImageNet-style class folders (labels ignored), a flat folder, or a text
-file listing one image path per line. Unreadable images are skipped and counted, never fatal."""
+file listing one image path per line. An unreadable image is replaced by another drawn at random
+and reported by name (bad_data.py says what then happens: skipped and listed, or a one-line
+error)."""
 from __future__ import annotations
 
 import contextlib
 import io
 import os
 import random
-import sys
 from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..common.errors import ConfigError, DatasetError
+from .bad_data import BadImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 MAX_CONSECUTIVE_FAILURES = 16
@@ -21,7 +25,7 @@ def list_images(root: str) -> list[str]:
     """All image files under `root` (recursively, sorted), or the paths listed in `root` if it is a
     .txt file (relative paths are taken from the list's folder)."""
     if not root:
-        raise SystemExit("error: no pretraining images: set DATA.ROOT or $PRETRAIN_DATA_ROOT")
+        raise ConfigError("no pretraining images: set DATA.ROOT or $PRETRAIN_DATA_ROOT")
     if os.path.isfile(root) and root.endswith(".txt"):
         base = os.path.dirname(os.path.abspath(root))
         with open(root) as f:
@@ -32,9 +36,9 @@ def list_images(root: str) -> list[str]:
             for folder, _, names in os.walk(root, followlinks=True)
             for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
     else:
-        raise SystemExit(f"error: image root {root}: no such folder or .txt list")
+        raise DatasetError(f"image root {root}: no such folder or .txt list")
     if not paths:
-        raise SystemExit(f"error: image root {root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise DatasetError(f"image root {root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     return paths
 
 
@@ -60,18 +64,22 @@ def seeded_rngs(seed: int):
             np.random.set_state(numpy_state)
 
 
-def first_readable(images, index: int, load: Callable):
-    """(load(bytes, position), attempts): the image at `index`, or the next one that `load`
-    accepts; `load` raises on a file it cannot use (PIL raises many types for corrupt files)."""
-    for attempt in range(MAX_CONSECUTIVE_FAILURES):
-        position = (index + attempt) % len(images)
+def first_readable(images, index: int, load: Callable, seed: int):
+    """(load(bytes, position), bad): the image at `index` or, if `load` raises on it (PIL raises
+    many types for corrupt files), on one drawn at random (from `seed`, so a resume draws the same);
+    `bad` is the (name, reason) pairs of the files that failed. Random, not the next file: a whole
+    unreadable class folder is a run of neighbours, and the next 16 would all fail."""
+    rng = random.Random(seed)
+    bad = []
+    position = index
+    for _ in range(MAX_CONSECUTIVE_FAILURES):
         try:
-            return load(images.read(position), position), attempt
+            return load(images.read(position), position), tuple(bad)
         except Exception as err:
-            print(f"warning: skipped unreadable image {images.name(position)}: {err}",
-                  file=sys.stderr)
-    raise RuntimeError(f"{MAX_CONSECUTIVE_FAILURES} unreadable images in a row from "
-                       f"{images.name(index)}: is the dataset root right?")
+            bad.append((images.name(position), f"{type(err).__name__}: {err}".replace("\n", " ")))
+        position = rng.randrange(len(images))
+    raise BadImageError(f"{MAX_CONSECUTIVE_FAILURES} images drawn in a row were unreadable "
+                        f"(first: {bad[0][0]}: {bad[0][1]}): is DATA.ROOT right?")
 
 
 def _decoded_rgb(data: bytes, position: int) -> Image.Image:
@@ -80,8 +88,8 @@ def _decoded_rgb(data: bytes, position: int) -> Image.Image:
 
 
 class ImageViews(torch.utils.data.Dataset):
-    """Indexed by (epoch, index); returns (views, n_skipped) where `views` is what `make_views`
-    made of the RGB image and `n_skipped` counts unreadable files replaced by the next image.
+    """Indexed by (epoch, index); returns (views, bad) where `views` is what `make_views` made of
+    the RGB image and `bad` the (name, reason) of unreadable files replaced by another image.
     `images` is a packed.FolderImages or packed.PackedImages."""
 
     def __init__(self, images, make_views: Callable, seed: int = 0):
@@ -94,16 +102,17 @@ class ImageViews(torch.utils.data.Dataset):
 
     def __getitem__(self, epoch_and_index):
         epoch, index = epoch_and_index
-        image, skipped = first_readable(self.images, index, _decoded_rgb)
-        with seeded_rngs(sample_seed(self.seed, epoch, index)):
-            return self.make_views(image), skipped
+        seed = sample_seed(self.seed, epoch, index)
+        image, bad = first_readable(self.images, index, _decoded_rgb, seed)
+        with seeded_rngs(seed):
+            return self.make_views(image), bad
 
 
 class EncodedImages(torch.utils.data.Dataset):
     """The CPU side of the GPU pipeline: indexed by (epoch, index), returns (the file's bytes as
-    a uint8 tensor, its name, the sample's augmentation seed), n_skipped; decoding and
-    augmentation happen on the device (pretrain/data/gpu). Empty or unreadable files are replaced
-    by the next image."""
+    a uint8 tensor, its name, the sample's augmentation seed), bad; decoding and augmentation
+    happen on the device (pretrain/data/gpu). Empty or unreadable files are replaced by another
+    image and named in `bad`, as in ImageViews."""
 
     def __init__(self, images, seed: int = 0):
         self.images = images
@@ -119,19 +128,30 @@ class EncodedImages(torch.utils.data.Dataset):
 
     def __getitem__(self, epoch_and_index):
         epoch, index = epoch_and_index
-        (encoded, name), skipped = first_readable(self.images, index, self._encoded)
-        return (encoded, name, sample_seed(self.seed, epoch, index)), skipped
+        seed = sample_seed(self.seed, epoch, index)
+        (encoded, name), bad = first_readable(self.images, index, self._encoded, seed)
+        return (encoded, name, seed), bad
+
+
+def bad_files(per_sample) -> tuple:
+    """The (name, reason) pairs of a batch's samples; a bare count (InstanceViews reports one and
+    prints the names itself) becomes that many (None, "unreadable")."""
+    entries = []
+    for bad in per_sample:
+        entries += [(None, "unreadable")] * bad if isinstance(bad, int) else list(bad)
+    return tuple(entries)
 
 
 def collate_views(samples):
-    views, skipped = zip(*samples)
+    """(the stacked views, the batch's bad files: see bad_files)."""
+    views, bad = zip(*samples)
     stacked = [torch.stack(v) for v in zip(*views)]
-    return stacked, sum(skipped)
+    return stacked, bad_files(bad)
 
 
 def collate_encoded(samples):
-    """(list of byte tensors, list of names, list of seeds), n_skipped: left unstacked, the images
+    """(list of byte tensors, list of names, list of seeds), bad files: left unstacked, the images
     differ in size until the device has decoded and cropped them."""
-    items, skipped = zip(*samples)
+    items, bad = zip(*samples)
     encoded, names, seeds = (list(column) for column in zip(*items))
-    return (encoded, names, seeds), sum(skipped)
+    return (encoded, names, seeds), bad_files(bad)

@@ -18,6 +18,7 @@ import tempfile
 
 import numpy as np
 
+from ..common.errors import DatasetError
 from .images import list_images
 
 PACK_FORMAT = "infomin-det/pack/v1"
@@ -40,6 +41,11 @@ class FolderImages:
         with open(self.paths[index], "rb") as f:
             return f.read()
 
+    def head(self, index: int, size: int) -> bytes:
+        """The first `size` bytes (enough for an image header)."""
+        with open(self.paths[index], "rb") as f:
+            return f.read(size)
+
 
 class PackedImages:
     """A pack built by build_pack; the data file is mapped lazily, once per process, so the object
@@ -55,16 +61,16 @@ class PackedImages:
             with open(os.path.join(root, "names.txt")) as f:
                 self.names = f.read().splitlines()
         except (OSError, ValueError) as err:
-            raise SystemExit(f"error: pack {root}: unreadable ({err}); rebuild it with "
-                             f"tools/pack_images.py") from None
+            raise DatasetError(f"pack {root}: unreadable ({err}); rebuild it with "
+                               f"tools/pack_images.py") from None
         if manifest.get("format") != PACK_FORMAT:
-            raise SystemExit(f"error: {manifest_path}: format {manifest.get('format')!r}, "
-                             f"expected {PACK_FORMAT!r}")
+            raise DatasetError(f"{manifest_path}: format {manifest.get('format')!r}, "
+                               f"expected {PACK_FORMAT!r}")
         data_size = os.path.getsize(os.path.join(root, "images.bin"))
         if (len(self.offsets) != manifest["count"] + 1 or len(self.names) != manifest["count"]
                 or int(self.offsets[-1]) != data_size):
-            raise SystemExit(f"error: pack {root}: index, names and images.bin disagree "
-                             f"(truncated copy?); rebuild it with tools/pack_images.py")
+            raise DatasetError(f"pack {root}: index, names and images.bin disagree "
+                               f"(truncated copy?); rebuild it with tools/pack_images.py")
         self._data = None
 
     def __len__(self) -> int:
@@ -80,6 +86,34 @@ class PackedImages:
         if self._data is None:
             self._data = np.memmap(os.path.join(self.root, "images.bin"), dtype=np.uint8, mode="r")
         return self._data[int(self.offsets[index]):int(self.offsets[index + 1])].tobytes()
+
+    def head(self, index: int, size: int) -> bytes:
+        """The first `size` bytes of the image (only those pages of the pack are read)."""
+        if self._data is None:
+            self._data = np.memmap(os.path.join(self.root, "images.bin"), dtype=np.uint8, mode="r")
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        return self._data[start:min(end, start + size)].tobytes()
+
+
+class ImageSubset:
+    """Some images of a FolderImages / PackedImages, by index (the ones the check before training
+    kept); same interface."""
+
+    def __init__(self, images, keep):
+        self.images = images
+        self.keep = np.asarray(keep, dtype=np.int64)  # pickles compactly into DataLoader workers
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def name(self, index: int) -> str:
+        return self.images.name(int(self.keep[index]))
+
+    def read(self, index: int) -> bytes:
+        return self.images.read(int(self.keep[index]))
+
+    def head(self, index: int, size: int) -> bytes:
+        return self.images.head(int(self.keep[index]), size)
 
 
 def is_pack(root: str) -> bool:

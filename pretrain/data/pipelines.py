@@ -12,6 +12,8 @@ import sys
 
 import torch
 
+from ..common.errors import ConfigError
+from .bad_data import BadImageLog, check_choice
 from .images import EncodedImages, ImageViews, collate_encoded, collate_views
 from .instances import InstanceViews
 from .view_families import check_view_family
@@ -29,25 +31,28 @@ def to_device(images: torch.Tensor, device: str) -> torch.Tensor:
 
 
 class ViewPipeline:
-    """dataset + collate_fn for the DataLoader, and `views(batch)` -> (device tensors, n_replaced)
-    for the training step."""
+    """dataset + collate_fn for the DataLoader, `views(batch)` -> (device tensors, n_replaced)
+    for the training step, and `record_bad(bad)`: what happens to the unreadable files a batch
+    met (DATA.ON_BAD_IMAGE)."""
 
     def __init__(self, cfg, images, device: str):
         self.kind = cfg.DATA.PIPELINE
         if self.kind not in PIPELINES:
-            raise SystemExit(f"error: DATA.PIPELINE {self.kind!r}: expected one of {PIPELINES}")
+            raise ConfigError(f"DATA.PIPELINE {self.kind!r}: expected one of {PIPELINES}")
         if cfg.DATA.VIEWS_FROM not in VIEW_SOURCES:
-            raise ValueError(f"DATA.VIEWS_FROM {cfg.DATA.VIEWS_FROM!r}: expected one of "
+            raise ConfigError(f"DATA.VIEWS_FROM {cfg.DATA.VIEWS_FROM!r}: expected one of "
                              f"{VIEW_SOURCES}")
         if cfg.DATA.VIEWS_FROM == "folder" and self.kind == "gpu":
-            raise ValueError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
+            raise ConfigError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
                              "makes both views from one image")
         check_view_family(cfg)  # the GPU pipeline makes only the augment family
         if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
-            raise ValueError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM image: "
+            raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM image: "
                              "CMC's views are the channel groups of one augmented image, which "
                              "only the CPU pipeline makes (views.ChannelSplitViews)")
         self.device = device
+        self.bad_log = BadImageLog(cfg.OUTPUT_DIR,
+                                   check_choice("DATA.ON_BAD_IMAGE", cfg.DATA.ON_BAD_IMAGE))
         if self.kind == "gpu":
             from .gpu.pipeline import BatchedViews
 
@@ -67,6 +72,12 @@ class ViewPipeline:
     @property
     def pin_memory(self) -> bool:
         return self.kind == "cpu" and self.device == "cuda"
+
+    def record_bad(self, bad) -> int:
+        """Names the batch's unreadable files (a collate's second element) once each in
+        OUTPUT_DIR/bad_images.txt, or stops with one line (DATA.ON_BAD_IMAGE error); returns how
+        many of them this process had not met before, so the run counts files, not draws."""
+        return self.bad_log.add(bad)
 
     def views(self, batch) -> tuple[list[torch.Tensor], int]:
         if self.kind == "gpu":

@@ -9,7 +9,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..common.run_lines import pretrain_end_line, pretrain_start_line
-from ..data.packed import open_images
+from ..data.checks import checked_images
 from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_accuracy
 from ..models.cmc import build_model
@@ -81,7 +81,7 @@ def train(cfg, resume: bool = False) -> str:
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
             f.write(cfg.dump())
 
-    images = open_images(cfg.DATA.ROOT)
+    images = checked_images(cfg, rank, world_size)  # less the bad ones (DATA.CHECK)
     pipeline = ViewPipeline(cfg, images, device)
     samples = len(pipeline.dataset)  # images, or instances with DATA.VIEWS_FROM folder
     iters_per_epoch = EpochBatchSampler.iterations_per_epoch(samples, cfg.SOLVER.BATCH_SIZE)
@@ -151,9 +151,9 @@ def train(cfg, resume: bool = False) -> str:
                 pipeline.dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
                 collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
             fetch_start = time.perf_counter()
-            for batch, skipped in loader:
+            for batch, bad in loader:
                 views, replaced = pipeline.views(batch)
-                skipped += replaced
+                skipped = pipeline.record_bad(bad) + replaced  # files not met before
                 data_time = time.perf_counter() - fetch_start
                 # The step's own randomness (shuffle-BN's permutation, JigSaw's patch order) from a
                 # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else

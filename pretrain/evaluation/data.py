@@ -1,12 +1,18 @@
-"""Labelled image folders (ImageNet layout) for the readouts, optionally subsampled."""
+"""Labelled image folders (ImageNet layout) for the readouts, optionally subsampled; files whose
+header cannot be read are left out up front, and one that fails to decode later stops the run
+with one line naming it (a readout cannot swap in another image without biasing its score)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 import torchvision
 import torchvision.transforms as T
+from PIL import Image
 
+from ..common.errors import DatasetError
+from ..data.bad_data import BadImageError, check_choice, file_problem, problems_of
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -24,11 +30,44 @@ def train_transform(crop_size: int, scale: tuple[float, float] = (0.08, 1.0)) ->
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0):
-    """ImageFolder of `root`; with `limit`, a fixed random subset of that many images."""
+def named_rgb_loader(path: str) -> Image.Image:
+    """torchvision's PIL loader, with the file's path in the error."""
+    try:
+        with open(path, "rb") as f, Image.open(f) as img:
+            return img.convert("RGB")
+    except Exception as err:  # Pillow raises many types for corrupt files
+        raise BadImageError(f"{path}: {type(err).__name__}: {err}".replace("\n", " ")) from None
+
+
+_UNREADABLE: dict[tuple[str, int], list[tuple[str, str]]] = {}
+
+
+def unreadable_files(root: str, paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reason) of the files whose header cannot be read; remembered per folder for the
+    process, so the kNN monitor checks its folders once per run, not at every evaluation."""
+    key = (os.path.abspath(root), len(paths))
+    if key not in _UNREADABLE:
+        _UNREADABLE[key] = problems_of(paths, lambda p: file_problem(p, decode=False))
+    return _UNREADABLE[key]
+
+
+def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0, on_bad: str = "skip"):
+    """ImageFolder of `root` less the files whose header cannot be read (on_bad "skip": named in
+    a warning; "error": a one-line error naming the first); with `limit`, a fixed random subset of
+    that many images."""
     if not os.path.isdir(root):
-        raise SystemExit(f"error: labelled image folder {root}: no such folder")
-    dataset = torchvision.datasets.ImageFolder(root, transform=transform)
+        raise DatasetError(f"labelled image folder {root}: no such folder")
+    check_choice("on_bad", on_bad)
+    dataset = torchvision.datasets.ImageFolder(root, transform=transform, loader=named_rgb_loader)
+    bad = unreadable_files(root, [path for path, _ in dataset.samples])
+    if bad and on_bad == "error":
+        raise BadImageError(f"{bad[0][0]}: {bad[0][1]} ({len(bad)} unreadable images in {root})")
+    if bad:
+        print(f"warning: {len(bad)} unreadable images of {root} left out, e.g. {bad[0][0]}: "
+              f"{bad[0][1]}", file=sys.stderr)
+        dropped = {path for path, _ in bad}
+        dataset.samples = [s for s in dataset.samples if s[0] not in dropped]
+        dataset.imgs, dataset.targets = dataset.samples, [t for _, t in dataset.samples]
     if limit and limit < len(dataset):
         keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
         dataset = torch.utils.data.Subset(dataset, sorted(keep.tolist()))

@@ -1,15 +1,16 @@
 import pytest
 
 import detection  # noqa: F401
+from pretrain.common.errors import ConfigError
 from detection.datasets import parse_spec, register_from_specs
 
 
 def test_spec_parsing_and_errors():
     assert parse_spec("name=a format=voc root='/x y' split=val") == {
         "name": "a", "format": "voc", "root": "/x y", "split": "val"}
-    with pytest.raises(SystemExit, match="missing format="):
+    with pytest.raises(ConfigError, match="missing format="):
         parse_spec("name=a root=/x")
-    with pytest.raises(SystemExit, match="not KEY=VALUE"):
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
         parse_spec("name=a format=voc /x")
 
 
@@ -19,7 +20,7 @@ def test_spec_parsing_and_errors():
     ("name=t_bad_format format=yolo root=/tmp", "format=yolo"),
 ])
 def test_missing_paths_fail_before_training(spec, problem):
-    with pytest.raises(SystemExit, match=problem):
+    with pytest.raises(ConfigError, match=problem):
         register_from_specs([spec])
 
 

@@ -11,6 +11,7 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
+from pretrain.common.errors import DatasetError
 from pretrain.config import load_cfg
 from pretrain.data.gpu import randomness
 from pretrain.data.gpu.pipeline import BatchedViews
@@ -312,7 +313,7 @@ def test_pack_round_trip_and_truncation_error(bccd, tmp_path):
         assert packed.read(i) == folder.read(i)
     data = pack / "images.bin"
     data.write_bytes(data.read_bytes()[:-10])
-    with pytest.raises(SystemExit, match="disagree"):
+    with pytest.raises(DatasetError, match="disagree"):
         PackedImages(str(pack))
 
 

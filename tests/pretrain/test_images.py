@@ -2,6 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pretrain.common.errors import UserError
 from pretrain.data.images import ImageViews, collate_views, list_images
 from pretrain.data.packed import FolderImages
 from pretrain.data.views import ContrastiveViews, mocov2_augmentation
@@ -25,7 +26,7 @@ def test_class_folders_flat_folders_and_lists(tmp_path):
 
 @pytest.mark.parametrize("root, message", [("", "DATA.ROOT"), ("/nonexistent/imgs", "no such")])
 def test_missing_root_is_a_clear_error(root, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(UserError, match=message):
         list_images(root)
 
 
@@ -34,7 +35,7 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     (tmp_path / "img1.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
     dataset = ImageViews(FolderImages(str(tmp_path)), ContrastiveViews(mocov2_augmentation(16, (0.2, 1.0))))
     (views, skipped) = collate_views([dataset[(0, i)] for i in range(3)])
-    assert skipped == 1
+    assert [name for name, _ in skipped] == [str(tmp_path / "img1.jpg")]
     assert views[0].shape == views[1].shape == (3, 3, 16, 16)
 
 
