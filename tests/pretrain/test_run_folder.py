@@ -2,7 +2,6 @@
 (pretrain/config.py): refused, resumed, forced, cleaned, on real folders and checkpoints."""
 import json
 import math
-import os
 
 import pytest
 
@@ -130,6 +129,7 @@ def test_the_three_configs_share_their_names():
         for cfg in (pretrain, supervised, lincls):
             node = cfg
             for part in key.split("."):
+                assert part in node, key
                 node = node[part]
 
 
