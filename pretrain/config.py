@@ -1,11 +1,14 @@
 """Pretraining configuration: fvcore's CfgNode, the same YAML + `_BASE_` + `KEY VALUE` language as
 Detectron2. Defaults are the ImageNet MoCo v2 recipe (../shared/docs/facts.md); method configs in
-configs/pretrain/ override them."""
+configs/pretrain/ override them. The supervised baseline's and the linear readout's configs (below)
+use the same names for the same things."""
 from __future__ import annotations
 
 import os
 
 from fvcore.common.config import CfgNode as CN
+
+from .common.errors import ConfigError
 
 _C = CN()
 _C.OUTPUT_DIR = "output/pretrain"
@@ -163,23 +166,109 @@ def get_cfg() -> CN:
     return _C.clone()
 
 
+# The supervised baseline (pretrain/supervised.py) and the linear readout
+# (pretrain/evaluation/linear.py) share the pretraining config's names: MODEL.* for the network,
+# DATA.* for the images, SOLVER.* for the optimisation; DATA.ROOT is the training images in all
+# three. Their old flat names are registered as renamed, so a yaml or command line that still
+# uses one gets an error naming the new key.
+def _readout_nodes(c: CN) -> None:
+    """The keys the supervised baseline and the linear readout have in common."""
+    c.OUTPUT_DIR = ""
+    c.SEED = 0
+    c.MODEL = CN()
+    c.MODEL.ARCH = "resnet50"
+    c.MODEL.WIDTH = 1
+    c.DATA = CN()
+    c.DATA.ROOT = ""  # labelled class folders (ImageNet layout) to train on
+    c.DATA.VAL_ROOT = ""
+    c.DATA.LIMIT = 0  # training images, a fixed random subset; 0 = all
+    c.DATA.VAL_LIMIT = 0
+    c.DATA.CROP_SIZE = 224
+    c.DATA.NUM_WORKERS = 8
+    c.SOLVER = CN()
+    c.SOLVER.BATCH_SIZE = 256
+    c.SOLVER.MOMENTUM = 0.9
+
+
+_RENAMED_READOUT_KEYS = {
+    "ARCH": "MODEL.ARCH", "WIDTH": "MODEL.WIDTH", "STEM": "MODEL.STEM",
+    "TRAIN_ROOT": "DATA.ROOT", "VAL_ROOT": "DATA.VAL_ROOT", "TRAIN_LIMIT": "DATA.LIMIT",
+    "VAL_LIMIT": "DATA.VAL_LIMIT", "CROP_SIZE": "DATA.CROP_SIZE", "CROP_SCALE": "DATA.CROP_SCALE",
+    "NUM_WORKERS": "DATA.NUM_WORKERS", "BATCH_SIZE": "SOLVER.BATCH_SIZE",
+    "BASE_LR": "SOLVER.BASE_LR", "LR": "SOLVER.BASE_LR", "MOMENTUM": "SOLVER.MOMENTUM",
+    "WEIGHT_DECAY": "SOLVER.WEIGHT_DECAY", "MAX_ITER": "SOLVER.MAX_ITER",
+    "WARMUP_FRACTION": "SOLVER.WARMUP_FRACTION", "CHECKPOINT_PERIOD": "SOLVER.CHECKPOINT_PERIOD",
+    "EPOCHS": "SOLVER.EPOCHS", "MILESTONES": "SOLVER.MILESTONES", "GAMMA": "SOLVER.GAMMA",
+    "CHECKPOINT": "MODEL.WEIGHTS", "ENCODER": "MODEL.ENCODER",
+}
+
+
+def _register_renamed(c: CN) -> CN:
+    """Every old flat name whose new key this config has becomes a renamed key (yacs's error)."""
+    for old, new in _RENAMED_READOUT_KEYS.items():
+        node, *rest = new.split(".")
+        if node in c and rest[0] in c[node]:
+            c.register_renamed_key(old, new)
+    return c
+
+
+# Supervised pretraining (tools/supervised.py): cross-entropy on labelled folders from random init.
+_S = CN()
+_readout_nodes(_S)
+_S.OUTPUT_DIR = "output/supervised"
+_S.MODEL.STEM = "imagenet"  # as MODEL.STEM above
+_S.DATA.CROP_SCALE = (0.08, 1.0)
+_S.SOLVER.MAX_ITER = 1000
+_S.SOLVER.BASE_LR = 0.1  # for a batch of 256 (torchvision's ImageNet recipe), scaled linearly
+_S.SOLVER.WARMUP_FRACTION = 0.1  # of SOLVER.MAX_ITER, linear from 0; then a cosine to 0
+_S.SOLVER.WEIGHT_DECAY = 1e-4
+_S.SOLVER.CHECKPOINT_PERIOD = 500
+_S.LOG_PERIOD = 50
+_register_renamed(_S)
+
+# Linear readout (tools/lincls.py), the reference recipe (MoCo's main_lincls / PyContrast).
+_L = CN()
+_readout_nodes(_L)
+_L.OUTPUT_DIR = "output/lincls"
+# The backbone's stem (pretrain/models/backbone.py STEMS); "": the checkpoint's own (a pretraining
+# checkpoint records it), the ImageNet stem for a random backbone.
+_L.MODEL.STEM = ""
+_L.MODEL.WEIGHTS = ""  # pretrained weights, any format tools/convert.py reads; "" = random init
+_L.MODEL.ENCODER = "query"  # which encoder of a pretraining checkpoint: "query" | "key"
+_L.SOLVER.EPOCHS = 60
+_L.SOLVER.BASE_LR = 30.0  # for a batch of 256, scaled linearly
+_L.SOLVER.MILESTONES = (30, 40, 50)  # epochs at which the lr is multiplied by SOLVER.GAMMA
+_L.SOLVER.GAMMA = 0.2
+_L.SOLVER.WEIGHT_DECAY = 0.0
+_register_renamed(_L)
+
+
+def get_supervised_cfg() -> CN:
+    return _S.clone()
+
+
+def get_lincls_cfg() -> CN:
+    return _L.clone()
+
+
 def merge_overrides(cfg: CN, config_file: str = "", opts=()) -> CN:
-    """cfg <- config file (with _BASE_) <- KEY VALUE overrides, in place; errors name the file
-    and key. Shared by every config of the project's tools (pretraining, readouts, supervised)."""
+    """cfg <- config file (with _BASE_) <- KEY VALUE overrides, in place; errors (ConfigError)
+    name the file and key. Shared by every config of the project's tools (pretraining, readouts,
+    supervised)."""
     if config_file:
         if not os.path.isfile(config_file):
-            raise SystemExit(f"error: config file {config_file}: no such file")
+            raise ConfigError(f"config file {config_file}: no such file")
         try:
             cfg.merge_from_file(config_file)
         except (KeyError, AssertionError, ValueError) as err:
-            raise SystemExit(f"error: config file {config_file}: {err.args[0]}") from None
+            raise ConfigError(f"config file {config_file}: {err.args[0]}") from None
     if opts:
         if len(opts) % 2:
-            raise SystemExit(f"error: overrides must be KEY VALUE pairs, got {list(opts)}")
+            raise ConfigError(f"overrides must be KEY VALUE pairs, got {list(opts)}")
         try:
             cfg.merge_from_list(list(opts))
         except (KeyError, AssertionError, ValueError) as err:
-            raise SystemExit(f"error: command-line override: {err.args[0]}") from None
+            raise ConfigError(f"command-line override: {err.args[0]}") from None
     return cfg
 
 
@@ -188,5 +277,21 @@ def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
     cfg = merge_overrides(get_cfg(), config_file, opts or ())
     if not cfg.DATA.ROOT:
         cfg.DATA.ROOT = os.environ.get("PRETRAIN_DATA_ROOT", "")
+    cfg.freeze()
+    return cfg
+
+
+def load_supervised_cfg(config_file: str = "", opts=()) -> CN:
+    """The supervised baseline's config, frozen; at least one iteration."""
+    cfg = merge_overrides(get_supervised_cfg(), config_file, opts)
+    if cfg.SOLVER.MAX_ITER < 1:
+        raise ConfigError(f"SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER}: need at least one iteration")
+    cfg.freeze()
+    return cfg
+
+
+def load_lincls_cfg(config_file: str = "", opts=()) -> CN:
+    """The linear readout's config, frozen."""
+    cfg = merge_overrides(get_lincls_cfg(), config_file, opts)
     cfg.freeze()
     return cfg

@@ -158,9 +158,9 @@ def linear_readout(sweep: Sweep, cfg, checkpoint: str) -> float:
     from .evaluation.linear import load_lincls_cfg, run_linear_readout
 
     lincls = load_lincls_cfg(opts=[
-        "ARCH", cfg.MODEL.ARCH, "WIDTH", cfg.MODEL.WIDTH, "CHECKPOINT", checkpoint,
-        "TRAIN_ROOT", cfg.EVAL.KNN_TRAIN_ROOT, "VAL_ROOT", cfg.EVAL.KNN_TEST_ROOT,
-        "CROP_SIZE", cfg.DATA.CROP_SIZE, "SEED", cfg.SEED,
+        "MODEL.ARCH", cfg.MODEL.ARCH, "MODEL.WIDTH", cfg.MODEL.WIDTH, "MODEL.WEIGHTS", checkpoint,
+        "DATA.ROOT", cfg.EVAL.KNN_TRAIN_ROOT, "DATA.VAL_ROOT", cfg.EVAL.KNN_TEST_ROOT,
+        "DATA.CROP_SIZE", cfg.DATA.CROP_SIZE, "SEED", cfg.SEED,
         "OUTPUT_DIR", os.path.join(cfg.OUTPUT_DIR, "lincls"), *sweep.linear_opts])
     return run_linear_readout(lincls, resume=True)
 

@@ -35,3 +35,19 @@ def run_tool(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.Com
                              f"--- stdout ---\n{proc.stdout[-4000:]}\n"
                              f"--- stderr ---\n{proc.stderr[-4000:]}")
     return proc
+
+
+def run_tool_until_killed(*args: str, marker: Path, cwd: Path = REPO, timeout: int = 300) -> None:
+    """Start a tool as run_tool does and SIGKILL it as soon as `marker` (e.g. its first checkpoint)
+    exists: a crash or a scheduler's hard kill at an arbitrary point after that file."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), f"{' '.join(args)} ended before writing {marker.name}"

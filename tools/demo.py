@@ -365,10 +365,11 @@ def main(argv=None) -> int:
         # The pretraining's crop; crops of half the image or more keep the object in view, and
         # batch 64 at 0.1 (0.4 per 256) learns the objects in 1,500 iterations (74.8% top-1).
         supervised_dir = os.path.join(output, "supervised")
-        run("tools/supervised.py", "--resume", "ARCH", arch, "TRAIN_ROOT", labelled_train,
-            "VAL_ROOT", labelled_test, "CROP_SIZE", str(crop), "CROP_SCALE", "(0.5, 1.0)",
-            "BATCH_SIZE", "64", "BASE_LR", "0.4", "NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
-            "MAX_ITER", str(args.supervised_iters), "OUTPUT_DIR", supervised_dir)
+        run("tools/supervised.py", "--resume", "MODEL.ARCH", arch, "DATA.ROOT", labelled_train,
+            "DATA.VAL_ROOT", labelled_test, "DATA.CROP_SIZE", str(crop),
+            "DATA.CROP_SCALE", "(0.5, 1.0)", "SOLVER.BATCH_SIZE", "64", "SOLVER.BASE_LR", "0.4",
+            "DATA.NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
+            "SOLVER.MAX_ITER", str(args.supervised_iters), "OUTPUT_DIR", supervised_dir)
         checkpoints["supervised"] = os.path.join(supervised_dir, "model_final.pth")
     knn = {}
     if labelled_train:

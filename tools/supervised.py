@@ -2,10 +2,12 @@
 """Supervised pretraining baseline: a ResNet trained with labels on class folders (ImageNet
 layout), exported like any other backbone (tools/convert.py reads its model_final.pth).
 
-    python tools/supervised.py [--config-file CFG] [--resume] ARCH resnet18 \
-        TRAIN_ROOT /data/train VAL_ROOT /data/val CROP_SIZE 64 MAX_ITER 1500 [KEY VALUE ...]
+    python tools/supervised.py [--config-file CFG] [--resume | --force] MODEL.ARCH resnet18 \
+        DATA.ROOT /data/train DATA.VAL_ROOT /data/val DATA.CROP_SIZE 64 SOLVER.MAX_ITER 1500 \
+        [KEY VALUE ...]
 
-Defaults and the schedule: pretrain/supervised.py."""
+Keys and defaults: pretrain/config.py (get_supervised_cfg); the schedule: pretrain/supervised.py.
+A non-empty OUTPUT_DIR is refused unless --resume or --force."""
 import argparse
 import os
 import sys
@@ -13,7 +15,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pretrain.common.cli import apply_trailing_flags  # noqa: E402
-from pretrain.supervised import load_supervised_cfg, train_supervised  # noqa: E402
+from pretrain.config import load_supervised_cfg  # noqa: E402
+from pretrain.supervised import train_supervised  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -22,10 +25,13 @@ def main(argv=None) -> int:
     parser.add_argument("--config-file", default="")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last_checkpoint if there is one")
+    parser.add_argument("--force", action="store_true",
+                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
-    apply_trailing_flags(args, ("--resume",))  # also after the KEY VALUE pairs
-    train_supervised(load_supervised_cfg(args.config_file, args.opts), resume=args.resume)
+    apply_trailing_flags(args, ("--resume", "--force"))  # also after the KEY VALUE pairs
+    train_supervised(load_supervised_cfg(args.config_file, args.opts), resume=args.resume,
+                     force=args.force)
     return 0
 
 

@@ -17,7 +17,7 @@ in DIR/<setting>/ (e.g. CROP_SCALE=0.08-1.0__TEMPERATURE=0.1): pretraining (resu
 checkpoint), then I_NCE = log N - InfoNCE of two views of N held-out images (--heldout-n, rounded
 down to whole SOLVER.BATCH_SIZE batches; at most log N), then the readout on EVAL.KNN_TRAIN_ROOT /
 EVAL.KNN_TEST_ROOT (kNN with EVAL.KNN_*; or a linear classifier, configured by --linear-set with
-tools/lincls.py's keys, e.g. EPOCHS 10). DIR/<setting>/result.json marks a finished point: a
+tools/lincls.py's keys, e.g. SOLVER.EPOCHS 10). DIR/<setting>/result.json marks a finished point: a
 rerun skips it. Random initialisation is measured as the point DIR/random_init, the baseline.
 The table (DIR/results.md, .csv, .json) and plot (DIR/reverse_u.png) are written at the end, or
 from whatever has finished with --collect.

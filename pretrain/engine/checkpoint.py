@@ -9,7 +9,10 @@ import random
 import numpy as np
 import torch
 
+from ..common.errors import CheckpointError
+
 POINTER = "last_checkpoint"
+TEMP_PATTERN = "*.tmp.[0-9]*"  # what _atomic_write leaves behind when the process is killed
 
 
 def _atomic_write(path: str, write, mode: str) -> None:
@@ -41,7 +44,12 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict | torch.Tensor) -> None:
+    """Restore what rng_state() captured (a bare tensor: torch's generator alone, as linear
+    readout checkpoints stored it before)."""
+    if isinstance(state, torch.Tensor):
+        torch.set_rng_state(state)
+        return
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -75,4 +83,13 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:
-        raise SystemExit(f"error: checkpoint {path}: cannot be read ({err})") from None
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({err})") from None
+
+
+def remove_stale_temp_files(output_dir: str) -> list[str]:
+    """Delete the temp files of writes killed before their rename (SIGKILL, power loss); call
+    only while no process writes into `output_dir`. Returns their names."""
+    stale = sorted(glob.glob(os.path.join(output_dir, TEMP_PATTERN)))
+    for path in stale:
+        os.remove(path)
+    return [os.path.basename(path) for path in stale]

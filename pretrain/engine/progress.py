@@ -1,59 +1,38 @@
-"""Progress of a pretraining run: averages over the last LOG_PERIOD iterations, printed (loss,
-contrastive accuracy, I_NCE, lr, img/s, data time, ETA) and written by global rank 0 as JSON lines
-and TensorBoard scalars."""
+"""Progress of a training run: the ETA every loop prints, and pretraining's report: averages over
+the last LOG_PERIOD iterations, printed (loss, contrastive accuracy, I_NCE, lr, img/s, data time,
+ETA) and written by global rank 0 as JSON lines and TensorBoard scalars."""
 from __future__ import annotations
 
-import json
-import os
 import time
 
 from ..losses import mutual_information_bound
 from . import distributed as du
-
-METRICS_FILE = "metrics.jsonl"  # in OUTPUT_DIR: one JSON object per line, each with "iteration"
-
-
-def read_metrics(output_dir: str) -> list[dict]:
-    """Every row a run (pretraining or linear readout) wrote to its metrics file, in order."""
-    with open(os.path.join(output_dir, METRICS_FILE)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+from .metrics import METRICS_FILE, MetricsLog, read_metrics  # noqa: F401 (their old home)
 
 
-class MetricsLog:
-    """JSON lines and TensorBoard scalars, written by global rank 0 only."""
+class Eta:
+    """Time left of a run, from its pace since this (re)start: `start_step` steps were done
+    before it, `total` is the last step."""
 
-    def __init__(self, output_dir: str):
-        self.enabled = du.is_main_process()
-        if not self.enabled:
-            return
-        from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, start_step: int, total: int):
+        self.start_step, self.total = start_step, total
+        self.started = time.perf_counter()
 
-        self.jsonl = open(os.path.join(output_dir, METRICS_FILE), "a")
-        self.tensorboard = SummaryWriter(os.path.join(output_dir, "tensorboard"))
-
-    def write(self, iteration: int, metrics: dict) -> None:
-        if not self.enabled:
-            return
-        self.jsonl.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
-        self.jsonl.flush()
-        for name, value in metrics.items():
-            self.tensorboard.add_scalar(f"pretrain/{name}", value, iteration)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.jsonl.close()
-            self.tensorboard.close()
+    def minutes(self, step: int) -> float:
+        done = max(1, step - self.start_step)
+        return (time.perf_counter() - self.started) / done * (self.total - step) / 60
 
 
 class Progress:
     def __init__(self, output_dir: str, batch_size: int, num_negatives: int, start_iter: int,
                  total_iters: int):
-        self.log = MetricsLog(output_dir)
+        self.log = MetricsLog(output_dir, "pretrain",
+                              resumed_at=start_iter if start_iter else None)
         self.batch_size, self.num_negatives = batch_size, num_negatives
-        self.start_iter, self.total_iters = start_iter, total_iters
-        self.run_start = time.perf_counter()
+        self.total_iters = total_iters
+        self.eta = Eta(start_iter, total_iters)
         self.skipped_images = 0
-        self._reset(self.run_start)
+        self._reset(time.perf_counter())
 
     def _reset(self, now: float) -> None:
         self.loss = self.acc = self.data_time = 0.0
@@ -77,12 +56,10 @@ class Progress:
                    "data_time": self.data_time / n, "skipped_images": self.skipped_images}
         self.log.write(iteration, metrics)
         if du.is_main_process():
-            done = max(1, iteration - self.start_iter)
-            eta = (now - self.run_start) / done * (self.total_iters - iteration)
             print(f"iter {iteration}/{self.total_iters} epoch {epoch} loss {loss:.4f} "
                   f"acc {metrics['acc']:.3f} I_NCE {metrics['I_NCE']:.3f} lr {lr:.4g} "
                   f"{metrics['img_per_s']:.1f} img/s data {metrics['data_time']:.3f}s "
-                  f"eta {eta / 60:.1f} min", flush=True)
+                  f"eta {self.eta.minutes(iteration):.1f} min", flush=True)
         self._reset(now)
 
     def close(self) -> None:

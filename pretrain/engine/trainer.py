@@ -1,13 +1,14 @@
 """The pretraining loop: one code path for 1 CPU process, N local processes and multi-node jobs."""
 from __future__ import annotations
 
-import math
+import itertools
 import os
 import time
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..common.errors import ConfigError
 from ..common.run_lines import pretrain_end_line, pretrain_start_line
 from ..data.checks import checked_images
 from ..data.pipelines import ViewPipeline
@@ -15,22 +16,19 @@ from ..evaluation.knn import knn_accuracy
 from ..models.cmc import build_model
 from ..models.sync_bn import convert_to_sync_bn
 from . import distributed as du
-from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .preemption import CheckpointBeforeRequeue
 from .progress import Progress
-from .sampler import EpochBatchSampler
+from .run_folder import open_run_folder
+from .sampler import batches_per_epoch, seeded_batches
+from .schedule import warmup_cosine_lr
 
 CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
-
-
-def cosine_with_warmup(total_iters: int, warmup_iters: int):
-    """LR multiplier per iteration: linear warm-up, then a half cosine to zero."""
-    def factor(it: int) -> float:
-        if it < warmup_iters:
-            return (it + 1) / warmup_iters
-        progress = (it - warmup_iters) / max(1, total_iters - warmup_iters)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
+# A resume must not change these (pretrain/engine/run_folder.py): they define the model, its
+# method and the views it learns from; the seed names the run.
+MODEL_KEYS = ("SEED", "MODEL", "DATA.AUGMENTATION", "DATA.CROP_SIZE", "DATA.CROP_SCALE",
+              "DATA.VIEWS_FROM", "DATA.VIEWS", "DATA.VIEW_FAMILY", "DATA.PATCH", "DATA.FREQUENCY",
+              "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT")
 
 
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
@@ -43,8 +41,7 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
     if warmup_epochs < 0:
         warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(total_iters, int(warmup_epochs * iters_per_epoch)))
+    scheduler = warmup_cosine_lr(optimizer, int(warmup_epochs * iters_per_epoch), total_iters)
     return optimizer, scheduler
 
 
@@ -52,7 +49,7 @@ def mixed_precision(mode: str, device: str):
     """(autocast dtype or None, grad scaler): bf16 needs no scaler, fp16 does; CPU runs fp32."""
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
     if mode not in dtypes:
-        raise SystemExit(f"error: SOLVER.AMP {mode!r}: expected one of {list(dtypes)}")
+        raise ConfigError(f"SOLVER.AMP {mode!r}: expected one of {list(dtypes)}")
     dtype = dtypes[mode] if device == "cuda" else None
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     return dtype, scaler
@@ -71,24 +68,21 @@ def knn_monitor(cfg, model, iteration: int, device: str, log) -> None:
         torch.distributed.barrier()
 
 
-def train(cfg, resume: bool = False) -> str:
-    """Runs the pretraining `cfg` describes; returns the path of the final checkpoint."""
+def train(cfg, resume: bool = False, force: bool = False) -> str:
+    """Runs the pretraining `cfg` describes; returns the path of the final checkpoint ("" when a
+    scheduler's signal stopped it). `resume`: continue the run in OUTPUT_DIR; `force`: start over
+    in a folder that holds one (pretrain/engine/run_folder.py)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     du.init_from_env(device)
     rank, world_size = du.get_rank(), du.get_world_size()
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    if du.is_main_process():
-        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-            f.write(cfg.dump())
-
+    # The folder first: the data check below writes its result there.
+    start = open_run_folder(cfg, MODEL_KEYS, "iteration", resume=resume, force=force)
     images = checked_images(cfg, rank, world_size)  # less the bad ones (DATA.CHECK)
     pipeline = ViewPipeline(cfg, images, device)
     samples = len(pipeline.dataset)  # images, or instances with DATA.VIEWS_FROM folder
-    iters_per_epoch = EpochBatchSampler.iterations_per_epoch(samples, cfg.SOLVER.BATCH_SIZE)
-    if iters_per_epoch == 0:
-        raise SystemExit(f"error: {cfg.DATA.ROOT} holds {samples} samples, fewer than one batch "
-                         f"(SOLVER.BATCH_SIZE {cfg.SOLVER.BATCH_SIZE})")
+    iters_per_epoch = batches_per_epoch(samples, cfg.SOLVER.BATCH_SIZE, cfg.DATA.ROOT)
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
+    amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device)
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
     model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED
@@ -98,22 +92,19 @@ def train(cfg, resume: bool = False) -> str:
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch, total_iters)
-    amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device)
 
-    start_iter = 0
-    resume_from = last_checkpoint(cfg.OUTPUT_DIR) if resume else None
-    if resume_from:
-        state = load_checkpoint(resume_from)
+    start_iter = start.step("iteration")
+    if start.state:
+        state = start.state
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["grad_scaler"])
-        start_iter = state["iteration"]
         if rank < len(state["rng"]):  # a resume on more processes leaves the new ones seeded
             set_rng_state(state["rng"][rank])
         else:
             torch.manual_seed(cfg.SEED + rank + start_iter)
-        print(f"[rank {rank}] resumed from {resume_from} at iteration {start_iter}")
+        print(f"[rank {rank}] resumed from {start.checkpoint} at iteration {start_iter}")
     else:
         torch.manual_seed(cfg.SEED + rank)
     if du.is_main_process():
@@ -141,55 +132,51 @@ def train(cfg, resume: bool = False) -> str:
 
     progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE,
                         model.num_negatives(cfg.SOLVER.BATCH_SIZE), start_iter, total_iters)
+    batches = seeded_batches(pipeline.dataset, cfg.SOLVER.BATCH_SIZE, cfg.SEED, start_iter, rank,
+                             world_size, num_workers=cfg.DATA.NUM_WORKERS,
+                             collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
     iteration = start_iter
     with CheckpointBeforeRequeue() as preemption:
-        while iteration < total_iters:
-            epoch = iteration // iters_per_epoch
-            sampler = EpochBatchSampler(samples, cfg.SOLVER.BATCH_SIZE, rank, world_size,
-                                        cfg.SEED, epoch, start_iter=iteration % iters_per_epoch)
-            loader = torch.utils.data.DataLoader(
-                pipeline.dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
-                collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
-            fetch_start = time.perf_counter()
-            for batch, bad in loader:
-                views, replaced = pipeline.views(batch)
-                skipped = pipeline.record_bad(bad) + replaced  # files not met before
-                data_time = time.perf_counter() - fetch_start
-                # The step's own randomness (shuffle-BN's permutation, JigSaw's patch order) from a
-                # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else
-                # (e.g. a new DataLoader's base seed) drew from the global generator meanwhile.
-                torch.manual_seed((cfg.SEED * 1_000_003 + rank) * 1_000_003 + iteration)
-                with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
-                                    enabled=amp_dtype is not None):
-                    loss, logits = step_model(*views)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                model.momentum_update()
-                iteration += 1
+        fetch_start = time.perf_counter()
+        for epoch, (batch, bad) in itertools.islice(batches, max(0, total_iters - start_iter)):
+            views, replaced = pipeline.views(batch)
+            skipped = pipeline.record_bad(bad) + replaced  # files not met before
+            data_time = time.perf_counter() - fetch_start
+            # The step's own randomness (shuffle-BN's permutation, JigSaw's patch order) from a
+            # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else
+            # (e.g. a new DataLoader's base seed) drew from the global generator meanwhile.
+            torch.manual_seed((cfg.SEED * 1_000_003 + rank) * 1_000_003 + iteration)
+            with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                loss, logits = step_model(*views)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            model.momentum_update()
+            iteration += 1
 
-                # Logged per InfoNCE term (CMC sums two), so I_NCE = log(K + 1) - loss holds.
-                progress.add(loss.item() / getattr(model, "loss_terms", 1),
-                             (logits.argmax(dim=1) == 0).float().mean().item(),
-                             data_time, skipped)
-                last = iteration == total_iters
-                if iteration % cfg.LOG_PERIOD == 0 or last:
-                    progress.report(iteration, epoch, scheduler.get_last_lr()[0], device)
-                if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0 or last):
-                    knn_monitor(cfg, model, iteration, device, progress.log)
-                if last:
-                    break
-                stop = preemption.requested(device)
-                if (iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or stop
-                        or iteration % iters_per_epoch == 0):
-                    checkpoint(iteration, f"checkpoint_{iteration:08d}.pth")
-                if stop:
-                    progress.close()
-                    preemption.hand_over()  # submitit requeues the job and exits here
-                    return ""
-                fetch_start = time.perf_counter()
+            # Logged per InfoNCE term (CMC sums two), so I_NCE = log(K + 1) - loss holds.
+            progress.add(loss.item() / getattr(model, "loss_terms", 1),
+                         (logits.argmax(dim=1) == 0).float().mean().item(),
+                         data_time, skipped)
+            last = iteration == total_iters
+            if iteration % cfg.LOG_PERIOD == 0 or last:
+                progress.report(iteration, epoch, scheduler.get_last_lr()[0], device)
+            if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0 or last):
+                knn_monitor(cfg, model, iteration, device, progress.log)
+            if last:
+                break
+            stop = preemption.requested(device)
+            if (iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or stop
+                    or iteration % iters_per_epoch == 0):
+                checkpoint(iteration, f"checkpoint_{iteration:08d}.pth")
+            if stop:
+                progress.close()
+                preemption.hand_over()  # submitit requeues the job and exits here
+                return ""
+            fetch_start = time.perf_counter()
     checkpoint(iteration, "model_final.pth")
     progress.close()
     if du.is_main_process():

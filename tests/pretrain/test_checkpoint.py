@@ -1,6 +1,7 @@
 
 import pytest
 
+from pretrain.common.errors import CheckpointError
 from pretrain.engine.checkpoint import last_checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -28,5 +29,5 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path):
 def test_unreadable_checkpoint_names_the_file(tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit, match="broken.pth"):
+    with pytest.raises(CheckpointError, match="broken.pth"):
         load_checkpoint(str(bad))

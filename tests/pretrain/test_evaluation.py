@@ -29,12 +29,12 @@ def test_knn_tool_reads_a_pretraining_checkpoint(cifar10, tmp_path):
 
 
 def test_linear_readout_trains_logs_and_resumes(cifar10, tmp_path):
-    common = ["tools/lincls.py", "ARCH", "resnet18", "TRAIN_ROOT", str(cifar10 / "test"),
-              "VAL_ROOT", str(cifar10 / "test"), "TRAIN_LIMIT", "256", "VAL_LIMIT", "128",
-              "CROP_SIZE", "32", "BATCH_SIZE", "64", "NUM_WORKERS", "0", "MILESTONES", "(1,)",
-              "OUTPUT_DIR", str(tmp_path)]
-    run_tool(*common, "EPOCHS", "1")
-    run_tool(common[0], "--resume", *common[1:], "EPOCHS", "2")
+    common = ["tools/lincls.py", "MODEL.ARCH", "resnet18", "DATA.ROOT", str(cifar10 / "test"),
+              "DATA.VAL_ROOT", str(cifar10 / "test"), "DATA.LIMIT", "256", "DATA.VAL_LIMIT", "128",
+              "DATA.CROP_SIZE", "32", "SOLVER.BATCH_SIZE", "64", "DATA.NUM_WORKERS", "0",
+              "SOLVER.MILESTONES", "(1,)", "OUTPUT_DIR", str(tmp_path)]
+    run_tool(*common, "SOLVER.EPOCHS", "1")
+    run_tool(common[0], "--resume", *common[1:], "SOLVER.EPOCHS", "2")
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]  # the second run continued, not restarted
     assert all(0.0 <= r["val_top1"] <= 100.0 and r["loss"] > 0 for r in records)

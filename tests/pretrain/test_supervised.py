@@ -5,18 +5,31 @@ import math
 
 import pytest
 
-from pretrain.supervised import epoch_order, learning_rate, load_supervised_cfg
+from pretrain.common.errors import ConfigError
+from pretrain.config import load_supervised_cfg
+from pretrain.engine.sampler import epoch_order
+from pretrain.engine.schedule import warmup_cosine
 from tests.conftest import run_tool
 
 
 def test_learning_rate_warms_up_linearly_then_decays_to_zero_on_a_cosine():
-    cfg = load_supervised_cfg(opts=["MAX_ITER", "100", "BATCH_SIZE", "64", "BASE_LR", "0.4"])
+    cfg = load_supervised_cfg(opts=["SOLVER.MAX_ITER", "100", "SOLVER.BATCH_SIZE", "64",
+                                    "SOLVER.BASE_LR", "0.4"])
     peak = 0.4 * 64 / 256
-    assert learning_rate(cfg, 0) == pytest.approx(peak / 10)
-    assert learning_rate(cfg, 9) == pytest.approx(peak)
-    assert learning_rate(cfg, 10) == pytest.approx(peak)
-    assert learning_rate(cfg, 55) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert learning_rate(cfg, 99) < 0.001 * peak
+    lr = warmup_cosine(peak, int(cfg.SOLVER.WARMUP_FRACTION * cfg.SOLVER.MAX_ITER),
+                       cfg.SOLVER.MAX_ITER)
+    assert lr(0) == pytest.approx(peak / 10)
+    assert lr(9) == pytest.approx(peak)
+    assert lr(10) == pytest.approx(peak)
+    assert lr(55) == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr(99) < 0.001 * peak
+    # To the last bit what the supervised loop computed before it used the shared schedule.
+    for it in range(100):
+        if it < 10:
+            assert lr(it) == peak * (it + 1) / 10
+        else:
+            progress = (it - 10) / 90
+            assert lr(it) == peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def test_each_epoch_has_its_own_order_and_a_resumed_run_gets_the_same_one():
@@ -26,19 +39,19 @@ def test_each_epoch_has_its_own_order_and_a_resumed_run_gets_the_same_one():
 
 
 def test_a_bad_schedule_is_a_clear_error():
-    with pytest.raises(SystemExit, match="MAX_ITER 0: need at least one iteration"):
-        load_supervised_cfg(opts=["MAX_ITER", "0"])
+    with pytest.raises(ConfigError, match="SOLVER.MAX_ITER 0: need at least one iteration"):
+        load_supervised_cfg(opts=["SOLVER.MAX_ITER", "0"])
 
 
 def test_supervised_training_learns_resumes_and_exports_to_detectron2(cifar10, tmp_path):
     out = tmp_path / "run"
-    common = ["tools/supervised.py", "ARCH", "resnet18", "TRAIN_ROOT", str(cifar10 / "test"),
-              "VAL_ROOT", str(cifar10 / "test"), "TRAIN_LIMIT", "64", "VAL_LIMIT", "64",
-              "CROP_SIZE", "32", "CROP_SCALE", "(1.0, 1.0)", "BATCH_SIZE", "32",
-              "BASE_LR", "0.4", "NUM_WORKERS", "0", "LOG_PERIOD", "10", "CHECKPOINT_PERIOD", "10",
-              "OUTPUT_DIR", str(out)]
-    run_tool(*common, "MAX_ITER", "20")
-    resumed = run_tool(common[0], "--resume", *common[1:], "MAX_ITER", "40").stdout
+    common = ["tools/supervised.py", "MODEL.ARCH", "resnet18", "DATA.ROOT", str(cifar10 / "test"),
+              "DATA.VAL_ROOT", str(cifar10 / "test"), "DATA.LIMIT", "64", "DATA.VAL_LIMIT", "64",
+              "DATA.CROP_SIZE", "32", "DATA.CROP_SCALE", "(1.0, 1.0)", "SOLVER.BATCH_SIZE", "32",
+              "SOLVER.BASE_LR", "0.4", "DATA.NUM_WORKERS", "0", "LOG_PERIOD", "10",
+              "SOLVER.CHECKPOINT_PERIOD", "10", "OUTPUT_DIR", str(out)]
+    run_tool(*common, "SOLVER.MAX_ITER", "20")
+    resumed = run_tool(common[0], "--resume", *common[1:], "SOLVER.MAX_ITER", "40").stdout
     assert "at iteration 20" in resumed
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = {r["iteration"]: r["loss"] for r in records if "loss" in r}

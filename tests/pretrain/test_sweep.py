@@ -14,6 +14,7 @@ import matplotlib.image
 import pytest
 import torch
 
+from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
 from pretrain.evaluation.mutual_info import heldout_views, info_nce_estimate
 from pretrain.models.moco import build_moco
@@ -126,7 +127,7 @@ def test_grid_points_are_the_cartesian_product_named_by_their_setting():
 
 
 def test_a_grid_key_that_does_not_exist_fails_before_anything_runs(cifar10, tmp_path):
-    with pytest.raises(SystemExit, match="NO_SUCH_KEY"):
+    with pytest.raises(ConfigError, match="NO_SUCH_KEY"):
         sweep([*sweep_args(cifar10, tmp_path / "sweep"), "--grid", "MODEL.NO_SUCH_KEY", "1"])
     assert not (tmp_path / "sweep").exists()
 
@@ -253,8 +254,9 @@ def test_a_linear_readout_runs_in_the_points_folder(cifar10, tmp_path):
     """--readout linear: tools/lincls.py's readout, on the point's checkpoint (here random init's,
     no checkpoint), configured by --linear-set."""
     linear = Sweep(CONFIG, tiny_overrides(cifar10), [], str(tmp_path), str(cifar10 / "train"),
-                   HELDOUT_N, "linear", ["EPOCHS", "1", "BATCH_SIZE", "32", "TRAIN_LIMIT", "64",
-                                         "VAL_LIMIT", "32", "NUM_WORKERS", "0"])
+                   HELDOUT_N, "linear", ["SOLVER.EPOCHS", "1", "SOLVER.BATCH_SIZE", "32",
+                                         "DATA.LIMIT", "64", "DATA.VAL_LIMIT", "32",
+                                         "DATA.NUM_WORKERS", "0"])
     result = run_point(linear, SweepPoint("random_init", (), random_init=True))
     logged = json.loads((tmp_path / "random_init" / "lincls" / "metrics.jsonl").read_text())
     assert result["readout"] == "linear" and result["accuracy"] == logged["val_top1"]
