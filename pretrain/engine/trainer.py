@@ -12,6 +12,7 @@ from ..data.packed import open_images
 from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_accuracy
 from ..models.cmc import build_model
+from ..models.optim import build_solver, group_lr_factors
 from ..models.sync_bn import convert_to_sync_bn
 from . import distributed as du
 from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -36,14 +37,13 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     """SGD on the trainable parameters (query encoder, jigsaw head), lr scaled linearly with the
     global batch, per-iteration cosine with the recipe's warm-up."""
     lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=lr, momentum=cfg.SOLVER.MOMENTUM,
-                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    optimizer = build_solver(cfg, model, lr)  # SGD (one group), or LARS / a fixed-lr predictor
     warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
     if warmup_epochs < 0:
         warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(total_iters, int(warmup_epochs * iters_per_epoch)))
+        optimizer, group_lr_factors(
+            optimizer, cosine_with_warmup(total_iters, int(warmup_epochs * iters_per_epoch))))
     return optimizer, scheduler
 
 
@@ -90,7 +90,9 @@ def train(cfg, resume: bool = False) -> str:
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
-    model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED
+    model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED, or MODEL.METHOD's
+    if hasattr(model, "momentum_schedule"):  # BYOL, MoCo v3: annealed over the whole run
+        model.momentum_schedule.total_steps = total_iters
     if cfg.MODEL.SYNC_BN:
         model = convert_to_sync_bn(model, device)
     model = model.to(device)
