@@ -150,7 +150,7 @@ _C.SOLVER.MOMENTUM = 0.9
 # parameters excluded from adaptation and weight decay, as SimCLR, BYOL and MoCo v3 do).
 _C.SOLVER.OPTIMIZER = "sgd"
 _C.SOLVER.LARS_TRUST_COEFFICIENT = 0.001  # eta (SimCLR's, BYOL's and MoCo v3's 1e-3)
-# The predictor's learning rate stays at its start value, unscheduled (SimSiam Sec. 4.1).
+# The predictor's learning rate stays at its start value, unscheduled (SimSiam Table 1, last row).
 _C.SOLVER.PREDICTOR_FIXED_LR = False
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.EPOCHS = 200

@@ -57,7 +57,7 @@ def parameter_groups(cfg, model: nn.Module) -> list[dict]:
     """The trainable parameters in groups. SGD without SOLVER.PREDICTOR_FIXED_LR: one group of
     all of them (MoCo's recipes, unchanged). LARS: biases and BN parameters (tensors of one
     dimension) in a group without weight decay or adaptation. SOLVER.PREDICTOR_FIXED_LR: the
-    predictor's parameters in groups marked `fixed_lr` (SimSiam Sec. 4.1)."""
+    predictor's parameters in groups marked `fixed_lr` (SimSiam Table 1, last row)."""
     s = cfg.SOLVER
     predictor = getattr(model, "predictor", None)
     if s.PREDICTOR_FIXED_LR and predictor is None:

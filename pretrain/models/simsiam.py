@@ -1,7 +1,7 @@
 """SimSiam (Chen & He 2021, "Exploring Simple Siamese Representation Learning", Sec. 3 and
 Algorithm 1): one encoder f (backbone + projection MLP) and a predictor h;
     L = D(p1, z2) / 2 + D(p2, z1) / 2,  D(p, z) = -cos(p, stopgrad(z)),
-no negatives, no momentum encoder. The predictor's learning rate stays fixed (Sec. 4.1:
+no negatives, no momentum encoder. The predictor's learning rate stays fixed (Table 1:
 SOLVER.PREDICTOR_FIXED_LR, pretrain/models/optim.py).
 
 The encoder is `query_encoder` (moco.Encoder), as in every model of the project, so the kNN
@@ -32,7 +32,7 @@ class SimSiam(nn.Module):
         return 0
 
     def momentum_update(self) -> None:
-        """No momentum encoder (Sec. 4.1: SimSiam works without one)."""
+        """No momentum encoder: SimSiam has none."""
 
     @torch.no_grad()
     def encode_keys(self, images: torch.Tensor) -> torch.Tensor:

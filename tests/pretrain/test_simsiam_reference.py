@@ -7,7 +7,7 @@ projection MLP (BN on every fc, the output fc's BN without ReLU, Sec. 4.1), h = 
 bottleneck predictor (its output fc without BN). Per batch: z1, z2 = f(x1), f(x2);
 p1, p2 = h(z1), h(z2); L = D(p1, z2) / 2 + D(p2, z1) / 2 with D(p, z) = -cos(p, z.detach());
 an SGD step (momentum 0.9, weight decay) whose rate follows the cosine schedule for f and stays
-at its base value for h (Sec. 4.1, "we do not decay the learning rate of the predictor"). No
+at its base value for h (Table 1, last row: the predictor with a fixed learning rate). No
 momentum encoder."""
 from __future__ import annotations
 
