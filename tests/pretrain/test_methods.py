@@ -1,12 +1,14 @@
 """MODEL.METHOD simclr / byol / simsiam / mocov3 end to end: each shipped ResNet-50 recipe, shrunk
-to a CPU test, trains two iterations through the library path of tools/pretrain.py on real
-images, writes a checkpoint, and tools/convert.py's converter reads its backbone out; plus the
-optimizer groups (LARS exclusions, SimSiam's fixed predictor rate) and the config errors."""
+to a CPU test, trains three iterations through the library path of tools/pretrain.py on real
+images, writes checkpoints that tools/convert.py's converter reads the backbone out of, and a run
+resumed from the second checkpoint ends exactly where the whole run did; plus the optimizer
+groups (LARS exclusions, SimSiam's fixed predictor rate) and the config errors."""
 from __future__ import annotations
 
 import json
 import math
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ CONFIGS = {"simclr": "simclr_R50_100ep.yaml", "byol": "byol_R50_1000ep.yaml",
            "simsiam": "simsiam_R50_100ep.yaml", "mocov3": "mocov3_R50_100ep.yaml"}
 TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "32", "MODEL.FEAT_DIM", "16",
         "MODEL.PREDICTOR_HIDDEN_DIM", "16", "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",
-        "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1",
+        "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "1",
         "LOG_PERIOD", "1"]
 
 
@@ -32,23 +34,20 @@ def recipe(method: str, *opts: str):
 
 
 @pytest.mark.parametrize("method", list(CONFIGS))
-def test_each_method_trains_two_iterations_and_converts(method, shared_data, tmp_path):
+def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tmp_path):
     out = tmp_path / "out"
-    cfg = recipe(method, "DATA.ROOT", str(shared_data / "bccd" / "JPEGImages"),
-                 "OUTPUT_DIR", str(out))
-    final = train(cfg)
-    assert (out / "checkpoint_00000001.pth").exists()
+    images = str(shared_data / "bccd" / "JPEGImages")
+    final = train(recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", str(out)))
     state = torch.load(final, map_location="cpu", weights_only=False)
-    assert state["iteration"] == 2
+    assert state["iteration"] == 3
     weights = state["model"]
     has_target = method in ("byol", "mocov3")
     assert any(k.startswith("key_encoder.backbone.") for k in weights) == has_target
     assert any(k.startswith("predictor.") for k in weights) == (method != "simclr")
     if has_target:
-        assert int(weights["momentum_schedule.step"]) == 2  # the annealing resumes from here
-    with open(out / "metrics.jsonl") as f:
-        losses = [json.loads(line)["loss"] for line in f if '"loss"' in line]
-    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+        assert int(weights["momentum_schedule.step"]) == 3  # the annealing resumes from here
+    losses = metrics(out)
+    assert list(losses) == [1, 2, 3] and all(math.isfinite(x) for x in losses.values())
 
     converted = tmp_path / f"{method}.pkl"
     summary = convert(final, str(converted))
@@ -60,6 +59,24 @@ def test_each_method_trains_two_iterations_and_converts(method, shared_data, tmp
     if not has_target:  # one encoder: there is no momentum encoder to convert
         with pytest.raises(ConversionError, match="no backbone"):
             convert(final, str(tmp_path / "key.pkl"), encoder="key")
+
+    # Interrupted after iteration 2: a run resumed from that checkpoint ends where the whole one
+    # did, bit for bit (optimizer groups, schedules, the momentum schedule's count, RNG).
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(out / "checkpoint_00000002.pth", resumed)
+    (resumed / "last_checkpoint").write_text("checkpoint_00000002.pth")
+    train(recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", str(resumed)), resume=True)
+    assert metrics(resumed) == {3: losses[3]}
+    again = torch.load(resumed / "model_final.pth", map_location="cpu", weights_only=False)
+    assert again["model"].keys() == weights.keys()
+    for name, value in weights.items():
+        assert torch.equal(again["model"][name], value), name
+
+
+def metrics(output_dir: Path) -> dict[int, float]:
+    with open(output_dir / "metrics.jsonl") as f:
+        return {r["iteration"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
 
 
 def test_lars_leaves_biases_and_bn_alone_and_simsiam_keeps_its_predictor_rate():
