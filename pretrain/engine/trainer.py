@@ -34,8 +34,9 @@ def cosine_with_warmup(total_iters: int, warmup_iters: int):
 
 
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
-    """SGD on the trainable parameters (query encoder, jigsaw head), lr scaled linearly with the
-    global batch, per-iteration cosine with the recipe's warm-up."""
+    """SOLVER.OPTIMIZER (SGD, or LARS) on the trainable parameters (query encoder, jigsaw head,
+    predictor), lr scaled linearly with the global batch, per-iteration cosine with the recipe's
+    warm-up (not for a SOLVER.PREDICTOR_FIXED_LR group)."""
     lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
     optimizer = build_solver(cfg, model, lr)  # SGD (one group), or LARS / a fixed-lr predictor
     warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
