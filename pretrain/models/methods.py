@@ -4,9 +4,10 @@ with MODEL.CMC.ENABLED, cmc.py); the others are built here from the same parts: 
 from __future__ import annotations
 
 from ..common.errors import ConfigError
+from ..engine import distributed as du
 from .backbone import build_backbone
 from .byol import BYOL
-from .heads import METHOD_HEADS, build_head, build_predictor
+from .heads import build_head, build_predictor
 from .mocov3 import MoCoV3
 from .moco import Encoder
 from .simclr import SimCLR
@@ -29,7 +30,7 @@ def check_method(cfg) -> str:
                         ("MODEL.JIGSAW.ENABLED", m.JIGSAW.ENABLED)):
             if on:
                 raise ConfigError(f"{key} with MODEL.METHOD {m.METHOD}: only moco has it")
-        if m.HEAD in ("linear", "mlp") or (m.HEAD in METHOD_HEADS and m.HEAD != m.METHOD):
+        if m.HEAD != m.METHOD and du.get_rank() == 0:
             print(f"note: MODEL.HEAD {m.HEAD} with MODEL.METHOD {m.METHOD}; the paper's head is "
                   f"MODEL.HEAD {m.METHOD}", flush=True)
     return m.METHOD
