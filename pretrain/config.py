@@ -15,6 +15,12 @@ _C.OUTPUT_DIR = "output/pretrain"
 _C.SEED = 0
 
 _C.MODEL = CN()
+# The method (pretrain/models/methods.py): "moco" (MoCo v1/v2, InfoMin; CMC with MODEL.CMC.ENABLED),
+# "simclr" (NT-Xent over the global batch), "byol" (predictor, EMA target), "simsiam" (predictor,
+# stop-gradient), "mocov3" (predictor, momentum keys of the batch as negatives). The others share
+# the MODEL keys below; MODEL.SHUFFLE_BN, QUEUE_SIZE, BATCH_NEGATIVES, BN_SPLITS, JIGSAW and CMC
+# are MoCo's. Recipes: configs/pretrain/{simclr,byol,simsiam,mocov3}_R50_*.yaml.
+_C.MODEL.METHOD = "moco"
 _C.MODEL.ARCH = "resnet50"  # a torchvision ResNet / ResNeXt constructor name, or resnext152_32x8d
 _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
 # Layers before layer1, for the image size (pretrain/models/backbone.py STEMS): "imagenet" (7x7/2
@@ -22,7 +28,9 @@ _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
 # (3x3/1 conv + max-pool, stride 16: 64-96 px). Checkpoints record it in their config; readouts
 # and tools/convert.py read it from there; Detectron2 builds it with MODEL.RESNETS.STEM_TYPE.
 _C.MODEL.STEM = "imagenet"
-_C.MODEL.HEAD = "mlp"  # "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin)
+# "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin) | "simclr" | "byol" | "simsiam" | "mocov3" (those
+# papers' projection MLPs with BN, pretrain/models/heads.py)
+_C.MODEL.HEAD = "mlp"
 _C.MODEL.HEAD_HIDDEN_DIM = 2048
 _C.MODEL.FEAT_DIM = 128
 _C.MODEL.QUEUE_SIZE = 65536  # K negatives; 0 with BATCH_NEGATIVES: the batch's keys only (MoCo v3)
@@ -31,7 +39,13 @@ _C.MODEL.QUEUE_SIZE = 65536  # K negatives; 0 with BATCH_NEGATIVES: the batch's 
 # positive by their age: early in a short run that shortcut is what the loss learns
 # (tools/fresh_keys.py).
 _C.MODEL.BATCH_NEGATIVES = False
-_C.MODEL.MOMENTUM = 0.999  # key encoder EMA
+_C.MODEL.MOMENTUM = 0.999  # key encoder EMA (BYOL's tau_base, MoCo v3's m)
+# byol, mocov3: anneal the momentum from MODEL.MOMENTUM to 1 over the run by a half cosine (BYOL
+# Sec. 3.2; MoCo v3's --moco-m-cos), pretrain/models/ema.py.
+_C.MODEL.MOMENTUM_COSINE = False
+# Hidden width of the predictor MLP of byol (4096), simsiam (512), mocov3 (4096); its output has
+# MODEL.FEAT_DIM dimensions (pretrain/models/heads.py build_predictor).
+_C.MODEL.PREDICTOR_HIDDEN_DIM = 4096
 _C.MODEL.TEMPERATURE = 0.2
 _C.MODEL.SHUFFLE_BN = True  # shuffle the key batch across processes before the key encoder's BN
 # BN groups per process for shuffle-BN (pretrain/models/split_bn.py); 0: enough for 8 groups over
@@ -142,6 +156,12 @@ _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes
 _C.SOLVER.BASE_LR = 0.03  # for a global batch of 256; scaled linearly with the batch
 _C.SOLVER.MOMENTUM = 0.9
+# "sgd" | "lars" (pretrain/models/optim.py: trust ratio eta * |w| / |g + wd w|; biases and BN
+# parameters excluded from adaptation and weight decay, as SimCLR, BYOL and MoCo v3 do).
+_C.SOLVER.OPTIMIZER = "sgd"
+_C.SOLVER.LARS_TRUST_COEFFICIENT = 0.001  # eta (SimCLR's, BYOL's and MoCo v3's 1e-3)
+# The predictor's learning rate stays at its start value, unscheduled (SimSiam Table 1, last row).
+_C.SOLVER.PREDICTOR_FIXED_LR = False
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.EPOCHS = 200
 _C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)

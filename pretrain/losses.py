@@ -52,3 +52,50 @@ def _similarity_dtype(*tensors: torch.Tensor) -> torch.dtype:
 def mutual_information_bound(loss: float, num_negatives: int) -> float:
     """I_NCE = log(K + 1) - L: the InfoNCE lower bound on the views' mutual information (nats)."""
     return math.log(num_negatives + 1) - loss
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
+            all_z1: torch.Tensor | None = None, all_z2: torch.Tensor | None = None,
+            offset: int = 0):
+    """SimCLR's NT-Xent (Chen et al. 2020, Eq. 1 and Algorithm 1): each of the 2N views is an
+    anchor whose positive is the other view of its image and whose negatives are the 2B - 2 other
+    views of the (global) batch of B images.
+
+    Args:
+        z1, z2: (N, D) L2-normalised embeddings of this process's first and second views.
+        all_z1, all_z2: (B, D) those of the whole batch (gathered with their gradient), this
+            process's at rows offset .. offset + N - 1; None: the batch is this process's.
+    Returns:
+        (loss, logits): the mean over this process's 2N anchors (first views, then second) of the
+        cross-entropy with the positive at column 0, and the (2N, 1 + 2B) logits divided by T, in
+        which the anchor itself and its positive (already at column 0) have logit -inf.
+    """
+    all_z1 = z1 if all_z1 is None else all_z1
+    all_z2 = z2 if all_z2 is None else all_z2
+    with torch.autocast(device_type=z1.device.type, enabled=False):  # as info_nce, for bf16
+        dtype = _similarity_dtype(z1, z2, all_z1, all_z2)
+        n, b = len(z1), len(all_z1)
+        anchors = torch.cat([z1, z2]).to(dtype)
+        similarities = anchors @ torch.cat([all_z1, all_z2]).to(dtype).t()
+        own = offset + torch.arange(n, device=z1.device)
+        rows = torch.arange(2 * n, device=z1.device)
+        itself, partner = torch.cat([own, own + b]), torch.cat([own + b, own])
+        positive = similarities[rows, partner].unsqueeze(1)
+        excluded = torch.zeros_like(similarities, dtype=torch.bool)
+        excluded[rows, itself] = excluded[rows, partner] = True
+        logits = torch.cat([positive, similarities.masked_fill(excluded, float("-inf"))],
+                           dim=1) / temperature
+        labels = torch.zeros(2 * n, dtype=torch.long, device=z1.device)
+        return F.cross_entropy(logits, labels), logits
+
+
+def mean_cosine(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity of each prediction with its target, no gradient into the target:
+    SimSiam's D(p, z) = -mean_cosine(p, z) (Chen & He 2021, Eq. 1 with stop-gradient), BYOL's
+    normalised squared error ||p/|p| - z/|z| ||^2 = 2 - 2 mean_cosine(p, z) (Grill et al. 2020,
+    Eq. 2). In at least float32, as info_nce."""
+    with torch.autocast(device_type=prediction.device.type, enabled=False):
+        dtype = _similarity_dtype(prediction, target)
+        p = F.normalize(prediction.to(dtype), dim=1)
+        z = F.normalize(target.detach().to(dtype), dim=1)
+        return (p * z).sum(dim=1).mean()

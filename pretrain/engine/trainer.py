@@ -14,6 +14,7 @@ from ..data.checks import checked_images
 from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_accuracy
 from ..models.cmc import build_model
+from ..models.optim import build_solver, group_lr_factors
 from ..models.sync_bn import convert_to_sync_bn
 from . import distributed as du
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -21,7 +22,7 @@ from .preemption import CheckpointBeforeRequeue
 from .progress import Progress
 from .run_folder import open_run_folder
 from .sampler import batches_per_epoch, seeded_batches
-from .schedule import warmup_cosine_lr
+from .schedule import warmup_cosine
 
 CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
 # A resume must not change these (pretrain/engine/run_folder.py): they define the model, its
@@ -32,16 +33,18 @@ MODEL_KEYS = ("SEED", "MODEL", "DATA.AUGMENTATION", "DATA.CROP_SIZE", "DATA.CROP
 
 
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
-    """SGD on the trainable parameters (query encoder, jigsaw head), lr scaled linearly with the
-    global batch, per-iteration cosine with the recipe's warm-up."""
+    """SOLVER.OPTIMIZER (SGD, or LARS) on the trainable parameters (query encoder, jigsaw head,
+    predictor), lr scaled linearly with the global batch, per-iteration cosine with the recipe's
+    warm-up (not for a SOLVER.PREDICTOR_FIXED_LR group)."""
     lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=lr, momentum=cfg.SOLVER.MOMENTUM,
-                                weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    optimizer = build_solver(cfg, model, lr)  # SGD (one group), or LARS / a fixed-lr predictor
     warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
     if warmup_epochs < 0:
         warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
-    scheduler = warmup_cosine_lr(optimizer, int(warmup_epochs * iters_per_epoch), total_iters)
+    # One factor per parameter group: SimSiam's predictor keeps a fixed rate (models/optim.py).
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, group_lr_factors(
+            optimizer, warmup_cosine(1.0, int(warmup_epochs * iters_per_epoch), total_iters)))
     return optimizer, scheduler
 
 
@@ -85,7 +88,9 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device)
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
-    model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED
+    model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED, or MODEL.METHOD's
+    if hasattr(model, "momentum_schedule"):  # BYOL, MoCo v3: annealed over the whole run
+        model.momentum_schedule.total_steps = total_iters
     if cfg.MODEL.SYNC_BN:
         model = convert_to_sync_bn(model, device)
     model = model.to(device)

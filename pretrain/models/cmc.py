@@ -152,6 +152,11 @@ def readout_backbone(model: MoCo | CMC, cfg) -> nn.Module:
     return model.query_encoder.backbone
 
 
-def build_model(cfg) -> MoCo | CMC:
-    """The pretraining model the config asks for: CMC with MODEL.CMC.ENABLED, else MoCo."""
+def build_model(cfg) -> nn.Module:
+    """The pretraining model the config asks for: MODEL.METHOD's (methods.py); for moco, CMC with
+    MODEL.CMC.ENABLED, else MoCo."""
+    from .methods import build_method, check_method
+
+    if check_method(cfg) != "moco":
+        return build_method(cfg)
     return build_cmc(cfg) if cfg.MODEL.CMC.ENABLED else build_moco(cfg)

@@ -1,14 +1,62 @@
-"""Projection heads that map backbone features to the contrastive embedding."""
+"""Projection heads that map backbone features to the contrastive embedding, and the predictors
+of the methods that have one (BYOL, SimSiam, MoCo v3)."""
 from __future__ import annotations
 
 import torch.nn as nn
 
+# The projection MLPs of the papers' ResNet recipes, as (layers, last_bn): hidden layers are
+# Linear (no bias: BN follows) - BN - ReLU; the last Linear is followed by
+#   "none": nothing (with a bias) - BYOL's projector (Grill et al. 2020, App. A);
+#   "scale": BN with a learned scale but no shift - SimCLR's (official code: the last layer's BN
+#            has `center=False`);
+#   "plain": BN without scale or shift - SimSiam's (Chen & He 2021, Sec. 4.1, "BN ... no ReLU";
+#            official code: affine-free BN) and MoCo v3's (Chen, Xie, He 2021, App. / code).
+METHOD_HEADS = {"simclr": (2, "scale"), "byol": (2, "none"), "simsiam": (3, "plain"),
+                "mocov3": (2, "plain")}
+
+
+def build_mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2,
+              last_bn: str = "none", last_bias: bool = True) -> nn.Sequential:
+    """`layers` Linear layers with BN + ReLU between them and `last_bn` after the last (see
+    METHOD_HEADS); the last Linear has a bias only with `last_bias` and no BN after it. A BN
+    layer whose shift is not learned ("scale") keeps its bias at zero, frozen, so that the layer
+    has BatchNorm1d's parameter names."""
+    if last_bn not in ("none", "scale", "plain"):
+        raise ValueError(f"last_bn {last_bn!r}: expected 'none', 'scale' or 'plain'")
+    modules: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        modules += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
+                    nn.ReLU(inplace=True)]
+        dim = hidden_dim
+    modules.append(nn.Linear(dim, out_dim, bias=last_bias and last_bn == "none"))
+    if last_bn == "plain":
+        modules.append(nn.BatchNorm1d(out_dim, affine=False))
+    elif last_bn == "scale":
+        bn = nn.BatchNorm1d(out_dim)
+        bn.bias.requires_grad_(False)
+        modules.append(bn)
+    return nn.Sequential(*modules)
+
 
 def build_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
-    """`linear` is MoCo v1's fc; `mlp` is MoCo v2's / InfoMin's fc-ReLU-fc."""
+    """`linear` is MoCo v1's fc; `mlp` is MoCo v2's / InfoMin's fc-ReLU-fc; `simclr`, `byol`,
+    `simsiam`, `mocov3` are those papers' projection MLPs with BN (METHOD_HEADS)."""
     if kind == "linear":
         return nn.Linear(in_dim, out_dim)
     if kind == "mlp":
         return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True),
                              nn.Linear(hidden_dim, out_dim))
-    raise ValueError(f"MODEL.HEAD {kind!r}: expected 'linear' or 'mlp'")
+    if kind in METHOD_HEADS:
+        layers, last_bn = METHOD_HEADS[kind]
+        return build_mlp(in_dim, hidden_dim, out_dim, layers, last_bn)
+    raise ValueError(f"MODEL.HEAD {kind!r}: expected 'linear', 'mlp' or one of "
+                     f"{', '.join(METHOD_HEADS)}")
+
+
+def build_predictor(method: str, dim: int, hidden_dim: int) -> nn.Sequential:
+    """The predictor MLP on top of the projection: Linear - BN - ReLU - Linear, no BN at the
+    output (BYOL App. A: "the same architecture as g"; SimSiam Sec. 4.1: a bottleneck whose
+    output fc has no BN or ReLU). MoCo v3's ResNet predictor is the same without the output
+    bias (its official code builds every MLP Linear without bias)."""
+    return build_mlp(dim, hidden_dim, dim, layers=2, last_bias=method != "mocov3")

@@ -9,12 +9,16 @@ import torch.distributed.nn as dist_nn
 import torch.nn as nn
 
 
-class AllReduceBatchNorm2d(nn.BatchNorm2d):
+class _AllReduceMoments:
+    """The forward of the cross-process BN layers below, for (N, C) and (N, C, H, W) inputs, with
+    or without affine parameters (the heads of SimCLR, SimSiam, MoCo v3 have BatchNorm1d)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
             return super().forward(x)
         world = dist.get_world_size()
-        moments = torch.cat([x.mean(dim=(0, 2, 3)), (x * x).mean(dim=(0, 2, 3))])
+        dims = [0, *range(2, x.dim())]
+        moments = torch.cat([x.mean(dim=dims), (x * x).mean(dim=dims)])
         mean, mean_sq = (dist_nn.all_reduce(moments) / world).chunk(2)
         var = mean_sq - mean * mean
         with torch.no_grad():
@@ -22,30 +26,47 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var * count / (count - 1), self.momentum)
             self.num_batches_tracked += 1
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        shift = self.bias - mean * scale
-        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = self.weight * scale
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = self.bias + shift
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * scale.view(shape) + shift.view(shape)
 
 
-def replace_batch_norms(module: nn.Module, build) -> nn.Module:
-    """Replace every plain BatchNorm2d in `module` (in place) by `build(bn)`, which shares the
+class AllReduceBatchNorm2d(_AllReduceMoments, nn.BatchNorm2d):
+    pass
+
+
+class AllReduceBatchNorm1d(_AllReduceMoments, nn.BatchNorm1d):
+    pass
+
+
+_ALL_REDUCE = {nn.BatchNorm2d: AllReduceBatchNorm2d, nn.BatchNorm1d: AllReduceBatchNorm1d}
+
+
+def replace_batch_norms(module: nn.Module, build, kinds: tuple = (nn.BatchNorm2d,)) -> nn.Module:
+    """Replace every plain BN of the `kinds` in `module` (in place) by `build(bn)`, which shares the
     original's Parameters and buffers: a frozen (key-encoder) BN stays frozen, and the state dict
     keeps its names and values."""
     for name, child in module.named_children():
-        if type(child) is nn.BatchNorm2d:
+        if type(child) in kinds:
             replacement = build(child)
             replacement.weight, replacement.bias = child.weight, child.bias
             for buffer_name, buffer in child.named_buffers():
                 setattr(replacement, buffer_name, buffer)
             setattr(module, name, replacement)
         else:
-            replace_batch_norms(child, build)
+            replace_batch_norms(child, build, kinds)
     return module
 
 
 def convert_to_sync_bn(module: nn.Module, device: str) -> nn.Module:
-    """Replace every BatchNorm2d in `module` by its cross-process version for `device`."""
+    """Replace every BatchNorm1d / 2d in `module` by its cross-process version for `device`."""
     if device == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return replace_batch_norms(module, lambda bn: AllReduceBatchNorm2d(
-        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats))
+    return replace_batch_norms(module, lambda bn: _ALL_REDUCE[type(bn)](
+        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats),
+        kinds=tuple(_ALL_REDUCE))

@@ -1,0 +1,59 @@
+"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent", Sec. 3 and Algorithm 1): an online
+network (backbone, projector, predictor) regresses the target network's projection of the other
+view; the target (backbone, projector) is an EMA of the online one with tau annealed from
+tau_base to 1 (ema.py); no negatives. The loss is symmetric, each term Eq. 2's
+||q/|q| - z'/|z'| ||^2 = 2 - 2 cos(q, z'), summed over the two directions.
+
+Built on MoCo's machinery (moco.py): `query_encoder` is the online backbone + projector,
+`key_encoder` the target, updated by `momentum_update()` after each optimizer step; no queue and
+no shuffle-BN (BYOL uses global BN: MODEL.SYNC_BN)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..losses import info_nce, mean_cosine
+from .ema import MomentumSchedule
+from .moco import Encoder, MoCo
+
+
+def batch_logits(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """For the log's accuracy only: each prediction's cosines with its own target (column 0) and
+    the process's other targets, no gradient."""
+    with torch.no_grad():
+        p, z = F.normalize(predictions, dim=1), F.normalize(targets, dim=1)
+        return info_nce(p, z, z.new_zeros(0, z.shape[1]), 1.0, batch_keys=z)[1]
+
+
+class BYOL(MoCo):
+    # The log's I_NCE column does not apply: there are no negatives (num_negatives 0).
+    loss_terms = 2  # logged per direction: 2 - 2 cos, in [0, 4]
+
+    def __init__(self, online: Encoder, predictor: nn.Module, feat_dim: int, momentum: float,
+                 momentum_cosine: bool, temperature: float):
+        """`temperature` only scales the fresh-key probes (evaluation/fresh_keys.py)."""
+        super().__init__(online, feat_dim, queue_size=0, momentum=momentum,
+                         temperature=temperature, shuffle_bn=False)
+        self.predictor = predictor
+        self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine)
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        return 0
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """xi <- tau_k xi + (1 - tau_k) theta, after the optimizer step of step k."""
+        self.momentum = self.momentum_schedule.next()
+        super().momentum_update()
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """q_theta(g_theta(f_theta(v))): the online prediction, not normalised."""
+        return self.predictor(self.query_encoder.head(self.query_encoder.backbone(images)))
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor):
+        """Returns (loss, in-batch logits of the first direction, for the log's accuracy)."""
+        p1, p2 = self.predict(view1), self.predict(view2)
+        z1, z2 = self.encode_keys(view1), self.encode_keys(view2)  # target projections, no grad
+        loss = (2 - 2 * mean_cosine(p1, z2)) + (2 - 2 * mean_cosine(p2, z1))
+        return loss, batch_logits(p1, z2)

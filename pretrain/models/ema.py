@@ -1,0 +1,38 @@
+"""The momentum of a target (key) encoder over training: constant, as MoCo's, or annealed from
+its base value to 1 by a half cosine, as BYOL's tau (Grill et al. 2020, Sec. 3.2):
+    tau_k = 1 - (1 - tau_base) * (cos(pi k / K) + 1) / 2,
+k the current training step (0 for the first), K the run's total steps; MoCo v3's ResNet recipe
+anneals its m the same way (official code, --moco-m-cos)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+def cosine_momentum(base: float, step: int, total_steps: int) -> float:
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
+
+
+class MomentumSchedule(nn.Module):
+    """Counts the momentum updates in a buffer (so a checkpoint resumes the schedule exactly) and
+    gives each its momentum. `total_steps` (K) is set by the trainer once it knows the run's
+    length; a cosine schedule refuses to run without it."""
+
+    def __init__(self, base: float, cosine: bool):
+        super().__init__()
+        self.base, self.cosine = base, cosine
+        self.total_steps = 0
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def next(self) -> float:
+        """The momentum of this update; counts it."""
+        k = int(self.step)
+        self.step += 1
+        if not self.cosine:
+            return self.base
+        if self.total_steps <= 0:
+            raise RuntimeError("MODEL.MOMENTUM_COSINE: the schedule's total_steps was never set "
+                               "(the trainer sets it to the run's iterations)")
+        return cosine_momentum(self.base, min(k, self.total_steps), self.total_steps)

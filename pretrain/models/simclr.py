@@ -1,0 +1,56 @@
+"""SimCLR (Chen, Kornblith, Norouzi, Hinton 2020, "A Simple Framework for Contrastive Learning of
+Visual Representations", Sec. 2.1 and Algorithm 1): one encoder (backbone + projection MLP with
+BN), both views of the batch through it, NT-Xent over the global batch: each of the 2B views has
+the other view of its image as positive and the other 2B - 2 views as negatives; no momentum
+encoder, no queue.
+
+As in the official code, both views go through the encoder as one batch of 2N (so its BN
+statistics span both views; global BN across processes with MODEL.SYNC_BN). Across processes the
+embeddings are gathered with their gradient, so every process's loss, averaged by DDP, is the
+global batch's. The encoder is `query_encoder` (moco.Encoder), as in every model of the
+project, so the kNN monitor, the readouts and tools/convert.py find its backbone."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..engine import distributed as du
+from ..losses import nt_xent
+from .moco import Encoder
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's `tensor`, concatenated in rank order, differentiable (the gradient of each
+    part flows back to the process that made it)."""
+    if not du.is_distributed():
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()))
+
+
+class SimCLR(nn.Module):
+    queue_size = 0
+
+    def __init__(self, encoder: Encoder, temperature: float):
+        super().__init__()
+        self.query_encoder = encoder
+        self.temperature = temperature
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        """Per anchor: the 2B - 2 other views of the global batch."""
+        return 2 * global_batch_size - 2
+
+    def momentum_update(self) -> None:
+        """No momentum encoder."""
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        """For the fresh-key probes: the same encoder's embeddings."""
+        return self.query_encoder(images)
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor):
+        """Returns (loss, logits of this process's 2N anchors, positive at column 0)."""
+        z1, z2 = self.query_encoder(torch.cat([view1, view2])).chunk(2)
+        return nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1),
+                       all_gather_with_grad(z2), offset=du.get_rank() * len(z1))

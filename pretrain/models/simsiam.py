@@ -1,0 +1,47 @@
+"""SimSiam (Chen & He 2021, "Exploring Simple Siamese Representation Learning", Sec. 3 and
+Algorithm 1): one encoder f (backbone + projection MLP) and a predictor h;
+    L = D(p1, z2) / 2 + D(p2, z1) / 2,  D(p, z) = -cos(p, stopgrad(z)),
+no negatives, no momentum encoder. The predictor's learning rate stays fixed (Table 1:
+SOLVER.PREDICTOR_FIXED_LR, pretrain/models/optim.py).
+
+The encoder is `query_encoder` (moco.Encoder), as in every model of the project, so the kNN
+monitor, the readouts and tools/convert.py find its backbone; keys for the fresh-key probes are
+the same encoder's embeddings (`encode_keys`)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..losses import mean_cosine
+from .byol import batch_logits
+from .moco import Encoder
+
+
+class SimSiam(nn.Module):
+    # The log's I_NCE column does not apply: there are no negatives (num_negatives 0).
+    queue_size = 0
+
+    def __init__(self, encoder: Encoder, predictor: nn.Module, temperature: float):
+        """`temperature` only scales the fresh-key probes (evaluation/fresh_keys.py)."""
+        super().__init__()
+        self.query_encoder = encoder
+        self.predictor = predictor
+        self.temperature = temperature
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        return 0
+
+    def momentum_update(self) -> None:
+        """No momentum encoder: SimSiam has none."""
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        return self.query_encoder(images)
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor):
+        """Returns (loss, in-batch logits of the first direction, for the log's accuracy)."""
+        encoder = self.query_encoder
+        z1, z2 = encoder.head(encoder.backbone(view1)), encoder.head(encoder.backbone(view2))
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        loss = -mean_cosine(p1, z2) / 2 - mean_cosine(p2, z1) / 2  # z detached in mean_cosine
+        return loss, batch_logits(p1, z2)

@@ -1,0 +1,138 @@
+"""Parts shared by the reference-equivalence tests of SimCLR, BYOL, SimSiam and MoCo v3, written
+from the papers, not from pretrain/: a ResNet-18 trunk, MLPs with BN, the SGD and LARS updates,
+the cosine schedules, and the comparison of our model's state with the reference's."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from pretrain.config import load_cfg
+from pretrain.engine.trainer import build_optimizer
+from pretrain.models.cmc import build_model
+
+BATCH, FEAT_DIM, HIDDEN, PRED_HIDDEN = 8, 8, 16, 8
+LR, SGD_MOMENTUM, WEIGHT_DECAY, TRUST = 0.1, 0.9, 1e-4, 0.001
+TOL = 1e-6
+
+
+def trunk() -> nn.Module:
+    """torchvision's ResNet-18 without its classifier: f, giving the 512-d representation."""
+    net = torchvision.models.resnet18(weights=None)
+    net.fc = nn.Identity()
+    return net
+
+
+class AffineFreeBN(nn.Module):
+    """Training-mode BN over the batch with an optional learned scale and no shift."""
+
+    def __init__(self, dim: int, scale: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim)) if scale else None
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.num_batches_tracked += 1
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, None, True, 0.1,
+                            1e-5)
+
+
+def mlp(dims: list[int], last: str, last_bias: bool = True) -> nn.Sequential:
+    """Linear - BN - ReLU between dims[i] and dims[i+1], the last Linear followed by `last`:
+    "none", "scale" (BN with a scale, no shift) or "plain" (BN with neither)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-2], dims[1:-1]):
+        layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU()]
+    layers.append(nn.Linear(dims[-2], dims[-1], bias=last_bias and last == "none"))
+    if last != "none":
+        layers.append(AffineFreeBN(dims[-1], scale=last == "scale"))
+    return nn.Sequential(*layers)
+
+
+def network(projector: nn.Module) -> nn.ModuleDict:
+    return nn.ModuleDict(dict(backbone=trunk(), head=projector)).double()
+
+
+def project(method: str, *opts: str, total_iters: int = 10 ** 9):
+    """Our model of MODEL.METHOD `method` (tiny ResNet-18), and the trainer's optimizer and
+    schedule. A cosine over 10^9 iterations keeps the rate at LR for a few steps."""
+    cfg = load_cfg(opts=[
+        "MODEL.METHOD", method, "MODEL.HEAD", method, "MODEL.ARCH", "resnet18",
+        "MODEL.FEAT_DIM", str(FEAT_DIM), "MODEL.HEAD_HIDDEN_DIM", str(HIDDEN),
+        "MODEL.PREDICTOR_HIDDEN_DIM", str(PRED_HIDDEN), "SOLVER.BATCH_SIZE", str(BATCH),
+        "SOLVER.BASE_LR", str(LR * 256 / BATCH), "SOLVER.MOMENTUM", str(SGD_MOMENTUM),
+        "SOLVER.WEIGHT_DECAY", str(WEIGHT_DECAY), "SOLVER.WARMUP_EPOCHS", "0.0",
+        "SOLVER.LARS_TRUST_COEFFICIENT", str(TRUST), *opts])
+    torch.manual_seed(0)
+    model = build_model(cfg).double().train()
+    if hasattr(model, "momentum_schedule"):  # as the trainer sets it
+        model.momentum_schedule.total_steps = total_iters
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=1, total_iters=total_iters)
+    return model, optimizer, scheduler
+
+
+def cosine_lr(step: int, total: int) -> float:
+    """The learning rate of step `step` (0-based): cosine decay without restarts, no warm-up."""
+    return LR * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+class ReferenceOptimizer:
+    """SGD with momentum 0.9 and weight decay, or LARS as the papers' releases compute it: for
+    every weight tensor of more than one dimension, d = grad + wd w scaled by
+    TRUST * |w| / |d|; biases and BN parameters get neither weight decay nor the scaling."""
+
+    def __init__(self, lars: bool):
+        self.lars = lars
+        self.velocity: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], lrs: list[float]):
+        for i, (p, g, lr) in enumerate(zip(params, grads, lrs)):
+            if self.lars and p.ndim == 1:
+                d = g.clone()
+            else:
+                d = g + WEIGHT_DECAY * p
+                if self.lars:
+                    d = d * (TRUST * p.norm() / d.norm())
+            self.velocity[i] = d if i not in self.velocity else SGD_MOMENTUM * self.velocity[i] + d
+            p -= lr * self.velocity[i]
+
+
+def assert_same(ours: nn.Module, theirs: nn.Module, label: str, step: int) -> None:
+    """Every parameter and buffer of `theirs` equal in `ours`, within TOL; a tensor only ours has
+    must be a frozen zero shift (the BN whose shift SimCLR does not learn)."""
+    ours, theirs = ours.state_dict(), theirs.state_dict()
+    for name in ours.keys() - theirs.keys():
+        assert name.endswith("bias") and not ours[name].any(), f"{label}: {name} only in ours"
+    assert theirs.keys() <= ours.keys(), f"{label}: {sorted(theirs.keys() - ours.keys())}"
+    for name in theirs:
+        diff = (ours[name].double() - theirs[name].double()).abs().max().item()
+        assert diff <= TOL, f"step {step}: {label} {name} differs by {diff:.2e}"
+
+
+def load_into(reference: nn.Module, ours: nn.Module) -> None:
+    """Our initial weights into the reference (non-strict only for SimCLR's frozen zero shift)."""
+    missing, unexpected = reference.load_state_dict(ours.state_dict(), strict=False)
+    assert not missing and all(k.endswith("bias") for k in unexpected), (missing, unexpected)
+
+
+def trainer_step(model, optimizer, scheduler, *views) -> float:
+    """One step as pretrain/engine/trainer.py takes it."""
+    loss, _ = model(*views)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    model.momentum_update()
+    return loss.item()
+
+
+def batches(steps: int, size: int = 16):
+    g = torch.Generator().manual_seed(1)
+    return [tuple(torch.randn(2, BATCH, 3, size, size, generator=g, dtype=torch.float64))
+            for _ in range(steps)]

@@ -1,0 +1,127 @@
+"""MODEL.METHOD simclr / byol / simsiam / mocov3 end to end: each shipped ResNet-50 recipe, shrunk
+to a CPU test, trains three iterations through the library path of tools/pretrain.py on real
+images, writes checkpoints that tools/convert.py's converter reads the backbone out of, and a run
+resumed from the second checkpoint ends exactly where the whole run did; plus the optimizer
+groups (LARS exclusions, SimSiam's fixed predictor rate) and the config errors."""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from detection.convert import ConversionError, convert
+from pretrain.common.errors import ConfigError
+from pretrain.config import load_cfg
+from pretrain.engine.trainer import build_optimizer, train
+from pretrain.models.cmc import build_model
+from tests.conftest import REPO
+
+CONFIGS = {"simclr": "simclr_R50_100ep.yaml", "byol": "byol_R50_1000ep.yaml",
+           "simsiam": "simsiam_R50_100ep.yaml", "mocov3": "mocov3_R50_100ep.yaml"}
+TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "32", "MODEL.FEAT_DIM", "16",
+        "MODEL.PREDICTOR_HIDDEN_DIM", "16", "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",
+        "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "1",
+        "LOG_PERIOD", "1"]
+
+
+def recipe(method: str, *opts: str):
+    return load_cfg(str(REPO / "configs" / "pretrain" / CONFIGS[method]), [*TINY, *opts])
+
+
+@pytest.mark.parametrize("method", list(CONFIGS))
+def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tmp_path):
+    out = tmp_path / "out"
+    images = str(shared_data / "bccd" / "JPEGImages")
+    final = train(recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", str(out)))
+    state = torch.load(final, map_location="cpu", weights_only=False)
+    assert state["iteration"] == 3
+    weights = state["model"]
+    has_target = method in ("byol", "mocov3")
+    assert any(k.startswith("key_encoder.backbone.") for k in weights) == has_target
+    assert any(k.startswith("predictor.") for k in weights) == (method != "simclr")
+    if has_target:
+        assert int(weights["momentum_schedule.step"]) == 3  # the annealing resumes from here
+    losses = metrics(out)
+    assert list(losses) == [1, 2, 3] and all(math.isfinite(x) for x in losses.values())
+
+    converted = tmp_path / f"{method}.pkl"
+    summary = convert(final, str(converted))
+    assert summary["format"] == "pretrain" and len(summary["kept"]) == 100  # ResNet-18
+    with open(converted, "rb") as f:
+        d2 = pickle.load(f)["model"]
+    assert (d2["res2.0.conv1.weight"]
+            == weights["query_encoder.backbone.layer1.0.conv1.weight"].numpy()).all()
+    if not has_target:  # one encoder: there is no momentum encoder to convert
+        with pytest.raises(ConversionError, match="no backbone"):
+            convert(final, str(tmp_path / "key.pkl"), encoder="key")
+
+    # Interrupted after iteration 2: a run resumed from that checkpoint ends where the whole one
+    # did, bit for bit (optimizer groups, schedules, the momentum schedule's count, RNG).
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(out / "checkpoint_00000002.pth", resumed)
+    (resumed / "last_checkpoint").write_text("checkpoint_00000002.pth")
+    train(recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", str(resumed)), resume=True)
+    assert metrics(resumed) == {3: losses[3]}
+    again = torch.load(resumed / "model_final.pth", map_location="cpu", weights_only=False)
+    assert again["model"].keys() == weights.keys()
+    for name, value in weights.items():
+        assert torch.equal(again["model"][name], value), name
+
+
+def metrics(output_dir: Path) -> dict[int, float]:
+    with open(output_dir / "metrics.jsonl") as f:
+        return {r["iteration"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
+
+
+def test_lars_leaves_biases_and_bn_alone_and_simsiam_keeps_its_predictor_rate():
+    cfg = recipe("byol")
+    model = build_model(cfg)
+    optimizer, _ = build_optimizer(cfg, model, iters_per_epoch=10, total_iters=100)
+    adapted, excluded = optimizer.param_groups
+    assert all(p.ndim > 1 for p in adapted["params"]) and adapted["adapt"]
+    assert all(p.ndim == 1 for p in excluded["params"])
+    assert excluded["weight_decay"] == 0.0 and not excluded["adapt"]
+    assert len(adapted["params"]) + len(excluded["params"]) == len(
+        [p for p in model.parameters() if p.requires_grad])
+
+    cfg = recipe("simsiam", "SOLVER.WARMUP_EPOCHS", "0.0")
+    model = build_model(cfg)
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=10, total_iters=10)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    base = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
+    rates = {bool(g.get("fixed_lr")): g["lr"] for g in optimizer.param_groups}
+    assert rates[True] == pytest.approx(base) and rates[False] == pytest.approx(base / 2)
+    predictor = {id(p) for p in model.predictor.parameters()}
+    fixed = next(g for g in optimizer.param_groups if g.get("fixed_lr"))
+    assert {id(p) for p in fixed["params"]} == predictor
+
+
+def test_the_default_method_is_moco_with_one_sgd_group():
+    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18"])
+    model = build_model(cfg)
+    optimizer, _ = build_optimizer(cfg, model, iters_per_epoch=10, total_iters=100)
+    assert type(model).__name__ == "MoCo" and isinstance(optimizer, torch.optim.SGD)
+    assert len(optimizer.param_groups) == 1
+
+
+@pytest.mark.parametrize("opts, match", [
+    (["MODEL.METHOD", "swav"], "MODEL.METHOD 'swav'"),
+    (["MODEL.METHOD", "simclr", "MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
+    (["MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
+    (["MODEL.METHOD", "byol", "MODEL.JIGSAW.ENABLED", "True"], "MODEL.JIGSAW.ENABLED"),
+    (["MODEL.METHOD", "simclr", "SOLVER.PREDICTOR_FIXED_LR", "True"], "has no predictor"),
+    (["MODEL.METHOD", "simclr", "SOLVER.OPTIMIZER", "adam"], "SOLVER.OPTIMIZER 'adam'"),
+])
+def test_config_errors_name_the_key(opts, match):
+    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "16", *opts])
+    with pytest.raises(ConfigError, match=match):
+        model = build_model(cfg)
+        build_optimizer(cfg, model, iters_per_epoch=10, total_iters=100)

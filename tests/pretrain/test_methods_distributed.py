@@ -1,0 +1,71 @@
+"""SimCLR, BYOL, SimSiam and MoCo v3 on 2 gloo processes take the steps of 1 process on the same
+global batch: global BN (MODEL.SYNC_BN, the recipes' setting) over the backbones' and heads' BN
+layers, SimCLR's embeddings gathered with their gradient, MoCo v3's keys gathered, DDP's
+averaged gradients, LARS / the fixed predictor rate, the EMA.
+
+In float64, from the same weights and batches, so that equality is the test: in float32 these toy
+models (ResNet-18, 16-d heads, 8 images) amplify summation-order noise ~100x a step (SimSiam: 1e-7
+at step 1, 1e-3 by step 3, while float64 agrees to 1e-14), which says nothing about the code. The
+data path of 1 vs 2 processes is tests/pretrain/test_distributed.py's (MoCo, same sampler)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from pretrain.engine.launch import launch
+from tests.conftest import REPO
+from tests.pretrain.test_methods import CONFIGS, TINY
+
+STEPS, BATCH = 3, 8
+
+
+def _steps(out_dir: str, method: str) -> None:
+    import pretrain.engine.distributed as du
+    from pretrain.config import load_cfg
+    from pretrain.engine.trainer import build_optimizer
+    from pretrain.models.cmc import build_model
+    from pretrain.models.sync_bn import convert_to_sync_bn
+
+    du.init_from_env("cpu")
+    rank, world = du.get_rank(), du.get_world_size()
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / CONFIGS[method]),
+                   [*TINY, "SOLVER.WARMUP_EPOCHS", "0.0"])
+    torch.manual_seed(0)
+    model = convert_to_sync_bn(build_model(cfg), "cpu").double()
+    if hasattr(model, "momentum_schedule"):  # as the trainer sets it
+        model.momentum_schedule.total_steps = STEPS
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=STEPS, total_iters=STEPS)
+    step_model = DistributedDataParallel(model) if world > 1 else model
+    g = torch.Generator().manual_seed(1)
+    mine = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+    losses = []
+    for _ in range(STEPS):
+        x1, x2 = torch.randn(2, BATCH, 3, 32, 32, generator=g, dtype=torch.float64)
+        loss, _ = step_model(x1[mine], x2[mine])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        model.momentum_update()
+        losses.append(du.all_reduce_mean(loss.item(), "cpu"))  # as the log averages them
+    if rank == 0:
+        torch.save({"losses": losses, "model": model.state_dict()},
+                   os.path.join(out_dir, f"{world}.pt"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(CONFIGS))
+def test_two_gloo_processes_step_like_one(method, tmp_path):
+    launch(_steps, 1, (str(tmp_path), method))
+    launch(_steps, 2, (str(tmp_path), method))
+    one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=False) for n in (1, 2))
+    assert one["losses"] == pytest.approx(two["losses"], abs=1e-10)
+    assert one["model"].keys() == two["model"].keys()
+    for name, value in one["model"].items():
+        if not value.numel():  # BYOL's and MoCo v3's empty queue
+            continue
+        diff = (value.double() - two["model"][name].double()).abs().max().item()
+        assert diff <= 1e-10, f"{name} differs by {diff:.2e}"

@@ -1,0 +1,52 @@
+"""Our SimCLR stepped side by side with a minimal independent implementation of the paper's
+Algorithm 1 (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
+Representations"), in float64, for three LARS steps on the same batches.
+
+The reference below is written from the paper, not from pretrain/: the 2N augmented examples are
+interleaved as in Algorithm 1 (2k-1 and 2k the two views of image k) and encoded as one batch
+(the release's BN spans both views), z = g(f(x)) with g the 2-layer projection MLP with BN (the
+last BN with a scale and no shift, as the release builds it), s_ij = cosine similarity,
+l(i, j) = -log exp(s_ij / T) / sum_{k != i} exp(s_ik / T),
+L = 1 / 2N sum_k [l(2k-1, 2k) + l(2k, 2k-1)], then a LARS step (biases and BN excluded)."""
+from __future__ import annotations
+
+import torch
+
+from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, LR, ReferenceOptimizer,
+                                            assert_same, batches, load_into, mlp, network,
+                                            project, trainer_step)
+
+T = 0.2
+
+
+class ReferenceSimCLR:
+    def __init__(self):
+        self.f_g = network(mlp([512, HIDDEN, FEAT_DIM], last="scale"))
+        self.optimizer = ReferenceOptimizer(lars=True)
+
+    def step(self, x1: torch.Tensor, x2: torch.Tensor) -> float:
+        n = len(x1)
+        x = torch.stack([x1, x2], dim=1).flatten(0, 1)  # x[2k], x[2k + 1]: the views of image k
+        z = self.f_g["head"](self.f_g["backbone"](x))
+        s = torch.nn.functional.cosine_similarity(z.unsqueeze(1), z.unsqueeze(0), dim=2)
+
+        def l(i: int, j: int) -> torch.Tensor:
+            others = torch.cat([s[i, :i], s[i, i + 1:]])
+            return -(s[i, j] / T - torch.logsumexp(others / T, dim=0))
+
+        loss = sum(l(2 * k, 2 * k + 1) + l(2 * k + 1, 2 * k) for k in range(n)) / (2 * n)
+        params = list(self.f_g.parameters())
+        self.optimizer.step(params, torch.autograd.grad(loss, params), [LR] * len(params))
+        return loss.item()
+
+
+def test_simclr_steps_like_algorithm_1_of_the_paper():
+    model, optimizer, scheduler = project("simclr", "MODEL.TEMPERATURE", str(T),
+                                          "SOLVER.OPTIMIZER", "lars")
+    assert model.num_negatives(BATCH) == 2 * BATCH - 2
+    reference = ReferenceSimCLR()
+    load_into(reference.f_g, model.query_encoder)
+    for step, (x1, x2) in enumerate(batches(3)):
+        loss = trainer_step(model, optimizer, scheduler, x1, x2)
+        assert abs(loss - reference.step(x1, x2)) <= 1e-6, f"step {step}: loss"
+        assert_same(model.query_encoder, reference.f_g, "encoder", step + 1)
