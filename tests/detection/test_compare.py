@@ -4,6 +4,8 @@ import pytest
 
 from tests.conftest import run_tool
 
+pytestmark = pytest.mark.integration  # detection/compare.py as a process
+
 
 def write_run(folder, ap, ap50):
     folder.mkdir(parents=True)

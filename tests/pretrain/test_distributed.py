@@ -2,6 +2,7 @@
 import json
 import os
 
+import pytest
 import torch
 
 from pretrain.engine.launch import launch
@@ -22,6 +23,7 @@ def final_weights(output_dir):
                       weights_only=False)["model"]
 
 
+@pytest.mark.integration
 def test_two_gloo_processes_match_one_process_on_the_same_global_batch(cifar10, tmp_path):
     # Every view blurred (0.5-1 px at 32 px): unblurred 32 px crops of CIFAR have flat, clipped
     # regions, likely exact ties in max-pooling that route the gradient by the last bit of a sum:
@@ -64,6 +66,7 @@ def test_shuffle_bn_gives_each_process_back_its_own_keys(tmp_path):
         assert torch.load(tmp_path / f"rank{rank}.pt")["max_diff"] < 1e-5
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_the_exact_trajectory(cifar10, tmp_path):
     import signal
     import subprocess

@@ -9,6 +9,8 @@ import torch
 
 from tests.conftest import run_tool
 
+pytestmark = pytest.mark.integration  # slurm/submit.py as a process, most tests on a real SLURM cluster
+
 TINY_PRETRAIN = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
                  "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
                  "LOG_PERIOD", "10"]
