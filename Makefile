@@ -1,5 +1,7 @@
 # Two entry points for a fresh machine (see README): `make demo` and `make test`.
 # Both build .venv/ once; later runs see an up-to-date stamp and return at once.
+# `make test-fast` runs the unit tests only (no tool processes, trainings, SLURM or Detectron2
+# training: the `integration` marker), for the edit-test loop.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +10,7 @@ INSTALL_INPUTS := requirements.txt requirements-test.txt setup.cfg pyproject.tom
                   detection/install_detectron2.py
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 
-.PHONY: install demo test test-slow clean-venv
+.PHONY: install demo test test-fast test-slow clean-venv
 
 install: $(STAMP)
 
@@ -27,6 +29,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest -m "not slow and not gpu" $(ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not gpu and not integration" $(ARGS)
 
 test-slow: install
 	$(PY) -m pytest -m "slow" $(ARGS)

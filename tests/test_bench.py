@@ -2,7 +2,11 @@
 figures themselves are for people to read: tests never assert on speed)."""
 import re
 
+import pytest
+
 from tests.conftest import run_tool
+
+pytestmark = pytest.mark.integration  # each test runs a bench script as a process
 
 
 def test_throughput_bench_reports_model_step_and_both_pipelines(shared_data):

@@ -12,6 +12,8 @@ import torch
 from tests.conftest import REPO, run_tool
 from tests.helpers import expected_detectron2_name
 
+pytestmark = pytest.mark.integration  # every test starts from a pretraining by tools/pretrain.py
+
 PRETRAIN_ARGS = ["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "64", "DATA.CROP_SIZE", "64",
                  "DATA.NUM_WORKERS", "2", "SOLVER.BATCH_SIZE", "16", "SOLVER.MAX_ITER", "4",
                  "LOG_PERIOD", "2"]
@@ -51,15 +53,16 @@ def test_pretraining_logged_progress_and_checkpoint(pretrained):
 def test_fresh_key_probe_scores_the_checkpoint_and_its_initialisation(pretrained, cifar10,
                                                                       tmp_path):
     checkpoint, _ = pretrained
-    out = run_tool("tools/fresh_keys.py", str(checkpoint), "--images", str(cifar10 / "test"),
-                   "--n", "40", "--with-init").stdout  # 40 -> 32: two batches of 16
-    rows = re.findall(r"^(\S+)((?:\s+-?[0-9.]+){6})$", out, re.MULTILINE)
-    assert len(rows) == 2 and rows[0][0] == "init" and rows[1][0].endswith("model_final.pth")
-    for _, numbers in rows:
-        queue_acc, fresh_acc, _, _, chance_loss, cosine = map(float, numbers.split())
-        assert 0 <= queue_acc <= 1 and 0 <= fresh_acc <= 1 and -1 <= cosine <= 1
-        assert chance_loss == pytest.approx(math.log(32), abs=1e-4)
-    assert "(32 probe images: chance fresh_acc 0.0312" in out
+    scores = tmp_path / "scores.json"
+    run_tool("tools/fresh_keys.py", str(checkpoint), "--images", str(cifar10 / "test"),
+             "--n", "40", "--with-init", "--json", str(scores))  # 40 -> 32: two batches of 16
+    probe = json.loads(scores.read_text())
+    assert [row["checkpoint"] for row in probe["rows"]] == ["init", str(checkpoint)]
+    for row in probe["rows"]:
+        assert 0 <= row["queue_acc"] <= 1 and 0 <= row["fresh_acc"] <= 1
+        assert -1 <= row["query_cosine"] <= 1
+        assert row["chance_loss"] == pytest.approx(math.log(32))
+    assert probe["probe_images"] == 32 and probe["chance_fresh_acc"] == pytest.approx(1 / 32)
 
     not_ours = tmp_path / "weights.pth"
     torch.save({"state_dict": {}}, not_ours)

@@ -1,6 +1,7 @@
 """A small-image backbone end to end: pretrain with the cifar stem on 32 px CIFAR-10 JPEGs ->
 readouts rebuild that stem -> convert with --verify against the cifar-stem Detectron2 config ->
 the Detectron2 model loads every tensor and takes a training step on fruits_nuts."""
+import json
 import pickle
 
 import pytest
@@ -12,6 +13,8 @@ from tests.helpers import expected_detectron2_name
 CIFAR_FPN = "configs/detection/small/fruits_nuts_R_18_FPN_cifar_stem.yaml"
 TINY_FPN = "configs/detection/small/synthetic_R_18_FPN_tinyimagenet_stem.yaml"
 STOCK_FPN = "configs/detection/small/fruits_nuts_R_18_FPN.yaml"
+
+pytestmark = pytest.mark.integration  # every test starts from a pretraining by tools/pretrain.py
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +40,19 @@ def test_checkpoint_records_the_stem_and_converts_verified(cifar_stem_run):
     assert pickle.load(open(converted, "rb"))["stem"] == "cifar"
 
 
-def test_knn_and_fresh_key_readouts_rebuild_the_cifar_stem(cifar_stem_run, cifar10):
+def test_knn_and_fresh_key_readouts_rebuild_the_cifar_stem(cifar_stem_run, cifar10, tmp_path):
     checkpoint, _, _ = cifar_stem_run
-    out = run_tool("tools/knn.py", "--arch", "resnet18", "--checkpoint", str(checkpoint),
-                   "--train-root", str(cifar10 / "test"), "--test-root", str(cifar10 / "test"),
-                   "--crop", "32", "--train-limit", "200", "--test-limit", "100",
-                   "--workers", "0").stdout
-    assert "cifar stem]" in out and 0.0 <= float(out.split("top-1: ")[1].split("%")[0]) <= 100.0
+    run_tool("tools/knn.py", "--arch", "resnet18", "--checkpoint", str(checkpoint),
+             "--train-root", str(cifar10 / "test"), "--test-root", str(cifar10 / "test"),
+             "--crop", "32", "--train-limit", "200", "--test-limit", "100", "--workers", "0",
+             "--json", str(tmp_path / "knn.json"))
+    knn = json.loads((tmp_path / "knn.json").read_text())
+    assert knn["stem"] == "cifar" and 0.0 <= knn["top1"] <= 100.0 and knn["test_images"] == 100
     # fresh_keys rebuilds the whole MoCo model from the stored config; a wrong stem fails to load.
-    out = run_tool("tools/fresh_keys.py", str(checkpoint), "--images", str(cifar10 / "test"),
-                   "--n", "8").stdout
-    assert "(8 probe images" in out
+    run_tool("tools/fresh_keys.py", str(checkpoint), "--images", str(cifar10 / "test"),
+             "--n", "8", "--json", str(tmp_path / "probe.json"))
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["probe_images"] == 8 and probe["rows"][0]["checkpoint"] == str(checkpoint)
 
 
 def test_detectron2_model_loads_every_tensor_and_takes_a_training_step(cifar_stem_run, shared_data):

@@ -19,7 +19,10 @@ no GPU needed (one is used when present, for a longer pretraining: PRETRAIN_ON):
 colour or the position instead, and with InfoMin's ImageNet augmentation of one composite.
 `--supervised-iters N` adds a backbone pretrained with labels (tools/supervised.py).
 
-Every stage is the user-facing command, run as a subprocess, with its progress streaming through.
+Every stage calls the library function behind its user-facing command (named as it starts) and
+reads its return value; the fine-tunes run as detection/train_net.py processes (two at a time on
+a CPU, --jobs) and come back as the metrics_eval.json each writes. OUTPUT/results.json holds every
+figure of the report.
 Your own data instead (views from augmentation, demo_R18_infomin.yaml):
 
     python tools/demo.py --pretrain-images /data/unlabelled \
@@ -29,6 +32,7 @@ Your own data instead (views from augmentation, demo_R18_infomin.yaml):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -45,6 +49,8 @@ PRETRAIN_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 300),
                "gpu": ("configs/pretrain/demo_R18_objects_gpu.yaml", 2000)}
 # Your own images have no factors to share: their views come from augmenting each image.
 OWN_IMAGES_CONFIG = "configs/pretrain/demo_R18_infomin.yaml"
+# Every figure of the report, as JSON (write_results).
+RESULTS_FILE = "results.json"
 # InfoMin Table 4's conditions: what the two views of an instance share (factor_views.FACTORS),
 # in plain words for the report. "infomin-aug" is the usual kind of views, two InfoMin
 # augmentations (crops, colour jitter, blur, RandAugment, grayscale) of one scene composite.
@@ -58,24 +64,37 @@ VIEWS = {
 }
 
 
-def run(*args: str) -> str:
-    """Run a stage; its output streams through and is returned."""
+def announce(*args: str) -> None:
+    """Name the command a stage does the work of, so it can be rerun on its own."""
     print(f"\n$ python {' '.join(args)}", flush=True)
-    lines = []
-    with subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-            lines.append(line)
-    if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, args)
-    return "".join(lines)
+
+
+def run(*args: str) -> None:
+    """Run a stage as a process of its own; its output streams through."""
+    announce(*args)
+    subprocess.run([sys.executable, *args], cwd=REPO, check=True)
+
+
+def latest_iteration(folder: str) -> int:
+    """The last iteration Detectron2's JSON writer has logged to folder/metrics.json (0 before
+    its first line; a line still being written is skipped)."""
+    try:
+        with open(os.path.join(folder, "metrics.json")) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["iteration"])
+        except (ValueError, KeyError):
+            continue
+    return 0
 
 
 def run_concurrently(jobs: list[tuple[list[str], str]], at_once: int) -> None:
     """Run the stages `jobs` ([(args, log file)]), `at_once` at a time, each with an equal share of
     the CPU threads; print each one's start, a progress line every half minute (the latest
-    Detectron2 iteration of each) and its end. On a CPU, two small fine-tunes with one thread each
+    iteration each has logged) and its end. On a CPU, two small fine-tunes with one thread each
     get through more iterations per second than one with two threads, which wait on each other in
     every small op."""
     threads = str(max(1, (os.cpu_count() or 1) // at_once))
@@ -104,21 +123,23 @@ def run_concurrently(jobs: list[tuple[list[str], str]], at_once: int) -> None:
         if running and time.time() - last_report > 30:
             last_report = time.time()
             for _proc, _args, log in running:
-                with open(log) as f:
-                    steps = re.findall(r"iter: (\d+)", f.read())
-                print(f"  {os.path.dirname(log)}: iteration {steps[-1] if steps else 0}",
-                      flush=True)
+                folder = os.path.dirname(log)
+                print(f"  {folder}: iteration {latest_iteration(folder)}", flush=True)
 
 
-def learned_note(probe_output: str) -> str:
-    """The fresh-key probe (tools/fresh_keys.py) of the pretrained model, as a report section:
-    whether pretraining has learned to tell instances apart."""
-    rows = re.findall(r"^(\S+)((?:\s+(?:-?[0-9.]+|nan)){6})$", probe_output, re.MULTILINE)
-    chance = re.search(r"chance fresh_acc ([0-9.]+)", probe_output)
-    if not rows or not chance:
+def learned_note(probe: dict) -> str:
+    """The fresh-key probe of the pretrained model (pretrain/evaluation/fresh_key_probe.py's
+    result, tools/fresh_keys.py), as a report section: whether pretraining has learned to tell
+    instances apart. The verdict reads the last checkpoint's scores as the table below it shows
+    them (4 decimals), so the two agree."""
+    from pretrain.evaluation.fresh_key_probe import table
+
+    if not probe["rows"]:
         return ""
-    queue_acc, fresh_acc, _, _, _, cosine = map(float, rows[-1][1].split())
-    chance = float(chance.group(1))
+    last = {column: round(value, 4) for column, value in probe["rows"][-1].items()
+            if column != "checkpoint"}
+    queue_acc, fresh_acc, cosine = last["queue_acc"], last["fresh_acc"], last["query_cosine"]
+    chance = round(probe["chance_fresh_acc"], 4)
     if fresh_acc < 2 * chance:
         verdict = (f"Not yet. Against fresh keys of the other probe instances the positive is "
                    f"found for {fresh_acc:.1%} of them (chance {chance:.1%}), and the queries of "
@@ -131,9 +152,8 @@ def learned_note(probe_output: str) -> str:
     else:
         verdict = (f"Yes: against fresh keys of the other probe instances the positive is found "
                    f"for {fresh_acc:.1%} of them (chance {chance:.1%}).")
-    table = "\n".join(line for line in probe_output.splitlines() if line.strip())
     return (f"## Has pretraining learned to tell instances apart?\n\n{verdict}\n\n"
-            f"```\n$ python tools/fresh_keys.py ...\n{table}\n```\n")
+            f"```\n$ python tools/fresh_keys.py ...\n{table(probe)}\n```\n")
 
 
 def plot_pretraining(pretrain_dirs: dict, path: str) -> None:
@@ -161,15 +181,67 @@ def plot_pretraining(pretrain_dirs: dict, path: str) -> None:
     plt.close(fig)
 
 
-def knn_probe(arch: str, crop: int, checkpoint: str, train_root: str, test_root: str
-              ) -> tuple[float, float]:
+def knn_readout(arch: str, crop: int, checkpoint: str, train_root: str, test_root: str
+                ) -> tuple[float, float]:
     """kNN top-1 (%) of the backbone's features on the labelled objects (tools/knn.py) and its
     standard error over the test images (binomial)."""
-    out = run("tools/knn.py", "--arch", arch, "--crop", str(crop), "--train-root", train_root,
-              "--test-root", test_root, *(["--checkpoint", checkpoint] if checkpoint else []))
-    accuracy = float(re.search(r"top-1: ([0-9.]+)%", out).group(1))
-    n = sum(len(files) for _, _, files in os.walk(test_root))
+    from pretrain.evaluation.knn import knn_probe
+
+    announce("tools/knn.py", "--arch", arch, "--crop", str(crop), "--train-root", train_root,
+             "--test-root", test_root, *(["--checkpoint", checkpoint] if checkpoint else []))
+    result = knn_probe(arch, train_root, test_root, checkpoint, crop)
+    accuracy, n = result["top1"], result["test_images"]
+    print(f"kNN (k={result['k']}) top-1: {accuracy:.2f}%  [{checkpoint or 'random init'}, "
+          f"{result['stem']} stem]", flush=True)
     return accuracy, 100 * math.sqrt(accuracy / 100 * (1 - accuracy / 100) / max(1, n))
+
+
+def pretrain_stage(config_file: str, opts: list[str], resume: bool) -> None:
+    """One pretraining, tools/pretrain.py's work, in each process launch() starts."""
+    from pretrain.config import load_cfg
+    from pretrain.engine.trainer import train
+
+    train(load_cfg(config_file, opts), resume=resume)
+
+
+def fresh_key_readout(checkpoint: str, images: str, n: int) -> dict:
+    """The fresh-key probe (tools/fresh_keys.py) of `checkpoint` and of its initialisation."""
+    from pretrain.evaluation.fresh_key_probe import probe_checkpoints, table
+
+    announce("tools/fresh_keys.py", checkpoint, "--images", images, "--n", str(n),
+             "--with-init")
+    probe = probe_checkpoints([checkpoint], images, n, with_init=True)
+    print(table(probe), flush=True)
+    return probe
+
+
+def supervised_baseline(arch: str, crop: int, train_root: str, val_root: str, iters: int,
+                        output_dir: str) -> float:
+    """A backbone pretrained with labels (tools/supervised.py); returns its top-1 (%) on
+    `val_root`. The pretraining's crop; crops of half the image or more keep the object in view,
+    and batch 64 at 0.1 (0.4 per 256) learns the objects in 1,500 iterations (74.8% top-1)."""
+    from pretrain.config import load_supervised_cfg
+    from pretrain.supervised import train_supervised
+
+    opts = ["MODEL.ARCH", arch, "DATA.ROOT", train_root, "DATA.VAL_ROOT", val_root,
+            "DATA.CROP_SIZE", str(crop), "DATA.CROP_SCALE", "(0.5, 1.0)",
+            "SOLVER.BATCH_SIZE", "64", "SOLVER.BASE_LR", "0.4",
+            "DATA.NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
+            "SOLVER.MAX_ITER", str(iters), "OUTPUT_DIR", output_dir]
+    announce("tools/supervised.py", "--resume", *opts)
+    return train_supervised(load_supervised_cfg("", opts), resume=True)
+
+
+def export_to_detectron2(checkpoint: str, weights: str, detection_config: str) -> int:
+    """Convert `checkpoint` to Detectron2 weights (tools/convert.py --verify); returns how many
+    backbone tensors Detectron2's model was checked to load unchanged."""
+    from detection.convert import convert
+
+    announce("tools/convert.py", checkpoint, weights, "--force", "--verify", detection_config)
+    summary = convert(checkpoint, weights, force=True, verify_config=detection_config)
+    print(f"verified: {detection_config} loads all {summary['verified']} backbone tensors "
+          f"unchanged\nwrote {weights}", flush=True)
+    return summary["verified"]
 
 
 def fmt(mean: float, spread: float | None) -> str:
@@ -310,6 +382,8 @@ def main(argv=None) -> int:
     parser, args = parse_args(argv)
     import torch
 
+    from pretrain.engine.launch import launch
+
     config, iters = PRETRAIN_ON["gpu" if torch.cuda.is_available() else "cpu"]
     if not args.jobs:
         args.jobs = 1 if torch.cuda.is_available() or (os.cpu_count() or 1) < 2 else 2
@@ -349,40 +423,38 @@ def main(argv=None) -> int:
         if condition == "infomin-aug":  # the same pretraining, the usual views
             overrides += ["DATA.VIEWS_FROM", "image", "DATA.AUGMENTATION", "infomin",
                           "DATA.CROP_SCALE", "(0.2, 1.0)"]
-        run("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume", *overrides)
+        announce("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume",
+                 *overrides)
+        launch(pretrain_stage, max(1, torch.cuda.device_count()),
+               (args.pretrain_config, overrides, True))
         checkpoints[label] = os.path.join(folder, "model_final.pth")
         pretrain_dirs[label] = folder
     minutes["pretraining"] = (time.time() - tic) / 60
     headline = next(label for label in checkpoints if label != "random init")
-    probe = run("tools/fresh_keys.py", checkpoints[headline], "--images",
-                pretrain_sets[next(iter(pretrain_sets))], "--n", str(args.probe_images),
-                "--with-init")
+    probe = fresh_key_readout(checkpoints[headline], pretrain_sets[next(iter(pretrain_sets))],
+                              args.probe_images)
     from pretrain.config import load_cfg
 
     pretrain_cfg = load_cfg(args.pretrain_config)
     arch, crop = pretrain_cfg.MODEL.ARCH, pretrain_cfg.DATA.CROP_SIZE
+    supervised_top1 = None
     if args.supervised_iters:
-        # The pretraining's crop; crops of half the image or more keep the object in view, and
-        # batch 64 at 0.1 (0.4 per 256) learns the objects in 1,500 iterations (74.8% top-1).
         supervised_dir = os.path.join(output, "supervised")
-        run("tools/supervised.py", "--resume", "MODEL.ARCH", arch, "DATA.ROOT", labelled_train,
-            "DATA.VAL_ROOT", labelled_test, "DATA.CROP_SIZE", str(crop),
-            "DATA.CROP_SCALE", "(0.5, 1.0)", "SOLVER.BATCH_SIZE", "64", "SOLVER.BASE_LR", "0.4",
-            "DATA.NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
-            "SOLVER.MAX_ITER", str(args.supervised_iters), "OUTPUT_DIR", supervised_dir)
+        supervised_top1 = supervised_baseline(arch, crop, labelled_train, labelled_test,
+                                              args.supervised_iters, supervised_dir)
         checkpoints["supervised"] = os.path.join(supervised_dir, "model_final.pth")
     knn = {}
     if labelled_train:
-        knn = {label: knn_probe(arch, crop, path, labelled_train, labelled_test)
+        knn = {label: knn_readout(arch, crop, path, labelled_train, labelled_test)
                for label, path in checkpoints.items()}
 
-    inits = {}  # label -> (Detectron2 weights, run folder name)
+    inits, verified = {}, {}  # label -> (Detectron2 weights, run folder name); tensors checked
     for label, path in checkpoints.items():
         name = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
         weights = ""
         if path:
             weights = os.path.join(output, f"{name}_d2.pkl")
-            run("tools/convert.py", path, weights, "--force", "--verify", args.detection_config)
+            verified[label] = export_to_detectron2(path, weights, args.detection_config)
         inits[label] = (weights, f"finetune_{name}")
 
     detection_cfg = [] if not args.finetune_iters else [
@@ -422,9 +494,33 @@ def main(argv=None) -> int:
     report = write_report(args, pretrain_cfg, output, data_note, headline_table, verdicts,
                           markdown(table, ["AP", "AP50", "AP75"]), learned_note(probe),
                           minutes, labelled_test)
+    write_results(os.path.join(output, RESULTS_FILE), knn, table, probe, supervised_top1,
+                  verified, minutes)
     print(f"\n{headline_table}\n" + "\n".join(verdicts) +
           f"\n\nreport: {report} ({minutes['total']:.1f} min)")
     return 0
+
+
+def write_results(path: str, knn: dict, table: dict, probe: dict, supervised_top1: float | None,
+                  verified: dict, minutes: dict) -> None:
+    """Every figure of the report as JSON, for scripts and tests: kNN top-1 and its standard
+    error per backbone; each fine-tune's metrics per dataset / task and backbone, one value per
+    seed; the fresh-key probe; the supervised baseline's top-1; the backbone tensors Detectron2
+    was checked to load, per exported backbone; the minutes per stage."""
+    from detection.compare import RUN_COUNT
+    from pretrain.evaluation.fresh_key_probe import as_json
+
+    results = {
+        "knn": {label: {"top1": top1, "stderr": stderr} for label, (top1, stderr) in knn.items()},
+        "detection": {f"{dataset}/{task}": {label: {metric: values for metric, values
+                                                    in metrics.items() if metric != RUN_COUNT}
+                                            for label, metrics in by_label.items()}
+                      for (dataset, task), by_label in table.items()},
+        "fresh_keys": as_json(probe), "supervised_top1": supervised_top1,
+        "verified_tensors": verified, "minutes": minutes}
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
 
 
 # Why each stage is the size it is (the report's "Choices" section); figures in

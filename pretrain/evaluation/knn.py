@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .backbone_loading import load_backbone
 from .data import eval_transform, labelled_folder
 from .readout_checks import require_neighbours
 
@@ -37,10 +38,11 @@ def knn_predict(train_features, train_labels, test_features, num_classes: int, k
     return torch.cat(predictions)
 
 
-def knn_accuracy(backbone, train_root: str, test_root: str, crop_size: int, device: str,
+def knn_evaluate(backbone, train_root: str, test_root: str, crop_size: int, device: str,
                  train_limit: int = 0, test_limit: int = 0, k: int = 200,
-                 num_workers: int = 2) -> float:
-    """Top-1 accuracy (%) of the kNN classifier on `test_root`, neighbours from `train_root`."""
+                 num_workers: int = 2) -> tuple[float, int]:
+    """(top-1 accuracy (%) of the kNN classifier on `test_root`, neighbours from `train_root`;
+    the number of test images it is measured on)."""
     transform = eval_transform(crop_size)
     train_set = labelled_folder(train_root, transform, train_limit)
     test_set = labelled_folder(test_root, transform, test_limit)
@@ -49,4 +51,28 @@ def knn_accuracy(backbone, train_root: str, test_root: str, crop_size: int, devi
     test_f, test_y = extract_features(backbone, test_set, device, num_workers=num_workers)
     num_classes = int(train_y.max().item()) + 1
     predicted = knn_predict(train_f, train_y, test_f, num_classes, k)
-    return (predicted == test_y).float().mean().item() * 100
+    return (predicted == test_y).float().mean().item() * 100, len(test_set)
+
+
+def knn_accuracy(backbone, train_root: str, test_root: str, crop_size: int, device: str,
+                 train_limit: int = 0, test_limit: int = 0, k: int = 200,
+                 num_workers: int = 2) -> float:
+    """Top-1 accuracy (%) of the kNN classifier on `test_root`, neighbours from `train_root`."""
+    return knn_evaluate(backbone, train_root, test_root, crop_size, device, train_limit,
+                        test_limit, k, num_workers)[0]
+
+
+def knn_probe(arch: str, train_root: str, test_root: str, checkpoint: str = "",
+              crop_size: int = 224, encoder: str = "query", width: int = 1, stem: str = "",
+              train_limit: int = 0, test_limit: int = 0, k: int = 200, seed: int = 0,
+              num_workers: int = 2) -> dict:
+    """The kNN readout of a backbone from `checkpoint` (any format pretrain.formats reads; ""
+    = random init, drawn from `seed`), on the GPU when there is one. Returns {"top1" (%),
+    "test_images", "k", "arch", "checkpoint", "stem" (the one rebuilt)}."""
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backbone, _, stem = load_backbone(arch, checkpoint, encoder, width, stem)
+    top1, test_images = knn_evaluate(backbone.to(device), train_root, test_root, crop_size,
+                                     device, train_limit, test_limit, k, num_workers)
+    return {"top1": top1, "test_images": test_images, "k": k, "arch": arch,
+            "checkpoint": checkpoint, "stem": stem}

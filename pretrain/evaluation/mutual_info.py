@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import torch
 
+from ..common.errors import DatasetError
 from ..data.packed import open_images
 from ..data.pipelines import ViewPipeline
 from .fresh_keys import fresh_key_scores
 
 
-class HeldoutError(ValueError):
+class HeldoutError(DatasetError):
     """The held-out images cannot give the pairs the measurement needs."""
 
 

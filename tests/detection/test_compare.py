@@ -4,6 +4,8 @@ import pytest
 
 from tests.conftest import run_tool
 
+pytestmark = pytest.mark.integration  # detection/compare.py as a process
+
 
 def write_run(folder, ap, ap50):
     folder.mkdir(parents=True)
@@ -15,12 +17,13 @@ def test_mean_and_std_over_seeds_as_markdown_and_png(tmp_path):
     write_run(tmp_path / "a1", 57.0, 82.0)
     write_run(tmp_path / "a2", 58.0, 83.0)
     write_run(tmp_path / "b1", 53.5, 81.3)
-    out = run_tool("detection/compare.py", "--run", f"infomin={tmp_path / 'a1'}",
-                   "--run", f"infomin={tmp_path / 'a2'}", "--run", f"supervised={tmp_path / 'b1'}",
-                   "--output", str(tmp_path / "report" / "voc")).stdout
-    assert "| infomin | 2 | 57.5 ± 0.7 | 82.5 ± 0.7 | n/a |" in out
-    assert "| supervised | 1 | 53.5 | 81.3 | n/a |" in out
-    assert (tmp_path / "report" / "voc.md").read_text().startswith("### voc_2007_test / bbox")
+    run_tool("detection/compare.py", "--run", f"infomin={tmp_path / 'a1'}",
+             "--run", f"infomin={tmp_path / 'a2'}", "--run", f"supervised={tmp_path / 'b1'}",
+             "--output", str(tmp_path / "report" / "voc"))
+    table = (tmp_path / "report" / "voc.md").read_text()
+    assert table.startswith("### voc_2007_test / bbox")
+    assert "| infomin | 2 | 57.5 ± 0.7 | 82.5 ± 0.7 | n/a |" in table
+    assert "| supervised | 1 | 53.5 | 81.3 | n/a |" in table
     assert (tmp_path / "report" / "voc.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -8,6 +8,7 @@ from detection import compat
 from tests.conftest import REPO
 
 
+@pytest.mark.integration
 def test_reports_the_build_in_use():
     out = subprocess.run([sys.executable, "-m", "detection"], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
@@ -15,6 +16,7 @@ def test_reports_the_build_in_use():
     assert ("Python-only" in out) == (compat.enable() == "python-only")
 
 
+@pytest.mark.integration
 def test_detectron2_imports_whatever_is_imported_first():
     # A fresh interpreter that imports Detectron2 modules before anything of ours.
     code = ("from detectron2.data import transforms; from detectron2.layers import DeformConv; "

@@ -12,6 +12,8 @@ import torchvision
 from tests.conftest import REPO, run_tool
 from tests.helpers import expected_detectron2_name
 
+pytestmark = pytest.mark.integration  # tools/convert.py as a process (Detectron2's own converter too)
+
 R18_C4 = "configs/detection/small/bccd_R_18_C4.yaml"
 R18_FPN = "configs/detection/small/fruits_nuts_R_18_FPN.yaml"
 R50_C4 = "configs/detection/Base-RCNN-C4-BN.yaml"

@@ -78,6 +78,7 @@ def test_fpn_levels_are_named_by_their_stride_and_the_top_block_pools_the_last()
         assert [f.shape[-1] for f in features.values()] == [64 >> (first + i) for i in range(5)]
 
 
+@pytest.mark.integration
 def test_c4_model_with_the_cifar_stem_loads_a_converted_trunk(tmp_path):
     """res5 lives in the ROI head of a C4 model; a 3x3 conv1 records no stem, so any small-stem
     config may take it."""

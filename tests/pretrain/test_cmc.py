@@ -67,6 +67,7 @@ def test_config_errors_name_the_keys(bccd):
         build_views(load_cfg(CPU_CONFIG, ["DATA.CHANNEL_SPLIT", "(2, 2)"]))
 
 
+@pytest.mark.integration
 def test_cmc_pretrains_checkpoints_resumes_and_is_refused_by_the_converter(bccd, tmp_path):
     out = tmp_path / "out"
     common = ["--config-file", CPU_CONFIG, "DATA.ROOT", str(bccd), "OUTPUT_DIR", str(out)]

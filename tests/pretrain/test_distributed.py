@@ -2,6 +2,7 @@
 import json
 import os
 
+import pytest
 import torch
 
 from pretrain.engine.launch import launch
@@ -27,6 +28,7 @@ def final_weights(output_dir):
                       weights_only=False)["model"]
 
 
+@pytest.mark.integration
 def test_two_gloo_processes_match_one_process_on_the_same_global_batch(cifar10, tmp_path):
     # Every view blurred (0.5-1 px at 32 px): unblurred 32 px crops of CIFAR have flat, clipped
     # regions, likely exact ties in max-pooling that route the gradient by the last bit of a sum:
@@ -69,6 +71,7 @@ def test_shuffle_bn_gives_each_process_back_its_own_keys(tmp_path):
         assert torch.load(tmp_path / f"rank{rank}.pt")["max_diff"] < 1e-5
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_the_exact_trajectory(cifar10, tmp_path):
     common = ["tools/pretrain.py", *TINY, "SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "4",
               "DATA.ROOT", str(cifar10 / "test")]

@@ -1,9 +1,10 @@
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.evaluation.knn import knn_predict
+from pretrain.evaluation.knn import knn_predict, knn_probe
 from tests.conftest import run_tool
 
 
@@ -16,18 +17,34 @@ def test_knn_votes_are_similarity_weighted():
     assert knn_predict(train, labels, test, num_classes=2, k=5, temperature=0.07).tolist() == [0, 1]
 
 
+def test_knn_probe_of_a_seeded_random_backbone_repeats_and_says_what_it_measured(cifar10):
+    def probe():
+        return knn_probe("resnet18", str(cifar10 / "test"), str(cifar10 / "test"), crop_size=32,
+                         train_limit=64, test_limit=32, k=5, seed=1, num_workers=0)
+
+    result = probe()
+    assert result == probe()  # the random initialisation is drawn from the seed
+    assert result["test_images"] == 32 and result["stem"] == "imagenet"
+    assert result["checkpoint"] == "" and result["k"] == 5
+    correct = result["top1"] / 100 * 32  # a whole number of the 32 test images
+    assert correct == pytest.approx(round(correct))
+
+
+@pytest.mark.integration
 def test_knn_tool_reads_a_pretraining_checkpoint(cifar10, tmp_path):
     run_tool("tools/pretrain.py", "MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "32",
              "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
              "SOLVER.MAX_ITER", "1", "DATA.ROOT", str(cifar10 / "test"), "OUTPUT_DIR", str(tmp_path))
-    out = run_tool("tools/knn.py", "--arch", "resnet18", "--checkpoint",
-                   str(tmp_path / "model_final.pth"), "--train-root", str(cifar10 / "test"),
-                   "--test-root", str(cifar10 / "test"), "--crop", "32", "--train-limit", "200",
-                   "--test-limit", "100", "--workers", "0").stdout
-    acc = float(out.split("top-1: ")[1].split("%")[0])
-    assert 0.0 <= acc <= 100.0
+    run_tool("tools/knn.py", "--arch", "resnet18", "--checkpoint",
+             str(tmp_path / "model_final.pth"), "--train-root", str(cifar10 / "test"),
+             "--test-root", str(cifar10 / "test"), "--crop", "32", "--train-limit", "200",
+             "--test-limit", "100", "--workers", "0", "--json", str(tmp_path / "knn.json"))
+    result = json.loads((tmp_path / "knn.json").read_text())
+    assert 0.0 <= result["top1"] <= 100.0 and result["test_images"] == 100
+    assert result["checkpoint"] == str(tmp_path / "model_final.pth")
 
 
+@pytest.mark.integration
 def test_linear_readout_trains_logs_and_resumes(cifar10, tmp_path):
     common = ["tools/lincls.py", "MODEL.ARCH", "resnet18", "DATA.ROOT", str(cifar10 / "test"),
               "DATA.VAL_ROOT", str(cifar10 / "test"), "DATA.LIMIT", "256", "DATA.VAL_LIMIT", "128",

@@ -317,6 +317,7 @@ def test_pack_round_trip_and_truncation_error(bccd, tmp_path):
         PackedImages(str(pack))
 
 
+@pytest.mark.integration
 def test_pretraining_runs_and_resumes_with_the_gpu_pipeline_from_a_pack(bccd, tmp_path):
     pack = tmp_path / "pack"
     run_tool("tools/pack_images.py", str(bccd), str(pack))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from tests.conftest import REPO
@@ -29,6 +30,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_signal_checkpoints_at_the_iteration_boundary_then_hands_over(cifar10, tmp_path):
     code = SCRIPT.format(repo=str(REPO), out=str(tmp_path), data=str(cifar10 / "test"))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

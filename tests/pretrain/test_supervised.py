@@ -43,6 +43,7 @@ def test_a_bad_schedule_is_a_clear_error():
         load_supervised_cfg(opts=["SOLVER.MAX_ITER", "0"])
 
 
+@pytest.mark.integration
 def test_supervised_training_learns_resumes_and_exports_to_detectron2(cifar10, tmp_path):
     out = tmp_path / "run"
     common = ["tools/supervised.py", "MODEL.ARCH", "resnet18", "DATA.ROOT", str(cifar10 / "test"),

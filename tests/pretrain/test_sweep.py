@@ -204,6 +204,7 @@ def test_heldout_views_spread_over_the_folder(cifar10):
     assert len(chosen) == 10
 
 
+@pytest.mark.integration
 def test_a_killed_sweep_reruns_only_the_missing_points(cifar10, tmp_path, capsys):
     output = tmp_path / "out"
     first = output / NAMES[0] / "result.json"

@@ -218,6 +218,7 @@ def test_the_sweep_parameters_and_the_refused_combinations(tmp_path):
 
 
 @pytest.mark.parametrize("config,data", [(PATCH_CFG, "bccd"), (FREQUENCY_CFG, "cifar10")])
+@pytest.mark.integration
 def test_two_pretraining_iterations_write_a_checkpoint(config, data, request, tmp_path):
     root = request.getfixturevalue(data)
     root = root / "test" if data == "cifar10" else root

@@ -9,6 +9,8 @@ import torch
 
 from tests.conftest import run_tool
 
+pytestmark = pytest.mark.integration  # slurm/submit.py as a process, most tests on a real SLURM cluster
+
 TINY_PRETRAIN = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
                  "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
                  "LOG_PERIOD", "10"]
@@ -99,9 +101,10 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, cifar10, 
     """The signal SLURM sends before a time limit (USR2), sent now: the job checkpoints at the
     iteration boundary (no periodic checkpoint exists yet), requeues, resumes and ends in the
     state of an uninterrupted run."""
-    # 150 iterations, signalled after 20: ~130 left (tens of seconds) to react, and the run is
-    # repeated uninterrupted below, so every iteration here costs twice.
-    work = [*TINY_PRETRAIN, "SOLVER.MAX_ITER", "150", "SOLVER.CHECKPOINT_PERIOD", "100000",
+    # 60 iterations, signalled after 20: 40 left to react (seconds; the signal arrived within one
+    # iteration on a loaded 2-core machine), and the run is repeated uninterrupted below, so
+    # every iteration here costs twice.
+    work = [*TINY_PRETRAIN, "SOLVER.MAX_ITER", "60", "SOLVER.CHECKPOINT_PERIOD", "100000",
             "DATA.ROOT", str(cifar10 / "test")]
     jobs, slurm_run = tmp_path / "jobs", tmp_path / "slurm_run"
     job = submit(jobs, "pretrain", "--config-file", PRETRAIN_CFG, "--timeout-min", "20",

@@ -8,6 +8,8 @@ from tests.conftest import run_tool
 from tests.pretrain.test_sweep import NAMES, sweep_args
 from tests.slurm.test_submit import task_log, wait_for
 
+pytestmark = pytest.mark.integration  # a real SLURM cluster
+
 
 @pytest.mark.slow
 def test_points_run_as_one_job_array_and_are_collected(slurm_cluster, cifar10, tmp_path):
