@@ -1,37 +1,8 @@
 #!/usr/bin/env python
 """Linear readout of a pretrained backbone on labelled image folders (ImageNet layout).
 
-    python tools/lincls.py [--config-file CFG] [--resume] CHECKPOINT path/model_final.pth \
-        TRAIN_ROOT /imagenet/train VAL_ROOT /imagenet/val [KEY VALUE ...]
+Usage and options: python tools/lincls.py --help. The command lives in
+pretrain/commands/lincls.py (also installed as the console script infomin-lincls)."""
+from _command import run_command
 
-Defaults are the reference recipe (pretrain/evaluation/linear.py)."""
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pretrain.evaluation.backbone_loading import BackboneLoadError  # noqa: E402
-from pretrain.evaluation.linear import load_lincls_cfg, run_linear_readout  # noqa: E402
-from pretrain.models.backbone import UnknownStemError  # noqa: E402
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
-    args = parser.parse_args(argv)
-    try:
-        acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts),
-                                 resume=args.resume)
-    except (BackboneLoadError, UnknownStemError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"linear readout top-1: {acc:.2f}%")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+run_command("lincls")

@@ -8,7 +8,7 @@ import os
 import time
 
 from ..losses import mutual_information_bound
-from . import distributed as du
+from ..common import distributed as du
 
 METRICS_FILE = "metrics.jsonl"  # in OUTPUT_DIR: one JSON object per line, each with "iteration"
 

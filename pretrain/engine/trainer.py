@@ -13,9 +13,9 @@ from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_accuracy
 from ..models.cmc import build_model
 from ..models.sync_bn import convert_to_sync_bn
-from . import distributed as du
+from ..common import distributed as du
 from .checkpoint import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .preemption import CheckpointBeforeRequeue
+from ..common.preemption import CheckpointBeforeRequeue
 from .progress import Progress
 from .sampler import EpochBatchSampler
 

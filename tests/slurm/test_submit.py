@@ -2,12 +2,13 @@
 import json
 import re
 import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
-from tests.conftest import run_tool
+from tests.conftest import REPO, run_tool
 
 TINY_PRETRAIN = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
                  "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
@@ -54,6 +55,36 @@ def test_dry_run_prints_the_script_and_the_resolved_config(tmp_path):
         assert line in out
     assert "BATCH_SIZE: 512" in out and "ARCH: resnet18" in out
     assert not any(tmp_path.iterdir())  # nothing submitted, nothing written
+
+
+@pytest.mark.parametrize("stage, settings, resolved", [
+    ("supervised", ["ARCH", "resnet18", "TRAIN_ROOT", "/data/train", "MAX_ITER", "10"],
+     ["ARCH: resnet18", "MAX_ITER: 10"]),
+    ("knn", ["MODEL.ARCH", "resnet18", "DATA.TRAIN_ROOT", "/data/train", "DATA.TEST_ROOT",
+             "/data/test", "KNN.K", "20"], ["ARCH: resnet18", "TRAIN_ROOT: /data/train", "K: 20"]),
+])
+def test_single_task_stages_dry_run_without_a_config_file(tmp_path, stage, settings, resolved):
+    out = run_tool("slurm/submit.py", stage, "--dry-run", "--job-dir", str(tmp_path),
+                   *settings).stdout
+    for line in ("#SBATCH --ntasks-per-node=1", f"#SBATCH --job-name={stage}",
+                 "#SBATCH --signal=USR2@120", "submitit.core._submit", *resolved):
+        assert line in out
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["supervised", "--tasks-per-node", "2"], "supervised runs as one task"),
+    (["knn", "MODEL.ARCH", "resnet18"], "DATA.TRAIN_ROOT: required"),
+    (["nosuch"], "the first argument must be a stage: pretrain, lincls, knn, supervised, "
+                 "detection, sweep"),
+])
+def test_bad_submissions_are_one_line_errors(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "slurm/submit.py", *args[:1], "--dry-run", *args[1:]],
+                          cwd=REPO, capture_output=True, text=True)
+    lines = [line for line in proc.stderr.splitlines() if "Warning" not in line
+             and not line.startswith("  warnings.warn")]  # torch's deprecation notes
+    assert proc.returncode == 2 and lines == [lines[0]] and lines[0].startswith("error: ")
+    assert message in lines[0]
 
 
 @pytest.mark.parametrize("args, message", [
