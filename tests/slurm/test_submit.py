@@ -148,6 +148,33 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, cifar10, 
     check_requeued_and_resumed(jobs, job, work, slurm_run, tmp_path / "direct")
 
 
+def test_preempted_supervised_job_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
+    """The supervised stage through the same registry: signalled once a periodic checkpoint
+    exists, it requeues, resumes from that checkpoint and ends with the weights of an
+    uninterrupted run."""
+    work = ["ARCH", "resnet18", "CROP_SIZE", "32", "BATCH_SIZE", "8", "NUM_WORKERS", "0",
+            "MAX_ITER", "150", "CHECKPOINT_PERIOD", "10", "LOG_PERIOD", "10",
+            "TRAIN_ROOT", str(cifar10 / "test")]
+    jobs, slurm_run = tmp_path / "jobs", tmp_path / "slurm_run"
+    job = submit(jobs, "supervised", "--timeout-min", "20", *work, "OUTPUT_DIR", str(slurm_run))
+    deadline = time.time() + 300
+    while not (slurm_run / "checkpoint_00000020.pth").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    wait_for(job, timeout=900, release_held=True)
+    log = task_log(jobs, job)
+    assert "[supervised] task 0/1" in log and "(restart 1)" in log, log[-3000:]
+    resumed_at = [int(i) for i in re.findall(r"resumed from .* at iteration (\d+)", log)]
+    assert resumed_at and 0 < resumed_at[0] < 150, log[-3000:]
+    direct = tmp_path / "direct"
+    run_tool("tools/supervised.py", *work, "OUTPUT_DIR", str(direct))
+    requeued, whole = (torch.load(run / "model_final.pth", map_location="cpu")
+                       for run in (slurm_run, direct))
+    assert requeued.keys() == whole.keys()
+    for name, tensor in whole.items():
+        assert torch.equal(requeued[name], tensor), name
+
+
 @pytest.mark.slow
 def test_job_past_its_time_limit_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
     """A real time limit: 3 minutes, told to requeue 60 s before it (SLURM may signal up to 60 s
