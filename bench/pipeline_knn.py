@@ -17,11 +17,10 @@ import statistics
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from pretrain.data.archive import unpack_once
+from pretrain.engine.progress import read_metrics
 
-from pretrain.data.archive import unpack_once  # noqa: E402
-from pretrain.engine.progress import read_metrics  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CIFAR = os.path.join(os.path.dirname(REPO), "shared", "data", "cifar10-images.tar.gz")
 

@@ -23,16 +23,15 @@ import os
 import sys
 import time
 
+import torch
+
+from pretrain.config import load_cfg
+from pretrain.data.packed import open_images
+from pretrain.data.pipelines import ViewPipeline
+from pretrain.engine.sampler import EpochBatchSampler
+from pretrain.models.moco import build_moco
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import torch  # noqa: E402
-
-from pretrain.config import load_cfg  # noqa: E402
-from pretrain.data.packed import open_images  # noqa: E402
-from pretrain.data.pipelines import ViewPipeline  # noqa: E402
-from pretrain.engine.sampler import EpochBatchSampler  # noqa: E402
-from pretrain.models.moco import build_moco  # noqa: E402
 
 DEFAULT_IMAGES = os.path.join(os.path.dirname(REPO), "shared", "data", "bccd", "JPEGImages")
 

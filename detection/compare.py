@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import statistics
-import sys
 from collections import defaultdict
+
+from pretrain.common.cli import run_entry_point
+from pretrain.common.errors import ConfigError, DatasetError
 
 METRICS_FILE = "metrics_eval.json"
 RUN_COUNT = "_runs"  # bookkeeping entry of each row: one element per run
@@ -28,7 +30,7 @@ def read_runs(runs: list[tuple[str, str]]) -> dict:
     for label, folder in runs:
         path = os.path.join(folder, METRICS_FILE)
         if not os.path.isfile(path):
-            raise SystemExit(f"error: run {label}={folder}: no {METRICS_FILE} in it")
+            raise DatasetError(f"run {label}={folder}: no {METRICS_FILE} in it")
         with open(path) as f:
             results = json.load(f)
         for dataset, tasks in results.items():
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
     for spec in args.run:
         label, sep, folder = spec.partition("=")
         if not sep:
-            raise SystemExit(f"error: --run {spec!r}: expected LABEL=FOLDER")
+            raise ConfigError(f"--run {spec!r}: expected LABEL=FOLDER")
         runs.append((label, folder))
     table = read_runs(runs)
     text = markdown(table, args.metrics)
@@ -117,5 +119,9 @@ def main(argv=None) -> int:
     return 0
 
 
+def entry_point() -> None:
+    run_entry_point(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

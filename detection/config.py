@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import pickle
 
+from pretrain.common.errors import ConfigError
+
 # Norm names whose layers Detectron2 builds with torch's SyncBatchNorm (GPU only) and their
 # all-reduce twin that also runs through gloo on CPU processes.
 _SYNC_NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM",
@@ -14,7 +16,7 @@ STEM_TYPE_BACKBONES = ("build_resnet_backbone_with_stem_type",
                        "build_resnet_fpn_backbone_with_stem_type")
 
 
-class StemConfigError(ValueError):
+class StemConfigError(ConfigError):
     """MODEL.RESNETS.STEM_TYPE cannot be built, or differs from the stem of MODEL.WEIGHTS."""
 
 
@@ -25,7 +27,7 @@ def load_detection_cfg(config_file: str, opts=()):
     from detectron2.config import get_cfg
 
     if not os.path.isfile(config_file):
-        raise SystemExit(f"error: config file {config_file}: no such file")
+        raise ConfigError(f"config file {config_file}: no such file")
     cfg = get_cfg()
     add_project_config(cfg)
     try:
@@ -33,7 +35,7 @@ def load_detection_cfg(config_file: str, opts=()):
         cfg.merge_from_list(list(opts))
         check_stem_type(cfg)
     except (KeyError, AssertionError, ValueError) as err:  # yacs reports unknown keys with either
-        raise SystemExit(f"error: {config_file}: {err.args[0]}") from None
+        raise ConfigError(f"{config_file}: {err.args[0]}") from None
     return cfg
 
 
@@ -100,7 +102,7 @@ def apply_batch_scale(cfg) -> None:
         return
     images = cfg.SOLVER.IMS_PER_BATCH * scale
     if scale <= 0 or images < 1 or abs(images - round(images)) > 1e-6:
-        raise SystemExit(f"error: SOLVER.BATCH_SCALE {scale} does not give a whole batch from "
+        raise ConfigError(f"SOLVER.BATCH_SCALE {scale} does not give a whole batch from "
                          f"IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH}")
     solver = cfg.SOLVER
     solver.IMS_PER_BATCH = int(round(images))

@@ -81,7 +81,7 @@ def build(out_dir: str, cache_dir: str, shared, n_instances: int = 4000, renderi
           size: int = 64, seed: int = 0) -> str:
     """Writes the instance folders once (atomically) from Fashion-MNIST's training items, all ten
     classes, and the photographs; returns `out_dir`."""
-    from pretrain.data.archive import build_once
+    from pretrain.common.build_once import build_once
 
     def fill(staging: str) -> None:
         objects, _labels = load_fashion("train", detection_classes=False)  # labels unused

@@ -36,6 +36,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHEEL_CACHE = os.path.join(REPO_ROOT, ".cache", "wheels")
 SDIST_CACHE = os.path.join(REPO_ROOT, ".cache", "detectron2")
 
+
+class InstallError(RuntimeError):
+    """Detectron2 cannot be fetched or installed as pinned; main() prints it in one line.
+    (Not pretrain.common.errors: this script runs before the project is installed.)"""
+
+
 # Runtime dependencies of detectron2 v0.6 (its setup.py), minus the ones only its caffe2 export and
 # LazyConfig pretty-printer need (black==21.4b2 pins an old formatter, future, pydot).
 PYONLY_REQUIRES = [
@@ -111,7 +117,7 @@ def download_registry_sdist(dest: str) -> str:
         html = page.read().decode()
     match = re.search(r'href="([^"#]*/' + re.escape(REGISTRY_FILE) + r')[^"]*"', html)
     if not match:
-        raise SystemExit(f"error: {index}/{REGISTRY_PROJECT}/ does not list {REGISTRY_FILE}")
+        raise InstallError(f"{index}/{REGISTRY_PROJECT}/ does not list {REGISTRY_FILE}")
     url = urllib.parse.urljoin(f"{index}/{REGISTRY_PROJECT}/", match.group(1))
     path = os.path.join(dest, REGISTRY_FILE)
     with urllib.request.urlopen(url, timeout=300) as src, open(path, "wb") as out:
@@ -119,7 +125,7 @@ def download_registry_sdist(dest: str) -> str:
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     if digest != REGISTRY_SHA256:
-        raise SystemExit(f"error: {url}: sha256 {digest} is not the pinned {REGISTRY_SHA256}")
+        raise InstallError(f"{url}: sha256 {digest} is not the pinned {REGISTRY_SHA256}")
     return path
 
 
@@ -159,7 +165,11 @@ def write_startup_hook() -> None:
 
 
 def main() -> int:
-    status = install()
+    try:
+        status = install()
+    except InstallError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if status == 0:
         write_startup_hook()
     return status

@@ -1,15 +1,16 @@
 """Join Detectron2 processes into one group without Detectron2's `launch`, which always initialises
-NCCL: gloo for CPU processes (tests, GPU-less machines), and the environment's rank / world size
-for processes that SLURM started (slurm/submit.py)."""
+NCCL: gloo for CPU processes (tests, GPU-less machines). Rank, world size and master come from the
+environment, as for every stage (pretrain.common.distributed_env): torchrun, SLURM / submitit
+(slurm/submit.py), or our local launcher (pretrain.common.launch)."""
 from __future__ import annotations
 
 import os
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from pretrain.engine.launch import free_port
+from pretrain.common.distributed_env import export_distributed_env
+from pretrain.common.launch import launch
 
 
 def _ddp_on_cpu() -> None:
@@ -50,23 +51,15 @@ def join_process_group(rank: int, world_size: int, local_world_size: int,
     comm.synchronize()
 
 
-def _cpu_worker(rank: int, world_size: int, port: int, main_func, args) -> None:
-    join_process_group(rank, world_size, world_size, f"tcp://127.0.0.1:{port}")
-    main_func(*args)
-
-
 def launch_cpu(main_func, num_processes: int, args=()) -> None:
     """N CPU processes on this machine, joined through gloo."""
-    if num_processes <= 1:
-        main_func(*args)
-        return
-    mp.start_processes(_cpu_worker, args=(num_processes, free_port(), main_func, args),
-                       nprocs=num_processes, start_method="spawn")
+    launch(run_from_env, num_processes, (main_func, args))
 
 
 def run_from_env(main_func, args=()):
-    """In a process started by SLURM / torchrun: join the group that RANK, WORLD_SIZE,
-    LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT describe, then run."""
+    """In a process started by our launcher, SLURM or torchrun: join the group that RANK,
+    WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT describe, then run."""
+    export_distributed_env()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and not dist.is_initialized():
         join_process_group(int(os.environ["RANK"]), world_size,

@@ -27,6 +27,8 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from pretrain.common.errors import DatasetError
+
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_PACKAGE = "dataset-fashion-mnist"
 PHOTO_WHEEL = "scikit-image==0.26.0"
@@ -50,7 +52,7 @@ def ensure_fashion_mnist() -> str:
     if os.path.isdir(FASHION_DIR):
         return FASHION_DIR
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise SystemExit(f"error: {FASHION_DIR} is missing: install Debian's {FASHION_PACKAGE} "
+        raise DatasetError(f"{FASHION_DIR} is missing: install Debian's {FASHION_PACKAGE} "
                          f"(apt-get install {FASHION_PACKAGE})")
     print(f"installing Debian's {FASHION_PACKAGE} ...", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -192,7 +194,7 @@ def build(out_dir: str, cache_dir: str, n_pretrain: int = 6000, n_train: int = 6
           n_test: int = 120, size: int = 128, seed: int = 0, n_objects_train: int = 6000,
           n_objects_test: int = 1000) -> str:
     """Writes the sets under `out_dir` once (atomically); returns `out_dir`."""
-    from pretrain.data.archive import build_once
+    from pretrain.common.build_once import build_once
 
     def fill(staging: str) -> None:
         photos = load_photos(cache_dir)

@@ -11,33 +11,29 @@ and the final metrics written to OUTPUT_DIR/metrics_eval.json.
 import json
 import math
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import detection  # noqa: F401  (must come before detectron2: supplies missing compiled ops)
+import detection.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import (DefaultTrainer, HookBase, default_argument_parser, default_setup,
+                               launch)
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.utils import comm
 
-import detection  # noqa: E402,F401  (must come before detectron2: supplies missing compiled ops)
-import detection.modeling  # noqa: E402,F401  (registers Res5ROIHeadsExtraNorm)
-import torch  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.engine import (DefaultTrainer, HookBase, default_argument_parser,  # noqa: E402
-                               default_setup, launch)
-from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-
-from detection.compat import check_config_ops, has_compiled_ops  # noqa: E402
-from detection.config import (apply_batch_scale, load_detection_cfg,  # noqa: E402
-                              sync_norms_for_cpu_processes)
-from detection.data_checks import (check_detection_data, checked_test_loader,  # noqa: E402
-                                   checked_train_loader)
-from detection.datasets import register_from_specs  # noqa: E402
-from detection.launch import launch_cpu  # noqa: E402
-from detection.output_folder import prepare_detection_output  # noqa: E402
-from detection.plain_logs import plain_text_logs  # noqa: E402
-from detection.run_lines import log_end, log_start  # noqa: E402
-from detection.settings_checks import check_backbone_weights, check_num_classes  # noqa: E402
-from pretrain.common.cli import apply_trailing_flags  # noqa: E402
-from pretrain.engine.preemption import CheckpointBeforeRequeue  # noqa: E402
+from detection.compat import check_config_ops, has_compiled_ops
+from detection.config import apply_batch_scale, load_detection_cfg, sync_norms_for_cpu_processes
+from detection.data_checks import check_detection_data, checked_test_loader, checked_train_loader
+from detection.datasets import register_from_specs
+from detection.launch import launch_cpu
+from detection.output_folder import prepare_detection_output
+from detection.plain_logs import plain_text_logs
+from detection.run_lines import log_end, log_start
+from detection.settings_checks import check_backbone_weights, check_num_classes
+from pretrain.common.cli import apply_trailing_flags, run_entry_point
+from pretrain.common.errors import DatasetError
+from pretrain.common.preemption import CheckpointBeforeRequeue
 
 METRICS_FILE = "metrics_eval.json"
 HELP_EPILOG = """Config keys: Detectron2's
@@ -92,7 +88,7 @@ class Trainer(DefaultTrainer):
                                  use_fast_impl=has_compiled_ops())
         if kind == "pascal_voc":
             return PascalVOCDetectionEvaluator(dataset_name)
-        raise SystemExit(f"error: dataset {dataset_name}: no evaluator for evaluator_type {kind!r} "
+        raise DatasetError(f"dataset {dataset_name}: no evaluator for evaluator_type {kind!r} "
                          "(expected a COCO-format or Pascal VOC dataset)")
 
 
@@ -101,13 +97,13 @@ def check_dataset_paths(cfg) -> None:
     (Detectron2's built-in names read $DETECTRON2_DATASETS, default ./datasets)."""
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         if name not in DatasetCatalog.list():
-            raise SystemExit(f"error: dataset {name!r} is not registered: use a built-in name "
+            raise DatasetError(f"dataset {name!r} is not registered: use a built-in name "
                              "or add a spec to DATASETS.REGISTER")
         meta = MetadataCatalog.get(name)
         for field in ("json_file", "image_root", "dirname"):
             path = meta.get(field)
             if path and not os.path.exists(path):
-                raise SystemExit(f"error: dataset {name}: {field} {path}: no such file or folder"
+                raise DatasetError(f"dataset {name}: {field} {path}: no such file or folder"
                                  " (set $DETECTRON2_DATASETS for the built-in datasets)")
 
 
@@ -185,6 +181,15 @@ def parse_args(argv=None):
     return args
 
 
+def run_stage(config_file: str, opts: list[str], resume: bool = True):
+    """The detection stage (pretrain/stages.py), in a process that SLURM, torchrun or our
+    launcher started: Detectron2's trainer in the process group the environment describes."""
+    from detection.launch import run_from_env
+
+    args = parse_args(["--config-file", config_file, *(["--resume"] if resume else []), *opts])
+    return run_from_env(main, (args,))
+
+
 def cli(argv=None):
     args = parse_args(argv)
     # The output folder rule, before any process starts (setup applies it again in the run).
@@ -196,5 +201,9 @@ def cli(argv=None):
                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
 
 
+def entry_point() -> None:
+    run_entry_point(cli)
+
+
 if __name__ == "__main__":
-    cli()
+    entry_point()

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from pretrain.common.errors import LaunchError
+
 
 @dataclass
 class Partition:
@@ -24,11 +26,11 @@ def _gpus(gres: str) -> int:
 
 def partitions() -> dict[str, Partition]:
     if shutil.which("sinfo") is None:
-        raise SystemExit("error: sinfo not found: this machine is not a SLURM submit host "
+        raise LaunchError("sinfo not found: this machine is not a SLURM submit host "
                          "(use --dry-run to see the job script)")
     out = subprocess.run(["sinfo", "-h", "-o", "%P|%c|%G"], capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"error: sinfo failed: {out.stderr.strip()}")
+        raise LaunchError(f"sinfo failed: {out.stderr.strip()}")
     found: dict[str, Partition] = {}
     for line in out.stdout.splitlines():
         name, cpus, gres = line.strip().split("|")
@@ -42,21 +44,21 @@ def partitions() -> dict[str, Partition]:
 
 def check_request(partition: str | None, tasks_per_node: int, cpus_per_task: int,
                   gpus_per_node: int) -> None:
-    """Raise SystemExit if no node of the partition can ever run the request."""
+    """Raise LaunchError if no node of the partition can ever run the request."""
     available = partitions()
     if partition:
         if partition not in available:
-            raise SystemExit(f"error: unknown partition {partition!r} (the cluster has: "
+            raise LaunchError(f"unknown partition {partition!r} (the cluster has: "
                              f"{', '.join(sorted(available)) or 'none'})")
         part = available[partition]
     else:
         defaults = [p for p in available.values() if p.default]
         if not defaults:
-            raise SystemExit("error: the cluster has no default partition: pass --partition")
+            raise LaunchError("the cluster has no default partition: pass --partition")
         part = defaults[0]
     if gpus_per_node > part.max_gpus:
-        raise SystemExit(f"error: --gpus-per-node {gpus_per_node}: nodes of partition "
+        raise LaunchError(f"--gpus-per-node {gpus_per_node}: nodes of partition "
                          f"{part.name!r} have at most {part.max_gpus} GPUs")
     if tasks_per_node * cpus_per_task > part.max_cpus:
-        raise SystemExit(f"error: {tasks_per_node} tasks x {cpus_per_task} CPUs per node: nodes "
+        raise LaunchError(f"{tasks_per_node} tasks x {cpus_per_task} CPUs per node: nodes "
                          f"of partition {part.name!r} have {part.max_cpus} CPUs")

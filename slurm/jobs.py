@@ -1,54 +1,24 @@
-"""What a SLURM task runs: one stage, resumed from its latest checkpoint whenever it (re)starts.
+"""What a SLURM task runs: one stage (pretrain/stages.py), resumed from its latest checkpoint
+whenever it (re)starts.
 
-Every task of a job runs `StageJob()`; its rank, world size and master come from submitit's
-JobEnvironment. On a time-out or preemption submitit calls `checkpoint()`, which resubmits the same
-job: it then resumes (pretraining and lincls at their last periodic checkpoint, detection through
-Detectron2's --resume), so a requeue loses at most one checkpoint period.
+Every task of a job runs `StageJob()`; its rank, world size and master come from the job's
+environment (pretrain.common.distributed_env, as for srun and torchrun). On a time-out or
+preemption submitit calls `checkpoint()`, which resubmits the same job: it then resumes
+(pretraining, supervised and lincls at their last checkpoint, detection through Detectron2's
+--resume, a sweep at its unfinished points), so a requeue loses at most one checkpoint period.
 """
 from __future__ import annotations
 
 import os
-import re
 
 import submitit
 
-STAGES = ("pretrain", "lincls", "detection")
+from pretrain.common.distributed_env import export_slurm_env
+from pretrain.stages import get_stage
 
 
-def set_distributed_env(env: submitit.JobEnvironment) -> None:
-    """torch.distributed's variables from the job: the first node of the job is the master."""
-    job_digits = re.sub(r"\D", "", str(env.job_id)) or "0"
-    os.environ.update(
-        RANK=str(env.global_rank), LOCAL_RANK=str(env.local_rank), WORLD_SIZE=str(env.num_tasks),
-        LOCAL_WORLD_SIZE=str(env.num_tasks // max(1, env.num_nodes)),
-        MASTER_ADDR=env.hostnames[0],
-        MASTER_PORT=os.environ.get("MASTER_PORT", str(20000 + int(job_digits) % 20000)))
-
-
-def run_pretrain(config_file: str, opts: list[str]):
-    from pretrain.config import load_cfg
-    from pretrain.engine.trainer import train
-
-    return train(load_cfg(config_file, opts), resume=True)
-
-
-def run_lincls(config_file: str, opts: list[str]):
-    from pretrain.evaluation.linear import load_lincls_cfg, run_linear_readout
-
-    return run_linear_readout(load_lincls_cfg(config_file, opts), resume=True)
-
-
-def run_detection(config_file: str, opts: list[str]):
-    from detectron2.engine import default_argument_parser
-
-    from detection import train_net
-    from detection.launch import run_from_env
-
-    args = default_argument_parser().parse_args(["--config-file", config_file, "--resume", *opts])
-    return run_from_env(train_net.main, (args,))
-
-
-RUNNERS = {"pretrain": run_pretrain, "lincls": run_lincls, "detection": run_detection}
+def _restarts() -> str:
+    return os.environ.get("SLURM_RESTART_COUNT", "0")
 
 
 class StageJob(submitit.helpers.Checkpointable):
@@ -59,10 +29,10 @@ class StageJob(submitit.helpers.Checkpointable):
 
     def __call__(self):
         env = submitit.JobEnvironment()
-        set_distributed_env(env)
+        export_slurm_env()
         print(f"[{self.stage}] task {env.global_rank}/{env.num_tasks} of job {env.job_id} "
-              f"(restart {os.environ.get('SLURM_RESTART_COUNT', '0')})", flush=True)
-        result = RUNNERS[self.stage](self.config_file, self.opts)
+              f"(restart {_restarts()})", flush=True)
+        result = get_stage(self.stage).run(self.config_file, self.opts, resume=True)
         # Results must pickle back to the submitter: paths and numbers, not Detectron2 objects.
         return result if isinstance(result, (str, float, int, type(None))) else str(result)
 
@@ -83,7 +53,7 @@ class SweepPointJob(submitit.helpers.Checkpointable):
         from pretrain.sweep import run_point
 
         env = submitit.JobEnvironment()
-        print(f"[sweep] point {point.name} in job {env.job_id} "
-              f"(restart {os.environ.get('SLURM_RESTART_COUNT', '0')})", flush=True)
+        print(f"[sweep] point {point.name} in job {env.job_id} (restart {_restarts()})",
+              flush=True)
         result = run_point(self.sweep, point)
         return None if result is None else result["accuracy"]

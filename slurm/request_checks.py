@@ -39,9 +39,14 @@ def input_paths(stage: str, cfg) -> list[tuple[str, str]]:
             paths += [("EVAL.KNN_TRAIN_ROOT", cfg.EVAL.KNN_TRAIN_ROOT),
                       ("EVAL.KNN_TEST_ROOT", cfg.EVAL.KNN_TEST_ROOT)]
         return paths
-    if stage == "lincls":
-        paths = [("TRAIN_ROOT", cfg.TRAIN_ROOT), ("VAL_ROOT", cfg.VAL_ROOT)]
-        return paths + ([("CHECKPOINT", cfg.CHECKPOINT)] if cfg.CHECKPOINT else [])
+    if stage in ("lincls", "knn", "supervised"):  # one naming scheme (pretrain/config.py)
+        paths = [("DATA.ROOT", cfg.DATA.ROOT)]
+        if cfg.DATA.VAL_ROOT or stage != "supervised":
+            paths.append(("DATA.VAL_ROOT", cfg.DATA.VAL_ROOT))
+        weights = cfg.MODEL.get("WEIGHTS", "")
+        return paths + ([("MODEL.WEIGHTS", weights)] if _local(weights) else [])
+    if stage == "sweep":  # its points' configs are checked by the sweep itself (Sweep.check)
+        return []
     from detection.datasets import parse_spec
 
     paths = [("MODEL.WEIGHTS", cfg.MODEL.WEIGHTS)] if _local(cfg.MODEL.WEIGHTS) else []

@@ -3,12 +3,16 @@
 process group built from the job's environment, requeued after a time-out or preemption and resumed
 from the stage's last checkpoint.
 
-    python slurm/submit.py {pretrain,lincls,detection} --config-file CFG [--nodes N]
+    python slurm/submit.py {pretrain,lincls,knn,supervised,detection,sweep} [--config-file CFG] [--nodes N]
         [--gpus-per-node G] [--tasks-per-node T] [--cpus-per-task C] [--mem-gb M] [--partition P]
         [--timeout-min T] [--account A] [--qos Q] [--constraint C] [--comment TEXT]
         [--job-dir DIR] [--dry-run] [--wait] [KEY VALUE ...]
 
 The job's logs, its resolved config and a submission record go to JOB_DIR/<job id>/.
+The stages (pretrain/stages.py) take a config file and/or KEY VALUE overrides; knn takes
+tools/knn.py's settings as keys (MODEL.ARCH, MODEL.CHECKPOINT, DATA.TRAIN_ROOT, ...), sweep takes
+tools/sweep.py's arguments after `--` (a sweep's points run one after the other in the job).
+lincls, knn, supervised and sweep run as one task.
 """
 from __future__ import annotations
 
@@ -19,31 +23,20 @@ import os
 import shlex
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pretrain.common.cli import apply_trailing_flags  # noqa: E402
-from slurm.jobs import STAGES, StageJob  # noqa: E402
-from slurm.request_checks import check_input_paths, check_resources  # noqa: E402
+from pretrain.common.cli import apply_trailing_flags, run_entry_point
+from pretrain.common.errors import ConfigError
+from pretrain.stages import STAGES, get_stage
+from slurm.request_checks import check_input_paths, check_resources
 
 
 def resolved_cfg(stage: str, config_file: str, opts: list[str]):
     """The full config the job will run; a bad file or key fails here, before submitting."""
-    if stage == "pretrain":
-        from pretrain.config import load_cfg
-
-        return load_cfg(config_file, opts)
-    if stage == "lincls":
-        from pretrain.evaluation.linear import load_lincls_cfg
-
-        return load_lincls_cfg(config_file, opts)
-    from detection.config import load_detection_cfg
-
-    return load_detection_cfg(config_file, opts)
+    return get_stage(stage).load_config(config_file, opts)
 
 
 def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
-    """resolved_cfg as YAML."""
-    return resolved_cfg(stage, config_file, opts).dump()
+    """resolved_cfg as the text the job records."""
+    return get_stage(stage).describe(resolved_cfg(stage, config_file, opts))
 
 
 def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +62,9 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--config-file", default="", metavar="FILE",
+                        help="the stage's config (pretrain, lincls, knn, supervised: optional, "
+                             "the defaults and KEY VALUE overrides may do)")
     add_resource_arguments(parser)
     parser.add_argument("--job-dir", default="", help="default: output/slurm/<stage>")
     parser.add_argument("--dry-run", action="store_true",
@@ -81,12 +76,21 @@ def parse_args(argv=None):
     if argv[:1] in (["-h"], ["--help"]):
         parser.parse_args(["--help"])  # prints the help, exits 0
     if not argv or argv[0] not in STAGES:
-        parser.print_usage(sys.stderr)
-        raise SystemExit(f"error: the first argument must be a stage: {', '.join(STAGES)}")
+        raise ConfigError(f"the first argument must be a stage: {', '.join(STAGES)} "
+                          "(see --help)")
     args = parser.parse_args(argv[1:])
     args.stage = argv[0]
     apply_trailing_flags(args, ("--dry-run", "--wait"))
     return args
+
+
+def check_tasks(args) -> None:
+    """A stage that is no process group runs as one task: N tasks would be N copies writing the
+    same folder."""
+    if not get_stage(args.stage).distributed and (
+            args.nodes != 1 or args.tasks_per_node > 1 or args.gpus_per_node > 1):
+        raise ConfigError(f"{args.stage} runs as one task: --nodes 1, --tasks-per-node 0 or 1, "
+                          "--gpus-per-node 0 or 1")
 
 
 def slurm_parameters(args) -> dict:
@@ -130,20 +134,23 @@ def build_executor(job_dir: str, params: dict, args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not os.path.isfile(args.config_file):
-        raise SystemExit(f"error: config file {args.config_file}: no such file")
+    if args.config_file and not os.path.isfile(args.config_file):
+        raise ConfigError(f"config file {args.config_file}: no such file")
+    check_tasks(args)
     check_resources(args)
     cfg = resolved_cfg(args.stage, args.config_file, args.opts)
     check_input_paths(args.stage, cfg)
-    config_text = cfg.dump()
+    config_text = get_stage(args.stage).describe(cfg)
     job_dir = os.path.abspath(args.job_dir or os.path.join("output", "slurm", args.stage))
     params = slurm_parameters(args)
 
     if args.dry_run:
         print(sbatch_script(job_dir, params))
-        print(f"# resolved config ({args.stage}, {args.config_file}):")
+        print(f"# resolved config ({args.stage}, {args.config_file or 'defaults and overrides'}):")
         print(config_text)
         return 0
+
+    from slurm.jobs import StageJob
 
     executor = build_executor(job_dir, params, args)
     job = executor.submit(StageJob(args.stage, args.config_file, args.opts))
@@ -161,5 +168,9 @@ def main(argv=None) -> int:
     return 0
 
 
+def entry_point() -> None:
+    run_entry_point(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

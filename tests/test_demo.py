@@ -61,7 +61,7 @@ def test_demo_pipeline_reduced(tmp_path):
 
 
 def test_the_learned_verdict_reads_a_probe_of_a_model_without_a_queue():
-    from tools.demo import learned_note
+    from pretrain.commands.demo import learned_note
 
     nan = float("nan")
     probe = {"probe_images": 512, "chance_fresh_acc": 1 / 512,
@@ -75,7 +75,7 @@ def test_the_learned_verdict_reads_a_probe_of_a_model_without_a_queue():
 
 
 def test_the_demo_refuses_zero_seeds(capsys):
-    from tools.demo import main
+    from pretrain.commands.demo import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--seeds", "0"])
@@ -85,7 +85,7 @@ def test_the_demo_refuses_zero_seeds(capsys):
 
 def test_the_verdict_compares_the_gain_with_the_spread_of_both_sides():
     from detection.compare import RUN_COUNT
-    from tools.demo import summary
+    from pretrain.commands.demo import summary
 
     def runs(*aps):
         return {"AP": list(aps), RUN_COUNT: [1.0] * len(aps)}
@@ -106,7 +106,7 @@ def test_the_verdict_compares_the_gain_with_the_spread_of_both_sides():
 
 def test_one_fine_tune_per_backbone_gives_no_verdict_on_the_spread():
     from detection.compare import RUN_COUNT
-    from tools.demo import summary
+    from pretrain.commands.demo import summary
 
     table = {("demo_test", "bbox"): {"random init": {"AP": [20.0], RUN_COUNT: [1.0]},
                                      "views share: object": {"AP": [25.0], RUN_COUNT: [1.0]}}}

@@ -7,6 +7,7 @@ import pickle
 import pytest
 import torch
 
+from pretrain.common.errors import ConfigError
 from tests.conftest import REPO, run_tool
 from tests.helpers import expected_detectron2_name
 
@@ -103,7 +104,7 @@ def test_configs_of_another_stem_refuse_the_weights(cifar_stem_run, tmp_path):
 
     checkpoint, converted, _ = cifar_stem_run
     # Detectron2 itself would skip the 3x3 conv1 against a 7x7 one with only a warning.
-    with pytest.raises(SystemExit, match="pretrained with stem 'cifar', the model builds "
+    with pytest.raises(ConfigError, match="pretrained with stem 'cifar', the model builds "
                                          "MODEL.RESNETS.STEM_TYPE 'imagenet'"):
         load_detection_cfg(STOCK_FPN, ["MODEL.WEIGHTS", str(converted)])
     # Same shapes as cifar's: only the recorded stem tells them apart.

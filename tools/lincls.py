@@ -1,45 +1,8 @@
 #!/usr/bin/env python
 """Linear readout of a pretrained backbone on labelled image folders (ImageNet layout).
 
-    python tools/lincls.py [--config-file CFG] [--resume | --force] \
-        MODEL.WEIGHTS path/model_final.pth DATA.ROOT /imagenet/train \
-        DATA.VAL_ROOT /imagenet/val [KEY VALUE ...]
+Usage and options: python tools/lincls.py --help. The command lives in
+pretrain/commands/lincls.py (also installed as the console script infomin-lincls)."""
+from _command import run_command
 
-Defaults are the reference recipe (pretrain/evaluation/linear.py; keys: pretrain/config.py,
-get_lincls_cfg). A non-empty OUTPUT_DIR is refused unless --resume or --force."""
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pretrain.common.cli import apply_trailing_flags  # noqa: E402
-from pretrain.evaluation.backbone_loading import BackboneLoadError  # noqa: E402
-from pretrain.config import load_lincls_cfg  # noqa: E402
-from pretrain.evaluation.linear import run_linear_readout  # noqa: E402
-from pretrain.models.backbone import UnknownStemError  # noqa: E402
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last_checkpoint if there is one")
-    parser.add_argument("--force", action="store_true",
-                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
-    args = parser.parse_args(argv)
-    apply_trailing_flags(args, ("--resume", "--force"))  # also after the KEY VALUE pairs
-    try:
-        acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts),
-                                 resume=args.resume, force=args.force)
-    except (BackboneLoadError, UnknownStemError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"linear readout top-1: {acc:.2f}%")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+run_command("lincls")

@@ -1,39 +1,8 @@
 #!/usr/bin/env python
 """Supervised pretraining baseline: a ResNet trained with labels on class folders (ImageNet
-layout), exported like any other backbone (tools/convert.py reads its model_final.pth).
 
-    python tools/supervised.py [--config-file CFG] [--resume | --force] MODEL.ARCH resnet18 \
-        DATA.ROOT /data/train DATA.VAL_ROOT /data/val DATA.CROP_SIZE 64 SOLVER.MAX_ITER 1500 \
-        [KEY VALUE ...]
+Usage and options: python tools/supervised.py --help. The command lives in
+pretrain/commands/supervised.py (also installed as the console script infomin-supervised)."""
+from _command import run_command
 
-Keys and defaults: pretrain/config.py (get_supervised_cfg); the schedule: pretrain/supervised.py.
-A non-empty OUTPUT_DIR is refused unless --resume or --force."""
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pretrain.common.cli import apply_trailing_flags  # noqa: E402
-from pretrain.config import load_supervised_cfg  # noqa: E402
-from pretrain.supervised import train_supervised  # noqa: E402
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last_checkpoint if there is one")
-    parser.add_argument("--force", action="store_true",
-                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
-    args = parser.parse_args(argv)
-    apply_trailing_flags(args, ("--resume", "--force"))  # also after the KEY VALUE pairs
-    train_supervised(load_supervised_cfg(args.config_file, args.opts), resume=args.resume,
-                     force=args.force)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+run_command("supervised")

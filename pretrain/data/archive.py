@@ -1,34 +1,12 @@
-"""Folders built once into a cache, atomically: filled in a staging folder beside the target and
-renamed into place, so a killed build leaves nothing half-made and the next run builds again."""
+"""Image archives unpacked once into a cache (pretrain.common.build_once: atomically, so a killed
+unpack leaves nothing half-made)."""
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
-import tempfile
-from typing import Callable
 
+from ..common.build_once import DONE_MARKER, build_once  # noqa: F401 (DONE_MARKER: callers)
 from ..common.errors import DatasetError
-
-DONE_MARKER = ".complete"
-
-
-def build_once(dest: str, fill: Callable[[str], None]) -> str:
-    """Run fill(staging_folder) and move the result to `dest`, unless a complete `dest` exists."""
-    if os.path.exists(os.path.join(dest, DONE_MARKER)):
-        return dest
-    parent = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
-    try:
-        fill(staging)
-        open(os.path.join(staging, DONE_MARKER), "w").close()
-        if os.path.exists(dest):
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dest
 
 
 def unpack_once(archive: str, dest: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from . import distributed as du
+from ..common import distributed as du
 from .checkpoint import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"  # in OUTPUT_DIR: one JSON object per line, each with its step

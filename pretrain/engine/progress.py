@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ..losses import mutual_information_bound
-from . import distributed as du
+from ..common import distributed as du
 from .metrics import METRICS_FILE, MetricsLog, read_metrics  # noqa: F401 (their old home)
 
 

@@ -19,7 +19,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from ..common.errors import ConfigError, OutputDirError
-from . import distributed as du
+from ..common import distributed as du
 from .checkpoint import (atomic_write_text, last_checkpoint, load_checkpoint,
                          remove_stale_temp_files)
 from .metrics import METRICS_FILE, drop_rows_after

@@ -16,9 +16,9 @@ from ..evaluation.knn import knn_accuracy
 from ..models.cmc import build_model
 from ..models.optim import build_solver, group_lr_factors
 from ..models.sync_bn import convert_to_sync_bn
-from . import distributed as du
+from ..common import distributed as du
+from ..common.preemption import CheckpointBeforeRequeue
 from .checkpoint import rng_state, save_checkpoint, set_rng_state
-from .preemption import CheckpointBeforeRequeue
 from .progress import Progress
 from .run_folder import open_run_folder
 from .sampler import batches_per_epoch, seeded_batches

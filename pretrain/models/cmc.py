@@ -14,7 +14,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from ..engine import distributed as du
+from ..common import distributed as du
 from ..losses import info_nce
 from .moco import MoCo, build_moco
 

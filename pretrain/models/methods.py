@@ -4,7 +4,7 @@ with MODEL.CMC.ENABLED, cmc.py); the others are built here from the same parts: 
 from __future__ import annotations
 
 from ..common.errors import ConfigError
-from ..engine import distributed as du
+from ..common import distributed as du
 from .backbone import build_backbone
 from .byol import BYOL
 from .heads import build_head, build_predictor

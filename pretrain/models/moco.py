@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..engine import distributed as du
+from ..common import distributed as du
 from ..losses import info_nce
 from .backbone import build_backbone
 from .heads import build_head

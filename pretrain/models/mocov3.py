@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..engine import distributed as du
+from ..common import distributed as du
 from ..losses import info_nce
 from .ema import MomentumSchedule
 from .moco import Encoder, MoCo

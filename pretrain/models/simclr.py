@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..engine import distributed as du
+from ..common import distributed as du
 from ..losses import nt_xent
 from .moco import Encoder
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from tests.conftest import REPO, run_tool
+from tests.conftest import run_tool
 from tests.helpers import expected_detectron2_name
 
 pytestmark = pytest.mark.integration  # tools/convert.py as a process (Detectron2's own converter too)
@@ -129,8 +129,7 @@ def test_detectron2_file_passes_through(tmp_path):
 
 def test_agrees_with_detectron2s_own_torchvision_converter(tmp_path):
     """Detectron2 ships tools/convert-torchvision-to-d2.py (in the registry sdist)."""
-    sys.path.insert(0, str(REPO / "detection"))
-    from install_detectron2 import registry_sdist
+    from detection.install_detectron2 import registry_sdist
 
     with tarfile.open(registry_sdist()) as tar:
         member = next(m for m in tar.getmembers()

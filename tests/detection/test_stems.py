@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from detection.verify import build_cfg, verify_weights
+from pretrain.common.errors import ConfigError
 from pretrain.models.backbone import STEMS, build_backbone
 from tests.conftest import run_tool
 from tests.helpers import expected_detectron2_name
@@ -94,10 +95,10 @@ def test_c4_model_with_the_cifar_stem_loads_a_converted_trunk(tmp_path):
 def test_a_small_stem_with_a_stock_backbone_or_an_unknown_stem_is_a_config_error():
     from detection.config import load_detection_cfg
 
-    with pytest.raises(SystemExit, match="STEM_TYPE 'cifar' needs MODEL.BACKBONE.NAME one of "
+    with pytest.raises(ConfigError, match="STEM_TYPE 'cifar' needs MODEL.BACKBONE.NAME one of "
                                          r"\['build_resnet_backbone_with_stem_type'"):
         load_detection_cfg(STOCK_FPN, ["MODEL.RESNETS.STEM_TYPE", "cifar"])
-    with pytest.raises(SystemExit, match=f"{CIFAR_FPN}: MODEL.RESNETS.STEM_TYPE 'stl' is not one"):
+    with pytest.raises(ConfigError, match=f"{CIFAR_FPN}: MODEL.RESNETS.STEM_TYPE 'stl' is not one"):
         load_detection_cfg(CIFAR_FPN, ["MODEL.RESNETS.STEM_TYPE", "stl"])
 
 

@@ -2,6 +2,7 @@ import pytest
 
 from detection.config import apply_batch_scale
 from detection.verify import build_cfg
+from pretrain.common.errors import ConfigError, DatasetError
 from tests.conftest import REPO
 
 COCO = str(REPO / "configs/detection/coco_R_50_FPN_1x_infomin.yaml")
@@ -18,7 +19,7 @@ def test_batch_scale_keeps_the_epochs_of_the_recipe():
 
 def test_batch_scale_that_splits_an_image_is_refused():
     cfg = build_cfg(COCO, ["SOLVER.BATCH_SCALE", "0.3"])
-    with pytest.raises(SystemExit, match="BATCH_SCALE 0.3"):
+    with pytest.raises(ConfigError, match="BATCH_SCALE 0.3"):
         apply_batch_scale(cfg)
 
 
@@ -29,7 +30,7 @@ def test_missing_builtin_dataset_files_stop_before_training(tmp_path):
 
     args = default_argument_parser().parse_args(
         ["--config-file", COCO, "OUTPUT_DIR", str(tmp_path)])
-    with pytest.raises(SystemExit, match=r"coco_2017_train: json_file .*instances_train2017.json"):
+    with pytest.raises(DatasetError, match=r"coco_2017_train: json_file .*instances_train2017.json"):
         train_net.setup(args)
 
 
@@ -39,5 +40,5 @@ def test_unknown_config_key_names_the_file(tmp_path):
     from detection import train_net
 
     args = default_argument_parser().parse_args(["--config-file", COCO, "SOLVER.NO_SUCH_KEY", "1"])
-    with pytest.raises(SystemExit, match="coco_R_50_FPN_1x_infomin.yaml.*NO_SUCH_KEY"):
+    with pytest.raises(ConfigError, match="coco_R_50_FPN_1x_infomin.yaml.*NO_SUCH_KEY"):
         train_net.setup(args)

@@ -182,7 +182,7 @@ def test_readout_folders_leave_out_headerless_files_and_name_undecodable_ones(ba
 
 
 def _check_in_two_processes(root: str, out: str) -> None:
-    from pretrain.engine import distributed as du
+    from pretrain.common import distributed as du
 
     du.init_from_env("cpu")
     images = checked_images(cfg_for(root, out, "DATA.CHECK", "decode"), du.get_rank(),
@@ -193,7 +193,7 @@ def _check_in_two_processes(root: str, out: str) -> None:
 
 @pytest.mark.slow  # two spawned processes: about a minute on 2 busy cores
 def test_processes_share_the_check_and_keep_the_same_images(bad_folder, tmp_path):
-    from pretrain.engine.launch import launch
+    from pretrain.common.launch import launch
 
     root, folders = bad_folder
     launch(_check_in_two_processes, 2, (str(root), str(tmp_path)))

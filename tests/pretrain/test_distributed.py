@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from pretrain.engine.launch import launch
+from pretrain.common.launch import launch
 from tests.conftest import run_tool, run_tool_until_killed
 
 TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
@@ -49,7 +49,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(cifar10, 
 
 
 def _check_shuffle_bn(tmp_dir):
-    import pretrain.engine.distributed as du
+    import pretrain.common.distributed as du
     from pretrain.config import load_cfg
     from pretrain.models.moco import build_moco
 

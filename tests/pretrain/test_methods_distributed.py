@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from pretrain.engine.launch import launch
+from pretrain.common.launch import launch
 from tests.conftest import REPO
 from tests.pretrain.test_methods import CONFIGS, TINY
 
@@ -23,7 +23,7 @@ STEPS, BATCH = 3, 8
 
 
 def _steps(out_dir: str, method: str) -> None:
-    import pretrain.engine.distributed as du
+    import pretrain.common.distributed as du
     from pretrain.config import load_cfg
     from pretrain.engine.trainer import build_optimizer
     from pretrain.models.cmc import build_model

@@ -13,7 +13,6 @@ from tests.conftest import REPO
 
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, threading
-    sys.path.insert(0, {repo!r})
     from pretrain.config import load_cfg
     from pretrain.engine.trainer import train
 
@@ -32,9 +31,10 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.integration
 def test_signal_checkpoints_at_the_iteration_boundary_then_hands_over(cifar10, tmp_path):
-    code = SCRIPT.format(repo=str(REPO), out=str(tmp_path), data=str(cifar10 / "test"))
+    code = SCRIPT.format(out=str(tmp_path), data=str(cifar10 / "test"))
+    # Run from the repository root, so `python -c` imports this checkout's packages.
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=REPO)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert (tmp_path / "handler_called").read_text() == "yes"
     with open(tmp_path / "last_checkpoint") as f:

@@ -14,13 +14,13 @@ import matplotlib.image
 import pytest
 import torch
 
+from pretrain.commands.sweep import main as sweep
 from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
 from pretrain.evaluation.mutual_info import heldout_views, info_nce_estimate
 from pretrain.models.moco import build_moco
 from pretrain.sweep import Sweep, SweepError, SweepPoint, grid_points, run_point
 from tests.conftest import REPO
-from tools.sweep import main as sweep
 
 BATCH = 8
 HELDOUT_N = 32

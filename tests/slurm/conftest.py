@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pretrain.engine.launch import free_port
+from pretrain.common.launch import free_port
 
 
 def _run(*cmd, check=True, **kwargs):

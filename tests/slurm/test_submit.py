@@ -2,12 +2,13 @@
 import json
 import re
 import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
-from tests.conftest import run_tool
+from tests.conftest import REPO, run_tool
 
 pytestmark = pytest.mark.integration  # slurm/submit.py as a process, most tests on a real SLURM cluster
 
@@ -56,6 +57,37 @@ def test_dry_run_prints_the_script_and_the_resolved_config(tmp_path):
         assert line in out
     assert "BATCH_SIZE: 512" in out and "ARCH: resnet18" in out
     assert not any(tmp_path.iterdir())  # nothing submitted, nothing written
+
+
+@pytest.mark.parametrize("stage, settings, resolved", [
+    # Existing folders (relative to the repository, where the job starts): --dry-run checks them.
+    ("supervised", ["MODEL.ARCH", "resnet18", "DATA.ROOT", "tests", "SOLVER.MAX_ITER", "10"],
+     ["ARCH: resnet18", "MAX_ITER: 10"]),
+    ("knn", ["MODEL.ARCH", "resnet18", "DATA.ROOT", "tests", "DATA.VAL_ROOT", "docs",
+             "KNN.K", "20"], ["ARCH: resnet18", "ROOT: tests", "VAL_ROOT: docs", "K: 20"]),
+])
+def test_single_task_stages_dry_run_without_a_config_file(tmp_path, stage, settings, resolved):
+    out = run_tool("slurm/submit.py", stage, "--dry-run", "--job-dir", str(tmp_path),
+                   *settings).stdout
+    for line in ("#SBATCH --ntasks-per-node=1", f"#SBATCH --job-name={stage}",
+                 "#SBATCH --signal=USR2@120", "submitit.core._submit", *resolved):
+        assert line in out
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["supervised", "--tasks-per-node", "2"], "supervised runs as one task"),
+    (["knn", "MODEL.ARCH", "resnet18"], "DATA.ROOT: required"),
+    (["nosuch"], "the first argument must be a stage: pretrain, lincls, knn, supervised, "
+                 "detection, sweep"),
+])
+def test_bad_submissions_are_one_line_errors(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "slurm/submit.py", *args[:1], "--dry-run", *args[1:]],
+                          cwd=REPO, capture_output=True, text=True)
+    lines = [line for line in proc.stderr.splitlines() if "Warning" not in line
+             and not line.startswith("  warnings.warn")]  # torch's deprecation notes
+    assert proc.returncode == 2 and lines == [lines[0]] and lines[0].startswith("error: ")
+    assert message in lines[0]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -118,6 +150,33 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, cifar10, 
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     wait_for(job, timeout=900, release_held=True)
     check_requeued_and_resumed(jobs, job, work, slurm_run, tmp_path / "direct")
+
+
+def test_preempted_supervised_job_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
+    """The supervised stage through the same registry: signalled once a periodic checkpoint
+    exists, it requeues, resumes from that checkpoint and ends with the weights of an
+    uninterrupted run."""
+    work = ["MODEL.ARCH", "resnet18", "DATA.CROP_SIZE", "32", "SOLVER.BATCH_SIZE", "8",
+            "DATA.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "150", "SOLVER.CHECKPOINT_PERIOD", "10",
+            "LOG_PERIOD", "10", "DATA.ROOT", str(cifar10 / "test")]
+    jobs, slurm_run = tmp_path / "jobs", tmp_path / "slurm_run"
+    job = submit(jobs, "supervised", "--timeout-min", "20", *work, "OUTPUT_DIR", str(slurm_run))
+    deadline = time.time() + 300
+    while not (slurm_run / "checkpoint_00000020.pth").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    wait_for(job, timeout=900, release_held=True)
+    log = task_log(jobs, job)
+    assert "[supervised] task 0/1" in log and "(restart 1)" in log, log[-3000:]
+    resumed_at = [int(i) for i in re.findall(r"resumed from .* at iteration (\d+)", log)]
+    assert resumed_at and 0 < resumed_at[0] < 150, log[-3000:]
+    direct = tmp_path / "direct"
+    run_tool("tools/supervised.py", *work, "OUTPUT_DIR", str(direct))
+    requeued, whole = (torch.load(run / "model_final.pth", map_location="cpu")
+                       for run in (slurm_run, direct))
+    assert requeued.keys() == whole.keys()
+    differ = [name for name, tensor in whole.items() if not torch.equal(requeued[name], tensor)]
+    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
 
 
 @pytest.mark.slow

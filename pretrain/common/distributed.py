@@ -1,12 +1,14 @@
 """Process groups built from the environment, so one code path serves 1 CPU process, N local
-processes (--num-gpus / torchrun) and multi-node SLURM jobs. NCCL on GPU, gloo on CPU."""
+processes (--num-gpus / torchrun) and multi-node SLURM jobs. NCCL on GPU, gloo on CPU.
+The rank queries and collectives here are what models and training loops use."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import torch
 import torch.distributed as dist
+
+from .distributed_env import export_distributed_env
 
 
 def is_distributed() -> bool:
@@ -25,26 +27,11 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def env_from_slurm() -> None:
-    """Under `srun` (one task per GPU) without torchrun, derive the torch.distributed variables
-    from SLURM's: rank and world size from the task ids, the first node of the job as master."""
-    env = os.environ
-    if "RANK" in env or "SLURM_PROCID" not in env or int(env.get("SLURM_NTASKS", "1")) <= 1:
-        return
-    if "MASTER_ADDR" not in env:
-        nodes = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]],
-                               capture_output=True, text=True, check=True).stdout.split()
-        env["MASTER_ADDR"] = nodes[0]
-    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
-    env.update(RANK=env["SLURM_PROCID"], WORLD_SIZE=env["SLURM_NTASKS"],
-               LOCAL_RANK=env.get("SLURM_LOCALID", "0"))
-
-
 def init_from_env(device: str) -> None:
     """Join the process group described by RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT (set by
     torchrun, our launcher, or derived from SLURM's variables) if WORLD_SIZE > 1; otherwise stay a
     single process."""
-    env_from_slurm()
+    export_distributed_env()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return
     backend = "nccl" if device == "cuda" else "gloo"

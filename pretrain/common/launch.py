@@ -1,4 +1,5 @@
-"""Start N local processes (one per GPU, or gloo processes on CPU) that join one process group."""
+"""Start N local processes (one per GPU, or gloo processes on CPU) that join one process group:
+each gets torch.distributed's variables in its environment, as torchrun would set them."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ import torch.multiprocessing as mp
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on now (for a local master, or a test's local services)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -16,7 +18,8 @@ def free_port() -> int:
 
 def _worker(local_rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank),
-                      WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     fn(*args)
 
 

@@ -1,0 +1,46 @@
+"""Linear readout of a pretrained backbone on labelled image folders (ImageNet layout).
+
+    python tools/lincls.py [--config-file CFG] [--resume | --force] \
+        MODEL.WEIGHTS path/model_final.pth DATA.ROOT /imagenet/train \
+        DATA.VAL_ROOT /imagenet/val [KEY VALUE ...]
+
+Defaults are the reference recipe (pretrain/evaluation/linear.py; keys: pretrain/config.py,
+get_lincls_cfg). A non-empty OUTPUT_DIR is refused unless --resume or --force."""
+import argparse
+
+from pretrain.common.cli import apply_trailing_flags, run_entry_point
+from pretrain.common.errors import CheckpointError, ConfigError
+from pretrain.config import load_lincls_cfg
+from pretrain.evaluation.backbone_loading import BackboneLoadError
+from pretrain.evaluation.linear import run_linear_readout
+from pretrain.models.backbone import UnknownStemError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/last_checkpoint if there is one")
+    parser.add_argument("--force", action="store_true",
+                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    args = parser.parse_args(argv)
+    apply_trailing_flags(args, ("--resume", "--force"))  # also after the KEY VALUE pairs
+    try:
+        acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts),
+                                 resume=args.resume, force=args.force)
+    except BackboneLoadError as err:
+        raise CheckpointError(str(err)) from None
+    except UnknownStemError as err:
+        raise ConfigError(str(err)) from None
+    print(f"linear readout top-1: {acc:.2f}%")
+    return 0
+
+
+def entry_point() -> None:
+    run_entry_point(main, "rerun with --resume to continue from the last checkpoint")
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,26 @@
+"""The stage registry shared by the tools and slurm/submit.py (pretrain/stages.py)."""
+import pytest
+
+from pretrain.common.errors import ConfigError
+from pretrain.stages import STAGES, _resolve, get_stage
+
+
+def test_every_stage_names_functions_that_exist():
+    assert set(STAGES) == {"pretrain", "lincls", "knn", "supervised", "detection", "sweep"}
+    for stage in STAGES.values():
+        for target in (stage.loader, stage.runner, stage.describer):
+            assert callable(_resolve(target)), (stage.name, target)
+
+
+def test_a_stage_loads_its_config_from_overrides_and_describes_it():
+    knn = get_stage("knn")
+    cfg = knn.load_config("", ["DATA.TRAIN_ROOT", "a", "DATA.TEST_ROOT", "b", "KNN.K", "7"])
+    assert cfg.KNN.K == 7 and "TRAIN_ROOT: a" in knn.describe(cfg)
+    with pytest.raises(ConfigError, match="DATA.TEST_ROOT: required"):
+        knn.load_config("", ["DATA.TRAIN_ROOT", "a"])
+    assert get_stage("pretrain").load_config("", ["MODEL.ARCH", "resnet18"]).MODEL.ARCH == "resnet18"
+
+
+def test_an_unknown_stage_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown stage 'nosuch': one of pretrain, lincls"):
+        get_stage("nosuch")
