@@ -77,8 +77,10 @@ def parse_args(argv=None):
 def submit_array(sweep: Sweep, args) -> int:
     """The unfinished points as one submitit job array (or, with --dry-run, its sbatch script)."""
     from slurm.jobs import SweepPointJob
+    from slurm.request_checks import check_resources
     from slurm.submit import build_executor, sbatch_script, slurm_parameters
 
+    check_resources(args)  # counts and times SLURM would misread, as slurm/submit.py refuses them
     if args.nodes != 1 or args.tasks_per_node > 1 or args.gpus_per_node > 1:
         raise SweepError("--slurm: a point runs as one task on one node (--nodes 1, "
                          "--gpus-per-node 0 or 1); the array runs the points side by side")

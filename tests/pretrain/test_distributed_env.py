@@ -1,8 +1,21 @@
 """The one way from a launcher's environment to torch.distributed's variables
 (pretrain/common/distributed_env.py), with the variables SLURM sets in a task of a real job."""
+import os
+
 import pytest
 
 from pretrain.common.distributed_env import TORCH_VARIABLES, export_distributed_env
+
+
+@pytest.fixture(autouse=True)
+def restored_environment():
+    """export_distributed_env writes os.environ itself, and monkeypatch restores what it saw
+    (including the exported values it was asked to delete): put the whole environment back, or
+    the processes later tests start would try to join a 4-process job."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def slurm_task(monkeypatch, procid: int, job_id: str = "4242", ntasks: int = 4, nodes: int = 2):

@@ -14,10 +14,10 @@ def test_every_stage_names_functions_that_exist():
 
 def test_a_stage_loads_its_config_from_overrides_and_describes_it():
     knn = get_stage("knn")
-    cfg = knn.load_config("", ["DATA.TRAIN_ROOT", "a", "DATA.TEST_ROOT", "b", "KNN.K", "7"])
-    assert cfg.KNN.K == 7 and "TRAIN_ROOT: a" in knn.describe(cfg)
-    with pytest.raises(ConfigError, match="DATA.TEST_ROOT: required"):
-        knn.load_config("", ["DATA.TRAIN_ROOT", "a"])
+    cfg = knn.load_config("", ["DATA.ROOT", "a", "DATA.VAL_ROOT", "b", "KNN.K", "7"])
+    assert cfg.KNN.K == 7 and "VAL_ROOT: b" in knn.describe(cfg)
+    with pytest.raises(ConfigError, match="DATA.VAL_ROOT: required"):
+        knn.load_config("", ["DATA.ROOT", "a"])
     assert get_stage("pretrain").load_config("", ["MODEL.ARCH", "resnet18"]).MODEL.ARCH == "resnet18"
 
 
