@@ -6,9 +6,7 @@
 
 Defaults are the reference recipe (pretrain/evaluation/linear.py; keys: pretrain/config.py,
 get_lincls_cfg). A non-empty OUTPUT_DIR is refused unless --resume or --force."""
-import argparse
-
-from pretrain.common.cli import apply_trailing_flags, run_entry_point
+from pretrain.common.cli import parse_run_folder_args, run_entry_point, run_folder_parser
 from pretrain.common.errors import CheckpointError, ConfigError
 from pretrain.config import load_lincls_cfg
 from pretrain.evaluation.backbone_loading import BackboneLoadError
@@ -17,16 +15,7 @@ from pretrain.models.backbone import UnknownStemError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last_checkpoint if there is one")
-    parser.add_argument("--force", action="store_true",
-                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
-    args = parser.parse_args(argv)
-    apply_trailing_flags(args, ("--resume", "--force"))  # also after the KEY VALUE pairs
+    args = parse_run_folder_args(run_folder_parser(__doc__), argv)
     try:
         acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts),
                                  resume=args.resume, force=args.force)

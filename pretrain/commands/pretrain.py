@@ -6,11 +6,9 @@
 A non-empty OUTPUT_DIR is refused unless --resume (continue the run there) or --force (delete its
 files and start over); both may also come after the KEY VALUE pairs.
 """
-import argparse
-
 import torch
 
-from pretrain.common.cli import apply_trailing_flags, run_entry_point
+from pretrain.common.cli import parse_run_folder_args, run_entry_point, run_folder_parser
 from pretrain.common.launch import launch
 from pretrain.config import load_cfg
 from pretrain.engine.run_folder import check_run_folder
@@ -18,24 +16,15 @@ from pretrain.engine.trainer import MODEL_KEYS, train
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="", metavar="FILE")
+    parser = run_folder_parser(__doc__)
     parser.add_argument("--num-gpus", type=int, default=0,
                         help="processes on this machine, one per GPU (default: all GPUs, or 1)")
     parser.add_argument("--num-processes", type=int, default=0,
                         help="on a machine without GPUs: CPU processes joined through gloo")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last_checkpoint if there is one")
-    parser.add_argument("--force", action="store_true",
-                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
     parser.add_argument("--check-data", action="store_true",
                         help="decode every image before training (DATA.CHECK decode), not only "
                              "its header; bad ones are skipped or stop the run (DATA.ON_BAD_IMAGE)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args(argv)
-    apply_trailing_flags(args, ("--resume", "--force", "--check-data"))  # also after KEY VALUE
-    return args
+    return parse_run_folder_args(parser, argv, ("--check-data",))
 
 
 def run(config_file, opts, resume, force):

@@ -3,6 +3,7 @@ status 2; Ctrl-C becomes one line and status 130 (no traceback either way). Also
 accepted anywhere on a command line that ends in KEY VALUE overrides."""
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable, Iterable, Union
 
@@ -65,3 +66,27 @@ def apply_trailing_flags(args, flags: Iterable[str]) -> None:
     args.opts, found = pull_flags(args.opts, flags)
     for flag in found:
         setattr(args, flag.lstrip("-").replace("-", "_"), True)
+
+
+def run_folder_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a stage that trains into OUTPUT_DIR (pretraining, the supervised
+    baseline, the linear readout): --config-file, --resume, --force and KEY VALUE overrides; add
+    the stage's own options, then parse with parse_run_folder_args."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", metavar="FILE")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/last_checkpoint if there is one")
+    parser.add_argument("--force", action="store_true",
+                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
+    return parser
+
+
+def parse_run_folder_args(parser: argparse.ArgumentParser, argv=None,
+                          flags: Iterable[str] = ()) -> argparse.Namespace:
+    """Parse after adding the KEY VALUE overrides; --resume, --force and `flags` are also
+    accepted after them."""
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args(argv)
+    apply_trailing_flags(args, ("--resume", "--force", *flags))
+    return args

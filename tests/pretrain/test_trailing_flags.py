@@ -48,10 +48,7 @@ def test_ctrl_c_names_the_registered_resume_point(capsys):
 
 
 def test_pretrain_takes_resume_after_the_pairs():
-    import importlib.util
+    from pretrain.commands.pretrain import parse_args
 
-    spec = importlib.util.spec_from_file_location("tools_pretrain", REPO / "tools/pretrain.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    args = tool.parse_args(["SEED", "1", "--resume"])
-    assert args.resume and args.opts == ["SEED", "1"]
+    args = parse_args(["SEED", "1", "--resume", "--check-data"])
+    assert args.resume and args.check_data and not args.force and args.opts == ["SEED", "1"]
