@@ -96,7 +96,8 @@ def test_bad_submissions_are_one_line_errors(tmp_path, args, message):
 ])
 def test_impossible_requests_fail_at_submission(slurm_cluster, tmp_path, args, message):
     with pytest.raises(AssertionError, match=message):
-        submit(tmp_path, "pretrain", "--config-file", PRETRAIN_CFG, *args)
+        # An existing DATA.ROOT: submit.py checks the inputs before it asks the scheduler.
+        submit(tmp_path, "pretrain", "--config-file", PRETRAIN_CFG, *args, "DATA.ROOT", "tests")
 
 
 def test_missing_config_fails_before_submitting(tmp_path):
