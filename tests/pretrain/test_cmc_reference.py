@@ -20,13 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pretrain.config import load_cfg
-from pretrain.engine.trainer import build_optimizer
 from pretrain.models.cmc import build_cmc
-from tests.pretrain.test_moco_reference import reference_head, reference_trunk
+# The settings both reference tests share, and the project's model built from them.
+from tests.pretrain.test_moco_reference import (BATCH, FEAT_DIM, GROUPS, HIDDEN, LR, M, QUEUE,
+                                                SGD_MOMENTUM, WEIGHT_DECAY, T, project_model,
+                                                reference_head, reference_trunk)
 
-BATCH, GROUPS, QUEUE, FEAT_DIM, HIDDEN = 8, 2, 16, 8, 16
-M, T, LR, SGD_MOMENTUM, WEIGHT_DECAY = 0.9, 0.2, 0.1, 0.9, 1e-4
 STEPS = 3
 TOL = 1e-6
 
@@ -86,19 +85,8 @@ class ReferenceCMC:
 # ------------------------------------------------------------------------------ the comparison
 
 def project_cmc(split: tuple[int, int], head: str):
-    cfg = load_cfg(opts=[
-        "MODEL.CMC.ENABLED", "True", "DATA.COLOR_SPACE", "lab",
-        "DATA.CHANNEL_SPLIT", str(split), "MODEL.ARCH", "resnet18", "MODEL.HEAD", head,
-        "MODEL.FEAT_DIM", str(FEAT_DIM), "MODEL.HEAD_HIDDEN_DIM", str(HIDDEN),
-        "MODEL.QUEUE_SIZE", str(QUEUE), "MODEL.MOMENTUM", str(M), "MODEL.TEMPERATURE", str(T),
-        "MODEL.BN_SPLITS", str(GROUPS), "MODEL.SHUFFLE_BN", "True", "SOLVER.BATCH_SIZE",
-        str(BATCH), "SOLVER.BASE_LR", str(LR * 256 / BATCH), "SOLVER.MOMENTUM", str(SGD_MOMENTUM),
-        "SOLVER.WEIGHT_DECAY", str(WEIGHT_DECAY), "SOLVER.WARMUP_EPOCHS", "0.0"])
-    torch.manual_seed(0)
-    model = build_cmc(cfg).double().train()
-    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=1, total_iters=10 ** 9)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(LR, abs=1e-15)
-    return model, optimizer, scheduler
+    return project_model(build_cmc, "MODEL.CMC.ENABLED", "True", "DATA.COLOR_SPACE", "lab",
+                         "DATA.CHANNEL_SPLIT", str(split), "MODEL.HEAD", head)
 
 
 def branches(model):

@@ -153,22 +153,29 @@ class ReferenceMoCo:
 
 # ------------------------------------------------------------------------------ the comparison
 
-def project_moco(head: str, batch_negatives: bool, jigsaw: bool):
+def project_model(build, *opts: str):
+    """The project's model of a reference test (build_moco or build_cmc): ResNet-18 with the
+    settings above and `opts`, in float64 from seed 0, with its optimizer and schedule at LR."""
     cfg = load_cfg(opts=[
-        "MODEL.ARCH", "resnet18", "MODEL.HEAD", head, "MODEL.FEAT_DIM", str(FEAT_DIM),
+        "MODEL.ARCH", "resnet18", "MODEL.FEAT_DIM", str(FEAT_DIM),
         "MODEL.HEAD_HIDDEN_DIM", str(HIDDEN), "MODEL.QUEUE_SIZE", str(QUEUE),
         "MODEL.MOMENTUM", str(M), "MODEL.TEMPERATURE", str(T), "MODEL.BN_SPLITS", str(GROUPS),
-        "MODEL.SHUFFLE_BN", "True", "MODEL.BATCH_NEGATIVES", str(batch_negatives),
-        "MODEL.JIGSAW.ENABLED", str(jigsaw), "MODEL.JIGSAW.GRID", str(GRID),
-        "MODEL.JIGSAW.LOSS_WEIGHT", str(JIGSAW_WEIGHT), "SOLVER.BATCH_SIZE", str(BATCH),
+        "MODEL.SHUFFLE_BN", "True", "SOLVER.BATCH_SIZE", str(BATCH),
         "SOLVER.BASE_LR", str(LR * 256 / BATCH), "SOLVER.MOMENTUM", str(SGD_MOMENTUM),
-        "SOLVER.WEIGHT_DECAY", str(WEIGHT_DECAY), "SOLVER.WARMUP_EPOCHS", "0.0"])
+        "SOLVER.WEIGHT_DECAY", str(WEIGHT_DECAY), "SOLVER.WARMUP_EPOCHS", "0.0", *opts])
     torch.manual_seed(0)
-    model = build_moco(cfg).double().train()
+    model = build(cfg).double().train()
     # A cosine over 10^9 iterations: the factor after 3 of them is 1.0 in float64.
     optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=1, total_iters=10 ** 9)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(LR, abs=1e-15)
     return model, optimizer, scheduler
+
+
+def project_moco(head: str, batch_negatives: bool, jigsaw: bool):
+    return project_model(build_moco, "MODEL.HEAD", head,
+                         "MODEL.BATCH_NEGATIVES", str(batch_negatives),
+                         "MODEL.JIGSAW.ENABLED", str(jigsaw), "MODEL.JIGSAW.GRID", str(GRID),
+                         "MODEL.JIGSAW.LOSS_WEIGHT", str(JIGSAW_WEIGHT))
 
 
 def copy_initial_state(model, reference: ReferenceMoCo) -> None:
