@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
+from ..common.atomic_io import atomic_write_text
 from ..common.errors import ConfigError, DatasetError
 
 ON_BAD_CHOICES = ("skip", "error")
@@ -136,8 +137,5 @@ def write_bad_list(output_dir: str, entries) -> str:
     its path."""
     path = os.path.join(output_dir, BAD_IMAGES_FILE)
     os.makedirs(output_dir, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.writelines(f"{name}\t{reason}\n" for name, reason in entries)
-    os.replace(tmp, path)
+    atomic_write_text("".join(f"{name}\t{reason}\n" for name, reason in entries), path)
     return path

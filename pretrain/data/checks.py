@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+from ..common.atomic_io import atomic_write_text
 from .bad_data import (BAD_IMAGES_FILE, CHECK_DEPTHS, HEADER_BYTES, BadImageError, check_choice,
                        image_problem, problems_of, write_bad_list)
 from .packed import ImageSubset, open_images
@@ -101,11 +102,9 @@ def checked_images(cfg, rank: int = 0, world_size: int = 1):
         bad = _gather(share)
         if rank == 0:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-            tmp = f"{cache_path}.tmp.{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump({"root": cfg.DATA.ROOT, "count": len(images), "digest": digest,
-                           "depth": depth, "bad": bad}, f)
-            os.replace(tmp, cache_path)
+            atomic_write_text(json.dumps({"root": cfg.DATA.ROOT, "count": len(images),
+                                          "digest": digest, "depth": depth, "bad": bad}),
+                              cache_path)
     if not bad:
         return images
     named = [(images.name(i), reason) for i, reason in bad]

@@ -9,33 +9,10 @@ import random
 import numpy as np
 import torch
 
+from ..common.atomic_io import atomic_torch_save, atomic_write_text  # noqa: F401 (callers' import)
 from ..common.errors import CheckpointError
 
 POINTER = "last_checkpoint"
-TEMP_PATTERN = "*.tmp.[0-9]*"  # what _atomic_write leaves behind when the process is killed
-
-
-def _atomic_write(path: str, write, mode: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_torch_save(obj, path: str) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
-
-
-def atomic_write_text(text: str, path: str) -> None:
-    _atomic_write(path, lambda f: f.write(text), "w")
-
-
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(),
              "torch": torch.get_rng_state()}
@@ -84,12 +61,3 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({err})") from None
-
-
-def remove_stale_temp_files(output_dir: str) -> list[str]:
-    """Delete the temp files of writes killed before their rename (SIGKILL, power loss); call
-    only while no process writes into `output_dir`. Returns their names."""
-    stale = sorted(glob.glob(os.path.join(output_dir, TEMP_PATTERN)))
-    for path in stale:
-        os.remove(path)
-    return [os.path.basename(path) for path in stale]

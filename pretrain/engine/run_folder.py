@@ -20,8 +20,8 @@ from fvcore.common.config import CfgNode
 
 from ..common.errors import ConfigError, OutputDirError
 from ..common import distributed as du
-from .checkpoint import (atomic_write_text, last_checkpoint, load_checkpoint,
-                         remove_stale_temp_files)
+from ..common.output_dir import remove_stale_temp_files
+from .checkpoint import atomic_write_text, last_checkpoint, load_checkpoint
 from .metrics import METRICS_FILE, drop_rows_after
 
 CONFIG_FILE = "config.yaml"

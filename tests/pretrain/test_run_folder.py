@@ -31,7 +31,7 @@ def finished_run(folder, iteration=4, *opts):
         "".join(json.dumps({"iteration": i, "loss": 1.0 / i}) + "\n" for i in range(1, 7)))
     save_checkpoint(str(folder), f"checkpoint_{iteration:08d}.pth",
                     {"cfg": cfg.dump(), "iteration": iteration})
-    (folder / f"checkpoint_{iteration + 2:08d}.pth.tmp.12345").write_bytes(b"half written")
+    (folder / f"checkpoint_{iteration + 2:08d}.pth.tmp.99999999").write_bytes(b"half written")
     return cfg
 
 
