@@ -12,7 +12,7 @@ import yaml
 
 from pretrain.common.cli import set_interrupted_hint
 from pretrain.common.errors import OutputDirError
-from pretrain.common.output_dir import prepare_output_dir
+from pretrain.common.output_dir import config_differences, prepare_output_dir
 
 # What makes a run another run: its model, its initial weights, its data and its seed (a longer
 # schedule, another batch or learning rate may continue the same run).
@@ -22,28 +22,20 @@ RUN_DEFINING_KEYS = ("MODEL.META_ARCHITECTURE", "MODEL.BACKBONE.NAME", "MODEL.RE
                      "MODEL.WEIGHTS", "DATASETS.TRAIN", "SEED")
 
 
-def _value(node, key: str):
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return list(node) if isinstance(node, (list, tuple)) else node
-
-
 def check_same_run(cfg, output_dir: str) -> None:
     """OutputDirError if OUTPUT_DIR/config.yaml (the run there) differs from `cfg` in a
     RUN_DEFINING_KEYS key; nothing to compare is no error."""
     try:
         with open(os.path.join(output_dir, "config.yaml")) as f:
-            saved = yaml.safe_load(f)
+            saved = f.read()
+        differences = config_differences(saved, cfg, RUN_DEFINING_KEYS)
     except (OSError, yaml.YAMLError):
         return
-    for key in RUN_DEFINING_KEYS:
-        before, asked = _value(saved, key), _value(cfg, key)
-        if before is not None and before != asked:
-            raise OutputDirError(f"OUTPUT_DIR {output_dir} holds a run with {key} {before}, not "
-                                 f"{asked}: --resume continues only the same run (use another "
-                                 "OUTPUT_DIR for a new one)")
+    if differences:
+        key, before, asked = differences[0]
+        raise OutputDirError(f"OUTPUT_DIR {output_dir} holds a run with {key} {before}, not "
+                             f"{asked}: --resume continues only the same run (use another "
+                             "OUTPUT_DIR for a new one)")
 
 
 def prepare_detection_output(cfg, args) -> str:

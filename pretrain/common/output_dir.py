@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 
+from fvcore.common.config import CfgNode
+
 from .errors import OutputDirError
 
 FRESH, RESUME = "fresh", "resume"
@@ -75,3 +77,26 @@ def prepare_output_dir(path: str, resume: bool, force: bool) -> str:
                                            if len(entries) > _SHOWN else "")
     raise OutputDirError(f"OUTPUT_DIR {path} already holds a run ({shown}): pass --resume to "
                          "continue it, --force to write over it, or set another OUTPUT_DIR")
+
+
+def _leaves(cfg: dict, prefix: str = "") -> dict:
+    """{"A.B": value} for every leaf, values as YAML reads them back (tuples become lists)."""
+    flat = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            flat.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def config_differences(stored: str, requested, keys: tuple[str, ...]) -> list[tuple]:
+    """(key, stored value, requested value) for each leaf under `keys` (keys or whole nodes) where
+    the run's stored config (YAML text) and the requested one (a config node) differ, in key
+    order; keys the stored config lacks (written before they existed) are not compared. What a
+    resume may not change, for every stage."""
+    old = _leaves(CfgNode.load_cfg(stored))
+    new = _leaves(CfgNode.load_cfg(requested.dump()))
+    return [(key, old[key], new[key]) for key in sorted(new)
+            if key in old and old[key] != new[key]
+            and any(key == k or key.startswith(k + ".") for k in keys)]

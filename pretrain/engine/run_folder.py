@@ -20,7 +20,7 @@ from fvcore.common.config import CfgNode
 
 from ..common.errors import ConfigError, OutputDirError
 from ..common import distributed as du
-from ..common.output_dir import remove_stale_temp_files
+from ..common.output_dir import config_differences, remove_stale_temp_files
 from .checkpoint import atomic_write_text, last_checkpoint, load_checkpoint
 from .metrics import METRICS_FILE, drop_rows_after
 
@@ -45,25 +45,11 @@ class RunStart:
         return self.state[step_key] if self.state else 0
 
 
-def _leaves(cfg: CfgNode, prefix: str = "") -> dict:
-    """{"A.B": value} for every leaf, values as YAML reads them back (tuples become lists)."""
-    flat = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            flat.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def config_mismatch(stored: str, requested: CfgNode, model_keys: tuple[str, ...]) -> list[str]:
     """'KEY: stored -> requested' for each leaf under `model_keys` (keys or whole nodes) that
     differs; keys the stored config lacks (written before they existed) are not compared."""
-    old = _leaves(CfgNode.load_cfg(stored))
-    new = _leaves(CfgNode.load_cfg(requested.dump()))
-    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(new)
-            if key in old and old[key] != new[key]
-            and any(key == k or key.startswith(k + ".") for k in model_keys)]
+    return [f"{key}: {old!r} -> {new!r}"
+            for key, old, new in config_differences(stored, requested, model_keys)]
 
 
 def _previous_run_files(output_dir: str) -> list[str]:
