@@ -123,6 +123,9 @@ def setup(args):
     cfg.freeze()
     if comm.is_main_process():  # before default_setup writes config.yaml and log.txt there
         args.folder_state = prepare_detection_output(cfg, args)
+    # The other processes write their log.txt.rank<N> into the folder: only after rank 0 looked
+    # at it, or it would find their logs and refuse a fresh run's folder as another run's.
+    comm.synchronize()
     plain_text_logs(cfg.OUTPUT_DIR)  # the handlers default_setup logs the config through
     default_setup(cfg, args)
     return cfg
