@@ -45,7 +45,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input")
     parser.add_argument("output")
-    parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
+    parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, metavar="FORMAT",
+                        help="auto (the default) or one of the formats above")
     parser.add_argument("--encoder", default="query", choices=("query", "key"),
                         help="which network of a checkpoint that has two (key = the momentum encoder, "
                              "teacher or target network)")
