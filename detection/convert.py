@@ -1,7 +1,9 @@
 """Backbone weights from the checkpoints people have, written as a Detectron2 `.pkl`.
 
-Every reader returns the backbone in torchvision naming (conv1, bn1, layer1..4); one renaming then
-maps it to Detectron2's (stem, res2..5), the mapping the reference converters use:
+pretrain/formats.py reads each format (this project's, MoCo v1-v3, SimSiam, SimCLR, BYOL, SwAV,
+DINO, InsDis, VISSL, solo-learn, mmselfsup, PyContrast, torchvision) into torchvision naming
+(conv1, bn1, layer1..4); one renaming then maps it to Detectron2's (stem, res2..5), the mapping
+the reference converters use:
     layerN -> res{N+1}, bnK -> convK.norm, downsample.0 -> shortcut, downsample.1 -> shortcut.norm,
     and `stem.` before the stem's conv1 / bn1.
 The same renaming serves every stem (pretrain/models/backbone.py STEMS); the stem a backbone was
@@ -129,7 +131,8 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
                                   "a Detectron2 backbone is fed; not convertible")
         backbone, dropped = read_backbone(ckpt, found, encoder)
         if not backbone:
-            raise ConversionError(f"{found} checkpoint holds no backbone weights")
+            raise ConversionError(f"{found} checkpoint holds no backbone weights for --encoder "
+                                  f"{encoder}")
         weights = to_detectron2(backbone)
         stem = recorded_stem(ckpt) or stem_from_weights(backbone)
         arch = recorded_arch(ckpt) if found == "pretrain" and "cfg" in ckpt else (None, None)

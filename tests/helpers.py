@@ -14,3 +14,21 @@ def expected_detectron2_name(torchvision_key: str) -> str:
     elif layer.startswith("bn"):
         layer = f"conv{layer[2:]}.norm"
     return ".".join([stage, block, layer, *rest])
+
+
+def random_resnet(arch: str = "resnet18", seed: int = 0, **kwargs):
+    """A real torchvision model with non-trivial BN statistics and affine parameters, so that a
+    swapped buffer or another network's tensor would show."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    net = getattr(torchvision.models, arch)(**kwargs)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_()
+                m.bias.normal_()
+    return net

@@ -1,9 +1,22 @@
 """Export a pretrained backbone as Detectron2 weights.
 
-    python tools/convert.py INPUT OUTPUT.pkl [--format auto|pretrain|moco|pycontrast|torchvision|detectron2]
-                            [--encoder query|key] [--verify CONFIG] [--force]
+    python tools/convert.py INPUT OUTPUT.pkl [--format auto|FORMAT] [--encoder query|key]
+                            [--verify CONFIG] [--force]
 
 Keeps the backbone only (stem, res2-res5, BN statistics) and prints what it kept and dropped.
+Formats (--format auto detects which; pretrain/formats.py says where each keeps its backbone):
+  pretrain     this project's tools/pretrain.py checkpoints
+  moco         facebookresearch/moco (MoCo v1/v2)       moco-v3    facebookresearch/moco-v3
+  simsiam      facebookresearch/simsiam                 swav       facebookresearch/swav
+  dino         facebookresearch/dino full checkpoint    insdis     zhirongw/lemniscate.pytorch
+  simclr       tonylins/simclr-converter, Spijkervet/SimCLR
+  byol         yaox12/BYOL-PyTorch                      pycontrast HobbitLong/PyContrast
+  vissl        facebookresearch/vissl (its model zoo: PIRL, InsDis, SimCLR, SwAV, MoCo, ...)
+  solo-learn   vturrisi/solo-learn (SimCLR, BYOL, ...)  mmselfsup  OpenSelfSup / mmselfsup 0.x
+  torchvision  a torchvision state dict (also swav's torch.hub and dino's backbone-only files)
+  detectron2   a Detectron2 .pkl (passed through)
+--encoder key exports the momentum encoder (moco, moco-v3, pycontrast, mmselfsup, solo-learn,
+vissl), the teacher (dino) or the target network (byol) instead.
 """
 import argparse
 
@@ -32,9 +45,11 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input")
     parser.add_argument("output")
-    parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
+    parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, metavar="FORMAT",
+                        help="auto (the default) or one of the formats above")
     parser.add_argument("--encoder", default="query", choices=("query", "key"),
-                        help="which encoder of a contrastive checkpoint (key = momentum encoder)")
+                        help="which network of a checkpoint that has two (key = the momentum encoder, "
+                             "teacher or target network)")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     parser.add_argument("--verify", default="", metavar="CONFIG",
                         help="a Detectron2 config: write OUTPUT only if its model loads every "

@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 from tests.conftest import run_tool
-from tests.helpers import expected_detectron2_name
+from tests.helpers import expected_detectron2_name, random_resnet
 
 pytestmark = pytest.mark.integration  # tools/convert.py as a process (Detectron2's own converter too)
 
@@ -21,17 +21,7 @@ R50_FPN = "configs/detection/Base-RCNN-FPN-SyncBN.yaml"
 
 
 def torchvision_backbone(arch: str, seed: int = 0) -> dict:
-    """A real torchvision model with non-trivial BN statistics, so a swapped buffer would show."""
-    torch.manual_seed(seed)
-    net = getattr(torchvision.models, arch)()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_()
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.normal_()
-                m.bias.normal_()
-    return net.state_dict()
+    return random_resnet(arch, seed).state_dict()
 
 
 def with_mlp_fc(state: dict, prefix: str) -> dict:
