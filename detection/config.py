@@ -5,6 +5,7 @@ import os
 import pickle
 
 from pretrain.common.errors import ConfigError
+from pretrain.common.output_dir import derived_output_dir
 
 # Norm names whose layers Detectron2 builds with torch's SyncBatchNorm (GPU only) and their
 # all-reduce twin that also runs through gloo on CPU processes.
@@ -36,10 +37,15 @@ def load_detection_cfg(config_file: str, opts=()):
         check_stem_type(cfg)
     except (KeyError, AssertionError, ValueError) as err:  # yacs reports unknown keys with either
         raise ConfigError(f"{config_file}: {err.args[0]}") from None
+    if not cfg.OUTPUT_DIR:
+        cfg.OUTPUT_DIR = derived_output_dir("detection", config_file, cfg.SEED)
     return cfg
 
 
 def add_project_config(cfg) -> None:
+    # "" (instead of Detectron2's "./output", which every run shared): output/detection/<config
+    # name>_seed<SEED>, no seed part for SEED -1 (pretrain/common/output_dir.derived_output_dir).
+    cfg.OUTPUT_DIR = ""
     # One-line dataset specs registered before training (see detection/datasets.py).
     cfg.DATASETS.REGISTER = []
     # The check of the train and test images before training (detection/data_checks.py):

@@ -9,9 +9,12 @@ import os
 from fvcore.common.config import CfgNode as CN
 
 from .common.errors import ConfigError
+from .common.output_dir import derived_output_dir
 
 _C = CN()
-_C.OUTPUT_DIR = "output/pretrain"
+# "": output/pretrain/<config name>_seed<SEED> (pretrain/common/output_dir.derived_output_dir), so
+# that runs of different configs or seeds never share a folder. The readouts' work the same way.
+_C.OUTPUT_DIR = ""
 _C.SEED = 0
 
 _C.MODEL = CN()
@@ -235,7 +238,6 @@ def _register_renamed(c: CN) -> CN:
 # Supervised pretraining (tools/supervised.py): cross-entropy on labelled folders from random init.
 _S = CN()
 _readout_nodes(_S)
-_S.OUTPUT_DIR = "output/supervised"
 _S.MODEL.STEM = "imagenet"  # as MODEL.STEM above
 _S.DATA.CROP_SCALE = (0.08, 1.0)
 _S.SOLVER.MAX_ITER = 1000
@@ -249,7 +251,6 @@ _register_renamed(_S)
 # Linear readout (tools/lincls.py), the reference recipe (MoCo's main_lincls / PyContrast).
 _L = CN()
 _readout_nodes(_L)
-_L.OUTPUT_DIR = "output/lincls"
 # The backbone's stem (pretrain/models/backbone.py STEMS); "": the checkpoint's own (a pretraining
 # checkpoint records it), the ImageNet stem for a random backbone.
 _L.MODEL.STEM = ""
@@ -271,10 +272,10 @@ def get_lincls_cfg() -> CN:
     return _L.clone()
 
 
-def merge_overrides(cfg: CN, config_file: str = "", opts=()) -> CN:
+def merge_overrides(cfg: CN, config_file: str = "", opts=(), stage: str = "") -> CN:
     """cfg <- config file (with _BASE_) <- KEY VALUE overrides, in place; errors (ConfigError)
     name the file and key. Shared by every config of the project's tools (pretraining, readouts,
-    supervised)."""
+    supervised). With `stage`, an empty OUTPUT_DIR becomes output/<stage>/<config name>_seed<SEED>."""
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file {config_file}: no such file")
@@ -289,12 +290,14 @@ def merge_overrides(cfg: CN, config_file: str = "", opts=()) -> CN:
             cfg.merge_from_list(list(opts))
         except (KeyError, AssertionError, ValueError) as err:
             raise ConfigError(f"command-line override: {err.args[0]}") from None
+    if stage and not cfg.OUTPUT_DIR:
+        cfg.OUTPUT_DIR = derived_output_dir(stage, config_file, cfg.SEED)
     return cfg
 
 
 def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
     """Defaults <- config file (with _BASE_) <- KEY VALUE overrides; errors name the file and key."""
-    cfg = merge_overrides(get_cfg(), config_file, opts or ())
+    cfg = merge_overrides(get_cfg(), config_file, opts or (), stage="pretrain")
     if not cfg.DATA.ROOT:
         cfg.DATA.ROOT = os.environ.get("PRETRAIN_DATA_ROOT", "")
     cfg.freeze()
@@ -303,7 +306,7 @@ def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
 
 def load_supervised_cfg(config_file: str = "", opts=()) -> CN:
     """The supervised baseline's config, frozen; at least one iteration."""
-    cfg = merge_overrides(get_supervised_cfg(), config_file, opts)
+    cfg = merge_overrides(get_supervised_cfg(), config_file, opts, stage="supervised")
     if cfg.SOLVER.MAX_ITER < 1:
         raise ConfigError(f"SOLVER.MAX_ITER {cfg.SOLVER.MAX_ITER}: need at least one iteration")
     cfg.freeze()
@@ -312,6 +315,6 @@ def load_supervised_cfg(config_file: str = "", opts=()) -> CN:
 
 def load_lincls_cfg(config_file: str = "", opts=()) -> CN:
     """The linear readout's config, frozen."""
-    cfg = merge_overrides(get_lincls_cfg(), config_file, opts)
+    cfg = merge_overrides(get_lincls_cfg(), config_file, opts, stage="lincls")
     cfg.freeze()
     return cfg

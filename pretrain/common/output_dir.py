@@ -51,6 +51,16 @@ def remove_stale_temp_files(path: str) -> list[str]:
     return removed
 
 
+def derived_output_dir(stage: str, config_file: str, seed: int) -> str:
+    """The folder of a run whose config leaves OUTPUT_DIR empty (every shipped config does):
+    output/<stage>/<config file's name>_seed<SEED>, relative to the working directory (no seed
+    part for a negative SEED, Detectron2's "draw one"). Runs of different configs or seeds never
+    share a folder; rerunning one command finds its own run, which the rule below refuses
+    without --resume or --force."""
+    name = os.path.splitext(os.path.basename(config_file))[0] if config_file else "defaults"
+    return os.path.join("output", stage, name if seed < 0 else f"{name}_seed{seed}")
+
+
 def prepare_output_dir(path: str, resume: bool, force: bool) -> str:
     """Applies the rule above to `path`; returns "fresh" (nothing to continue: the folder was
     missing or empty, or `force`) or "resume" (`resume` and the folder holds a run). Raises

@@ -109,14 +109,9 @@ class BadImageLog:
         self.seen: set[str] = set()
 
     def add(self, entries) -> int:
-        """Record (name, reason) pairs; returns how many files were new. A name of None (a file
-        named elsewhere) is counted each time."""
-        unnamed = sum(1 for name, _ in entries if name is None)
-        new = [(name, reason) for name, reason in dict(entries).items()
-               if name is not None and name not in self.seen]
-        if unnamed and self.on_bad == "error":
-            raise BadImageError(f"an image was unreadable (named in the warning above; {self.key} "
-                                f"is error)")
+        """Record (name, reason) pairs; returns how many files were new (a file drawn again, or
+        by another sample of the batch, counts once)."""
+        new = [(name, reason) for name, reason in dict(entries).items() if name not in self.seen]
         if new and self.on_bad == "error":
             name, reason = new[0]
             raise BadImageError(f"{name}: {reason} ({self.key} is error; skip leaves such "
@@ -129,7 +124,7 @@ class BadImageLog:
             with open(self.path, "a") as f:  # one short write per file: safe from many processes
                 for name, reason in new:
                     f.write(f"{name}\t{reason}\n")
-        return len(new) + unnamed
+        return len(new)
 
 
 def write_bad_list(output_dir: str, entries) -> str:

@@ -134,12 +134,8 @@ class EncodedImages(torch.utils.data.Dataset):
 
 
 def bad_files(per_sample) -> tuple:
-    """The (name, reason) pairs of a batch's samples; a bare count (InstanceViews reports one and
-    prints the names itself) becomes that many (None, "unreadable")."""
-    entries = []
-    for bad in per_sample:
-        entries += [(None, "unreadable")] * bad if isinstance(bad, int) else list(bad)
-    return tuple(entries)
+    """The (name, reason) pairs of a batch's samples, in one tuple."""
+    return tuple(entry for bad in per_sample for entry in bad)
 
 
 def collate_views(samples):

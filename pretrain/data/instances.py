@@ -12,7 +12,6 @@ task into supervised learning with the labels as pairs.
 from __future__ import annotations
 
 import os
-import sys
 from collections import defaultdict
 
 import numpy as np
@@ -35,10 +34,10 @@ def group_by_folder(images) -> list[list[int]]:
 
 
 class InstanceViews(torch.utils.data.Dataset):
-    """Indexed by (epoch, instance); returns (views, n_skipped): the query view made from one
-    image of the instance's folder and the key view from another, both drawn with the sample's
-    seed, so a resumed run replays them. An unreadable image is replaced by another of its folder
-    (or, as a last resort, by its partner) and counted."""
+    """Indexed by (epoch, instance); returns (views, bad): the query view made from one image of
+    the instance's folder and the key view from another, both drawn with the sample's seed, so a
+    resumed run replays them. An unreadable image is replaced by another of its folder (or, as a
+    last resort, by its partner) and named in `bad` as (name, reason), as ImageViews does."""
 
     def __init__(self, images, make_views, seed: int = 0):
         self.images = images
@@ -53,14 +52,15 @@ class InstanceViews(torch.utils.data.Dataset):
         return len(self.instances)
 
     def _load(self, members: list[int], order: list[int]):
-        """The first readable image in `order` (positions in `members`) and how many failed."""
-        for skipped, position in enumerate(order):
+        """The first readable image in `order` (positions in `members`) and the (name, reason)
+        of those before it that failed."""
+        failed = []
+        for position in order:
             index = members[position]
             try:
-                return _decoded_rgb(self.images.read(index), index), skipped
+                return _decoded_rgb(self.images.read(index), index), failed
             except Exception as err:  # PIL raises many types for corrupt files
-                print(f"warning: skipped unreadable image {self.images.name(index)}: {err}",
-                      file=sys.stderr)
+                failed.append((self.images.name(index), f"{type(err).__name__}: {err}"))
         raise InstanceError(f"no readable image in the instance folder of "
                             f"{self.images.name(members[0])}")
 
@@ -69,8 +69,9 @@ class InstanceViews(torch.utils.data.Dataset):
         members = self.instances[index]
         seed = sample_seed(self.seed, epoch, index)
         order = np.random.default_rng(seed).permutation(len(members)).tolist()
-        first, skipped = self._load(members, order)
-        rest = order[skipped + 1:] or order[skipped:skipped + 1]
+        first, bad = self._load(members, order)
+        used = len(bad)  # order[used] gave the first view
+        rest = order[used + 1:] or order[used:used + 1]
         second, more = self._load(members, rest)
         with seeded_rngs(seed):
-            return self.make_views.pair(first, second), skipped + more
+            return self.make_views.pair(first, second), bad + more

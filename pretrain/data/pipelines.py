@@ -31,7 +31,8 @@ def to_device(images: torch.Tensor, device: str) -> torch.Tensor:
 
 
 class ViewPipeline:
-    """dataset + collate_fn for the DataLoader, `views(batch)` -> (device tensors, n_replaced)
+    """dataset + collate_fn for the DataLoader, `views(batch)` -> (device tensors, the (name,
+    reason) of images the device could not decode)
     for the training step, and `record_bad(bad)`: what happens to the unreadable files a batch
     met (DATA.ON_BAD_IMAGE)."""
 
@@ -81,6 +82,6 @@ class ViewPipeline:
 
     def views(self, batch) -> tuple[list[torch.Tensor], int]:
         if self.kind == "gpu":
-            views, replaced = self.batched_views(*batch)
-            return [to_device(v, self.device) for v in views], replaced
-        return [to_device(v, self.device) for v in batch], 0
+            views, undecodable = self.batched_views(*batch)
+            return [to_device(v, self.device) for v in views], tuple(undecodable)
+        return [to_device(v, self.device) for v in batch], ()

@@ -144,8 +144,8 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     with CheckpointBeforeRequeue() as preemption:
         fetch_start = time.perf_counter()
         for epoch, (batch, bad) in itertools.islice(batches, max(0, total_iters - start_iter)):
-            views, replaced = pipeline.views(batch)
-            skipped = pipeline.record_bad(bad) + replaced  # files not met before
+            views, undecodable = pipeline.views(batch)
+            skipped = pipeline.record_bad(bad + undecodable)  # files not met before
             data_time = time.perf_counter() - fetch_start
             # The step's own randomness (shuffle-BN's permutation, JigSaw's patch order) from a
             # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else

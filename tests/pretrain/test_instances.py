@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from pretrain.config import load_cfg
+from pretrain.data.bad_data import BadImageLog
 from pretrain.data.instances import InstanceError, InstanceViews
 from pretrain.data.packed import FolderImages
 from pretrain.data.pipelines import ViewPipeline
@@ -40,9 +41,9 @@ def test_views_are_two_different_images_of_one_instance(tmp_path):
     pairs = set()
     for epoch in range(6):
         for index, folder in enumerate((0, 1, 3)):
-            (query, key), skipped = dataset[(epoch, index)]
+            (query, key), bad = dataset[(epoch, index)]
             a, b = grey(query), grey(key)
-            assert skipped == 0 and a != b and a // 10 == b // 10 == folder
+            assert bad == [] and a != b and a // 10 == b // 10 == folder
             pairs.add((a, b))
     assert len(pairs) > 3  # the pair changes with the epoch
     (q1, k1), _ = dataset[(4, 2)]
@@ -54,12 +55,16 @@ def test_an_unreadable_image_is_replaced_by_another_of_its_instance(tmp_path):
     root = instance_folders(tmp_path, [3])
     (root / "000" / "1.png").write_bytes(b"not an image")
     dataset = InstanceViews(FolderImages(str(root)), build_views(folder_cfg(root)), seed=0)
-    skipped = 0
+    named = []
     for epoch in range(8):
-        (query, key), n = dataset[(epoch, 0)]
+        (query, key), bad = dataset[(epoch, 0)]
         assert {grey(query), grey(key)} == {0, 2}
-        skipped += n
-    assert skipped > 0
+        named += bad
+    # each draw of the bad file names it; the run's BadImageLog counts it once (below)
+    assert len(named) > 1 and {name for name, _ in named} == {str(root / "000" / "1.png")}
+    log = BadImageLog(str(tmp_path / "out"))
+    assert log.add(named) == 1 and log.add(named) == 0
+    assert (tmp_path / "out" / "bad_images.txt").read_text().count("1.png") == 1
 
 
 def test_the_pipeline_refuses_folders_without_pairs_and_the_gpu_pipeline(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from pretrain.common.errors import OutputDirError
 from pretrain.common.output_dir import prepare_output_dir
+from tests.conftest import REPO
 
 
 def dead_pid() -> int:
@@ -53,3 +54,32 @@ def test_a_file_in_place_of_the_folder_is_refused(tmp_path):
     (tmp_path / "out").write_text("")
     with pytest.raises(OutputDirError, match="out: exists and is not a folder"):
         prepare_output_dir(str(tmp_path / "out"), resume=True, force=True)
+
+
+def test_no_shipped_config_names_a_folder_so_runs_never_share_one():
+    """Every stage's config file leaves OUTPUT_DIR empty; the folder is derived from the config's
+    name and SEED, so two configs, or two seeds of one, get two folders."""
+    from detection.config import load_detection_cfg
+    from pretrain.config import load_cfg, load_lincls_cfg
+
+    configs = REPO / "configs"
+    setters = [str(p.relative_to(REPO)) for p in configs.rglob("*.yaml")
+               if any(line.startswith("OUTPUT_DIR") for line in p.read_text().splitlines())]
+    assert setters == []
+
+    infomin = str(configs / "pretrain" / "infomin_R50_200ep.yaml")
+    assert load_cfg(infomin).OUTPUT_DIR == os.path.join("output", "pretrain",
+                                                        "infomin_R50_200ep_seed0")
+    assert load_cfg(infomin, ["SEED", "3"]).OUTPUT_DIR.endswith("infomin_R50_200ep_seed3")
+    assert load_cfg(infomin, ["OUTPUT_DIR", "mine"]).OUTPUT_DIR == "mine"
+    assert load_cfg().OUTPUT_DIR == os.path.join("output", "pretrain", "defaults_seed0")
+    lincls = str(configs / "lincls" / "imagenet_R50.yaml")
+    assert load_lincls_cfg(lincls).OUTPUT_DIR == os.path.join("output", "lincls",
+                                                              "imagenet_R50_seed0")
+
+    voc = str(configs / "detection" / "voc_R_50_C4_24k.yaml")
+    assert load_detection_cfg(voc, ["SEED", "2"]).OUTPUT_DIR == os.path.join(
+        "output", "detection", "voc_R_50_C4_24k_seed2")
+    # Detectron2's SEED -1 (a seed drawn per run) has no seed to name the folder by
+    assert load_detection_cfg(voc, ["SEED", "-1"]).OUTPUT_DIR == os.path.join(
+        "output", "detection", "voc_R_50_C4_24k")

@@ -1,10 +1,9 @@
 """Batched image decoding on the training device: JPEGs through torchvision.io.decode_jpeg on the
 GPU (nvJPEG) in one call per batch; other formats, and JPEGs the GPU decoder refuses (e.g. CMYK),
 through torchvision's CPU decoders. An image no decoder can read is replaced by another image of
-the batch and counted, as the CPU pipeline skips unreadable files."""
+the batch and named, as the CPU pipeline does with unreadable files (the run's BadImageLog
+records each file once, however often it is drawn)."""
 from __future__ import annotations
-
-import sys
 
 import torch
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
@@ -24,8 +23,9 @@ def _decode_on_cpu(data: torch.Tensor, device) -> torch.Tensor | None:
 
 
 def decode_batch(encoded: list[torch.Tensor], names: list[str], device
-                 ) -> tuple[list[torch.Tensor], int]:
-    """(3, H, W) uint8 RGB images on `device`, in order, and how many were replaced."""
+                 ) -> tuple[list[torch.Tensor], list[tuple[str, str]]]:
+    """(3, H, W) uint8 RGB images on `device`, in order, and the (name, reason) of each image
+    replaced by another of the batch."""
     device = torch.device(device)
     images: list[torch.Tensor | None] = [None] * len(encoded)
     jpegs = [i for i, data in enumerate(encoded) if _is_jpeg(data)]
@@ -47,10 +47,9 @@ def decode_batch(encoded: list[torch.Tensor], names: list[str], device
     readable = [image for image in images if image is not None]
     if not readable:
         raise RuntimeError(f"no image of the batch could be decoded (first: {names[0]})")
-    replaced = 0
+    replaced = []
     for i, image in enumerate(images):
         if image is None:
-            print(f"warning: skipped undecodable image {names[i]}", file=sys.stderr)
             images[i] = readable[i % len(readable)]
-            replaced += 1
+            replaced.append((names[i], "no decoder could read it"))
     return images, replaced

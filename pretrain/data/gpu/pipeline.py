@@ -101,7 +101,9 @@ class BatchedViews:
         self.grid, self.cell, self.patch = jig.GRID, jig.CELL, jig.PATCH
 
     def __call__(self, encoded: list[torch.Tensor], names: list[str], seeds: list[int]
-                 ) -> tuple[list[torch.Tensor], int]:
+                 ) -> tuple[list[torch.Tensor], list[tuple[str, str]]]:
+        """The views of the batch, and the (name, reason) of the images that could not be
+        decoded (replaced by others of the batch)."""
         images, replaced = decode_batch(encoded, names, self.device)
         uniforms = randomness.sample_uniforms(seeds, 3 if self.jigsaw else 2)
         views = [normalize(augment(images, randomness.Draws(uniforms[:, v]), self.view))
