@@ -121,9 +121,10 @@ def load_into(reference: nn.Module, ours: nn.Module) -> None:
     assert not missing and all(k.endswith("bias") for k in unexpected), (missing, unexpected)
 
 
-def trainer_step(model, optimizer, scheduler, *views) -> float:
-    """One step as pretrain/engine/trainer.py takes it."""
-    loss, _ = model(*views)
+def trainer_step(model, optimizer, scheduler, *views, step_model=None) -> float:
+    """One step as pretrain/engine/trainer.py takes it (through `step_model`, e.g. DDP's
+    wrapper of `model`, if given)."""
+    loss, _ = (step_model or model)(*views)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pretrain.common.launch import launch
 from tests.pretrain.test_memory_bank_methods import recipe
+from tests.pretrain.reference_parts import trainer_step
 
 STEPS, BATCH, IMAGES = 3, 8, 40
 
@@ -39,12 +40,9 @@ def _steps(out_dir: str, method: str) -> None:
         patches = torch.randn(BATCH, 9, 3, 8, 8, generator=g, dtype=torch.float64)
         rows = torch.randperm(IMAGES, generator=g)[:BATCH]
         views = (images, patches, rows) if method == "pirl" else (images, rows)
-        loss, _ = step_model(*(v[mine] for v in views))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        losses.append(du.all_reduce_mean(loss.item(), "cpu"))  # as the log averages them
+        loss = trainer_step(model, optimizer, scheduler, *(v[mine] for v in views),
+                            step_model=step_model)
+        losses.append(du.all_reduce_mean(loss, "cpu"))  # as the log averages them
     banks = du.all_gather_cat(model.memory_bank.vectors.unsqueeze(0))
     if rank == 0:
         torch.save({"losses": losses, "model": model.state_dict(), "banks": banks},
