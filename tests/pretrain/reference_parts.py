@@ -191,8 +191,8 @@ def info_nce_terms(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
     losses = []
     for i in range(len(v)):
         positive = torch.exp(bank[own[i]] @ v[i] / BANK_T)
-        losses.append(-torch.log(positive / (positive
-                                             + torch.exp(bank[negatives[i]] @ v[i] / BANK_T).sum())))
+        noise = torch.exp(bank[negatives[i]] @ v[i] / BANK_T).sum()
+        losses.append(-torch.log(positive / (positive + noise)))
     return torch.stack(losses)
 
 

@@ -13,7 +13,7 @@ import torch
 
 from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
-from pretrain.engine.trainer import train
+from pretrain.engine.trainer import build_optimizer, train
 from pretrain.models.cmc import build_model
 from tests.conftest import REPO
 from tests.pretrain.test_methods import (TINY, assert_backbone_converts,
@@ -82,3 +82,18 @@ def test_config_errors_name_the_key(opts, match):
     cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.HEAD", "linear", *opts])
     with pytest.raises(ConfigError, match=match):
         build_model(cfg)
+
+
+def test_insdis_steps_its_learning_rate_down_at_epochs_120_and_160():
+    cfg = recipe("insdis", "SOLVER.LR_STEPS", "(120, 160)")
+    model = build_model(cfg)
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=2, total_iters=400)
+    base = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
+    rates = []
+    for _ in range(400):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == rates[239] == pytest.approx(base)  # epochs 0-119
+    assert rates[240] == rates[319] == pytest.approx(base * 0.1)  # epochs 120-159
+    assert rates[320] == rates[399] == pytest.approx(base * 0.01)
