@@ -22,7 +22,8 @@ _C.MODEL = CN()
 # "simclr" (NT-Xent over the global batch), "byol" (predictor, EMA target), "simsiam" (predictor,
 # stop-gradient), "mocov3" (predictor, momentum keys of the batch as negatives). The others share
 # the MODEL keys below; MODEL.SHUFFLE_BN, QUEUE_SIZE, BATCH_NEGATIVES, BN_SPLITS, JIGSAW and CMC
-# are MoCo's. Recipes: configs/pretrain/{simclr,byol,simsiam,mocov3}_R50_*.yaml.
+# are MoCo's. "insdis" (memory bank, one view per image), "pirl" (memory bank + MODEL.JIGSAW):
+# MODEL.MEMORY_BANK. Recipes: configs/pretrain/{simclr,byol,simsiam,mocov3,insdis,pirl}_R50_*.yaml.
 _C.MODEL.METHOD = "moco"
 _C.MODEL.ARCH = "resnet50"  # a torchvision ResNet / ResNeXt constructor name, or resnext152_32x8d
 _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
@@ -73,6 +74,12 @@ _C.MODEL.JIGSAW.LOSS_WEIGHT = 0.5  # loss = (1 - w) * L_instance + w * L_jigsaw
 # L(q2 vs k1, queue 1) (pretrain/models/cmc.py). The other MODEL keys apply to both encoders.
 _C.MODEL.CMC = CN()
 _C.MODEL.CMC.ENABLED = False
+# The memory bank of insdis and pirl (pretrain/models/memory_bank.py): one embedding per training
+# image, the positive's key and the negatives' source.
+_C.MODEL.MEMORY_BANK = CN()
+_C.MODEL.MEMORY_BANK.LOSS = "nce"  # "nce" (InsDis Eq. 5-7, Z from the first batch) | "infonce"
+_C.MODEL.MEMORY_BANK.NEGATIVES = 4096  # K drawn uniformly per image per step (InsDis 4096)
+_C.MODEL.MEMORY_BANK.MOMENTUM = 0.5  # v <- normalise(m v + (1 - m) f) after each step
 
 _C.DATA = CN()
 _C.DATA.ROOT = ""  # image folder (class folders or flat) or a .txt list; else $PRETRAIN_DATA_ROOT
@@ -168,6 +175,8 @@ _C.SOLVER.PREDICTOR_FIXED_LR = False
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.EPOCHS = 200
 _C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)
+# Epochs at which the lr drops 10x (InsDis's and MoCo v1's step schedule); (): the cosine.
+_C.SOLVER.LR_STEPS = ()
 _C.SOLVER.WARMUP_EPOCHS = -1.0  # -1: the recipe's rule, 5 epochs when the batch exceeds 256, else 0
 _C.SOLVER.AMP = "bf16"  # mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off"
 _C.SOLVER.COMPILE = False  # torch.compile the model step

@@ -90,12 +90,15 @@ def _decoded_rgb(data: bytes, position: int) -> Image.Image:
 class ImageViews(torch.utils.data.Dataset):
     """Indexed by (epoch, index); returns (views, bad) where `views` is what `make_views` made of
     the RGB image and `bad` the (name, reason) of unreadable files replaced by another image.
-    `images` is a packed.FolderImages or packed.PackedImages."""
+    `images` is a packed.FolderImages or packed.PackedImages. `with_index`: the views end with
+    the sample's index (a 0-d tensor), its row in a memory bank (InsDis, PIRL); a replaced
+    unreadable image keeps the index it was drawn for."""
 
-    def __init__(self, images, make_views: Callable, seed: int = 0):
+    def __init__(self, images, make_views: Callable, seed: int = 0, with_index: bool = False):
         self.images = images
         self.make_views = make_views
         self.seed = seed
+        self.with_index = with_index
 
     def __len__(self) -> int:
         return len(self.images)
@@ -105,7 +108,8 @@ class ImageViews(torch.utils.data.Dataset):
         seed = sample_seed(self.seed, epoch, index)
         image, bad = first_readable(self.images, index, _decoded_rgb, seed)
         with seeded_rngs(seed):
-            return self.make_views(image), bad
+            views = self.make_views(image)
+        return ((*views, torch.tensor(index)) if self.with_index else views), bad
 
 
 class EncodedImages(torch.utils.data.Dataset):

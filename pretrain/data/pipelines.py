@@ -13,6 +13,7 @@ import sys
 import torch
 
 from ..common.errors import ConfigError
+from ..models.memory_bank import MEMORY_BANK_METHODS, check_memory_bank
 from .bad_data import BadImageLog, check_choice
 from .images import EncodedImages, ImageViews, collate_encoded, collate_views
 from .instances import InstanceViews
@@ -47,6 +48,9 @@ class ViewPipeline:
             raise ConfigError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
                              "makes both views from one image")
         check_view_family(cfg)  # the GPU pipeline makes only the augment family
+        with_index = cfg.MODEL.METHOD in MEMORY_BANK_METHODS
+        if with_index:
+            check_memory_bank(cfg)  # one view per image, CPU pipeline
         if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
             raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM image: "
                              "CMC's views are the channel groups of one augmented image, which "
@@ -67,7 +71,8 @@ class ViewPipeline:
             self.dataset = InstanceViews(images, build_views(cfg), seed=cfg.SEED)
             self.collate = collate_views
         else:
-            self.dataset = ImageViews(images, build_views(cfg), seed=cfg.SEED)
+            self.dataset = ImageViews(images, build_views(cfg), seed=cfg.SEED,
+                                      with_index=with_index)
             self.collate = collate_views
 
     @property

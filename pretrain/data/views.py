@@ -8,13 +8,14 @@ import torch
 import torchvision.transforms as T
 from timm.data.auto_augment import rand_augment_transform
 
+from ..models.memory_bank import MEMORY_BANK_METHODS
 from .color_spaces import check_split, describe_split, normalize, split_channels, to_space
 from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
                       blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
 from .view_families import build_family_views
 
 __all__ = ["AUGMENTATIONS", "ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
-           "IMAGENET_STD", "JigsawPatches", "blur_kernel_size", "build_views", "compose",
+           "IMAGENET_STD", "JigsawPatches", "OneView", "blur_kernel_size", "build_views", "compose",
            "jigsaw_augmentation"]
 
 
@@ -107,6 +108,19 @@ class ContrastiveViews:
         return views + (self.jigsaw(query_image),) if self.jigsaw is not None else views
 
 
+class OneView:
+    """One draw of the augmentation per image, plus the jigsaw patches with a JigSaw branch
+    (PIRL): the memory-bank methods' input, whose other side is the bank."""
+
+    def __init__(self, augmentation, jigsaw=None):
+        self.augmentation = augmentation
+        self.jigsaw = jigsaw
+
+    def __call__(self, image):
+        view = (self.augmentation(image),)
+        return view + (self.jigsaw(image),) if self.jigsaw is not None else view
+
+
 class ChannelSplitViews:
     """CMC's two views: ONE draw of the augmentation (so both share crop, flip and any colour
     change), converted to `space`, each channel mapped from its range over the RGB cube to
@@ -147,6 +161,8 @@ def build_views(cfg):
     jig = cfg.MODEL.JIGSAW
     jigsaw = jigsaw_augmentation(jig.GRID, jig.CELL, jig.PATCH) if jig.ENABLED else None
     recipe = recipe_from_cfg(cfg)
+    if cfg.MODEL.METHOD in MEMORY_BANK_METHODS:
+        return OneView(compose(recipe), jigsaw)
     if cfg.DATA.VIEW_FAMILY == "augment":
         return ContrastiveViews(compose(recipe), jigsaw)
     return build_family_views(cfg, recipe, compose(recipe), jigsaw)

@@ -24,6 +24,16 @@ def warmup_cosine(peak: float, warmup_iters: int, total_iters: int) -> Callable[
     return value
 
 
+def warmup_steps(warmup_iters: int, milestones, gamma: float = 0.1) -> Callable[[int], float]:
+    """As warmup_cosine with peak 1, but the warm-up is followed by a constant rate multiplied by
+    `gamma` at each of `milestones` (iterations)."""
+    def value(it: int) -> float:
+        if it < warmup_iters:
+            return (it + 1) / warmup_iters
+        return gamma ** sum(it >= m for m in milestones)
+    return value
+
+
 def warmup_cosine_lr(optimizer: torch.optim.Optimizer, warmup_iters: int, total_iters: int,
                      peak: float = 1.0) -> torch.optim.lr_scheduler.LambdaLR:
     """Each group's lr = its initial lr x warmup_cosine(peak, ...)(iteration); step once per

@@ -22,7 +22,7 @@ from .checkpoint import rng_state, save_checkpoint, set_rng_state
 from .progress import Progress
 from .run_folder import open_run_folder
 from .sampler import batches_per_epoch, seeded_batches
-from .schedule import warmup_cosine
+from .schedule import warmup_cosine, warmup_steps
 
 CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
 # A resume must not change these (pretrain/engine/run_folder.py): they define the model, its
@@ -41,10 +41,13 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
     if warmup_epochs < 0:
         warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
+    warmup_iters = int(warmup_epochs * iters_per_epoch)
+    schedule = warmup_cosine(1.0, warmup_iters, total_iters)
+    if cfg.SOLVER.LR_STEPS:  # InsDis's steps, in epochs
+        schedule = warmup_steps(warmup_iters, [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS])
     # One factor per parameter group: SimSiam's predictor keeps a fixed rate (models/optim.py).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, group_lr_factors(
-            optimizer, warmup_cosine(1.0, int(warmup_epochs * iters_per_epoch), total_iters)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                  group_lr_factors(optimizer, schedule))
     return optimizer, scheduler
 
 
@@ -91,6 +94,8 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED, or MODEL.METHOD's
     if hasattr(model, "momentum_schedule"):  # BYOL, MoCo v3: annealed over the whole run
         model.momentum_schedule.total_steps = total_iters
+    if hasattr(model, "memory_bank"):  # InsDis, PIRL: one entry per sample, from the seed
+        model.memory_bank.allocate(samples)
     if cfg.MODEL.SYNC_BN:
         model = convert_to_sync_bn(model, device)
     model = model.to(device)

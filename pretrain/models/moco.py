@@ -39,10 +39,14 @@ class JigsawHead(nn.Module):
         self.patch_head = patch_head
         self.fc = nn.Linear(num_patches * feat_dim, feat_dim)
 
-    def forward(self, patch_features: torch.Tensor, num_images: int) -> torch.Tensor:
-        """patch_features: (num_images * P, C), image-major. Returns (num_images, feat_dim)."""
+    def forward(self, patch_features: torch.Tensor, num_images: int,
+                order: torch.Tensor | None = None) -> torch.Tensor:
+        """patch_features: (num_images * P, C), image-major; `order`: (num_images, P) each
+        image's patch order (PIRL draws it for the global batch), else drawn here. Returns
+        (num_images, feat_dim)."""
         embedded = self.patch_head(patch_features).view(num_images, -1, self.fc.out_features)
-        order = torch.rand(embedded.shape[:2], device=embedded.device).argsort(dim=1)
+        if order is None:
+            order = torch.rand(embedded.shape[:2], device=embedded.device).argsort(dim=1)
         shuffled = embedded.gather(1, order.unsqueeze(-1).expand_as(embedded))
         return F.normalize(self.fc(shuffled.flatten(1)), dim=1)
 

@@ -121,9 +121,10 @@ def load_into(reference: nn.Module, ours: nn.Module) -> None:
     assert not missing and all(k.endswith("bias") for k in unexpected), (missing, unexpected)
 
 
-def trainer_step(model, optimizer, scheduler, *views) -> float:
-    """One step as pretrain/engine/trainer.py takes it."""
-    loss, _ = model(*views)
+def trainer_step(model, optimizer, scheduler, *views, step_model=None) -> float:
+    """One step as pretrain/engine/trainer.py takes it (through `step_model`, e.g. DDP's
+    wrapper of `model`, if given)."""
+    loss, _ = (step_model or model)(*views)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -136,3 +137,73 @@ def batches(steps: int, size: int = 16):
     g = torch.Generator().manual_seed(1)
     return [tuple(torch.randn(2, BATCH, 3, size, size, generator=g, dtype=torch.float64))
             for _ in range(steps)]
+
+
+# The memory-bank methods (InsDis, PIRL), from the papers' equations: a bank of N_IMAGES entries,
+# NEGATIVES noise samples per image, InsDis's NCE (Wu et al. 2018, Eq. 4-7) and InfoNCE.
+N_IMAGES, NEGATIVES, BANK_T, BANK_MOMENTUM = 40, 16, 0.07, 0.5
+
+
+def bank_batches(steps: int, size: int = 16, patches: int = 0):
+    """Per step: images (B, 3, size, size), B distinct bank rows, and with `patches` a
+    (B, patches, 3, 8, 8) stack of JigSaw patches."""
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(steps):
+        images = torch.randn(BATCH, 3, size, size, generator=g, dtype=torch.float64)
+        rows = torch.randperm(N_IMAGES, generator=g)[:BATCH]
+        jigsaw = torch.randn(BATCH, patches, 3, 8, 8, generator=g, dtype=torch.float64)
+        out.append((images, jigsaw, rows) if patches else (images, rows))
+    return out
+
+
+def step_generator(step: int) -> torch.Generator:
+    """The project's documented draw protocol (pretrain/models/memory_bank.py): step s of a run
+    of SEED 0 draws from a generator seeded with 0 * 1_000_003 + s."""
+    return torch.Generator().manual_seed(step)
+
+
+def nce_terms(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor, negatives: torch.Tensor,
+              z: float) -> torch.Tensor:
+    """InsDis Eq. 5-6 per image i: -log h(i, v) - sum_k log(1 - h(j_k, v)), with
+    P(j | v) = exp(bank_j . v / T) / Z (Eq. 4 with Z) and h = P / (P + m P_n), P_n = 1 / n."""
+    m, n = negatives.shape[1], len(bank)
+    losses = []
+    for i in range(len(v)):
+        p_own = torch.exp(bank[own[i]] @ v[i] / BANK_T) / z
+        p_noise = torch.exp(bank[negatives[i]] @ v[i] / BANK_T) / z
+        h_own = p_own / (p_own + m / n)
+        h_noise = p_noise / (p_noise + m / n)
+        losses.append(-torch.log(h_own) - torch.log(1 - h_noise).sum())
+    return torch.stack(losses)
+
+
+def estimated_z(v: torch.Tensor, bank: torch.Tensor, negatives: torch.Tensor) -> float:
+    """Eq. 7 on the first batch: Z = n / m sum_k exp(bank_jk . v_i / T), averaged over i."""
+    with torch.no_grad():
+        sums = [torch.exp(bank[negatives[i]] @ v[i] / BANK_T).sum() for i in range(len(v))]
+        return (len(bank) / negatives.shape[1] * torch.stack(sums).mean()).item()
+
+
+def info_nce_terms(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
+                   negatives: torch.Tensor) -> torch.Tensor:
+    """-log exp(bank_i . v / T) / (exp(bank_i . v / T) + sum_k exp(bank_jk . v / T))."""
+    losses = []
+    for i in range(len(v)):
+        positive = torch.exp(bank[own[i]] @ v[i] / BANK_T)
+        noise = torch.exp(bank[negatives[i]] @ v[i] / BANK_T).sum()
+        losses.append(-torch.log(positive / (positive + noise)))
+    return torch.stack(losses)
+
+
+@torch.no_grad()
+def update_bank(bank: torch.Tensor, own: torch.Tensor, v: torch.Tensor) -> None:
+    """InsDis Sec. 3.2: each seen image's entry v_i <- normalise(m v_i + (1 - m) f_i)."""
+    for i, row in enumerate(own.tolist()):
+        mixed = BANK_MOMENTUM * bank[row] + (1 - BANK_MOMENTUM) * v[i]
+        bank[row] = mixed / mixed.norm()
+
+
+def assert_same_bank(ours: torch.Tensor, theirs: torch.Tensor, step: int) -> None:
+    diff = (ours - theirs).abs().max().item()
+    assert diff <= TOL, f"step {step}: memory bank differs by {diff:.2e}"

@@ -49,24 +49,38 @@ def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tm
     losses = metrics(out)
     assert list(losses) == [1, 2, 3] and all(math.isfinite(x) for x in losses.values())
 
-    converted = tmp_path / f"{method}.pkl"
-    summary = convert(final, str(converted))
-    assert summary["format"] == "pretrain" and len(summary["kept"]) == 100  # ResNet-18
-    with open(converted, "rb") as f:
-        d2 = pickle.load(f)["model"]
-    assert (d2["res2.0.conv1.weight"]
-            == weights["query_encoder.backbone.layer1.0.conv1.weight"].numpy()).all()
+    assert_backbone_converts(final, weights, tmp_path / f"{method}.pkl")
     if not has_target:  # one encoder: there is no momentum encoder to convert
         with pytest.raises(ConversionError, match="no backbone"):
             convert(final, str(tmp_path / "key.pkl"), encoder="key")
 
     # Interrupted after iteration 2: a run resumed from that checkpoint ends where the whole one
     # did, bit for bit (optimizer groups, schedules, the momentum schedule's count, RNG).
-    resumed = tmp_path / "resumed"
+    assert_resumes_exactly(recipe(method, "DATA.ROOT", images), out, tmp_path / "resumed",
+                           losses, weights)
+
+
+def assert_backbone_converts(final: str, weights: dict, converted: Path) -> None:
+    """tools/convert.py's converter finds the query backbone (ResNet-18) in the checkpoint."""
+    summary = convert(final, str(converted))
+    assert summary["format"] == "pretrain" and len(summary["kept"]) == 100  # ResNet-18
+    with open(converted, "rb") as f:
+        d2 = pickle.load(f)["model"]
+    assert (d2["res2.0.conv1.weight"]
+            == weights["query_encoder.backbone.layer1.0.conv1.weight"].numpy()).all()
+
+
+def assert_resumes_exactly(cfg, out: Path, resumed: Path, losses: dict, weights: dict) -> None:
+    """`cfg` (OUTPUT_DIR aside) resumed in `resumed` from `out`'s checkpoint of iteration 2
+    ends with the uninterrupted run's last loss and `weights`, bit for bit."""
     resumed.mkdir()
     shutil.copy(out / "checkpoint_00000002.pth", resumed)
     (resumed / "last_checkpoint").write_text("checkpoint_00000002.pth")
-    train(recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", str(resumed)), resume=True)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = str(resumed)
+    cfg.freeze()
+    train(cfg, resume=True)
     assert metrics(resumed) == {3: losses[3]}
     again = torch.load(resumed / "model_final.pth", map_location="cpu", weights_only=False)
     assert again["model"].keys() == weights.keys()

@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pretrain.common.launch import launch
 from tests.conftest import REPO
+from tests.pretrain.reference_parts import trainer_step
 from tests.pretrain.test_methods import CONFIGS, TINY
 
 STEPS, BATCH = 3, 8
@@ -44,13 +45,8 @@ def _steps(out_dir: str, method: str) -> None:
     losses = []
     for _ in range(STEPS):
         x1, x2 = torch.randn(2, BATCH, 3, 32, 32, generator=g, dtype=torch.float64)
-        loss, _ = step_model(x1[mine], x2[mine])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        model.momentum_update()
-        losses.append(du.all_reduce_mean(loss.item(), "cpu"))  # as the log averages them
+        loss = trainer_step(model, optimizer, scheduler, x1[mine], x2[mine], step_model=step_model)
+        losses.append(du.all_reduce_mean(loss, "cpu"))  # as the log averages them
     if rank == 0:
         torch.save({"losses": losses, "model": model.state_dict()},
                    os.path.join(out_dir, f"{world}.pt"))

@@ -78,9 +78,10 @@ def _names(description) -> list[str]:
 
 # Configs whose paper sets a strength of its own on top of the preset, and which: SimCLR's colour
 # strength 1 (0.8, 0.8, 0.8, 0.2; its App. A), BYOL's and MoCo v3's saturation 0.2 (BYOL Table 6)
-# where MoCo v2's preset has 0.4. Every other field must stay the preset's.
+# where MoCo v2's preset has 0.4, PIRL's hue 0.2 (its release) where MoCo v1's preset has 0.4.
+# Every other field must stay the preset's.
 DELIBERATE = {"byol_R50_1000ep.yaml": {"jitter"}, "mocov3_R50_100ep.yaml": {"jitter"},
-              "simclr_R50_100ep.yaml": {"jitter"}}
+              "simclr_R50_100ep.yaml": {"jitter"}, "pirl_R50_800ep.yaml": {"jitter"}}
 
 
 def test_no_shipped_config_changes_its_preset():

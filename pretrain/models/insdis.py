@@ -1,0 +1,56 @@
+"""InsDis (Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance
+Discrimination", Sec. 3): one view per image, encoded by a backbone and a linear projection to
+an L2-normalised 128-d embedding f; its positive is the image's own entry in the memory bank
+(memory_bank.py), its negatives K entries drawn uniformly from the bank; NCE (Eq. 5-7) or
+InfoNCE over them at T = 0.07; after the loss the batch's entries move towards f with momentum
+0.5 (Sec. 3.2). No momentum encoder.
+
+Not implemented: the proximal regularisation of Sec. 3.3 (the authors' released ImageNet code,
+lemniscate.pytorch, trains without it; the bank's momentum update plays that role).
+
+The encoder is `query_encoder` (moco.Encoder), as in every model of the project, so the kNN
+monitor, the readouts and tools/convert.py find its backbone."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..common import distributed as du
+from .memory_bank import MemoryBank, ignore_in_ddp, this_process_rows
+from .moco import Encoder
+
+
+class InsDis(nn.Module):
+    queue_size = 0  # the fresh-key probes' "queue" column does not apply
+
+    def __init__(self, encoder: Encoder, memory_bank: MemoryBank):
+        super().__init__()
+        self.query_encoder = encoder
+        self.memory_bank = memory_bank
+        self.temperature = memory_bank.temperature
+        ignore_in_ddp(self)
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        """K for InfoNCE; 0 for NCE, whose loss is not an InfoNCE bound (the log's I_NCE column
+        does not apply)."""
+        return self.memory_bank.num_negatives if self.memory_bank.loss_kind == "infonce" else 0
+
+    def momentum_update(self) -> None:
+        """No momentum encoder: the bank was updated in forward, after the loss."""
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        """For the fresh-key probes: the same encoder's embeddings (the bank stores them)."""
+        return self.query_encoder(images)
+
+    def forward(self, images: torch.Tensor, indices: torch.Tensor):
+        """images: (N, C, H, W) one view per image; indices: (N,) their rows in the bank.
+        Returns (loss, logits: own entry at column 0, then the K negatives)."""
+        embeddings = self.query_encoder(images)
+        all_indices = du.all_gather_cat(indices)
+        negatives, _ = self.memory_bank.draw(all_indices)
+        logits = self.memory_bank.logits(embeddings, indices,
+                                         this_process_rows(negatives, len(indices)))
+        loss = self.memory_bank.loss(logits)
+        self.memory_bank.update(all_indices, du.all_gather_cat(embeddings.detach()))
+        return loss, logits

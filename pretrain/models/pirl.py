@@ -1,0 +1,68 @@
+"""PIRL (Misra & van der Maaten 2020, "Self-Supervised Learning of Pretext-Invariant
+Representations", Sec. 3): an image I and its JigSaw transform I^t go through one backbone; f
+(a linear projection of the image's features to 128-d) and g (the JigSaw head: each patch's
+features projected, the patches concatenated in a random order and projected to 128-d,
+moco.JigsawHead) are L2-normalised; both are contrasted with the image's memory-bank entry m_I
+against N negatives drawn from the bank (memory_bank.py):
+    L = lambda * L_NCE(m_I, g(v_I^t)) + (1 - lambda) * L_NCE(m_I, f(v_I))     (Eq. 5)
+with lambda = MODEL.JIGSAW.LOSS_WEIGHT (0.5) and T = 0.07; the bank is then updated with f(v_I)
+(momentum 0.5). Both terms use the same negatives; the NCE normaliser Z is estimated once, on
+the first step's JigSaw term (the authors' release, VISSL's nce_loss_with_memory, does both:
+Eq. 3 of the paper writes h without Z, which at T = 0.07 leaves h near 1 for every pair).
+
+Each step draws the negatives and then the patch order of the global batch from the bank's step
+generator, so one process and several take the same step. The encoder is `query_encoder`
+(moco.Encoder), as in every model of the project."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..common import distributed as du
+from .memory_bank import MemoryBank, ignore_in_ddp, this_process_rows
+from .moco import Encoder, JigsawHead
+
+
+class PIRL(nn.Module):
+    queue_size = 0  # the fresh-key probes' "queue" column does not apply
+
+    def __init__(self, encoder: Encoder, jigsaw_head: JigsawHead, memory_bank: MemoryBank,
+                 jigsaw_weight: float):
+        super().__init__()
+        self.query_encoder = encoder
+        self.jigsaw_head = jigsaw_head
+        self.memory_bank = memory_bank
+        self.jigsaw_weight = jigsaw_weight
+        self.temperature = memory_bank.temperature
+        ignore_in_ddp(self)
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        """K for InfoNCE; 0 for NCE (the log's I_NCE column does not apply)."""
+        return self.memory_bank.num_negatives if self.memory_bank.loss_kind == "infonce" else 0
+
+    def momentum_update(self) -> None:
+        """No momentum encoder: the bank was updated in forward, after the loss."""
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        return self.query_encoder(images)
+
+    def forward(self, images: torch.Tensor, patches: torch.Tensor, indices: torch.Tensor):
+        """images: (N, C, H, W); patches: (N, P, C, h, w) the JigSaw patches of the same images;
+        indices: (N,) their rows in the bank. Returns (loss, logits of the image term)."""
+        image_embeddings = self.query_encoder(images)
+        patch_features = self.query_encoder.backbone(patches.flatten(0, 1))
+        all_indices = du.all_gather_cat(indices)
+        negatives, generator = self.memory_bank.draw(all_indices)
+        order = torch.rand(len(all_indices), patches.shape[1], generator=generator,
+                           device=generator.device).argsort(dim=1)
+        mine = len(indices)
+        jigsaw = self.jigsaw_head(patch_features, len(patches), this_process_rows(order, mine))
+        negatives = this_process_rows(negatives, mine)
+        bank = self.memory_bank
+        jigsaw_logits = bank.logits(jigsaw, indices, negatives)
+        jigsaw_loss = bank.loss(jigsaw_logits)  # first: the step that sets Z sets it here
+        image_logits = bank.logits(image_embeddings, indices, negatives)
+        loss = self.jigsaw_weight * jigsaw_loss + (1 - self.jigsaw_weight) * bank.loss(image_logits)
+        bank.update(all_indices, du.all_gather_cat(image_embeddings.detach()))
+        return loss, image_logits
