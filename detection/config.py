@@ -60,6 +60,10 @@ def add_project_config(cfg) -> None:
     # (MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD, TEST.EVAL_PERIOD) divided by it, so the
     # number of epochs stays that of the published recipe. E.g. 0.5 on 4 GPUs with an 8-GPU config.
     cfg.SOLVER.BATCH_SCALE = 1.0
+    # bf16 autocast of the model's training forward, and channels-last, on a CPU that computes
+    # bf16 natively (AMX / AVX512-BF16; pretrain/common/cpu_bf16.py); fp32 with a note on others
+    # and on a GPU (where Detectron2's SOLVER.AMP.ENABLED is the switch). Evaluation stays fp32.
+    cfg.SOLVER.CPU_AMP = False
     # The layers before res2, as pretraining's MODEL.STEM (pretrain/models/backbone.py STEMS):
     # "imagenet" (stock), "cifar" (3x3/1 conv: res2..res5 at strides 1..8), "tinyimagenet" (3x3/1
     # conv + max-pool: strides 2..16). Other than "imagenet" it needs a BACKBONE.NAME of

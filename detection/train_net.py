@@ -9,6 +9,7 @@ registered from DATASETS.REGISTER specs, the evaluator chosen by the dataset (CO
 and the final metrics written to OUTPUT_DIR/metrics_eval.json.
 """
 import json
+import logging
 import math
 import os
 
@@ -32,6 +33,7 @@ from detection.plain_logs import plain_text_logs
 from detection.run_lines import log_end, log_start
 from detection.settings_checks import check_backbone_weights, check_num_classes
 from pretrain.common.cli import apply_trailing_flags, run_entry_point
+from pretrain.common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16, train_in_cpu_bf16
 from pretrain.common.errors import DatasetError
 from pretrain.common.preemption import CheckpointBeforeRequeue
 
@@ -68,6 +70,11 @@ class Trainer(DefaultTrainer):
     def build_model(cls, cfg):
         model = super().build_model(cfg)
         check_backbone_weights(cfg, model)  # before the data loader is built: fails fast
+        if cfg.SOLVER.CPU_AMP and cfg.MODEL.DEVICE == "cpu":
+            if cpu_has_native_bf16():
+                model = train_in_cpu_bf16(model)
+            elif comm.is_main_process():
+                logging.getLogger("detectron2").info(cpu_amp_note())
         return model
 
     @classmethod

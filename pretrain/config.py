@@ -179,6 +179,10 @@ _C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)
 _C.SOLVER.LR_STEPS = ()
 _C.SOLVER.WARMUP_EPOCHS = -1.0  # -1: the recipe's rule, 5 epochs when the batch exceeds 256, else 0
 _C.SOLVER.AMP = "bf16"  # mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off"
+# bf16 autocast and channels-last on a CPU that computes bf16 natively (AMX / AVX512-BF16;
+# pretrain/common/cpu_bf16.py), fp32 with a note on others. Off by default: the reference
+# recipes and equivalence tests are fp32 on a CPU. The demo's CPU config turns it on.
+_C.SOLVER.CPU_AMP = False
 _C.SOLVER.COMPILE = False  # torch.compile the model step
 _C.SOLVER.CHECKPOINT_PERIOD = 1000  # iterations; a checkpoint is also written at each epoch's end
 

@@ -8,6 +8,7 @@ import time
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16
 from ..common.errors import ConfigError
 from ..common.run_lines import pretrain_end_line, pretrain_start_line
 from ..data.checks import checked_images
@@ -51,12 +52,18 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     return optimizer, scheduler
 
 
-def mixed_precision(mode: str, device: str):
-    """(autocast dtype or None, grad scaler): bf16 needs no scaler, fp16 does; CPU runs fp32."""
+def mixed_precision(mode: str, device: str, cpu_amp: bool = False):
+    """(autocast dtype or None, grad scaler): bf16 needs no scaler, fp16 does. A CPU runs fp32,
+    or bf16 with `cpu_amp` (SOLVER.CPU_AMP) where it computes bf16 natively."""
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
     if mode not in dtypes:
         raise ConfigError(f"SOLVER.AMP {mode!r}: expected one of {list(dtypes)}")
-    dtype = dtypes[mode] if device == "cuda" else None
+    if device == "cuda":
+        dtype = dtypes[mode]
+    else:
+        dtype = torch.bfloat16 if cpu_amp and cpu_has_native_bf16() else None
+        if cpu_amp and dtype is None and du.get_rank() == 0:
+            print(cpu_amp_note(), flush=True)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     return dtype, scaler
 
@@ -88,7 +95,7 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     samples = len(pipeline.dataset)  # images, or instances with DATA.VIEWS_FROM folder
     iters_per_epoch = batches_per_epoch(samples, cfg.SOLVER.BATCH_SIZE, cfg.DATA.ROOT)
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch
-    amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device)
+    amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device, cfg.SOLVER.CPU_AMP)
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
     model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED, or MODEL.METHOD's
@@ -99,7 +106,7 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     if cfg.MODEL.SYNC_BN:
         model = convert_to_sync_bn(model, device)
     model = model.to(device)
-    if device == "cuda":
+    if device == "cuda" or amp_dtype is not None:  # oneDNN's bf16 kernels want it too
         model = model.to(memory_format=torch.channels_last)
     optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch, total_iters)
 
