@@ -16,6 +16,7 @@ from ..common.errors import ConfigError
 from .bad_data import BadImageLog, check_choice
 from .images import EncodedImages, ImageViews, collate_encoded, collate_views
 from .instances import InstanceViews
+from .multi_crop import check_multi_crop
 from .view_families import check_view_family
 from .views import build_views
 
@@ -46,6 +47,7 @@ class ViewPipeline:
             raise ConfigError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
                              "makes both views from one image")
         check_view_family(cfg)  # the GPU pipeline makes only the augment family
+        check_multi_crop(cfg)  # and no small crops
         if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
             raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM image: "
                              "CMC's views are the channel groups of one augmented image, which "

@@ -11,6 +11,7 @@ from timm.data.auto_augment import rand_augment_transform
 from .color_spaces import check_split, describe_split, normalize, split_channels, to_space
 from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
                       blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
+from .multi_crop import build_multi_crop_views
 from .view_families import build_family_views
 
 __all__ = ["AUGMENTATIONS", "ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
@@ -147,6 +148,8 @@ def build_views(cfg):
     jig = cfg.MODEL.JIGSAW
     jigsaw = jigsaw_augmentation(jig.GRID, jig.CELL, jig.PATCH) if jig.ENABLED else None
     recipe = recipe_from_cfg(cfg)
+    if cfg.DATA.MULTI_CROP.NUM_SMALL:  # two large crops and N small ones (multi_crop.py)
+        return build_multi_crop_views(cfg, recipe, compose)
     if cfg.DATA.VIEW_FAMILY == "augment":
         return ContrastiveViews(compose(recipe), jigsaw)
     return build_family_views(cfg, recipe, compose(recipe), jigsaw)
