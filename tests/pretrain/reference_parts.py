@@ -126,6 +126,8 @@ def trainer_step(model, optimizer, scheduler, *views) -> float:
     loss, _ = model(*views)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if hasattr(model, "adjust_gradients"):  # SwAV's, DINO's frozen layers and clipping
+        model.adjust_gradients()
     optimizer.step()
     scheduler.step()
     model.momentum_update()

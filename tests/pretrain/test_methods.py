@@ -113,7 +113,7 @@ def test_the_default_method_is_moco_with_one_sgd_group():
 
 
 @pytest.mark.parametrize("opts, match", [
-    (["MODEL.METHOD", "swav"], "MODEL.METHOD 'swav'"),
+    (["MODEL.METHOD", "swaw"], "MODEL.METHOD 'swaw'"),
     (["MODEL.METHOD", "simclr", "MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
     (["MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
     (["MODEL.METHOD", "byol", "MODEL.JIGSAW.ENABLED", "True"], "MODEL.JIGSAW.ENABLED"),
