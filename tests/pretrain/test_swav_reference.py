@@ -81,6 +81,7 @@ class ReferenceSwAV:
 def test_swav_steps_like_the_paper():
     model, optimizer, scheduler = project(
         "swav", "MODEL.TEMPERATURE", str(T), "MODEL.SWAV.NUM_PROTOTYPES", str(K),
+        "MODEL.SWAV.EPSILON", str(EPS), "MODEL.SWAV.SINKHORN_ITERATIONS", str(SINKHORN_ITERS),
         "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", str(float(FREEZE_STEPS)),
         "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "lars")
     model.set_run_length(iters_per_epoch=1, total_iters=10 ** 9)
