@@ -82,6 +82,12 @@ _C.MODEL.SWAV.NUM_PROTOTYPES = 3000
 _C.MODEL.SWAV.EPSILON = 0.05
 _C.MODEL.SWAV.SINKHORN_ITERATIONS = 3
 _C.MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS = 1.0
+# The queue of App. A.1 for small batches: the last QUEUE_LENGTH embeddings of each large crop
+# (over all processes, a multiple of their number) join the batch in the Sinkhorn once the queue
+# is full; filled from QUEUE_START_EPOCH on. 0: none (the 4096-image recipe's). The release's
+# bs-256 recipes: 3840 from epoch 15.
+_C.MODEL.SWAV.QUEUE_LENGTH = 0
+_C.MODEL.SWAV.QUEUE_START_EPOCH = 15.0
 # DINO (Caron et al. 2021; pretrain/models/dino.py), with MODEL.HEAD dino and the teacher EMA of
 # MODEL.MOMENTUM / MOMENTUM_COSINE: the head's OUT_DIM outputs (K), its last layer's norm fixed to
 # 1 (NORM_LAST_LAYER) and not updated during the first FREEZE_LAST_LAYER_EPOCHS; student

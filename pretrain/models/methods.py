@@ -61,8 +61,12 @@ def build_method(cfg):
     encoder = Encoder(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
     if method == "swav":
         s = m.SWAV
+        if s.QUEUE_LENGTH % du.get_world_size():
+            raise ConfigError(f"MODEL.SWAV.QUEUE_LENGTH {s.QUEUE_LENGTH} is not divisible by "
+                              f"the {du.get_world_size()} processes")
         return SwAV(encoder, m.FEAT_DIM, s.NUM_PROTOTYPES, m.TEMPERATURE, s.EPSILON,
-                    s.SINKHORN_ITERATIONS, s.FREEZE_PROTOTYPES_EPOCHS)
+                    s.SINKHORN_ITERATIONS, s.FREEZE_PROTOTYPES_EPOCHS,
+                    s.QUEUE_LENGTH, s.QUEUE_START_EPOCH)
     if method == "simclr":
         return SimCLR(encoder, m.TEMPERATURE)
     predictor = build_predictor(method, m.FEAT_DIM, m.PREDICTOR_HIDDEN_DIM)

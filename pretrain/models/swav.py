@@ -12,8 +12,9 @@ prototypes during the first epoch", App. A): their gradient is dropped before th
 (`adjust_gradients`), so neither the step nor weight decay nor momentum moves them.
 
 As in the release, crops of one size go through the backbone as one batch (their BN statistics
-span those crops) and all crops' features through the head as one batch. Not implemented: the
-paper's queue of stored features for small batches (App. A.1); see the report in the config.
+span those crops) and all crops' features through the head as one batch. For small batches the
+paper adds a queue (App. A.1, MODEL.SWAV.QUEUE_LENGTH): the last stored embeddings of each large
+crop join its batch in the Sinkhorn, so that the equipartition spans more samples than a batch.
 The encoder is `query_encoder` (moco.Encoder), as in every model of the project, so the kNN
 monitor, the readouts and tools/convert.py find its backbone."""
 from __future__ import annotations
@@ -81,11 +82,14 @@ def at_least_float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
 
 
 class SwAV(nn.Module):
-    # The log's I_NCE column does not apply: there are no negatives (num_negatives 0).
+    # The log's I_NCE column does not apply: there are no negatives (num_negatives 0). (MoCo's
+    # queue_size; SwAV's stored features are `feature_queue`.)
     queue_size = 0
 
     def __init__(self, encoder: Encoder, feat_dim: int, num_prototypes: int, temperature: float,
-                 epsilon: float, sinkhorn_iterations: int, freeze_prototypes_epochs: float):
+                 epsilon: float, sinkhorn_iterations: int, freeze_prototypes_epochs: float,
+                 queue_length: int = 0, queue_start_epoch: float = 0.0):
+        """`queue_length`: stored features per large crop, over all processes (0: none)."""
         super().__init__()
         self.query_encoder = encoder
         self.prototypes = nn.Linear(feat_dim, num_prototypes, bias=False)
@@ -95,10 +99,40 @@ class SwAV(nn.Module):
         self.freeze_prototypes_iters: int | None = None  # set_run_length
         # Optimizer steps taken: the prototypes' freeze resumes exactly from a checkpoint.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        # App. A.1: the embeddings of the last batches of each large crop, newest first, filled
+        # from queue_start_epoch on and used in the codes' Sinkhorn once full (zeros until then).
+        self.register_buffer("feature_queue", torch.zeros(2, queue_length, feat_dim))
+        self.queue_start_epoch = queue_start_epoch
+        self.queue_start_iter: int | None = None  # set_run_length
 
     def set_run_length(self, iters_per_epoch: int, total_iters: int) -> None:
         """Called by the trainer once it knows the run's epoch length."""
         self.freeze_prototypes_iters = round(self.freeze_prototypes_epochs * iters_per_epoch)
+        self.queue_start_iter = round(self.queue_start_epoch * iters_per_epoch)
+
+    @torch.no_grad()
+    def codes(self, crop: int, scores: torch.Tensor, z: torch.Tensor,
+              weight: torch.Tensor) -> torch.Tensor:
+        """Sinkhorn codes of large crop `crop`'s batch: with a full queue, computed together with
+        the stored features' scores and those rows dropped; then every process's embeddings `z`
+        enter the queue (from the start epoch on), the oldest leave. The queue is the global
+        batches', the same in every process (so DDP's buffer broadcast keeps it); each process
+        puts its own share of it into the Sinkhorn, whose sums span all processes."""
+        queue = self.feature_queue[crop]
+        if not len(queue):
+            return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
+        if self.queue_start_iter is None:
+            raise RuntimeError("SwAV: set_run_length was never called (the trainer calls it with "
+                               "the run's epoch length, for MODEL.SWAV.QUEUE_START_EPOCH)")
+        share = len(queue) // du.get_world_size()
+        mine = queue[du.get_rank() * share:(du.get_rank() + 1) * share]
+        stored = mine.to(scores.dtype) @ weight.t() if queue[-1].any() else scores[:0]
+        codes = sinkhorn(torch.cat([stored, scores]), self.epsilon,
+                         self.sinkhorn_iterations)[len(stored):]
+        if int(self.iteration) >= self.queue_start_iter:
+            everyone = du.all_gather_cat(z.to(queue.dtype).contiguous())
+            queue.copy_(torch.cat([everyone, queue])[:len(queue)])
+        return codes
 
     def num_negatives(self, global_batch_size: int) -> int:
         return 0
@@ -137,8 +171,9 @@ class SwAV(nn.Module):
             z, weight = at_least_float32(z, self.prototypes.weight)
             scores = (z @ weight.t()).view(len(crops), len(large1), -1)  # (V, B, K)
             log_p = F.log_softmax(scores / self.temperature, dim=2)
-            codes = [sinkhorn(scores[i].detach(), self.epsilon, self.sinkhorn_iterations)
-                     for i in (0, 1)]
+            batch = len(large1)
+            codes = [self.codes(i, scores[i].detach(), z[i * batch:(i + 1) * batch].detach(),
+                                weight.detach()) for i in (0, 1)]
             loss = sum(-(codes[i] * log_p[[v for v in range(len(crops)) if v != i]])
                        .sum(dim=2).mean() for i in (0, 1)) / 2
         return loss, agreement_logits(scores[1].detach(), codes[0])

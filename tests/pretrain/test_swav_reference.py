@@ -13,9 +13,13 @@ columns made distributions at the end), no gradient; the loss of Eq. 1 summed ov
 crops (Sec. 3.2), -sum_k q_t log softmax(scores_v / T), averaged over the batch, the other
 crops (V - 1) and the two large crops (the release's normalisation); then a LARS step with the
 prototypes' gradient dropped during the first epoch(s) ("we freeze the prototypes during the
-first epoch", App. A) - here 2 of the 3 steps, so both regimes are checked."""
+first epoch", App. A) - here 2 of the 3 steps, so both regimes are checked. With the queue of
+App. A.1: the embeddings of the last batches of each large crop, kept from a start step on, join
+the batch's scores in Sinkhorn once there are enough of them, and only the batch's codes are
+used."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,6 +29,7 @@ from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, LR, Referen
                                             trainer_step)
 
 K, T, EPS, SINKHORN_ITERS, FREEZE_STEPS = 10, 0.1, 0.05, 3, 2
+QUEUE_START_STEP = 1  # with a queue of one batch: filled at step 2, used at step 3
 LARGE, SMALL, NUM_SMALL = 32, 16, 2
 
 
@@ -36,7 +41,9 @@ def multi_crop_batches(steps: int):
 
 
 class ReferenceSwAV:
-    def __init__(self):
+    def __init__(self, queue_length: int = 0):
+        self.queue_batches = queue_length // BATCH  # App. A.1: the last batches' embeddings
+        self.stored: list[list[torch.Tensor]] = [[], []]  # per large crop, oldest first
         self.net = network(mlp([512, HIDDEN, FEAT_DIM], last="none"))
         self.C = nn.Linear(FEAT_DIM, K, bias=False).double()  # one row per prototype
         self.optimizer = ReferenceOptimizer(lars=True)
@@ -64,7 +71,14 @@ class ReferenceSwAV:
         loss = 0
         for t in (0, 1):
             with torch.no_grad():
-                q_t = self.sinkhorn(scores[t])
+                if self.queue_batches and len(self.stored[t]) == self.queue_batches:
+                    stored = torch.cat(self.stored[t]) @ self.C.weight.T
+                    q_t = self.sinkhorn(torch.cat([stored, scores[t]]))[-BATCH:]
+                else:
+                    q_t = self.sinkhorn(scores[t])
+                if self.queue_batches and self.k >= QUEUE_START_STEP:
+                    z_t = z[t * BATCH:(t + 1) * BATCH]
+                    self.stored[t] = (self.stored[t] + [z_t.detach()])[-self.queue_batches:]
             others = [s for v, s in enumerate(scores) if v != t]
             loss = loss + sum(-(q_t * F.log_softmax(s / T, dim=1)).sum(dim=1).mean()
                               for s in others) / len(others)
@@ -78,14 +92,17 @@ class ReferenceSwAV:
         return loss.item()
 
 
-def test_swav_steps_like_the_paper():
+@pytest.mark.parametrize("queue_length", [0, BATCH])
+def test_swav_steps_like_the_paper(queue_length):
     model, optimizer, scheduler = project(
-        "swav", "MODEL.TEMPERATURE", str(T), "MODEL.SWAV.NUM_PROTOTYPES", str(K),
+        "swav", "MODEL.SWAV.QUEUE_LENGTH", str(queue_length),
+        "MODEL.SWAV.QUEUE_START_EPOCH", str(float(QUEUE_START_STEP)),
+        "MODEL.TEMPERATURE", str(T), "MODEL.SWAV.NUM_PROTOTYPES", str(K),
         "MODEL.SWAV.EPSILON", str(EPS), "MODEL.SWAV.SINKHORN_ITERATIONS", str(SINKHORN_ITERS),
         "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", str(float(FREEZE_STEPS)),
         "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "lars")
     model.set_run_length(iters_per_epoch=1, total_iters=10 ** 9)
-    reference = ReferenceSwAV()
+    reference = ReferenceSwAV(queue_length)
     load_into(reference.net, model.query_encoder)
     reference.C.load_state_dict(model.prototypes.state_dict())
     start = reference.C.weight.detach().clone()
@@ -97,6 +114,9 @@ def test_swav_steps_like_the_paper():
         moved = not torch.allclose(reference.C.weight, F.normalize(start, dim=1))
         assert moved == (step + 1 > FREEZE_STEPS), f"step {step}: the prototypes' freeze"
     assert int(model.iteration) == 3
+    if queue_length:  # holds the last batch's embeddings of each large crop
+        stored = torch.stack([r[-1] for r in reference.stored])
+        assert (model.feature_queue - stored).abs().max() <= 1e-6
 
 
 def test_sinkhorn_codes_are_balanced_assignments():
