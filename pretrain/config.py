@@ -20,10 +20,13 @@ _C.SEED = 0
 _C.MODEL = CN()
 # The method (pretrain/models/methods.py): "moco" (MoCo v1/v2, InfoMin; CMC with MODEL.CMC.ENABLED),
 # "simclr" (NT-Xent over the global batch), "byol" (predictor, EMA target), "simsiam" (predictor,
-# stop-gradient), "mocov3" (predictor, momentum keys of the batch as negatives). The others share
-# the MODEL keys below; MODEL.SHUFFLE_BN, QUEUE_SIZE, BATCH_NEGATIVES, BN_SPLITS, JIGSAW and CMC
-# are MoCo's. "insdis" (memory bank, one view per image), "pirl" (memory bank + MODEL.JIGSAW):
-# MODEL.MEMORY_BANK. Recipes: configs/pretrain/{simclr,byol,simsiam,mocov3,insdis,pirl}_R50_*.yaml.
+# stop-gradient), "mocov3" (predictor, momentum keys of the batch as negatives), "swav"
+# (prototypes, Sinkhorn codes, swapped prediction: MODEL.SWAV), "dino" (self-distillation with a
+# centred, sharpened EMA teacher: MODEL.DINO); swav and dino also read DATA.MULTI_CROP's small
+# crops. "insdis" (memory bank, one view per image), "pirl" (memory bank + MODEL.JIGSAW):
+# MODEL.MEMORY_BANK. The others share the MODEL keys below; MODEL.SHUFFLE_BN, QUEUE_SIZE,
+# BATCH_NEGATIVES, BN_SPLITS, JIGSAW and CMC are MoCo's.
+# Recipes: configs/pretrain/<method>_R50_*.yaml.
 _C.MODEL.METHOD = "moco"
 _C.MODEL.ARCH = "resnet50"  # a torchvision ResNet / ResNeXt constructor name, or resnext152_32x8d
 _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
@@ -32,8 +35,9 @@ _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
 # (3x3/1 conv + max-pool, stride 16: 64-96 px). Checkpoints record it in their config; readouts
 # and tools/convert.py read it from there; Detectron2 builds it with MODEL.RESNETS.STEM_TYPE.
 _C.MODEL.STEM = "imagenet"
-# "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin) | "simclr" | "byol" | "simsiam" | "mocov3" (those
-# papers' projection MLPs with BN, pretrain/models/heads.py)
+# "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin) | "simclr" | "byol" | "simsiam" | "mocov3" | "swav"
+# (those papers' projection MLPs with BN, pretrain/models/heads.py) | "dino" (DINO's head, the
+# only one dino takes: pretrain/models/dino.py; hidden HEAD_HIDDEN_DIM, bottleneck FEAT_DIM)
 _C.MODEL.HEAD = "mlp"
 _C.MODEL.HEAD_HIDDEN_DIM = 2048
 _C.MODEL.FEAT_DIM = 128
@@ -80,6 +84,37 @@ _C.MODEL.MEMORY_BANK = CN()
 _C.MODEL.MEMORY_BANK.LOSS = "nce"  # "nce" (InsDis Eq. 5-7, Z from the first batch) | "infonce"
 _C.MODEL.MEMORY_BANK.NEGATIVES = 4096  # K drawn uniformly per image per step (InsDis 4096)
 _C.MODEL.MEMORY_BANK.MOMENTUM = 0.5  # v <- normalise(m v + (1 - m) f) after each step
+# SwAV (Caron et al. 2020; pretrain/models/swav.py): K prototypes on the MODEL.FEAT_DIM
+# embedding, codes by SINKHORN_ITERATIONS Sinkhorn-Knopp rounds at EPSILON over the global batch,
+# predicted at MODEL.TEMPERATURE (0.1 in the paper); the prototypes are not updated during the
+# first FREEZE_PROTOTYPES_EPOCHS (the paper: 1).
+_C.MODEL.SWAV = CN()
+_C.MODEL.SWAV.NUM_PROTOTYPES = 3000
+_C.MODEL.SWAV.EPSILON = 0.05
+_C.MODEL.SWAV.SINKHORN_ITERATIONS = 3
+_C.MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS = 1.0
+# The queue of App. A.1 for small batches: the last QUEUE_LENGTH embeddings of each large crop
+# (over all processes, a multiple of their number) join the batch in the Sinkhorn once the queue
+# is full; filled from QUEUE_START_EPOCH on. 0: none (the 4096-image recipe's). The release's
+# bs-256 recipes: 3840 from epoch 15.
+_C.MODEL.SWAV.QUEUE_LENGTH = 0
+_C.MODEL.SWAV.QUEUE_START_EPOCH = 15.0
+# DINO (Caron et al. 2021; pretrain/models/dino.py), with MODEL.HEAD dino and the teacher EMA of
+# MODEL.MOMENTUM / MOMENTUM_COSINE: the head's OUT_DIM outputs (K), its last layer's norm fixed to
+# 1 (NORM_LAST_LAYER) and not updated during the first FREEZE_LAST_LAYER_EPOCHS; student
+# temperature STUDENT_TEMP; teacher temperature linear from WARMUP_TEACHER_TEMP to TEACHER_TEMP
+# over the first WARMUP_TEACHER_TEMP_EPOCHS (0: TEACHER_TEMP throughout); centre EMA momentum
+# CENTER_MOMENTUM; each student gradient clipped to norm CLIP_GRAD on its own (0: off).
+_C.MODEL.DINO = CN()
+_C.MODEL.DINO.OUT_DIM = 65536
+_C.MODEL.DINO.NORM_LAST_LAYER = True
+_C.MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS = 1.0
+_C.MODEL.DINO.STUDENT_TEMP = 0.1
+_C.MODEL.DINO.TEACHER_TEMP = 0.04
+_C.MODEL.DINO.WARMUP_TEACHER_TEMP = 0.04
+_C.MODEL.DINO.WARMUP_TEACHER_TEMP_EPOCHS = 0
+_C.MODEL.DINO.CENTER_MOMENTUM = 0.9
+_C.MODEL.DINO.CLIP_GRAD = 3.0
 
 _C.DATA = CN()
 _C.DATA.ROOT = ""  # image folder (class folders or flat) or a .txt list; else $PRETRAIN_DATA_ROOT
@@ -161,6 +196,15 @@ _C.DATA.FREQUENCY.LOW_PASS_VIEW = "random"
 # chroma for lab (L | ab), ydbdr, ycbcr, yiq, luv; H | SV for hsv; R | GB for rgb.
 _C.DATA.COLOR_SPACE = ""
 _C.DATA.CHANNEL_SPLIT = (1, 2)
+# Multi-crop (SwAV, Caron et al. 2020, Sec. 3.2; pretrain/data/multi_crop.py): besides the two
+# large crops (the recipe at DATA.CROP_SIZE over DATA.CROP_SCALE) each image gives NUM_SMALL small
+# crops of the same recipe at SMALL_SIZE px over SMALL_SCALE of its area; the model gets
+# (large_1, large_2, small_1, ...). 0: off, the views are the usual pair. Read by the methods
+# whose loss uses small crops (swav, dino); CPU pipeline, DATA.VIEWS_FROM image only.
+_C.DATA.MULTI_CROP = CN()
+_C.DATA.MULTI_CROP.NUM_SMALL = 0
+_C.DATA.MULTI_CROP.SMALL_SIZE = 96
+_C.DATA.MULTI_CROP.SMALL_SCALE = (0.05, 0.14)
 
 _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes

@@ -17,6 +17,7 @@ from ..models.memory_bank import MEMORY_BANK_METHODS, check_memory_bank
 from .bad_data import BadImageLog, check_choice
 from .images import EncodedImages, ImageViews, collate_encoded, collate_views
 from .instances import InstanceViews
+from .multi_crop import check_multi_crop
 from .view_families import check_view_family
 from .views import build_views
 
@@ -51,6 +52,7 @@ class ViewPipeline:
         with_index = cfg.MODEL.METHOD in MEMORY_BANK_METHODS
         if with_index:
             check_memory_bank(cfg)  # one view per image, CPU pipeline
+        check_multi_crop(cfg)  # and no small crops
         if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
             raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM image: "
                              "CMC's views are the channel groups of one augmented image, which "

@@ -12,6 +12,7 @@ from ..models.memory_bank import MEMORY_BANK_METHODS
 from .color_spaces import check_split, describe_split, normalize, split_channels, to_space
 from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
                       blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
+from .multi_crop import build_multi_crop_views
 from .view_families import build_family_views
 
 __all__ = ["AUGMENTATIONS", "ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
@@ -163,6 +164,8 @@ def build_views(cfg):
     recipe = recipe_from_cfg(cfg)
     if cfg.MODEL.METHOD in MEMORY_BANK_METHODS:
         return OneView(compose(recipe), jigsaw)
+    if cfg.DATA.MULTI_CROP.NUM_SMALL:  # two large crops and N small ones (multi_crop.py)
+        return build_multi_crop_views(cfg, recipe, compose)
     if cfg.DATA.VIEW_FAMILY == "augment":
         return ContrastiveViews(compose(recipe), jigsaw)
     return build_family_views(cfg, recipe, compose(recipe), jigsaw)

@@ -30,7 +30,7 @@ CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
 # method and the views it learns from; the seed names the run.
 MODEL_KEYS = ("SEED", "MODEL", "DATA.AUGMENTATION", "DATA.CROP_SIZE", "DATA.CROP_SCALE",
               "DATA.VIEWS_FROM", "DATA.VIEWS", "DATA.VIEW_FAMILY", "DATA.PATCH", "DATA.FREQUENCY",
-              "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT")
+              "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT", "DATA.MULTI_CROP")
 
 
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
@@ -103,6 +103,8 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
         model.momentum_schedule.total_steps = total_iters
     if hasattr(model, "memory_bank"):  # InsDis, PIRL: one entry per sample, from the seed
         model.memory_bank.allocate(samples)
+    if hasattr(model, "set_run_length"):  # SwAV, DINO: schedules by epoch
+        model.set_run_length(iters_per_epoch, total_iters)
     if cfg.MODEL.SYNC_BN:
         model = convert_to_sync_bn(model, device)
     model = model.to(device)
@@ -168,6 +170,9 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
                 loss, logits = step_model(*views)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if hasattr(model, "adjust_gradients"):  # SwAV, DINO: frozen layers, clipping
+                scaler.unscale_(optimizer)
+                model.adjust_gradients()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()

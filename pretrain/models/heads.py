@@ -11,8 +11,9 @@ import torch.nn as nn
 #            has `center=False`);
 #   "plain": BN without scale or shift - SimSiam's (Chen & He 2021, Sec. 4.1, "BN ... no ReLU";
 #            official code: affine-free BN) and MoCo v3's (Chen, Xie, He 2021, App. / code).
+#   SwAV's projection (Caron et al. 2020, App. A: 2048 - BN - ReLU - 128) is BYOL's shape: "none".
 METHOD_HEADS = {"simclr": (2, "scale"), "byol": (2, "none"), "simsiam": (3, "plain"),
-                "mocov3": (2, "plain")}
+                "mocov3": (2, "plain"), "swav": (2, "none")}
 
 
 def build_mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2,

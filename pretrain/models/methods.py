@@ -8,6 +8,7 @@ from ..common.errors import ConfigError
 from ..common import distributed as du
 from .backbone import build_backbone
 from .byol import BYOL
+from .dino import DINO, DINOHead
 from .heads import build_head, build_predictor
 from .insdis import InsDis
 from .memory_bank import MEMORY_BANK_METHODS, MemoryBank, check_memory_bank
@@ -16,11 +17,14 @@ from .moco import Encoder, JigsawHead
 from .pirl import PIRL
 from .simclr import SimCLR
 from .simsiam import SimSiam
+from .swav import SwAV
 
-METHODS = ("moco", "simclr", "byol", "simsiam", "mocov3", "insdis", "pirl")
+METHODS = ("moco", "simclr", "byol", "simsiam", "mocov3", "insdis", "pirl", "swav", "dino")
 # The papers' projection heads where it is not MODEL.HEAD <method>: a linear projection.
 _PAPER_HEADS = {"insdis": "linear", "pirl": "linear"}
-_WITH_MOMENTUM_ENCODER = ("moco", "byol", "mocov3")
+_WITH_MOMENTUM_ENCODER = ("moco", "byol", "mocov3", "dino")
+_ANNEALED_MOMENTUM = ("byol", "mocov3", "dino")
+_READS_SMALL_CROPS = ("swav", "dino")  # DATA.MULTI_CROP
 
 
 def check_method(cfg) -> str:
@@ -28,9 +32,16 @@ def check_method(cfg) -> str:
     m = cfg.MODEL
     if m.METHOD not in METHODS:
         raise ConfigError(f"MODEL.METHOD {m.METHOD!r}: expected one of {', '.join(METHODS)}")
-    if m.MOMENTUM_COSINE and m.METHOD not in ("byol", "mocov3"):
-        raise ConfigError(f"MODEL.MOMENTUM_COSINE with MODEL.METHOD {m.METHOD}: only byol and "
-                          "mocov3 anneal their momentum")
+    if m.MOMENTUM_COSINE and m.METHOD not in _ANNEALED_MOMENTUM:
+        raise ConfigError(f"MODEL.MOMENTUM_COSINE with MODEL.METHOD {m.METHOD}: only "
+                          f"{', '.join(_ANNEALED_MOMENTUM)} anneal their momentum")
+    if cfg.DATA.MULTI_CROP.NUM_SMALL and m.METHOD not in _READS_SMALL_CROPS:
+        raise ConfigError(f"DATA.MULTI_CROP.NUM_SMALL {cfg.DATA.MULTI_CROP.NUM_SMALL} with "
+                          f"MODEL.METHOD {m.METHOD}: only {', '.join(_READS_SMALL_CROPS)} have a "
+                          "loss for small crops")
+    if m.METHOD == "dino" and m.HEAD != "dino":
+        raise ConfigError(f"MODEL.HEAD {m.HEAD} with MODEL.METHOD dino: DINO's loss reads the "
+                          "DINO head's K outputs; set MODEL.HEAD dino")
     if m.METHOD in MEMORY_BANK_METHODS:
         check_memory_bank(cfg)
     if m.METHOD != "moco":
@@ -50,7 +61,22 @@ def build_method(cfg):
     """The model of a MODEL.METHOD other than moco."""
     method, m = check_method(cfg), cfg.MODEL
     backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+    if method == "dino":
+        d = m.DINO
+        head = DINOHead(dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM, d.OUT_DIM, d.NORM_LAST_LAYER)
+        return DINO(Encoder(backbone, head), d.OUT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE,
+                    d.STUDENT_TEMP, d.TEACHER_TEMP, d.WARMUP_TEACHER_TEMP,
+                    d.WARMUP_TEACHER_TEMP_EPOCHS, d.CENTER_MOMENTUM, d.FREEZE_LAST_LAYER_EPOCHS,
+                    d.CLIP_GRAD)
     encoder = Encoder(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
+    if method == "swav":
+        s = m.SWAV
+        if s.QUEUE_LENGTH % du.get_world_size():
+            raise ConfigError(f"MODEL.SWAV.QUEUE_LENGTH {s.QUEUE_LENGTH} is not divisible by "
+                              f"the {du.get_world_size()} processes")
+        return SwAV(encoder, m.FEAT_DIM, s.NUM_PROTOTYPES, m.TEMPERATURE, s.EPSILON,
+                    s.SINKHORN_ITERATIONS, s.FREEZE_PROTOTYPES_EPOCHS,
+                    s.QUEUE_LENGTH, s.QUEUE_START_EPOCH)
     if method == "simclr":
         return SimCLR(encoder, m.TEMPERATURE)
     if method == "insdis":

@@ -127,6 +127,8 @@ def trainer_step(model, optimizer, scheduler, *views, step_model=None) -> float:
     loss, _ = (step_model or model)(*views)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if hasattr(model, "adjust_gradients"):  # SwAV's, DINO's frozen layers and clipping
+        model.adjust_gradients()
     optimizer.step()
     scheduler.step()
     model.momentum_update()

@@ -24,28 +24,38 @@ STEPS, BATCH = 3, 8
 
 
 def _steps(out_dir: str, method: str) -> None:
-    import pretrain.common.distributed as du
     from pretrain.config import load_cfg
+
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / CONFIGS[method]),
+                   [*TINY, "SOLVER.WARMUP_EPOCHS", "0.0"])
+    steps_on_crops(out_dir, cfg, (32, 32))
+
+
+def steps_on_crops(out_dir: str, cfg, sizes: tuple[int, ...], iters_per_epoch: int = STEPS):
+    """STEPS trainer steps of the config's model in float64 on random crops of `sizes` px (the
+    process's share of each global batch); rank 0 saves the losses and the model's state."""
+    import pretrain.common.distributed as du
     from pretrain.engine.trainer import build_optimizer
     from pretrain.models.cmc import build_model
     from pretrain.models.sync_bn import convert_to_sync_bn
 
     du.init_from_env("cpu")
     rank, world = du.get_rank(), du.get_world_size()
-    cfg = load_cfg(str(REPO / "configs" / "pretrain" / CONFIGS[method]),
-                   [*TINY, "SOLVER.WARMUP_EPOCHS", "0.0"])
     torch.manual_seed(0)
     model = convert_to_sync_bn(build_model(cfg), "cpu").double()
-    if hasattr(model, "momentum_schedule"):  # as the trainer sets it
+    if hasattr(model, "momentum_schedule"):  # as the trainer sets them
         model.momentum_schedule.total_steps = STEPS
-    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=STEPS, total_iters=STEPS)
+    if hasattr(model, "set_run_length"):
+        model.set_run_length(iters_per_epoch, STEPS)
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch, total_iters=STEPS)
     step_model = DistributedDataParallel(model) if world > 1 else model
     g = torch.Generator().manual_seed(1)
     mine = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
     losses = []
     for _ in range(STEPS):
-        x1, x2 = torch.randn(2, BATCH, 3, 32, 32, generator=g, dtype=torch.float64)
-        loss = trainer_step(model, optimizer, scheduler, x1[mine], x2[mine], step_model=step_model)
+        crops = [torch.randn(BATCH, 3, size, size, generator=g, dtype=torch.float64)[mine]
+                 for size in sizes]
+        loss = trainer_step(model, optimizer, scheduler, *crops, step_model=step_model)
         losses.append(du.all_reduce_mean(loss, "cpu"))  # as the log averages them
     if rank == 0:
         torch.save({"losses": losses, "model": model.state_dict()},
@@ -55,13 +65,18 @@ def _steps(out_dir: str, method: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("method", list(CONFIGS))
 def test_two_gloo_processes_step_like_one(method, tmp_path):
-    launch(_steps, 1, (str(tmp_path), method))
-    launch(_steps, 2, (str(tmp_path), method))
+    assert_two_processes_step_like_one(_steps, method, tmp_path)
+
+
+def assert_two_processes_step_like_one(steps, method: str, tmp_path) -> None:
+    """`steps(out_dir, method)` run by 1 and by 2 processes: the same losses and state."""
+    launch(steps, 1, (str(tmp_path), method))
+    launch(steps, 2, (str(tmp_path), method))
     one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=False) for n in (1, 2))
     assert one["losses"] == pytest.approx(two["losses"], abs=1e-10)
     assert one["model"].keys() == two["model"].keys()
     for name, value in one["model"].items():
-        if not value.numel():  # BYOL's and MoCo v3's empty queue
+        if not value.numel():  # BYOL's, MoCo v3's and DINO's empty queue
             continue
         diff = (value.double() - two["model"][name].double()).abs().max().item()
         assert diff <= 1e-10, f"{name} differs by {diff:.2e}"

@@ -81,7 +81,9 @@ def _names(description) -> list[str]:
 # where MoCo v2's preset has 0.4, PIRL's hue 0.2 (its release) where MoCo v1's preset has 0.4.
 # Every other field must stay the preset's.
 DELIBERATE = {"byol_R50_1000ep.yaml": {"jitter"}, "mocov3_R50_100ep.yaml": {"jitter"},
-              "simclr_R50_100ep.yaml": {"jitter"}, "pirl_R50_800ep.yaml": {"jitter"}}
+              "simclr_R50_100ep.yaml": {"jitter"}, "pirl_R50_800ep.yaml": {"jitter"},
+              # the releases' order (flip, jitter, grayscale, blur) and jitter strengths
+              "swav_R50_800ep.yaml": {"jitter", "steps"}, "dino_R50_100ep.yaml": {"jitter", "steps"}}
 
 
 def test_no_shipped_config_changes_its_preset():

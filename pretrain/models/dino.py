@@ -1,0 +1,163 @@
+"""DINO for ResNet (Caron et al. 2021, "Emerging Properties in Self-Supervised Vision
+Transformers", Sec. 3.1 and Algorithm 1): a student (backbone + DINO head) and a teacher of the
+same architecture, an EMA of the student with momentum annealed from MODEL.MOMENTUM to 1 by a
+cosine (ema.py). The teacher sees only the two global (large) crops, the student every crop;
+the teacher's outputs are centred (C, an EMA of their global-batch mean with momentum m) and
+sharpened (temperature tau_t, linearly warmed up over the first epochs), and each student crop
+predicts each teacher crop but its own:
+    L = 1/(2V - 2) sum_{i in {1,2}} sum_{v != i} mean_b [ -sum_k P_t,i^(k) log P_s,v^(k) ],
+    P_t = softmax((g_t - C) / tau_t),  P_s = softmax(g_s / tau_s),
+V the number of crops (Algorithm 1 for two crops; the release's average over pairs with
+multi-crop). Then C <- m C + (1 - m) mean(g_t) over both global crops of the global batch.
+
+The head (Sec. 3.1 / App.): a 3-layer MLP (hidden 2048, GELU, no BN: the release's default for
+ResNet) to a bottleneck (MODEL.FEAT_DIM, 256), L2-normalised, then a weight-normalised linear
+layer without bias to K = MODEL.DINO.OUT_DIM outputs whose norm g is fixed to 1
+(MODEL.DINO.NORM_LAST_LAYER). As in the release, the last layer gets no update during the first
+MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS and each student gradient is clipped to norm
+MODEL.DINO.CLIP_GRAD on its own (`adjust_gradients`, called between backward and the step).
+
+Built on MoCo's machinery (moco.py): the student is `query_encoder`, the teacher `key_encoder`
+(so tools/convert.py --encoder key converts the teacher, the network DINO evaluates)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..common import distributed as du
+from .ema import MomentumSchedule
+from .moco import Encoder, MoCo
+from .swav import agreement_logits, all_reduce_sum_, at_least_float32, crop_features
+
+
+class WeightNormLinear(nn.Module):
+    """Linear without bias, weight = g * v / |v| per output row (Salimans & Kingma 2016), with
+    the parameter names of torch's weight_norm (weight_g, weight_v); g starts at 1 and with
+    `fixed_norm` is never trained."""
+
+    def __init__(self, in_dim: int, out_dim: int, fixed_norm: bool):
+        super().__init__()
+        self.weight_v = nn.Parameter(nn.Linear(in_dim, out_dim, bias=False).weight.detach())
+        self.weight_g = nn.Parameter(torch.ones(out_dim, 1), requires_grad=not fixed_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_g * F.normalize(self.weight_v, dim=1))
+
+
+class DINOHead(nn.Module):
+    """MLP (Linear - GELU - Linear - GELU - Linear to the bottleneck; weights drawn from a
+    truncated normal of std 0.02, biases 0, as the release), L2 normalisation, then the
+    weight-normalised last layer."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int,
+                 norm_last_layer: bool = True):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(),
+                                 nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+                                 nn.Linear(hidden_dim, bottleneck_dim))
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        self.last_layer = WeightNormLinear(bottleneck_dim, out_dim, norm_last_layer)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(F.normalize(self.mlp(features), dim=1))
+
+
+def teacher_temperature(epoch: int, warmup: float, final: float, warmup_epochs: int) -> float:
+    """tau_t of `epoch` (0 first): linear from `warmup` to `final` over the first
+    `warmup_epochs` epochs (the release's linspace: epoch e of W gets warmup + (final - warmup)
+    e / (W - 1)), `final` after."""
+    if epoch >= warmup_epochs:
+        return final
+    if warmup_epochs == 1:
+        return warmup
+    return warmup + (final - warmup) * epoch / (warmup_epochs - 1)
+
+
+class DINO(MoCo):
+    def __init__(self, student: Encoder, out_dim: int, momentum: float, momentum_cosine: bool,
+                 student_temp: float, teacher_temp: float, warmup_teacher_temp: float,
+                 warmup_teacher_temp_epochs: int, center_momentum: float,
+                 freeze_last_layer_epochs: float, clip_grad: float):
+        """`student_temp` also scales the fresh-key probes (evaluation/fresh_keys.py)."""
+        super().__init__(student, out_dim, queue_size=0, momentum=momentum,
+                         temperature=student_temp, shuffle_bn=False)
+        self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine)
+        self.student_temp, self.teacher_temp = student_temp, teacher_temp
+        self.warmup_teacher_temp = warmup_teacher_temp
+        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
+        self.center_momentum = center_momentum
+        self.freeze_last_layer_epochs, self.clip_grad = freeze_last_layer_epochs, clip_grad
+        self.iters_per_epoch: int | None = None  # set_run_length
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def set_run_length(self, iters_per_epoch: int, total_iters: int) -> None:
+        """Called by the trainer once it knows the run's length (the schedules are by epoch)."""
+        self.iters_per_epoch = iters_per_epoch
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        return 0
+
+    @property
+    def iteration(self) -> int:
+        """Optimizer steps taken so far (the momentum schedule counts them, checkpointed)."""
+        return int(self.momentum_schedule.step)
+
+    def _epoch(self) -> int:
+        if self.iters_per_epoch is None:
+            raise RuntimeError("DINO: set_run_length was never called (the trainer calls it with "
+                               "the run's epoch length, for the temperature and freeze schedules)")
+        return self.iteration // self.iters_per_epoch
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """Teacher <- lambda_k teacher + (1 - lambda_k) student, after the step of step k."""
+        self.momentum = self.momentum_schedule.next()
+        super().momentum_update()
+
+    def adjust_gradients(self) -> None:
+        """After backward, before the optimizer step: each student gradient clipped to norm
+        MODEL.DINO.CLIP_GRAD on its own (0: off), then none for the last layer while frozen."""
+        student = self.query_encoder
+        if self.clip_grad > 0:
+            for p in student.parameters():
+                if p.grad is not None:
+                    scale = self.clip_grad / (p.grad.norm() + 1e-6)
+                    p.grad.mul_(scale.clamp(max=1.0))
+        self._epoch()  # the run length must be known
+        if self.iteration < round(self.freeze_last_layer_epochs * self.iters_per_epoch):
+            for p in student.head.last_layer.parameters():
+                p.grad = None
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: torch.Tensor) -> None:
+        """C <- m C + (1 - m) * the mean teacher output over the global batch's global crops."""
+        total = all_reduce_sum_(teacher_out.sum(dim=0, keepdim=True))
+        count = len(teacher_out) * du.get_world_size()
+        self.center.mul_(self.center_momentum).add_(total / count, alpha=1 - self.center_momentum)
+
+    def forward(self, large1: torch.Tensor, large2: torch.Tensor, *small: torch.Tensor):
+        """Returns (loss, logits of the second global crop's student output against the first's
+        teacher target, for the log's accuracy: do their most likely dimensions agree)."""
+        crops, batch = [large1, large2, *small], len(large1)
+        student, teacher = self.query_encoder, self.key_encoder
+        student_out = student.head(crop_features(student.backbone, crops))
+        with torch.no_grad():
+            teacher_out = teacher.head(teacher.backbone(torch.cat([large1, large2])))
+        tau_t = teacher_temperature(self._epoch(), self.warmup_teacher_temp, self.teacher_temp,
+                                    self.warmup_teacher_temp_epochs)
+        with torch.autocast(device_type=large1.device.type, enabled=False):
+            student_out, teacher_out, center = at_least_float32(student_out, teacher_out,
+                                                                self.center)
+            log_p = F.log_softmax(student_out / self.student_temp, dim=1).view(len(crops), batch, -1)
+            targets = F.softmax((teacher_out - center) / tau_t, dim=1).view(2, batch, -1)
+            # cross[i, v] = mean_b -sum_k P_t,i log P_s,v, without a (2, V, B, K) temporary
+            cross = -torch.einsum("ibk,vbk->iv", targets, log_p) / batch
+            own = torch.zeros_like(cross, dtype=torch.bool)
+            own[0, 0] = own[1, 1] = True
+            loss = cross[~own].mean()
+        self.update_center(teacher_out)
+        return loss, agreement_logits(log_p[1].detach(), targets[0])
