@@ -88,8 +88,11 @@ def bar_plot(table: dict, metrics: list[str], path: str) -> None:
         ax.set_xticklabels(metrics)
         ax.set_title(f"{dataset} / {task}")
         ax.set_ylabel("AP (%)")
-        ax.legend()
-    fig.tight_layout()
+    # One legend below the panels: inside one, it covered the tallest bars.
+    handles, names = axes[0][0].get_legend_handles_labels()
+    rows = -(-len(names) // 3)
+    fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
