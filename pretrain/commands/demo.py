@@ -45,7 +45,8 @@ from pretrain.common.cli import run_entry_point
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The demo's budget for the machine it runs on: (pretraining config, its iterations, fine-tune
-# iterations). The CPU's fits `make demo` in 15 minutes on 2 cores (bf16 where the CPU has it):
+# iterations). The CPU's is sized for `make demo`'s 15 minutes on 2 cores (bf16 where the CPU
+# has it; 13.2 to 16.1 minutes after the install measured on one machine, whose speed varies):
 # 250 pretraining steps reach the kNN of 300 (30.4%), and 400 fine-tune iterations are the
 # longest schedule that fits; 600 give both initialisations higher AP
 # (docs/results/demo_2026-12.md).
