@@ -30,7 +30,7 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, temper
     # bf16 steps by 2^-8, i.e. ~0.026 in a logit at T = 0.15, about the gap between a positive and
     # the hardest negatives. The casts are differentiable, so the query still gets its gradient.
     with torch.autocast(device_type=query.device.type, enabled=False):
-        dtype = _similarity_dtype(query, key, queue, *([] if batch_keys is None else [batch_keys]))
+        dtype = similarity_dtype(query, key, queue, *([] if batch_keys is None else [batch_keys]))
         query, key, queue = query.to(dtype), key.detach().to(dtype), queue.detach().to(dtype)
         positive = (query * key).sum(dim=1, keepdim=True)
         negatives = query @ queue.t()
@@ -44,7 +44,7 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, temper
         return F.cross_entropy(logits, labels), logits
 
 
-def _similarity_dtype(*tensors: torch.Tensor) -> torch.dtype:
+def similarity_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """The tensors' common dtype, float32 where they are half precision (float64 is kept)."""
     return functools.reduce(torch.promote_types, (t.dtype for t in tensors), torch.float32)
 
@@ -73,7 +73,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
     all_z1 = z1 if all_z1 is None else all_z1
     all_z2 = z2 if all_z2 is None else all_z2
     with torch.autocast(device_type=z1.device.type, enabled=False):  # as info_nce, for bf16
-        dtype = _similarity_dtype(z1, z2, all_z1, all_z2)
+        dtype = similarity_dtype(z1, z2, all_z1, all_z2)
         n, b = len(z1), len(all_z1)
         anchors = torch.cat([z1, z2]).to(dtype)
         similarities = anchors @ torch.cat([all_z1, all_z2]).to(dtype).t()
@@ -95,7 +95,7 @@ def mean_cosine(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     normalised squared error ||p/|p| - z/|z| ||^2 = 2 - 2 mean_cosine(p, z) (Grill et al. 2020,
     Eq. 2). In at least float32, as info_nce."""
     with torch.autocast(device_type=prediction.device.type, enabled=False):
-        dtype = _similarity_dtype(prediction, target)
+        dtype = similarity_dtype(prediction, target)
         p = F.normalize(prediction.to(dtype), dim=1)
         z = F.normalize(target.detach().to(dtype), dim=1)
         return (p * z).sum(dim=1).mean()

@@ -56,6 +56,13 @@ def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed over every process, in place (no gradient); itself in one process."""
+    if is_distributed():
+        dist.all_reduce(tensor)
+    return tensor
+
+
 def all_reduce_mean(value: float, device) -> float:
     if not is_distributed():
         return value

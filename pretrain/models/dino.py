@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..common import distributed as du
 from .ema import MomentumSchedule
 from .moco import Encoder, MoCo
-from .swav import agreement_logits, all_reduce_sum_, at_least_float32, crop_features
+from .swav import agreement_logits, at_least_float32, crop_features
 
 
 class WeightNormLinear(nn.Module):
@@ -135,7 +135,7 @@ class DINO(MoCo):
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
         """C <- m C + (1 - m) * the mean teacher output over the global batch's global crops."""
-        total = all_reduce_sum_(teacher_out.sum(dim=0, keepdim=True))
+        total = du.all_reduce_sum_(teacher_out.sum(dim=0, keepdim=True))
         count = len(teacher_out) * du.get_world_size()
         self.center.mul_(self.center_momentum).add_(total / count, alpha=1 - self.center_momentum)
 

@@ -13,36 +13,12 @@ monitor, the readouts and tools/convert.py find its backbone."""
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from ..common import distributed as du
-from .memory_bank import MemoryBank, ignore_in_ddp, this_process_rows
-from .moco import Encoder
+from .memory_bank import MemoryBankMethod, this_process_rows
 
 
-class InsDis(nn.Module):
-    queue_size = 0  # the fresh-key probes' "queue" column does not apply
-
-    def __init__(self, encoder: Encoder, memory_bank: MemoryBank):
-        super().__init__()
-        self.query_encoder = encoder
-        self.memory_bank = memory_bank
-        self.temperature = memory_bank.temperature
-        ignore_in_ddp(self)
-
-    def num_negatives(self, global_batch_size: int) -> int:
-        """K for InfoNCE; 0 for NCE, whose loss is not an InfoNCE bound (the log's I_NCE column
-        does not apply)."""
-        return self.memory_bank.num_negatives if self.memory_bank.loss_kind == "infonce" else 0
-
-    def momentum_update(self) -> None:
-        """No momentum encoder: the bank was updated in forward, after the loss."""
-
-    @torch.no_grad()
-    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        """For the fresh-key probes: the same encoder's embeddings (the bank stores them)."""
-        return self.query_encoder(images)
-
+class InsDis(MemoryBankMethod):
     def forward(self, images: torch.Tensor, indices: torch.Tensor):
         """images: (N, C, H, W) one view per image; indices: (N,) their rows in the bank.
         Returns (loss, logits: own entry at column 0, then the K negatives)."""

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..common import distributed as du
 from ..common.errors import ConfigError
-from ..losses import _similarity_dtype
+from ..losses import similarity_dtype
 
 MEMORY_BANK_METHODS = ("insdis", "pirl")
 LOSSES = ("nce", "infonce")
@@ -116,7 +116,7 @@ class MemoryBank(nn.Module):
         negatives' entries, as the bank is before this step's update; gradient to the
         embeddings only. In at least float32 (as losses.info_nce, for bf16 autocast)."""
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            dtype = _similarity_dtype(embeddings, self.vectors)
+            dtype = similarity_dtype(embeddings, self.vectors)
             keys = self.vectors[torch.cat([indices.unsqueeze(1), negatives], dim=1)].to(dtype)
             scores = torch.bmm(keys, embeddings.to(dtype).unsqueeze(2)).squeeze(2)
             return scores / self.temperature
@@ -149,6 +149,34 @@ class MemoryBank(nn.Module):
         new = self.momentum * old + (1 - self.momentum) * all_embeddings.to(old.dtype)
         self.vectors.index_copy_(0, all_indices, F.normalize(new, dim=1))
         self.step += 1
+
+
+class MemoryBankMethod(nn.Module):
+    """What InsDis and PIRL share around their bank: one encoder (`query_encoder`, moco.Encoder,
+    as every model of the project, so the kNN monitor, the readouts and tools/convert.py find its
+    backbone), no momentum encoder (the bank is updated in forward, after the loss), the bank
+    kept out of DDP's buffer broadcast, and the log's and probes' hooks."""
+    queue_size = 0  # the fresh-key probes' "queue" column does not apply
+
+    def __init__(self, encoder: nn.Module, memory_bank: MemoryBank):
+        super().__init__()
+        self.query_encoder = encoder
+        self.memory_bank = memory_bank
+        self.temperature = memory_bank.temperature
+        ignore_in_ddp(self)
+
+    def num_negatives(self, global_batch_size: int) -> int:
+        """K for InfoNCE; 0 for NCE, whose loss is not an InfoNCE bound (the log's I_NCE column
+        does not apply)."""
+        return self.memory_bank.num_negatives if self.memory_bank.loss_kind == "infonce" else 0
+
+    def momentum_update(self) -> None:
+        """No momentum encoder: the bank was updated in forward, after the loss."""
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        """For the fresh-key probes: the same encoder's embeddings (the bank stores them)."""
+        return self.query_encoder(images)
 
 
 def ignore_in_ddp(model: nn.Module, bank_name: str = "memory_bank") -> None:

@@ -16,36 +16,18 @@ generator, so one process and several take the same step. The encoder is `query_
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from ..common import distributed as du
-from .memory_bank import MemoryBank, ignore_in_ddp, this_process_rows
+from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
 from .moco import Encoder, JigsawHead
 
 
-class PIRL(nn.Module):
-    queue_size = 0  # the fresh-key probes' "queue" column does not apply
-
+class PIRL(MemoryBankMethod):
     def __init__(self, encoder: Encoder, jigsaw_head: JigsawHead, memory_bank: MemoryBank,
                  jigsaw_weight: float):
-        super().__init__()
-        self.query_encoder = encoder
+        super().__init__(encoder, memory_bank)
         self.jigsaw_head = jigsaw_head
-        self.memory_bank = memory_bank
         self.jigsaw_weight = jigsaw_weight
-        self.temperature = memory_bank.temperature
-        ignore_in_ddp(self)
-
-    def num_negatives(self, global_batch_size: int) -> int:
-        """K for InfoNCE; 0 for NCE (the log's I_NCE column does not apply)."""
-        return self.memory_bank.num_negatives if self.memory_bank.loss_kind == "infonce" else 0
-
-    def momentum_update(self) -> None:
-        """No momentum encoder: the bank was updated in forward, after the loss."""
-
-    @torch.no_grad()
-    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        return self.query_encoder(images)
 
     def forward(self, images: torch.Tensor, patches: torch.Tensor, indices: torch.Tensor):
         """images: (N, C, H, W); patches: (N, P, C, h, w) the JigSaw patches of the same images;

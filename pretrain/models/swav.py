@@ -19,21 +19,13 @@ The encoder is `query_encoder` (moco.Encoder), as in every model of the project,
 monitor, the readouts and tools/convert.py find its backbone."""
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import distributed as du
+from ..losses import similarity_dtype
 from .moco import Encoder
-
-
-def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` summed over every process, in place (no gradient); itself in one process."""
-    if du.is_distributed():
-        torch.distributed.all_reduce(tensor)
-    return tensor
 
 
 @torch.no_grad()
@@ -45,9 +37,9 @@ def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Ten
     summed over all processes."""
     codes = torch.exp(scores / epsilon).t()  # (K, B)
     num_prototypes, total_batch = codes.shape[0], codes.shape[1] * du.get_world_size()
-    codes /= all_reduce_sum_(codes.sum())
+    codes /= du.all_reduce_sum_(codes.sum())
     for _ in range(iterations):
-        codes /= all_reduce_sum_(codes.sum(dim=1, keepdim=True)) * num_prototypes
+        codes /= du.all_reduce_sum_(codes.sum(dim=1, keepdim=True)) * num_prototypes
         codes /= codes.sum(dim=0, keepdim=True) * total_batch
     return (codes * total_batch).t()
 
@@ -77,7 +69,7 @@ def agreement_logits(predictions: torch.Tensor, targets: torch.Tensor) -> torch.
 def at_least_float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
     """The tensors in their common dtype, float32 where that is half precision: Sinkhorn's
     exp(score / 0.05) and the softmaxes need it under bf16 autocast (float64 is kept)."""
-    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors), torch.float32)
+    dtype = similarity_dtype(*tensors)
     return [t.to(dtype) for t in tensors]
 
 
