@@ -10,8 +10,8 @@ from the stage's last checkpoint.
 
 The job's logs, its resolved config and a submission record go to JOB_DIR/<job id>/.
 The stages (pretrain/stages.py) take a config file and/or KEY VALUE overrides; knn takes
-tools/knn.py's settings as keys (MODEL.ARCH, MODEL.CHECKPOINT, DATA.TRAIN_ROOT, ...), sweep takes
-tools/sweep.py's arguments after `--` (a sweep's points run one after the other in the job).
+tools/knn.py's settings as keys (MODEL.ARCH, MODEL.WEIGHTS, DATA.ROOT, DATA.VAL_ROOT, ...), sweep
+takes tools/sweep.py's arguments after `--` (a sweep's points run one after the other in the job).
 lincls, knn, supervised and sweep run as one task.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Weighted kNN accuracy of a backbone's features on labelled image folders.
 
-    python tools/knn.py --arch resnet18 --checkpoint output/pretrain/.../model_final.pth \
+    python tools/knn.py --checkpoint output/pretrain/.../model_final.pth \
         --train-root cifar10/train --test-root cifar10/test --crop 64 [--train-limit 10000] \
         [--json result.json]
 
@@ -25,7 +25,9 @@ FLAG_KEYS = {"arch": "MODEL.ARCH", "width": "MODEL.WIDTH", "stem": "MODEL.STEM",
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--arch", default="",
+                        help="default: the checkpoint's own (a pretraining checkpoint records "
+                             "it, with its width); resnet50 for a random backbone")
     parser.add_argument("--width", type=int, default=1)
     parser.add_argument("--stem", default="", choices=("",) + tuple(STEMS),
                         help="the backbone's stem (default: the checkpoint's own; imagenet for a "

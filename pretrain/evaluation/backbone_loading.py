@@ -2,6 +2,8 @@
 with the stem it was trained with."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch.nn as nn
 from fvcore.common.config import CfgNode
 
@@ -9,13 +11,23 @@ from ..formats import ConversionError, detect_format, load_any, read_backbone
 from ..models.backbone import STEMS, build_backbone, stem_spec
 
 
+DEFAULT_ARCH = "resnet50"  # where neither the request nor the checkpoint names one
+
+
 class BackboneLoadError(ValueError):
     """The checkpoint cannot be read, or does not fit the backbone asked for; names the file."""
 
 
-def recorded_stem(ckpt) -> str | None:
-    """MODEL.STEM of the config a tools/pretrain.py checkpoint stores ("imagenet" for those written
-    before the key existed); None for every other format, which records no stem."""
+class LoadedBackbone(NamedTuple):
+    trunk: nn.Module
+    dim: int  # of the pooled features
+    stem: str  # the one rebuilt
+    arch: str  # the one rebuilt
+
+
+def recorded_model(ckpt) -> dict | None:
+    """The MODEL section of the config a tools/pretrain.py checkpoint stores; None for every other
+    format, which records no config."""
     if not isinstance(ckpt, dict) or "cfg" not in ckpt:
         return None
     try:
@@ -23,8 +35,14 @@ def recorded_stem(ckpt) -> str | None:
             return None
     except ConversionError:
         return None
-    model = CfgNode.load_cfg(ckpt["cfg"]).get("MODEL", {})
-    return model.get("STEM", "imagenet")
+    return CfgNode.load_cfg(ckpt["cfg"]).get("MODEL", {})
+
+
+def recorded_stem(ckpt) -> str | None:
+    """MODEL.STEM of the config a tools/pretrain.py checkpoint stores ("imagenet" for those written
+    before the key existed); None for every other format, which records no stem."""
+    model = recorded_model(ckpt)
+    return None if model is None else model.get("STEM", "imagenet")
 
 
 def stem_from_weights(state: dict) -> str | None:
@@ -57,18 +75,22 @@ def resolve_stem(checkpoint: str, ckpt, state: dict, requested: str = "") -> str
 
 
 def load_backbone(arch: str, checkpoint: str = "", encoder: str = "query", width: int = 1,
-                  stem: str = "") -> tuple[nn.Module, int, str]:
-    """Returns (trunk, feature_dim, stem); every backbone tensor must load (strict). `stem` ""
-    takes the checkpoint's own (recorded in a pretraining checkpoint's config, or a 7x7 conv1),
-    else the ImageNet stem for a random backbone."""
+                  stem: str = "") -> LoadedBackbone:
+    """Every backbone tensor must load (strict). `arch` "" takes the checkpoint's own (with its
+    width) where its config records it, else resnet50; `stem` "" takes the checkpoint's own
+    (recorded in a pretraining checkpoint's config, or a 7x7 conv1), else the ImageNet stem for a
+    random backbone."""
     if not checkpoint:
-        stem = stem or "imagenet"
-        return (*build_backbone(arch, width, stem), stem)
+        arch, stem = arch or DEFAULT_ARCH, stem or "imagenet"
+        return LoadedBackbone(*build_backbone(arch, width, stem), stem, arch)
     try:
         ckpt = load_any(checkpoint)
         state, _ = read_backbone(ckpt, detect_format(ckpt), encoder)
     except ConversionError as err:
         raise BackboneLoadError(f"checkpoint {checkpoint}: {err}") from None
+    if not arch:  # a pretraining checkpoint names its own; a torchvision-style one does not
+        model = recorded_model(ckpt) or {}
+        arch, width = model.get("ARCH", DEFAULT_ARCH), model.get("WIDTH", width)
     stem = resolve_stem(checkpoint, ckpt, state, stem)
     trunk, dim = build_backbone(arch, width, stem)
     try:
@@ -80,4 +102,4 @@ def load_backbone(arch: str, checkpoint: str = "", encoder: str = "query", width
     if missing or unexpected:
         raise BackboneLoadError(f"checkpoint {checkpoint} does not fit MODEL.ARCH {arch}: "
                                 f"missing {missing[:4]}, unexpected {unexpected[:4]}")
-    return trunk, dim, stem
+    return LoadedBackbone(trunk, dim, stem, arch)

@@ -71,7 +71,7 @@ def knn_probe(arch: str, train_root: str, test_root: str, checkpoint: str = "",
     "test_images", "k", "arch", "checkpoint", "stem" (the one rebuilt)}."""
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    backbone, _, stem = load_backbone(arch, checkpoint, encoder, width, stem)
+    backbone, _, stem, arch = load_backbone(arch, checkpoint, encoder, width, stem)
     top1, test_images = knn_evaluate(backbone.to(device), train_root, test_root, crop_size,
                                      device, train_limit, test_limit, k, num_workers)
     return {"top1": top1, "test_images": test_images, "k": k, "arch": arch,

@@ -16,7 +16,7 @@ from .readout_checks import warn_random_backbone
 _C = CN()
 _C.SEED = 0  # initialisation of a random backbone
 _C.MODEL = CN()
-_C.MODEL.ARCH = "resnet50"
+_C.MODEL.ARCH = ""  # "" = the checkpoint's own (with its MODEL.WIDTH); resnet50 for a random one
 _C.MODEL.WIDTH = 1
 _C.MODEL.STEM = ""  # "" = the checkpoint's own; imagenet for a random backbone
 _C.MODEL.WEIGHTS = ""  # any format tools/convert.py reads; "" = random init (the baseline)

@@ -1,5 +1,6 @@
-"""Readouts rebuild the stem a checkpoint was trained with: from the config a pretraining checkpoint
-stores, from a 7x7 conv1, or as named; and refuse what would load wrong weights silently."""
+"""Readouts rebuild the stem (and, unless named, the architecture) a checkpoint was trained with:
+from the config a pretraining checkpoint stores, from a 7x7 conv1, or as named; and refuse what
+would load wrong weights silently."""
 import pytest
 import torch
 import yaml
@@ -36,7 +37,7 @@ def assert_loaded(trunk, source: dict) -> None:
                                          ("imagenet", True)])
 def test_pretraining_checkpoint_rebuilds_its_own_stem(tmp_path, stem, pools):
     source = pretraining_checkpoint(tmp_path / "model.pth", stem)
-    trunk, dim, found = load_backbone("resnet18", str(tmp_path / "model.pth"))
+    trunk, dim, found, _ = load_backbone("resnet18", str(tmp_path / "model.pth"))
     assert found == stem and dim == 512 and isinstance(trunk.maxpool, torch.nn.MaxPool2d) == pools
     assert_loaded(trunk, source)
 
@@ -51,7 +52,7 @@ def test_a_stem_other_than_the_recorded_one_is_refused(tmp_path, stem, asked):
 
 def test_checkpoint_from_before_stems_is_imagenet(tmp_path):
     source = pretraining_checkpoint(tmp_path / "old.pth", "imagenet", record_stem=False)
-    trunk, _, stem = load_backbone("resnet18", str(tmp_path / "old.pth"))
+    trunk, _, stem, _ = load_backbone("resnet18", str(tmp_path / "old.pth"))
     assert stem == "imagenet" and trunk.conv1.kernel_size == (7, 7)
     assert_loaded(trunk, source)
 
@@ -66,7 +67,7 @@ def test_torchvision_weights_a_7x7_conv1_is_imagenet_a_3x3_one_must_be_named(tmp
     with pytest.raises(BackboneLoadError, match=r"\(64, 3, 3, 3\) conv1 records no stem: name "
                                                 r"the one it was trained with \(cifar, tinyimagenet\)"):
         load_backbone("resnet18", str(tmp_path / "cifar.pth"))
-    trunk, _, _ = load_backbone("resnet18", str(tmp_path / "cifar.pth"), stem="cifar")
+    trunk = load_backbone("resnet18", str(tmp_path / "cifar.pth"), stem="cifar").trunk
     assert isinstance(trunk.maxpool, torch.nn.Identity)
     assert_loaded(trunk, cifar)
 
@@ -79,3 +80,14 @@ def test_another_depth_or_width_is_a_one_line_error(tmp_path):
     with pytest.raises(BackboneLoadError, match=r"does not fit MODEL.ARCH resnet18 \(WIDTH 1\): "
                                                 "size mismatch for conv1.weight"):
         load_backbone("resnet18", str(tmp_path / "r18x2.pth"))
+
+
+def test_an_unnamed_arch_is_the_checkpoints_own_or_resnet50_for_a_random_backbone(tmp_path):
+    source = pretraining_checkpoint(tmp_path / "model.pth", "tinyimagenet")
+    loaded = load_backbone("", str(tmp_path / "model.pth"))
+    assert (loaded.arch, loaded.stem, loaded.dim) == ("resnet18", "tinyimagenet", 512)
+    assert_loaded(loaded.trunk, source)
+    assert load_backbone("").arch == "resnet50" and load_backbone("").dim == 2048
+    torch.save(build_backbone("resnet18")[0].state_dict(), tmp_path / "torchvision_r18.pth")
+    with pytest.raises(BackboneLoadError, match="does not fit MODEL.ARCH resnet50"):
+        load_backbone("", str(tmp_path / "torchvision_r18.pth"))  # records no arch: name it
