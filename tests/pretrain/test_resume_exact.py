@@ -3,12 +3,16 @@ reproduces the uninterrupted run bit for bit: the same metrics rows, none repeat
 weights. (Pretraining's: tests/pretrain/test_distributed.py.)"""
 import json
 
+import pytest
 import torch
 
 from pretrain.config import load_lincls_cfg, load_supervised_cfg
 from pretrain.evaluation.linear import run_linear_readout
 from pretrain.supervised import train_supervised
 from tests.conftest import run_tool_until_killed
+
+# Each kills a tool process (tools/supervised.py, tools/lincls.py): not for `make test-fast`.
+pytestmark = pytest.mark.integration
 
 TIMING = {"img_per_s"}  # the only numbers that may differ
 
