@@ -51,7 +51,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # longest schedule that fits; 600 give both initialisations higher AP
 # (docs/results/demo_2026-12.md).
 # A GPU affords more of the same.
-DEFAULTS_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 250, 400),
+DEFAULTS_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 200, 400),
                "gpu": ("configs/pretrain/demo_R18_objects_gpu.yaml", 2000, 600)}
 DETECTION_CONFIG = "configs/detection/small/synthetic_R_18_FPN_light.yaml"
 # Your own images have no factors to share: their views come from augmenting each image.
