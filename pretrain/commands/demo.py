@@ -45,11 +45,11 @@ from pretrain.common.cli import run_entry_point
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The demo's budget for the machine it runs on: (pretraining config, its iterations, fine-tune
-# iterations). The CPU's is sized for `make demo`'s 15 minutes on 2 cores (bf16 where the CPU
-# has it; 13.2 to 16.1 minutes after the install measured on one machine, whose speed varies):
-# 250 pretraining steps reach the kNN of 300 (30.4%), and 400 fine-tune iterations are the
-# longest schedule that fits; 600 give both initialisations higher AP
-# (docs/results/demo_2026-12.md).
+# iterations). The CPU's is sized for `make demo`'s 15 minutes on 2 cores with the install (bf16
+# where the CPU has it): 9.0 minutes on a fresh clone of one 2-core machine; a slower one took
+# 18 for the earlier defaults, which cost about 1.25x these (estimated 14-15 there). 200
+# pretraining steps reach a kNN of 29.8% (30.4 at 250 and 300); 400 fine-tune iterations show the
+# gain, 600 give both initialisations higher AP (docs/results/demo_2026-12.md).
 # A GPU affords more of the same.
 DEFAULTS_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 200, 400),
                "gpu": ("configs/pretrain/demo_R18_objects_gpu.yaml", 2000, 600)}
@@ -547,7 +547,8 @@ CHOICES = """\
 - Fine-tuning: {finetune} iterations for every backbone alike, with the learning-rate drop at
   80%: the gain shows after the drop, not before. On a 2-core CPU 400 is the longest schedule
   the 15-minute budget allows; 600 give both initialisations higher AP
-  (docs/results/demo_2026-12.md).
+  (docs/results/demo_2026-12.md). The detector's FPN has 64 channels and the RPN keeps 256
+  proposals per training image (1-3 objects in 128 px): 22% cheaper steps.
   Fine-tunes run {jobs} at a time, one thread each on a 2-core CPU.
 - Precision: bf16 (SOLVER.CPU_AMP) where the CPU computes it natively (AMX / AVX512-BF16),
   about 1.3x faster for pretraining and 1.2x for fine-tuning; fp32 elsewhere.
