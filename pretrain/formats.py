@@ -10,8 +10,10 @@ layer1..4). Each format is a state-dict layout of a public release, checked in t
   dino        facebookresearch/dino full checkpoint (`student` `module.backbone.`; key: `teacher`)
   solo-learn  vturrisi/solo-learn Lightning checkpoint (`state_dict` `backbone.`, before 2022-07
               `encoder.`; key: `momentum_backbone.` / `momentum_encoder.`)
-  mmselfsup   OpenSelfSup / mmselfsup 0.x (`meta` + `state_dict` `backbone.`; key: `target_net.0.`
-              (BYOL) or `encoder_k.0.` (MoCo, DenseCL))
+  mmselfsup   OpenSelfSup / mmselfsup 0.x and 1.x / mmpretrain (`meta` + `state_dict`
+              `backbone.`; key: `target_net.0.` (BYOL) or `encoder_k.0.` (MoCo, DenseCL); from
+              1.x mmengine's EMA wrapper adds `.module`: `target_net.module.0.`,
+              `encoder_k.module.0.`, `momentum_encoder.module.0.` (MoCo v3))
   moco        facebookresearch/moco (`state_dict` `module.encoder_q.`; key: `module.encoder_k.`)
   moco-v3     facebookresearch/moco-v3 (`state_dict` `module.base_encoder.`; key:
               `module.momentum_encoder.`)
@@ -167,9 +169,13 @@ def _mmselfsup(ckpt: dict) -> dict:
     # mmcv's save_checkpoint writes {"meta", "state_dict", "optimizer"}; OpenSelfSup / mmselfsup
     # 0.x algorithms alias `self.backbone` to the online network's first module, so `backbone.`
     # holds it; BYOL's target is nn.Sequential(backbone, neck) `target_net`, MoCo's `encoder_k`.
+    # From 1.x (mmengine) the momentum network is an ExponentialMovingAverage / CosineEMA of that
+    # Sequential, which keeps it as `.module` beside a `steps` buffer; MoCo v3's is
+    # `momentum_encoder`.
     state = _state_dict(ckpt)
     networks = {"query": Network(state, "backbone.")}
-    key = _first_prefix(state, ("target_net.0.", "encoder_k.0."))
+    key = _first_prefix(state, ("target_net.0.", "encoder_k.0.", "target_net.module.0.",
+                                "encoder_k.module.0.", "momentum_encoder.module.0."))
     if key:
         networks["key"] = Network(state, key)
     return networks

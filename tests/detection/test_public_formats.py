@@ -244,6 +244,43 @@ def test_mmselfsup_byol(tmp_path, encoder):
     assert_reads(ckpt, "mmselfsup", backbone_of(net), dropped, encoder)
 
 
+class EMA(nn.Module):
+    """mmengine's ExponentialMovingAverage / CosineEMA as mmselfsup 1.x and mmpretrain save them: a
+    copy of the network as `module` beside a `steps` buffer."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.register_buffer("steps", torch.tensor(0))
+
+
+@pytest.mark.parametrize("momentum_name", ["target_net", "encoder_k", "momentum_encoder"])
+@pytest.mark.parametrize("encoder", ["query", "key"])
+def test_mmselfsup_1x_momentum_networks(tmp_path, encoder, momentum_name):
+    """mmselfsup 1.x / mmpretrain BYOL (`target_net`), MoCo v2 and DenseCL (`encoder_k`) and MoCo
+    v3 (`momentum_encoder`): the momentum network is an EMA of Sequential(backbone, neck), saved
+    by mmengine with `meta` and the data preprocessor's buffers."""
+    def backbone_and_neck(seed):
+        net = random_resnet("resnet18", seed)
+        del net.fc
+        return nn.Sequential(net, mlp(512, 64, 32))
+
+    model = nn.Module()
+    model.data_preprocessor = nn.Module()
+    model.data_preprocessor.register_buffer("mean", torch.tensor([123.675, 116.28, 103.53]))
+    model.data_preprocessor.register_buffer("std", torch.tensor([58.395, 57.12, 57.375]))
+    online = backbone_and_neck(11)
+    model.backbone, model.neck = online[0], online[1]
+    setattr(model, momentum_name, EMA(backbone_and_neck(12)))
+    ckpt = save_and_load(tmp_path, {"meta": {"epoch": 200, "mmengine_version": "0.7.0"},
+                                    "state_dict": model.state_dict(), "message_hub": {},
+                                    "optimizer": {}})
+    prefix = "backbone." if encoder == "query" else f"{momentum_name}.module.0."
+    net = model.backbone if encoder == "query" else getattr(model, momentum_name).module[0]
+    dropped = set(model.state_dict()) - {prefix + k for k in backbone_of(net)}
+    assert_reads(ckpt, "mmselfsup", backbone_of(net), dropped, encoder)
+
+
 # --- swav ----------------------------------------------------------------------------------------
 
 class SwAV(nn.Module):
