@@ -69,7 +69,7 @@ def run_linear_readout(cfg, resume: bool = False, force: bool = False) -> float:
                            cfg.DATA.ROOT)
     warn_random_backbone(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
     backbone, dim, *_ = load_backbone(cfg.MODEL.ARCH, cfg.MODEL.WEIGHTS, cfg.MODEL.ENCODER,
-                                     cfg.MODEL.WIDTH, cfg.MODEL.STEM)
+                                      cfg.MODEL.WIDTH, cfg.MODEL.STEM)
     model = LinearReadout(backbone, dim, len(folder_classes(train_set))).to(device)
     start = open_run_folder(cfg, MODEL_KEYS, "epoch", resume=resume, force=force)
     optimizer = torch.optim.SGD(model.classifier.parameters(),
