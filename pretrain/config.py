@@ -240,6 +240,16 @@ _C.EVAL.KNN_TEST_ROOT = ""
 _C.EVAL.KNN_TRAIN_LIMIT = 0  # images; 0 = all
 _C.EVAL.KNN_TEST_LIMIT = 0
 _C.EVAL.KNN_K = 200
+# Each neighbour votes exp(cosine / T): InstDisc's 0.07; MoCo's CIFAR demo 0.1.
+_C.EVAL.KNN_TEMPERATURE = 0.07
+# What the neighbours are found in: "backbone", the pooled backbone features (what transfers);
+# "embedding", the query encoder's normalised head output (MoCo's CIFAR demo monitor).
+_C.EVAL.KNN_FEATURES = "backbone"
+KNN_FEATURES = ("backbone", "embedding")
+# The readouts' evaluation crop (pretrain/evaluation/data.eval_transform): resize the short side to
+# DATA.CROP_SIZE / CROP_FRACTION, centre-crop DATA.CROP_SIZE. 0.875: ImageNet's usual view of about
+# 77% of the image; 1.0: the whole image, for images already at the crop size (CIFAR at 32 px).
+_C.EVAL.CROP_FRACTION = 0.875
 
 
 def get_cfg() -> CN:
@@ -357,6 +367,12 @@ def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
     cfg = merge_overrides(get_cfg(), config_file, opts or (), stage="pretrain")
     if not cfg.DATA.ROOT:
         cfg.DATA.ROOT = os.environ.get("PRETRAIN_DATA_ROOT", "")
+    if cfg.EVAL.KNN_FEATURES not in KNN_FEATURES:
+        raise ConfigError(f"EVAL.KNN_FEATURES {cfg.EVAL.KNN_FEATURES!r}: expected one of "
+                          f"{KNN_FEATURES}")
+    if not 0 < cfg.EVAL.CROP_FRACTION <= 1:
+        raise ConfigError(f"EVAL.CROP_FRACTION {cfg.EVAL.CROP_FRACTION}: expected a value in "
+                          "(0, 1]")
     cfg.freeze()
     return cfg
 

@@ -4,16 +4,22 @@ evaluation/mutual_info.py) and what the backbone learned (a kNN or linear readou
 each other, views that share too little or too much information both read out worse than views
 in between: the reverse U.
 
-Every point lives in its own folder under the sweep's output folder, named after its setting; its
-result.json is written atomically once everything is measured, so a rerun skips finished points
-and resumes an interrupted one from its last pretraining checkpoint. Random initialisation is
-measured the same way, as the "random_init" point: the baseline the plot marks.
+Every point lives in its own folder under the sweep's output folder, named after its setting (and
+with --seeds, one folder per seed below it); its result.json is written atomically once everything
+is measured, so a rerun skips finished points and resumes an interrupted one from its last
+pretraining checkpoint. Random initialisation is measured the same way, as the "random_init"
+point, over the same seeds (pretraining seed s starts from random init s): the baseline.
+
+A point is judged by a test, not by its mean: each setting's kNN predictions, image by image and
+seed by seed, are compared with random init's by a paired bootstrap over seeds and test images
+(evaluation/paired_tests.py); "above random init" means significantly above at the 5% level.
+Across the settings the report gives Spearman's rho between I_NCE and accuracy with its interval,
+and tests the reverse U: the best setting against the two ends of the I_NCE axis.
 """
 from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import re
 import time
@@ -25,12 +31,11 @@ from .config import load_cfg
 from .engine.checkpoint import atomic_write_text, last_checkpoint, load_checkpoint
 from .engine.progress import read_metrics
 from .engine.trainer import train
-from .evaluation.knn import knn_accuracy
-from .evaluation.mutual_info import measure_info_nce
+from .evaluation.knn import knn_of_config
+from .evaluation.mutual_info import BN_MODES, measure_info_nce
 from .models.cmc import build_model, readout_backbone
 
 READOUTS = ("knn", "linear")
-READOUT_NAMES = {"knn": "kNN", "linear": "linear readout"}
 RESULT_FILE = "result.json"
 BASELINE = "random_init"
 
@@ -41,9 +46,15 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class SweepPoint:
-    name: str  # its folder under the sweep's output folder
+    name: str  # the setting's folder under the sweep's output folder
     setting: tuple[tuple[str, str], ...]  # (config key, value) of each grid axis
     random_init: bool = False  # the baseline: the base config's initialisation, not trained
+    seed: int | None = None  # SEED of this run; None: the config's own (a sweep without --seeds)
+
+    @property
+    def folder(self) -> str:
+        """Its folder under the sweep's output folder: the setting's, or seed<s> inside it."""
+        return self.name if self.seed is None else os.path.join(self.name, f"seed{self.seed}")
 
     @property
     def label(self) -> str:
@@ -54,7 +65,8 @@ class SweepPoint:
 
     @property
     def overrides(self) -> list[str]:
-        return [token for pair in self.setting for token in pair]
+        seed = [] if self.seed is None else ["SEED", str(self.seed)]
+        return [token for pair in self.setting for token in pair] + seed
 
 
 def _slug(value: str) -> str:
@@ -94,6 +106,8 @@ class Sweep:
     heldout_n: int = 512
     readout: str = "knn"
     linear_opts: list[str] = field(default_factory=list)  # KEY VALUE for the linear readout
+    seeds: list[int] = field(default_factory=list)  # SEED of each run; []: the config's own
+    heldout_bn: str = "eval"  # batch norm while measuring I_NCE (evaluation/mutual_info.py)
 
     def __post_init__(self):
         self.config_file = os.path.abspath(self.config_file) if self.config_file else ""
@@ -107,13 +121,24 @@ class Sweep:
             raise SweepError("OUTPUT_DIR is set by the sweep (each point's folder under --output)")
         if not os.path.isdir(self.heldout):
             raise SweepError(f"--heldout {self.heldout}: no such folder")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise SweepError(f"--seeds {self.seeds}: a seed given twice")
+        if "SEED" in self.fixed[::2] and self.seeds:
+            raise SweepError("SEED is set by --seeds; leave it out of --set")
+        if self.heldout_bn not in BN_MODES:
+            raise SweepError(f"--heldout-bn {self.heldout_bn!r}: expected one of {BN_MODES}")
 
     def points(self) -> list[SweepPoint]:
-        """The random-init baseline, then the grid."""
-        return [SweepPoint(BASELINE, (), random_init=True), *grid_points(self.axes)]
+        """Seed by seed (so that a partial sweep already has whole seeds to compare): the
+        random-init baseline, then the grid."""
+        settings = [SweepPoint(BASELINE, (), random_init=True), *grid_points(self.axes)]
+        if not self.seeds:
+            return settings
+        return [SweepPoint(p.name, p.setting, p.random_init, seed) for seed in self.seeds
+                for p in settings]
 
     def point_dir(self, point: SweepPoint) -> str:
-        return os.path.join(self.output_dir, point.name)
+        return os.path.join(self.output_dir, point.folder)
 
     def point_cfg(self, point: SweepPoint):
         return load_cfg(self.config_file, [*self.fixed, *point.overrides,
@@ -192,23 +217,25 @@ def run_point(sweep: Sweep, point: SweepPoint) -> dict | None:
             model.load_state_dict(weights)
         return model.to(device)
 
+    per_image = {}  # the kNN's predictions on the (fixed) test images: the paired test's input
     if sweep.readout == "knn":
-        accuracy = knn_accuracy(readout_backbone(trained_model(), cfg), cfg.EVAL.KNN_TRAIN_ROOT,
-                                cfg.EVAL.KNN_TEST_ROOT, cfg.DATA.CROP_SIZE, device,
-                                cfg.EVAL.KNN_TRAIN_LIMIT, cfg.EVAL.KNN_TEST_LIMIT, cfg.EVAL.KNN_K,
-                                num_workers=cfg.DATA.NUM_WORKERS)
+        knn = knn_of_config(readout_backbone(trained_model(), cfg), cfg, device)
+        accuracy = knn["top1"]
+        per_image = {"predictions": knn["predictions"], "labels": knn["labels"]}
     else:
         accuracy = linear_readout(sweep, cfg, checkpoint)
-    # A model of its own: measuring in train mode moves BN running statistics, which the
-    # readout must not see.
-    info = measure_info_nce(trained_model(), cfg, sweep.heldout, sweep.heldout_n)
+    # A model of its own: measuring in train mode (--heldout-bn train) moves BN running
+    # statistics, which the readout must not see.
+    info = measure_info_nce(trained_model(), cfg, sweep.heldout, sweep.heldout_n,
+                            bn=sweep.heldout_bn)
     result = {
         "name": point.name, "label": point.label, "setting": dict(point.setting),
-        "random_init": point.random_init, "i_nce": info["i_nce"], "i_nce_bound": info["bound"],
+        "random_init": point.random_init, "seed": cfg.SEED, "i_nce": info["i_nce"],
+        "i_nce_bound": info["bound"], "heldout_bn": info["bn"],
         "heldout_images": info["n"], "heldout_loss": info["loss"], "heldout_acc": info["acc"],
         "readout": sweep.readout, "accuracy": accuracy, "train_loss": train_loss,
         "iterations": iterations, "seconds": time.perf_counter() - start,
-        "checkpoint": checkpoint,
+        "checkpoint": checkpoint, **per_image,
     }
     atomic_write_text(json.dumps(result, indent=2) + "\n",
                       os.path.join(sweep.point_dir(point), RESULT_FILE))
@@ -219,106 +246,25 @@ def run_local(sweep: Sweep, log=print) -> list[dict]:
     """Every point in turn, finished ones skipped; then the table and the plot."""
     points = sweep.points()
     for i, point in enumerate(points, 1):
-        log(f"[{i}/{len(points)}] {point.name}: {point_status(sweep, point)}")
+        log(f"[{i}/{len(points)}] {point.folder}: {point_status(sweep, point)}")
         result = run_point(sweep, point)
         if result is not None:
-            log(f"[{i}/{len(points)}] {point.name}: I_NCE {result['i_nce']:.3f} "
+            log(f"[{i}/{len(points)}] {point.folder}: I_NCE {result['i_nce']:.3f} "
                 f"(bound {result['i_nce_bound']:.3f}), {sweep.readout} {result['accuracy']:.2f}%")
     return write_report(sweep)
 
 
-# -- the table and the plot -------------------------------------------------------------------
-
-COLUMNS = ("label", "i_nce", "i_nce_bound", "accuracy", "above_random_init", "heldout_loss",
-           "heldout_acc", "train_loss", "iterations", "seconds", "name")
-
-
 def write_report(sweep: Sweep) -> list[dict]:
-    """results.json, results.csv, results.md and reverse_u.png in the output folder, from the
-    points finished so far (the rest are listed as missing). Returns the rows."""
-    import csv
+    """The table, tests and plot of the points finished so far (pretrain/sweep_report.py);
+    returns the finished runs' results."""
+    from .sweep_report import write_sweep_report
 
     rows, missing = [], []
     for point in sweep.points():
         result = read_result(sweep, point)
         if result is None:
-            missing.append(point.name)
+            missing.append(point.folder)
         else:
             rows.append(result)
-    baseline = next((r["accuracy"] for r in rows if r["random_init"]), None)
-    for row in rows:
-        row["above_random_init"] = (None if baseline is None or row["random_init"]
-                                    else row["accuracy"] > baseline)
-    os.makedirs(sweep.output_dir, exist_ok=True)
-    out = sweep.output_dir
-    atomic_write_text(json.dumps({"readout": sweep.readout, "rows": rows, "missing": missing},
-                                 indent=2) + "\n", os.path.join(out, "results.json"))
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write_text(markdown_table(rows, missing, sweep.readout),
-                      os.path.join(out, "results.md"))
-    if rows:
-        plot_reverse_u(rows, sweep.readout, os.path.join(out, "reverse_u.png"))
+    write_sweep_report(rows, missing, sweep.readout, sweep.output_dir)
     return rows
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(rows: list[dict], missing: list[str], readout: str) -> str:
-    lines = [f"| setting | I_NCE (nats) | bound log N | {READOUT_NAMES[readout]} top-1 (%) "
-             f"| above random init | held-out loss | train loss | iterations | seconds |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['label']} | {_fmt(r['i_nce'])} | {_fmt(r['i_nce_bound'])} "
-                     f"| {_fmt(r['accuracy'], 2)} | {_fmt(r['above_random_init'])} "
-                     f"| {_fmt(r['heldout_loss'])} | {_fmt(r['train_loss'])} | {r['iterations']} "
-                     f"| {_fmt(r['seconds'], 0)} |")
-    if missing:
-        lines.append("")
-        lines.append(f"Not finished yet: {', '.join(missing)}.")
-    return "\n".join(lines) + "\n"
-
-
-def plot_reverse_u(rows: list[dict], readout: str, path: str) -> None:
-    """Readout accuracy against I_NCE, each point labelled by its setting; random init as a
-    dashed line, the points above it filled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    baseline = next((r for r in rows if r["random_init"]), None)
-    if baseline is not None:
-        ax.axhline(baseline["accuracy"], color="grey", linestyle="--", linewidth=1,
-                   label=f"random init ({baseline['accuracy']:.1f}%)")
-        ax.scatter([baseline["i_nce"]], [baseline["accuracy"]], marker="x", color="grey")
-    trained = [r for r in rows if not r["random_init"]]
-    for above, style in ((True, dict(color="tab:green", label="above random init")),
-                         (False, dict(facecolors="none", edgecolors="tab:red",
-                                      label="not above random init"))):
-        chosen = [r for r in trained if bool(r["above_random_init"]) == above]
-        if chosen:
-            ax.scatter([r["i_nce"] for r in chosen], [r["accuracy"] for r in chosen], s=60,
-                       **style)
-    for r in trained:
-        ax.annotate(r["label"], (r["i_nce"], r["accuracy"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
-    bounds = {round(r["i_nce_bound"], 6) for r in rows}
-    for bound in bounds:
-        ax.axvline(bound, color="lightgrey", linestyle=":", linewidth=1)
-    ax.set_xlabel("I_NCE on held-out views (nats; dotted: log N, the most it can show)")
-    ax.set_ylabel(f"{READOUT_NAMES[readout]} top-1 (%)")
-    ax.set_title("Readout against the information the views share (InfoMin Fig. 5)")
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

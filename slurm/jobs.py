@@ -53,7 +53,7 @@ class SweepPointJob(submitit.helpers.Checkpointable):
         from pretrain.sweep import run_point
 
         env = submitit.JobEnvironment()
-        print(f"[sweep] point {point.name} in job {env.job_id} (restart {_restarts()})",
+        print(f"[sweep] point {point.folder} in job {env.job_id} (restart {_restarts()})",
               flush=True)
         result = run_point(self.sweep, point)
         return None if result is None else result["accuracy"]

@@ -19,6 +19,7 @@ FLAG_KEYS = {"arch": "MODEL.ARCH", "width": "MODEL.WIDTH", "stem": "MODEL.STEM",
              "checkpoint": "MODEL.WEIGHTS", "encoder": "MODEL.ENCODER",
              "train_root": "DATA.ROOT", "test_root": "DATA.VAL_ROOT", "crop": "DATA.CROP_SIZE",
              "train_limit": "DATA.LIMIT", "test_limit": "DATA.VAL_LIMIT", "k": "KNN.K",
+             "temperature": "KNN.TEMPERATURE", "crop_fraction": "DATA.CROP_FRACTION",
              "seed": "SEED", "workers": "DATA.NUM_WORKERS"}
 
 
@@ -40,6 +41,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--test-limit", type=int, default=0)
     parser.add_argument("--k", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.07,
+                        help="each neighbour votes exp(cosine / T)")
+    parser.add_argument("--crop-fraction", type=float, default=0.875,
+                        help="resize to crop / fraction, centre-crop; 1.0: the whole image "
+                             "(small images at their own size, e.g. CIFAR with --crop 32)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation of a random backbone")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", default="", metavar="PATH", help="also write the result there")

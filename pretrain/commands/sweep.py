@@ -5,7 +5,8 @@ the views share (I_NCE on held-out images): InfoMin's reverse U (Tian et al. 202
         --heldout HELDOUT_DIR \\
         --grid DATA.CROP_SCALE "(0.08,1.0)" "(0.2,1.0)" "(0.6,1.0)" \\
         --grid MODEL.TEMPERATURE 0.1 0.2 \\
-        [--set KEY VALUE ...] [--readout knn|linear] [--linear-set KEY VALUE ...] \\
+        [--seeds 0 1 2] [--set KEY VALUE ...] [--readout knn|linear] \\
+        [--linear-set KEY VALUE ...] [--heldout-bn eval|train] \\
         [--slurm [--gpus-per-node 1 --partition P --array-parallelism N --wait ...]] \\
         [--dry-run] [--collect]
 
@@ -18,6 +19,11 @@ down to whole SOLVER.BATCH_SIZE batches; at most log N), then the readout on EVA
 EVAL.KNN_TEST_ROOT (kNN with EVAL.KNN_*; or a linear classifier, configured by --linear-set with
 tools/lincls.py's keys, e.g. SOLVER.EPOCHS 10). DIR/<setting>/result.json marks a finished point: a
 rerun skips it. Random initialisation is measured as the point DIR/random_init, the baseline.
+--seeds S1 S2 ...: every point (random init too) once per SEED, in DIR/<setting>/seed<S>/; the
+report gives mean ± SD over seeds and marks a point above or below random init only where a paired
+bootstrap over the seeds and the kNN's test images is significant (p < 0.05), with Spearman's rho
+of I_NCE and accuracy across the settings and a test of the reverse U. I_NCE is measured with batch
+norm in eval mode (a fixed critic; --heldout-bn train encodes with batch statistics instead).
 The table (DIR/results.md, .csv, .json) and plot (DIR/reverse_u.png) are written at the end, or
 from whatever has finished with --collect.
 
@@ -53,6 +59,10 @@ def parse_args(argv=None):
     parser.add_argument("--heldout", required=True, metavar="DIR",
                         help="images for I_NCE, not used in pretraining (any DATA.ROOT layout)")
     parser.add_argument("--heldout-n", type=int, default=512, help="held-out images (N)")
+    parser.add_argument("--heldout-bn", choices=("eval", "train"), default="eval",
+                        help="batch norm while measuring I_NCE (eval: a fixed critic)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[], metavar="S",
+                        help="run every point (random init too) once per seed")
     parser.add_argument("--readout", choices=READOUTS, default="knn")
     parser.add_argument("--linear-set", action="append", nargs="+", default=[],
                         metavar="KEY VALUE", help="overrides of the linear readout's config")
@@ -97,11 +107,11 @@ def submit_array(sweep: Sweep, args) -> int:
         print(sbatch_script(job_dir, params, array_size=len(pending)))
         print(f"# array of {len(pending)} tasks, one point each:")
         for i, point in enumerate(pending):
-            print(f"#   task {i}: {point.name}  ({point_status(sweep, point)})")
+            print(f"#   task {i}: {point.folder}  ({point_status(sweep, point)})")
         return 0
     executor = build_executor(job_dir, params, args)
     jobs = executor.map_array(SweepPointJob(sweep), pending)
-    record = {"job_ids": [job.job_id for job in jobs], "points": [p.name for p in pending],
+    record = {"job_ids": [job.job_id for job in jobs], "points": [p.folder for p in pending],
               "slurm": params, "argv": sys.argv,
               "submitted": datetime.datetime.now().isoformat(timespec="seconds")}
     os.makedirs(sweep.output_dir, exist_ok=True)
@@ -135,7 +145,7 @@ def build_sweep(args) -> Sweep:
         return Sweep(args.config_file, [t for s in args.set for t in s],
                      [(axis[0], axis[1:]) for axis in args.grid], args.output,
                      args.heldout, args.heldout_n, args.readout,
-                     [t for s in args.linear_set for t in s])
+                     [t for s in args.linear_set for t in s], args.seeds, args.heldout_bn)
 
 
 def sweep_from_arguments(config_file: str, arguments: list[str]) -> Sweep:
@@ -156,7 +166,7 @@ def sweep_from_arguments(config_file: str, arguments: list[str]) -> Sweep:
 
 def describe(sweep: Sweep) -> str:
     """Each point with its state and overrides (what --dry-run prints)."""
-    return "\n".join(f"{point.name}: {point_status(sweep, point)}; overrides "
+    return "\n".join(f"{point.folder}: {point_status(sweep, point)}; overrides "
                      f"{' '.join(sweep.fixed + point.overrides) or '(none)'}"
                      for point in sweep.points())
 

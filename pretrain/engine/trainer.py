@@ -13,7 +13,7 @@ from ..common.errors import ConfigError
 from ..common.run_lines import pretrain_end_line, pretrain_start_line
 from ..data.checks import checked_images
 from ..data.pipelines import ViewPipeline
-from ..evaluation.knn import knn_accuracy
+from ..evaluation.knn import knn_of_config
 from ..models.cmc import build_model
 from ..models.optim import build_solver, group_lr_factors
 from ..models.sync_bn import convert_to_sync_bn
@@ -69,12 +69,12 @@ def mixed_precision(mode: str, device: str, cpu_amp: bool = False):
 
 
 def knn_monitor(cfg, model, iteration: int, device: str, log) -> None:
-    """kNN accuracy of the query backbone, computed on rank 0 while the others wait."""
+    """kNN accuracy of the query backbone (or its embedding, EVAL.KNN_FEATURES), computed on
+    rank 0 while the others wait."""
     if du.is_main_process():
-        acc = knn_accuracy(model.query_encoder.backbone, cfg.EVAL.KNN_TRAIN_ROOT,
-                           cfg.EVAL.KNN_TEST_ROOT, cfg.DATA.CROP_SIZE, device,
-                           cfg.EVAL.KNN_TRAIN_LIMIT, cfg.EVAL.KNN_TEST_LIMIT, cfg.EVAL.KNN_K,
-                           num_workers=cfg.DATA.NUM_WORKERS)
+        features = (model.query_encoder if cfg.EVAL.KNN_FEATURES == "embedding"
+                    else model.query_encoder.backbone)
+        acc = knn_of_config(features, cfg, device)["top1"]
         log.write(iteration, {"knn_acc": acc})
         print(f"iter {iteration}: kNN top-1 {acc:.2f}%", flush=True)
     if du.is_distributed():

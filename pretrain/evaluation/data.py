@@ -16,10 +16,14 @@ from ..data.bad_data import BadImageError, check_choice, file_problem, problems_
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 
 
-def eval_transform(crop_size: int) -> T.Compose:
-    """Resize to crop / 0.875 and centre-crop, the usual ImageNet evaluation (also upsamples small
-    images such as CIFAR to the pretraining crop)."""
-    return T.Compose([T.Resize(int(round(crop_size / 0.875))), T.CenterCrop(crop_size),
+def eval_transform(crop_size: int, crop_fraction: float = 0.875) -> T.Compose:
+    """Resize the short side to crop / crop_fraction and centre-crop: 0.875 is the usual ImageNet
+    evaluation (it shows about 77% of a square image's area); 1.0 shows the whole image, which a
+    readout of small images (CIFAR at 32 px) wants: 0.875 would resize them up and crop back,
+    showing what a training crop of scale ~0.8 shows, a confound in a crop sweep (EVAL.CROP_FRACTION)."""
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop fraction {crop_fraction}: expected a value in (0, 1]")
+    return T.Compose([T.Resize(int(round(crop_size / crop_fraction))), T.CenterCrop(crop_size),
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 

@@ -20,9 +20,10 @@ from ..losses import info_nce
 
 @torch.no_grad()
 def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor,
-                     batch_size: int) -> dict:
-    """Score a MoCo model on N image pairs, run in chunks of `batch_size` in train mode as in
-    training (shuffle-BN included). Returns:
+                     batch_size: int, train_bn: bool = True) -> dict:
+    """Score a MoCo model on N image pairs, run in chunks of `batch_size`, in train mode as in
+    training (shuffle-BN included), or with `train_bn` False in eval mode (batch norm from its
+    running statistics: each embedding a function of its own image alone). Returns:
       queue_loss, queue_acc: InfoNCE and top-1 against the positive and the stored queue (NaN
         for a model without one, MODEL.QUEUE_SIZE 0);
       fresh_loss, fresh_acc: the same against the N - 1 keys of the other images;
@@ -32,7 +33,7 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
     if n < 2 or n % batch_size:
         raise ValueError(f"{n} image pairs: need at least 2, in whole batches of {batch_size}")
     was_training = model.training
-    model.train()
+    model.train(train_bn)
     try:
         queries = torch.cat([model.query_encoder(query_images[i:i + batch_size])
                              for i in range(0, n, batch_size)]).float()

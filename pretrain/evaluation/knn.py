@@ -40,39 +40,56 @@ def knn_predict(train_features, train_labels, test_features, num_classes: int, k
 
 def knn_evaluate(backbone, train_root: str, test_root: str, crop_size: int, device: str,
                  train_limit: int = 0, test_limit: int = 0, k: int = 200,
-                 num_workers: int = 2) -> tuple[float, int]:
-    """(top-1 accuracy (%) of the kNN classifier on `test_root`, neighbours from `train_root`;
-    the number of test images it is measured on)."""
-    transform = eval_transform(crop_size)
+                 num_workers: int = 2, temperature: float = 0.07,
+                 crop_fraction: float = 0.875) -> dict:
+    """The kNN classifier on `test_root`, neighbours from `train_root` (a fixed subset of each
+    with the limits, the same for every backbone, so two backbones' predictions pair image by
+    image). Returns {"top1" (%), "test_images", "predictions", "labels"}: the per-image
+    predictions are what a paired test between two backbones needs (evaluation/paired_tests.py)."""
+    transform = eval_transform(crop_size, crop_fraction)
     train_set = labelled_folder(train_root, transform, train_limit)
     test_set = labelled_folder(test_root, transform, test_limit)
     require_neighbours(len(train_set), len(test_set), k, train_root, test_root)
     train_f, train_y = extract_features(backbone, train_set, device, num_workers=num_workers)
     test_f, test_y = extract_features(backbone, test_set, device, num_workers=num_workers)
     num_classes = int(train_y.max().item()) + 1
-    predicted = knn_predict(train_f, train_y, test_f, num_classes, k)
-    return (predicted == test_y).float().mean().item() * 100, len(test_set)
+    predicted = knn_predict(train_f, train_y, test_f, num_classes, k, temperature)
+    return {"top1": (predicted == test_y).float().mean().item() * 100,
+            "test_images": len(test_set), "predictions": predicted.cpu().tolist(),
+            "labels": test_y.cpu().tolist()}
 
 
 def knn_accuracy(backbone, train_root: str, test_root: str, crop_size: int, device: str,
                  train_limit: int = 0, test_limit: int = 0, k: int = 200,
-                 num_workers: int = 2) -> float:
+                 num_workers: int = 2, temperature: float = 0.07,
+                 crop_fraction: float = 0.875) -> float:
     """Top-1 accuracy (%) of the kNN classifier on `test_root`, neighbours from `train_root`."""
     return knn_evaluate(backbone, train_root, test_root, crop_size, device, train_limit,
-                        test_limit, k, num_workers)[0]
+                        test_limit, k, num_workers, temperature, crop_fraction)["top1"]
+
+
+def knn_of_config(features, cfg, device: str) -> dict:
+    """knn_evaluate of the feature extractor `features` with a pretraining config's EVAL keys
+    (the monitor's and the sweep's readout)."""
+    ev = cfg.EVAL
+    return knn_evaluate(features, ev.KNN_TRAIN_ROOT, ev.KNN_TEST_ROOT, cfg.DATA.CROP_SIZE, device,
+                        ev.KNN_TRAIN_LIMIT, ev.KNN_TEST_LIMIT, ev.KNN_K,
+                        num_workers=cfg.DATA.NUM_WORKERS, temperature=ev.KNN_TEMPERATURE,
+                        crop_fraction=ev.CROP_FRACTION)
 
 
 def knn_probe(arch: str, train_root: str, test_root: str, checkpoint: str = "",
               crop_size: int = 224, encoder: str = "query", width: int = 1, stem: str = "",
               train_limit: int = 0, test_limit: int = 0, k: int = 200, seed: int = 0,
-              num_workers: int = 2) -> dict:
+              num_workers: int = 2, temperature: float = 0.07,
+              crop_fraction: float = 0.875) -> dict:
     """The kNN readout of a backbone from `checkpoint` (any format pretrain.formats reads; ""
     = random init, drawn from `seed`), on the GPU when there is one. Returns {"top1" (%),
     "test_images", "k", "arch", "checkpoint", "stem" (the one rebuilt)}."""
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backbone, _, stem, arch = load_backbone(arch, checkpoint, encoder, width, stem)
-    top1, test_images = knn_evaluate(backbone.to(device), train_root, test_root, crop_size,
-                                     device, train_limit, test_limit, k, num_workers)
-    return {"top1": top1, "test_images": test_images, "k": k, "arch": arch,
+    result = knn_evaluate(backbone.to(device), train_root, test_root, crop_size, device,
+                          train_limit, test_limit, k, num_workers, temperature, crop_fraction)
+    return {"top1": result["top1"], "test_images": result["test_images"], "k": k, "arch": arch,
             "checkpoint": checkpoint, "stem": stem}

@@ -28,8 +28,12 @@ _C.DATA.CROP_SIZE = 224
 _C.DATA.LIMIT = 0  # neighbour images; 0 = all
 _C.DATA.VAL_LIMIT = 0
 _C.DATA.NUM_WORKERS = 2
+# Resize to CROP_SIZE / CROP_FRACTION, centre-crop CROP_SIZE; 1.0 shows the whole image
+# (pretrain/config.py EVAL.CROP_FRACTION).
+_C.DATA.CROP_FRACTION = 0.875
 _C.KNN = CN()
 _C.KNN.K = 200  # neighbours that vote
+_C.KNN.TEMPERATURE = 0.07  # each votes exp(cosine / T)
 
 
 def load_knn_cfg(config_file: str = "", opts=()) -> CN:
@@ -48,7 +52,8 @@ def run_knn(cfg) -> dict:
     try:
         return knn_probe(model.ARCH, data.ROOT, data.VAL_ROOT, model.WEIGHTS, data.CROP_SIZE,
                          model.ENCODER, model.WIDTH, model.STEM, data.LIMIT, data.VAL_LIMIT,
-                         cfg.KNN.K, cfg.SEED, data.NUM_WORKERS)
+                         cfg.KNN.K, cfg.SEED, data.NUM_WORKERS, cfg.KNN.TEMPERATURE,
+                         data.CROP_FRACTION)
     except BackboneLoadError as err:
         raise CheckpointError(str(err)) from None
     except UnknownStemError as err:

@@ -10,6 +10,14 @@ As a lower bound it can also fall below 0 for views that share nothing (by about
 variance of the logits), as random initialisation's can.
 The training log's I_NCE is no substitute: it is taken against the queue, whose keys come from
 older encoders and can be told from the positive by their age alone.
+
+The estimate is order-free. The held-out images are a seeded random sample in a random order (in
+folder order each batch would hold one or two classes), and batch norm runs in eval mode by
+default: every embedding is then a fixed function of its own image, so the critic is fixed and
+log N - InfoNCE a valid lower bound whatever the order. In train mode (bn="train", as the step
+encodes) each embedding depends on its batch's statistics, and the estimate on how the images
+are grouped (measured on CIFAR-10 crop-sweep checkpoints, 2026-12: 0.1-0.4 nats lower in folder
+order than shuffled, and lower again than in eval mode: docs/results/views_sweeps_2026-12.md).
 """
 from __future__ import annotations
 
@@ -25,11 +33,17 @@ class HeldoutError(DatasetError):
     """The held-out images cannot give the pairs the measurement needs."""
 
 
-def heldout_views(cfg, images_root: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query views, key views) of n images spread evenly over `images_root` (not the first n: in
-    class folders those would all be of one class), n rounded down to whole batches of
-    SOLVER.BATCH_SIZE, made by the config's views (epoch 0 of its seed) on the CPU. A JigSaw
-    run's patches (its third view) are left out: the measurement is of the instance views."""
+BN_MODES = ("eval", "train")
+
+
+def heldout_views(cfg, images_root: str, n: int,
+                  order_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query views, key views) of n images of `images_root` drawn at random without replacement
+    from `order_seed`, in that random order (not the first n, nor n in folder order: in class
+    folders each batch would then hold one or two classes), n rounded down to whole batches of
+    SOLVER.BATCH_SIZE, made by the config's views (epoch 0 of its seed, per image, so an image's
+    views do not depend on where it lands) on the CPU. A JigSaw run's patches (its third view)
+    are left out: the measurement is of the instance views."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.DATA.PIPELINE = "cpu"  # same views either way; the CPU pipeline needs no device
@@ -40,42 +54,50 @@ def heldout_views(cfg, images_root: str, n: int) -> tuple[torch.Tensor, torch.Te
     if n < 2:
         raise HeldoutError(f"{images_root}: {samples} samples, fewer than one batch of "
                            f"{batch} (SOLVER.BATCH_SIZE) to measure with")
-    chosen = [i * samples // n for i in range(n)]
-    views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in chosen])
+    chosen = torch.randperm(samples, generator=torch.Generator().manual_seed(order_seed))[:n]
+    views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in chosen.tolist()])
     return views[0], views[1]
 
 
 def info_nce_estimate(model, query_views: torch.Tensor, key_views: torch.Tensor,
-                      batch_size: int, seed: int = 0) -> dict:
+                      batch_size: int, seed: int = 0, bn: str = "eval") -> dict:
     """I_NCE (nats) of `model` on N view pairs, with what it was computed from:
-      i_nce: log(N) - fresh-key InfoNCE loss; bound: log(N); loss, acc: that loss and its top-1.
-    Encoded in train mode in batches of `batch_size`, as in training (fresh_key_scores), so the
-    BN running statistics of `model` move: measure on a model that is not used afterwards.
-    Shuffle-BN's permutations are drawn from `seed`, so a measurement repeats exactly; the
-    caller's random state is left as it was."""
+      i_nce: log(N) - fresh-key InfoNCE loss; bound: log(N); loss, acc: that loss and its top-1;
+      bn: the batch-norm mode it was encoded in.
+    Encoded in batches of `batch_size` (fresh_key_scores) with batch norm in `bn` mode: "eval"
+    (the default: a fixed critic, independent of the order and grouping of the pairs) or "train"
+    (the step's statistics; it moves the BN running statistics of `model`, so measure on a model
+    that is not used afterwards). Shuffle-BN's permutations are drawn from `seed`, so a
+    measurement repeats exactly; the caller's random state is left as it was."""
+    if bn not in BN_MODES:
+        raise ValueError(f"bn {bn!r}: expected one of {BN_MODES}")
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        scores = fresh_key_scores(model, query_views, key_views, batch_size)
+        scores = fresh_key_scores(model, query_views, key_views, batch_size,
+                                  train_bn=bn == "train")
     return {"i_nce": scores["chance_loss"] - scores["fresh_loss"], "bound": scores["chance_loss"],
-            "loss": scores["fresh_loss"], "acc": scores["fresh_acc"], "n": len(query_views)}
+            "loss": scores["fresh_loss"], "acc": scores["fresh_acc"], "n": len(query_views),
+            "bn": bn}
 
 
-def measure_info_nce(model, cfg, images_root: str, n: int) -> dict:
-    """I_NCE of `model` (built from `cfg`) on two views of up to n images of `images_root`. For
-    CMC, between its two colour-space views, each way (view 1's queries against view 2's keys and
-    back, InfoMin Fig. 4), averaged; the two directions are also returned."""
+def measure_info_nce(model, cfg, images_root: str, n: int, bn: str = "eval",
+                     order_seed: int = 0) -> dict:
+    """I_NCE of `model` (built from `cfg`) on two views of up to n images of `images_root` (a
+    random sample in random order from `order_seed`), batch norm in `bn` mode. For CMC, between
+    its two colour-space views, each way (view 1's queries against view 2's keys and back, InfoMin
+    Fig. 4), averaged; the two directions are also returned."""
     from ..models.cmc import CMC, CrossViewPair
 
-    queries, keys = heldout_views(cfg, images_root, n)
+    queries, keys = heldout_views(cfg, images_root, n, order_seed)
     device = next(model.parameters()).device
     queries, keys = queries.to(device), keys.to(device)
     batch = cfg.SOLVER.BATCH_SIZE
     if not isinstance(model, CMC):
-        return info_nce_estimate(model, queries, keys, batch, seed=cfg.SEED)
+        return info_nce_estimate(model, queries, keys, batch, seed=cfg.SEED, bn=bn)
     forward = info_nce_estimate(CrossViewPair(model.view1, model.view2), queries, keys, batch,
-                                seed=cfg.SEED)
+                                seed=cfg.SEED, bn=bn)
     backward = info_nce_estimate(CrossViewPair(model.view2, model.view1), keys, queries, batch,
-                                 seed=cfg.SEED)
+                                 seed=cfg.SEED, bn=bn)
     mean = {key: (forward[key] + backward[key]) / 2 for key in ("i_nce", "loss", "acc")}
     return {**forward, **mean, "i_nce_12": forward["i_nce"], "i_nce_21": backward["i_nce"]}

@@ -57,9 +57,10 @@ def reference_i_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: floa
     return math.log(len(q)) - loss
 
 
-def encode(model, images: torch.Tensor, encoder) -> torch.Tensor:
-    """Embeddings in train mode, one training batch at a time, as the measurement encodes them."""
-    model.train()
+def encode(model, images: torch.Tensor, encoder, train_bn: bool = False) -> torch.Tensor:
+    """Embeddings one training batch at a time, batch norm in eval mode (the measurement's
+    default) or, with `train_bn`, in train mode."""
+    model.train(train_bn)
     with torch.no_grad():
         return torch.cat([encoder(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
 
@@ -82,17 +83,20 @@ def test_identical_views_reach_the_log_n_bound_and_unrelated_ones_carry_nothing(
     n = 8 * BATCH
     model = tiny_moco("MODEL.TEMPERATURE", "0.001")  # the key encoder starts as a copy
     x = noise_images(n, 1)
-    same = info_nce_estimate(model, x, x, BATCH)
+    # Batch statistics (bn="train"): an untrained network's BN running statistics are the
+    # initial 0 / 1, which leave noise images' embeddings nearly alike in eval mode.
+    same = info_nce_estimate(model, x, x, BATCH, bn="train")
     assert same["bound"] == pytest.approx(math.log(n))
     assert same["i_nce"] == pytest.approx(math.log(n), abs=0.01)  # loss ~ 0: all it can show
     assert same["acc"] == 1.0
     # Keys of other images: the positive tells nothing about its query. A lower bound on zero
     # information shows none (negative by about half the logits' variance) ...
     unrelated = info_nce_estimate(tiny_moco("MODEL.TEMPERATURE", "0.2"), x, noise_images(n, 2),
-                                  BATCH)
+                                  BATCH, bn="train")
     assert -1.0 < unrelated["i_nce"] < 0.0
     # ... and ~ 0 where the logits hardly spread.
-    flat = info_nce_estimate(tiny_moco("MODEL.TEMPERATURE", "5.0"), x, noise_images(n, 2), BATCH)
+    flat = info_nce_estimate(tiny_moco("MODEL.TEMPERATURE", "5.0"), x, noise_images(n, 2), BATCH,
+                             bn="train")
     assert abs(flat["i_nce"]) < 0.01
 
 
@@ -106,6 +110,34 @@ def test_the_estimate_equals_an_independent_float64_computation():
     measured = info_nce_estimate(model, queries_in, keys_in, BATCH)["i_nce"]
     assert 0.05 < expected < math.log(4 * BATCH)
     assert measured == pytest.approx(expected, abs=1e-5)  # the model runs in float32
+    # bn="train": each batch's own statistics, as the training step encodes.
+    model = tiny_moco("MODEL.TEMPERATURE", "0.2")
+    expected = reference_i_nce(encode(model, queries_in, model.query_encoder, train_bn=True),
+                               encode(model, keys_in, model.key_encoder, train_bn=True), 0.2)
+    measured = info_nce_estimate(model, queries_in, keys_in, BATCH, bn="train")["i_nce"]
+    assert measured == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_estimate_does_not_change_when_the_held_out_images_are_reordered():
+    """With batch norm in eval mode (the default) every embedding depends on its own image only,
+    so the same pairs in any order, grouped into any batches, give the same I_NCE. In train mode
+    the batches' statistics depend on the grouping: images sorted by content (as class folders
+    are) shift the estimate; the reason eval mode is the default."""
+    model = tiny_moco("MODEL.TEMPERATURE", "0.2")
+    n = 6 * BATCH
+    queries_in = noise_images(n, 5)
+    queries_in[: n // 2] += 1.5  # two kinds of image, sorted: each batch holds one kind
+    keys_in = queries_in + 0.3 * noise_images(n, 6)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(7))
+    as_given = info_nce_estimate(model, queries_in, keys_in, BATCH)
+    reordered = info_nce_estimate(model, queries_in[order], keys_in[order], BATCH)
+    assert as_given["bn"] == "eval"
+    assert reordered["i_nce"] == pytest.approx(as_given["i_nce"], abs=1e-5)
+    assert reordered["acc"] == as_given["acc"]
+    sorted_train = info_nce_estimate(model, queries_in, keys_in, BATCH, bn="train")["i_nce"]
+    shuffled_train = info_nce_estimate(model, queries_in[order], keys_in[order], BATCH,
+                                       bn="train")["i_nce"]
+    assert abs(sorted_train - shuffled_train) > 1e-3
 
 
 # -- the grid ----------------------------------------------------------------------------------
@@ -157,12 +189,17 @@ def test_a_grid_runs_locally_and_writes_results_table_and_plot(finished_sweep):
     assert baseline["iterations"] == 0 and baseline["train_loss"] is None
     for row in trained:
         assert row["iterations"] == 2 and row["train_loss"] > 0
-        assert row["above_random_init"] == (row["accuracy"] > baseline["accuracy"])
+    settings = json.loads((output / "results.json").read_text())["summary"]["settings"]
+    for setting in settings[1:]:  # the mark is the paired test's, never a bare comparison
+        test = setting["vs_random_init"]
+        assert setting["mark"] == ("n.s." if test["p"] >= 0.05 else
+                                   "above" if test["difference"] > 0 else "below")
     cfg = load_cfg(str(output / NAMES[1] / "config.yaml"))  # the point trained its own setting
     assert tuple(cfg.DATA.CROP_SCALE) == (0.6, 1.0) and cfg.OUTPUT_DIR == str(output / NAMES[1])
     table = (output / "results.md").read_text()
     assert "| random init |" in table and "| CROP_SCALE (0.6,1.0) |" in table
     assert len((output / "results.csv").read_text().splitlines()) == 1 + 3
+    assert "Spearman's rho" in table
     image = matplotlib.image.imread(str(output / "reverse_u.png"))
     assert image.ndim == 3 and image.shape[0] > 300 and image.std() > 0
     assert table in stdout
@@ -180,28 +217,33 @@ def test_a_points_i_nce_is_measured_on_held_out_views_at_the_end(finished_sweep,
     model.load_state_dict(torch.load(point_dir / "model_final.pth", weights_only=False)["model"])
     queries_in, keys_in = heldout_views(cfg, str(cifar10 / "train"), HELDOUT_N)
     assert len(queries_in) == result["heldout_images"] == HELDOUT_N
+    assert result["heldout_bn"] == "eval"
     queries = encode(model, queries_in, model.query_encoder)
-    torch.manual_seed(cfg.SEED)  # shuffle-BN's permutations, as the measurement draws them
-    keys = encode(model, keys_in, model.encode_keys)
+    keys = encode(model, keys_in, model.key_encoder)
     expected = reference_i_nce(queries, keys, cfg.MODEL.TEMPERATURE)
     assert result["i_nce"] == pytest.approx(expected, abs=1e-5)
     logged = [json.loads(line) for line in (point_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(abs(row["I_NCE"] - result["i_nce"]) > 1e-3 for row in logged if "I_NCE" in row)
 
 
-def test_heldout_views_spread_over_the_folder(cifar10):
-    """In class folders the first N images are all of one class; the measurement takes N spread
-    over the whole folder, two independent views of each."""
+def test_heldout_views_are_a_seeded_random_sample_in_random_order(cifar10):
+    """In class folders the first N images are all of one class, and N in folder order put one
+    or two classes in each batch; the measurement takes N at random, in random order, the same N
+    images for every point of a sweep (order_seed is the measurement's; the views are the run's)."""
     cfg = load_cfg(CONFIG, tiny_overrides(cifar10))
     queries, keys = heldout_views(cfg, str(cifar10 / "train"), 21)
     assert queries.shape == keys.shape == (16, 3, 16, 16)  # whole batches of 8
     assert not torch.equal(queries, keys)
+    again, _ = heldout_views(cfg, str(cifar10 / "train"), 21)
+    assert torch.equal(again, queries)  # a measurement repeats exactly
+    other, _ = heldout_views(cfg, str(cifar10 / "train"), 21, order_seed=1)
+    assert not torch.equal(other, queries)
     from pretrain.data.packed import open_images
 
     images = open_images(str(cifar10 / "train"))
-    chosen = {os.path.basename(os.path.dirname(images.name(i * len(images) // 16)))
-              for i in range(16)}
-    assert len(chosen) == 10
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:16]
+    first_batch = {os.path.basename(os.path.dirname(images.name(i))) for i in chosen[:8].tolist()}
+    assert len(first_batch) >= 4  # a mix of classes in every batch norm batch
 
 
 @pytest.mark.integration
@@ -237,6 +279,33 @@ def test_a_killed_sweep_reruns_only_the_missing_points(cifar10, tmp_path, capsys
     assert json.loads((output / NAMES[1] / "result.json").read_text())["iterations"] == 2
     rows = json.loads((output / "results.json").read_text())["rows"]
     assert [r["name"] for r in rows] == ["random_init", *NAMES]
+
+
+def test_seeds_run_every_point_and_random_init_per_seed_and_pair_them(cifar10, tmp_path):
+    """--seeds: each point and the baseline once per SEED, in <setting>/seed<S>/; the report
+    pairs each point's per-image kNN predictions with random init's of the same seeds."""
+    output = tmp_path / "out"
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert sweep([*sweep_args(cifar10, output)[:-1], "--seeds", "0", "1"]) == 0
+    for folder in ("random_init/seed0", "random_init/seed1", f"{NAMES[0]}/seed0",
+                   f"{NAMES[0]}/seed1"):
+        result = json.loads((output / folder / "result.json").read_text())
+        assert result["seed"] == int(folder[-1])
+        assert len(result["predictions"]) == len(result["labels"]) == 50
+    cfg = load_cfg(str(output / NAMES[0] / "seed1" / "config.yaml"))
+    assert cfg.SEED == 1
+    inits = [json.loads((output / f"random_init/seed{s}/result.json").read_text())
+             for s in (0, 1)]
+    assert inits[0]["labels"] == inits[1]["labels"]  # the same test images: pairable
+    summary = json.loads((output / "results.json").read_text())["summary"]
+    setting = summary["settings"][1]
+    assert setting["seeds"] == [0, 1] and setting["vs_random_init"]["seeds"] == 2
+    runs = [json.loads((output / NAMES[0] / f"seed{s}" / "result.json").read_text())
+            for s in (0, 1)]
+    expected = sum(r["accuracy"] - i["accuracy"] for r, i in zip(runs, inits)) / 2
+    assert setting["vs_random_init"]["difference"] == pytest.approx(expected)
+    assert setting["accuracy"][1] is not None  # an SD over two seeds
 
 
 def test_slurm_dry_run_prints_one_array_of_every_point(cifar10, tmp_path, capsys):
