@@ -194,8 +194,12 @@ _C.DATA.FREQUENCY.LOW_PASS_VIEW = "random"
 # (pretrain/data/color_spaces.py), each channel then mapped from its range over the RGB cube to
 # [-1, 1]; and (k1, k2): the first k1 channels are view 1, the other k2 view 2. (1, 2) is luma |
 # chroma for lab (L | ab), ydbdr, ycbcr, yiq, luv; H | SV for hsv; R | GB for rgb.
+# "learned" instead of a colour space: the views are g(x) split by CHANNEL_SPLIT, g the frozen
+# generator in the file DATA.LEARNED_VIEWS (tools/learn_views.py; InfoMin Sec. 4.2), applied to
+# the ImageNet-normalised augmented image; the readouts apply g too.
 _C.DATA.COLOR_SPACE = ""
 _C.DATA.CHANNEL_SPLIT = (1, 2)
+_C.DATA.LEARNED_VIEWS = ""
 # Multi-crop (SwAV, Caron et al. 2020, Sec. 3.2; pretrain/data/multi_crop.py): besides the two
 # large crops (the recipe at DATA.CROP_SIZE over DATA.CROP_SCALE) each image gives NUM_SMALL small
 # crops of the same recipe at SMALL_SIZE px over SMALL_SCALE of its area; the model gets

@@ -25,8 +25,9 @@ def test_demo_pipeline_reduced(tmp_path):
     # both APs from each of the 2 seeds; the two pretrained ones were exported, all 100 tensors
     # of the ResNet-18 checked in Detectron2's model.
     for label in LABELS:
-        knn = results["knn"][label]
+        knn = results["knn"][label]["0"]  # pretraining seed 0
         assert 0 <= knn["top1"] <= 100
+        assert len(knn["predictions"]) == len(knn["labels"]) == 20
         assert knn["stderr"] == pytest.approx(
             100 * math.sqrt(knn["top1"] / 100 * (1 - knn["top1"] / 100) / 20))
         for task in ("bbox", "segm"):
@@ -43,11 +44,15 @@ def test_demo_pipeline_reduced(tmp_path):
     # kNN and both APs over the 2 seeds.
     assert "views share: object: the object only" in report
     for label in LABELS:
-        assert re.search(rf"^\| {label} \| 2 \| [0-9.]+ ± [0-9.]+% \| [0-9.]+ ± [0-9.]+ "
-                         rf"\| [0-9.]+ ± [0-9.]+ \|$", report, re.MULTILINE), label
-    for metric in ("kNN", "box AP", "mask AP"):
-        assert re.search(rf"^- views share: object, {metric}: [+-][0-9.]+ against random init "
-                         rf"\((not )?more than the spread", report, re.MULTILINE)
+        assert re.search(rf"^\| {label} \| 2 \| [0-9.]+ ± [0-9.]+ \(s.e.\)% \| [0-9.]+ ± "
+                         rf"[0-9.]+ \| [0-9.]+ ± [0-9.]+ \|$", report, re.MULTILINE), label
+    # Each verdict is a paired test's: kNN over the images, AP over images and fine-tunes.
+    for metric, seeds in (("kNN", 1), ("box AP", 2), ("mask AP", 2)):
+        assert re.search(rf"^- views share: object, {metric} against random init: [+-][0-9.]+ "
+                         rf"\S+ \(95% CI [+-][0-9.]+ to [+-][0-9.]+, p = [0-9.e-]+, {seeds} "
+                         rf"seeds?\): (higher|lower|not significant at this budget)$", report,
+                         re.MULTILINE), metric
+    assert set(results["tests"]["views share: object"]) == {"kNN", "box AP", "mask AP"}
     for name in ("finetune_views_share_object_seed2", "finetune_random_init_seed1",
                  "finetune_supervised_seed2"):
         assert (tmp_path / "demo" / name / "metrics_eval.json").is_file()
@@ -83,33 +88,65 @@ def test_the_demo_refuses_zero_seeds(capsys):
     assert "--seeds 0: need at least one fine-tune" in capsys.readouterr().err
 
 
-def test_the_verdict_compares_the_gain_with_the_spread_of_both_sides():
-    from detection.compare import RUN_COUNT
-    from pretrain.commands.demo import summary
+def knn_runs(accuracy: float, images: int, seeds: int, rng_seed: int) -> dict:
+    """Per-image kNN results of a backbone over pretraining seeds: each image right with
+    probability `accuracy` (a shared difficulty per image, a seed effect of SD 3 points)."""
+    import numpy as np
 
-    def runs(*aps):
-        return {"AP": list(aps), RUN_COUNT: [1.0] * len(aps)}
-
-    table = {("demo_test", "bbox"): {"random init": runs(20.0, 22.0, 21.0),
-                                     "views share: object": runs(30.0, 31.0, 32.0)},
-             ("demo_test", "segm"): {"random init": runs(20.0, 22.0, 21.0),
-                                     "views share: object": runs(21.0, 23.0, 22.0)}}
-    knn = {"random init": (20.0, 1.3), "views share: object": (31.0, 1.5)}
-    text, verdicts = summary(table, knn, ["random init", "views share: object"], "random init")
-    assert "| views share: object | 3 | 31.0 ± 1.5% | 31.0 ± 1.0 | 22.0 ± 1.0 |" in text
-    assert verdicts == [
-        "- views share: object, kNN: +11.0 against random init (more than the spread, 2.8)",
-        "- views share: object, box AP: +10.0 against random init (more than the spread, 2.0)",
-        "- views share: object, mask AP: +1.0 against random init (not more than the spread, "
-        "2.0)"]
+    rng = np.random.default_rng(rng_seed)
+    difficulty = np.random.default_rng(0).uniform(-0.2, 0.2, images)
+    labels = [0] * images
+    runs = {}
+    for seed in range(seeds):
+        p = accuracy + rng.normal(0, 0.03) + difficulty
+        right = rng.uniform(size=images) < p
+        runs[seed] = {"top1": 100 * right.mean(), "stderr": 1.0, "labels": labels,
+                      "predictions": [0 if r else 1 for r in right]}
+    return runs
 
 
-def test_one_fine_tune_per_backbone_gives_no_verdict_on_the_spread():
-    from detection.compare import RUN_COUNT
-    from pretrain.commands.demo import summary
+def test_a_knn_gain_below_its_noise_is_not_significant_and_one_above_it_is():
+    """The demo's kNN verdict comes from the paired test: a 1-point gain over 3 pretraining
+    seeds of 1,000 objects is called not significant, a 12-point gain higher."""
+    from pretrain.commands.demo_stats import verdict_lines
 
-    table = {("demo_test", "bbox"): {"random init": {"AP": [20.0], RUN_COUNT: [1.0]},
-                                     "views share: object": {"AP": [25.0], RUN_COUNT: [1.0]}}}
-    _, verdicts = summary(table, {}, ["random init", "views share: object"], "random init")
-    assert verdicts == ["- views share: object, box AP: +5.0 against random init (one run each: "
-                        "no spread to compare with; use --seeds 3)"]
+    base = knn_runs(0.2, 1000, 3, 1)
+    knn = {"random init": base, "small": knn_runs(0.21, 1000, 3, 2),
+           "large": knn_runs(0.32, 1000, 3, 3)}
+    lines, tests = verdict_lines(knn, [], ["random init", "small", "large"], "random init", "")
+    assert tests["small"]["kNN"]["p"] >= 0.05 and tests["large"]["kNN"]["p"] < 0.05
+    assert lines[0].startswith("- small, kNN against random init: ")
+    assert lines[0].endswith("3 seeds): not significant at this budget")
+    assert [line for line in lines if line.startswith("- large, kNN")][0].endswith(
+        "3 seeds): higher")
+
+
+def write_run(folder, detections) -> dict:
+    (folder / "inference").mkdir(parents=True)
+    (folder / "inference" / "coco_instances_results.json").write_text(json.dumps(detections))
+    return folder
+
+
+def test_an_ap_gain_is_tested_over_fine_tunes_and_held_out_images(shared_data, tmp_path):
+    """Box AP of each fine-tune (per-image detections, as COCOEvaluator writes them) against the
+    random-init fine-tune of the same seed, bootstrapped over seeds and images: detections as
+    good as the baseline's are not significant; a detector that finds every object is higher."""
+    from pretrain.commands.demo_stats import ap_test
+    from tests.detection.test_ap_bootstrap import noisy_detections
+
+    gt = json.loads((shared_data / "fruits_nuts" / "trainval.json").read_text())
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                "score": 0.9} for a in gt["annotations"]]
+    runs = []
+    for seed in (1, 2, 3):
+        for label, detections in (("random init", noisy_detections(gt, seed)),
+                                  ("alike", noisy_detections(gt, 10 + seed)),
+                                  ("perfect", perfect)):
+            folder = write_run(tmp_path / f"{label}_{seed}", detections)
+            runs.append({"label": label, "finetune_seed": seed, "folder": str(folder)})
+    alike = ap_test(runs, "alike", "random init", str(tmp_path / "gt.json"), "bbox")
+    assert alike["seeds"] == 3 and alike["p"] >= 0.05
+    better = ap_test(runs, "perfect", "random init", str(tmp_path / "gt.json"), "bbox")
+    assert better["p"] < 0.05 and better["ci"][0] > 0
+    assert ap_test(runs, "perfect", "random init", "", "bbox") is None  # no ground truth: no test

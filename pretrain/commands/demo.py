@@ -188,19 +188,23 @@ def plot_pretraining(pretrain_dirs: dict, path: str) -> None:
     plt.close(fig)
 
 
-def knn_readout(arch: str, crop: int, checkpoint: str, train_root: str, test_root: str
-                ) -> tuple[float, float]:
-    """kNN top-1 (%) of the backbone's features on the labelled objects (tools/knn.py) and its
-    standard error over the test images (binomial)."""
+def knn_readout(arch: str, crop: int, checkpoint: str, train_root: str, test_root: str,
+                seed: int = 0) -> dict:
+    """kNN of the backbone's features on the labelled objects (tools/knn.py; a random backbone
+    drawn from `seed`): {"top1" (%), "stderr" (binomial, over the test images), "predictions",
+    "labels"} (per image, for the paired test)."""
     from pretrain.evaluation.knn import knn_probe
 
     announce("tools/knn.py", "--arch", arch, "--crop", str(crop), "--train-root", train_root,
-             "--test-root", test_root, *(["--checkpoint", checkpoint] if checkpoint else []))
-    result = knn_probe(arch, train_root, test_root, checkpoint, crop)
+             "--test-root", test_root, *(["--checkpoint", checkpoint] if checkpoint else
+                                         ["--seed", str(seed)]))
+    result = knn_probe(arch, train_root, test_root, checkpoint, crop, seed=seed)
     accuracy, n = result["top1"], result["test_images"]
     print(f"kNN (k={result['k']}) top-1: {accuracy:.2f}%  [{checkpoint or 'random init'}, "
           f"{result['stem']} stem]", flush=True)
-    return accuracy, 100 * math.sqrt(accuracy / 100 * (1 - accuracy / 100) / max(1, n))
+    stderr = 100 * math.sqrt(accuracy / 100 * (1 - accuracy / 100) / max(1, n))
+    return {"top1": accuracy, "stderr": stderr, "predictions": result["predictions"],
+            "labels": result["labels"]}
 
 
 def pretrain_stage(config_file: str, opts: list[str], resume: bool) -> None:
@@ -255,46 +259,39 @@ def fmt(mean: float, spread: float | None) -> str:
     return f"{mean:.1f}" + (f" ± {spread:.1f}" if spread is not None else "")
 
 
-def summary(table: dict, knn: dict, labels: list[str], baseline: str) -> tuple[str, list[str]]:
-    """The headline table (kNN top-1 ± standard error; box and mask AP mean ± std over seeds)
-    and one verdict per pretrained backbone and metric: does it beat `baseline` by more than the
-    spread, i.e. do the two mean ± spread intervals not overlap."""
+def knn_cell(by_seed: dict) -> str:
+    """kNN top-1: mean ± SD over pretraining seeds, or ± the binomial s.e. of a single one."""
+    values = [r["top1"] for r in by_seed.values()]
+    if len(values) == 1:
+        return f"{values[0]:.1f} ± {next(iter(by_seed.values()))['stderr']:.1f} (s.e.)%"
+    from detection.compare import mean_std
+
+    return fmt(*mean_std(values)) + f"% ({len(values)} seeds)"
+
+
+def summary(table: dict, knn: dict, labels: list[str], baseline: str, runs: list[dict],
+            gt_json: str) -> tuple[str, list[str], dict]:
+    """The headline table (kNN top-1; box and mask AP mean ± std over fine-tunes) and one verdict
+    per pretrained backbone and metric, each from a paired test against `baseline`
+    (pretrain/commands/demo_stats.py); returns the tests too."""
     from detection.compare import RUN_COUNT, mean_std
 
-    tasks = {"box AP": "bbox", "mask AP": "segm"}
-    rows, verdicts = [], []
+    from .demo_stats import verdict_lines
+
+    rows = []
     by_task = {task: by_label for (_dataset, task), by_label in table.items()}
     for label in labels:
-        cells = [fmt(*knn[label]) + "%" if label in knn else "n/a"]
+        cells = [knn_cell(knn[label]) if label in knn else "n/a"]
         seeds = 0
-        for task in tasks.values():
+        for task in ("bbox", "segm"):
             values = by_task.get(task, {}).get(label, {})
             cells.append(fmt(*mean_std(values["AP"])) if values.get("AP") else "n/a")
             seeds = max(seeds, len(values.get(RUN_COUNT, [])))
         rows.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
-    metrics = {"kNN": {label: knn[label] for label in knn}}
-    for name, task in tasks.items():
-        metrics[name] = {label: mean_std(values["AP"]) for label, values
-                         in by_task.get(task, {}).items() if values.get("AP")}
-    for label in labels:
-        if label == baseline:
-            continue
-        for name, values in metrics.items():
-            if label not in values or baseline not in values:
-                continue
-            (mean, spread), (base, base_spread) = values[label], values[baseline]
-            if spread is None or base_spread is None:
-                verdicts.append(f"- {label}, {name}: {mean - base:+.1f} against {baseline} "
-                                f"(one run each: no spread to compare with; use --seeds 3)")
-                continue
-            margin = spread + base_spread
-            beats = mean - base > margin
-            verdicts.append(f"- {label}, {name}: {mean - base:+.1f} against {baseline} "
-                            f"({'more' if beats else 'not more'} than the spread, "
-                            f"{margin:.1f})")
-    head = ("| backbone | fine-tune seeds | kNN top-1 (± s.e.) | box AP (mean ± std) "
+    verdicts, tests = verdict_lines(knn, runs, labels, baseline, gt_json)
+    head = ("| backbone | fine-tunes | kNN top-1 | box AP (mean ± std) "
             "| mask AP (mean ± std) |\n|---|---|---|---|---|\n")
-    return head + "\n".join(rows) + "\n", verdicts
+    return head + "\n".join(rows) + "\n", verdicts, tests
 
 
 def build_data(args) -> dict:
@@ -373,10 +370,15 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=0,
                         help="fine-tunes run at once; default: 1 on a GPU, else 2 where there "
                         "are 2 or more cores (one thread each on 2 cores)")
+    parser.add_argument("--pretrain-seeds", type=int, default=1,
+                        help="pretrainings per view condition (SEED 0..N-1); random init's kNN "
+                        "is drawn from the same seeds, and each is fine-tuned --seeds times")
     parser.add_argument("--seeds", type=int, default=3,
                         help="fine-tunes per initialisation (SEED 1..N: heads, data order); the "
                         "table gives mean +- std")
     args = parser.parse_args(argv)
+    if args.pretrain_seeds < 1:
+        parser.error(f"--pretrain-seeds {args.pretrain_seeds}: need at least one")
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: need at least one fine-tune per initialisation")
     if bool(args.labelled_train) != bool(args.labelled_test):
@@ -421,28 +423,35 @@ def main(argv=None) -> int:
         parser.error("--supervised-iters needs labelled images: --labelled-train/--labelled-test")
     minutes = {"data": (time.time() - start) / 60}
 
-    # Every backbone compared, by its pretraining checkpoint ("" = random init).
-    checkpoints, pretrain_dirs = {"random init": ""}, {}
+    # Every backbone compared: {label: {pretraining seed: checkpoint}} ("" = random init, whose
+    # kNN is drawn from each pretraining seed; its fine-tunes start from Detectron2's own init).
+    pretrain_seeds = list(range(args.pretrain_seeds))
+    checkpoints = {"random init": {seed: "" for seed in pretrain_seeds}}
+    pretrain_dirs = {}
     tic = time.time()
     for condition, images in pretrain_sets.items():
         label = ("InfoMin Aug of one composite" if condition == "infomin-aug" else
                  f"views share: {condition}" if condition in VIEWS else "pretrained")
-        folder = os.path.join(output, f"pretrain_{condition.replace(' ', '_')}")
-        overrides = ["DATA.ROOT", images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
-                     "OUTPUT_DIR", folder]
-        if condition == "infomin-aug":  # the same pretraining, the usual views
-            overrides += ["DATA.VIEWS_FROM", "image", "DATA.AUGMENTATION", "infomin",
-                          "DATA.CROP_SCALE", "(0.2, 1.0)"]
-        announce("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume",
-                 *overrides)
-        launch(pretrain_stage, max(1, torch.cuda.device_count()),
-               (args.pretrain_config, overrides, True))
-        checkpoints[label] = os.path.join(folder, "model_final.pth")
-        pretrain_dirs[label] = folder
+        checkpoints[label] = {}
+        for seed in pretrain_seeds:
+            folder = os.path.join(output, f"pretrain_{condition.replace(' ', '_')}"
+                                          + (f"_seed{seed}" if seed else ""))
+            overrides = ["DATA.ROOT", images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
+                         "OUTPUT_DIR", folder, *(["SEED", str(seed)] if seed else [])]
+            if condition == "infomin-aug":  # the same pretraining, the usual views
+                overrides += ["DATA.VIEWS_FROM", "image", "DATA.AUGMENTATION", "infomin",
+                              "DATA.CROP_SCALE", "(0.2, 1.0)"]
+            announce("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume",
+                     *overrides)
+            launch(pretrain_stage, max(1, torch.cuda.device_count()),
+                   (args.pretrain_config, overrides, True))
+            checkpoints[label][seed] = os.path.join(folder, "model_final.pth")
+            if not seed:
+                pretrain_dirs[label] = folder
     minutes["pretraining"] = (time.time() - tic) / 60
     headline = next(label for label in checkpoints if label != "random init")
-    probe = fresh_key_readout(checkpoints[headline], pretrain_sets[next(iter(pretrain_sets))],
-                              args.probe_images)
+    probe = fresh_key_readout(checkpoints[headline][0],
+                              pretrain_sets[next(iter(pretrain_sets))], args.probe_images)
     from pretrain.config import load_cfg
 
     pretrain_cfg = load_cfg(args.pretrain_config)
@@ -452,20 +461,26 @@ def main(argv=None) -> int:
         supervised_dir = os.path.join(output, "supervised")
         supervised_top1 = supervised_baseline(arch, crop, labelled_train, labelled_test,
                                               args.supervised_iters, supervised_dir)
-        checkpoints["supervised"] = os.path.join(supervised_dir, "model_final.pth")
-    knn = {}
+        checkpoints["supervised"] = {0: os.path.join(supervised_dir, "model_final.pth")}
+    knn = {}  # {label: {pretraining seed: kNN result}}
     if labelled_train:
-        knn = {label: knn_readout(arch, crop, path, labelled_train, labelled_test)
-               for label, path in checkpoints.items()}
+        knn = {label: {seed: knn_readout(arch, crop, path, labelled_train, labelled_test, seed)
+                       for seed, path in by_seed.items()}
+               for label, by_seed in checkpoints.items()}
 
-    inits, verified = {}, {}  # label -> (Detectron2 weights, run folder name); tensors checked
-    for label, path in checkpoints.items():
+    # (label, pretraining seed, Detectron2 weights, run folder name); tensors checked per label
+    inits, verified = [], {}
+    for label, by_seed in checkpoints.items():
         name = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-        weights = ""
-        if path:
-            weights = os.path.join(output, f"{name}_d2.pkl")
-            verified[label] = export_to_detectron2(path, weights, args.detection_config)
-        inits[label] = (weights, f"finetune_{name}")
+        for seed, path in by_seed.items():
+            suffix = f"_p{seed}" if seed else ""
+            weights = ""
+            if path:
+                weights = os.path.join(output, f"{name}{suffix}_d2.pkl")
+                verified[label] = export_to_detectron2(path, weights, args.detection_config)
+            elif seed:
+                continue  # random init fine-tunes from Detectron2's init: once per fine-tune seed
+            inits.append((label, seed, weights, f"finetune_{name}{suffix}"))
 
     detection_cfg = [] if not args.finetune_iters else [
         "SOLVER.MAX_ITER", str(args.finetune_iters),
@@ -477,16 +492,17 @@ def main(argv=None) -> int:
     if args.num_classes:
         common += ["MODEL.ROI_HEADS.NUM_CLASSES", str(args.num_classes)]
     tic = time.time()
-    runs, jobs = [], []  # (label, folder) and (command, log): every seed of every backbone
+    runs, jobs = [], []  # every fine-tune ({"label", "pretrain_seed", "finetune_seed", "folder"})
     for seed in range(1, args.seeds + 1):
-        for label, (init_weights, name) in inits.items():
+        for label, pretrain_seed, init_weights, name in inits:
             folder = os.path.join(output, f"{name}_seed{seed}")
             # --force: the folder holds this job's stdout.txt already (and a rerun's outputs).
             jobs.append((["detection/train_net.py", "--force", *common,
                           "MODEL.WEIGHTS", init_weights,
                           "SEED", str(seed), "OUTPUT_DIR", folder],
                          os.path.join(folder, "stdout.txt")))
-            runs.append((label, folder))
+            runs.append({"label": label, "pretrain_seed": pretrain_seed, "finetune_seed": seed,
+                         "folder": folder})
     if args.jobs == 1:
         for command, _log in jobs:
             run(*command)
@@ -496,8 +512,11 @@ def main(argv=None) -> int:
 
     from detection.compare import bar_plot, markdown, read_runs
 
-    table = read_runs(runs)
-    headline_table, verdicts = summary(table, knn, list(inits), "random init")
+    from .demo_stats import coco_json_of
+
+    table = read_runs([(r["label"], r["folder"]) for r in runs])
+    headline_table, verdicts, tests = summary(table, knn, list(checkpoints), "random init", runs,
+                                              coco_json_of(test_spec))
     bar_plot(table, ["AP", "AP50", "AP75"], os.path.join(output, "ap.png"))
     plot_pretraining(pretrain_dirs, os.path.join(output, "pretraining.png"))
     minutes["total"] = (time.time() - start) / 60
@@ -505,23 +524,26 @@ def main(argv=None) -> int:
                           markdown(table, ["AP", "AP50", "AP75"]), learned_note(probe),
                           minutes, labelled_test)
     write_results(os.path.join(output, RESULTS_FILE), knn, table, probe, supervised_top1,
-                  verified, minutes)
+                  verified, minutes, tests)
     print(f"\n{headline_table}\n" + "\n".join(verdicts) +
           f"\n\nreport: {report} ({minutes['total']:.1f} min)")
     return 0
 
 
 def write_results(path: str, knn: dict, table: dict, probe: dict, supervised_top1: float | None,
-                  verified: dict, minutes: dict) -> None:
-    """Every figure of the report as JSON, for scripts and tests: kNN top-1 and its standard
-    error per backbone; each fine-tune's metrics per dataset / task and backbone, one value per
-    seed; the fresh-key probe; the supervised baseline's top-1; the backbone tensors Detectron2
-    was checked to load, per exported backbone; the minutes per stage."""
+                  verified: dict, minutes: dict, tests: dict) -> None:
+    """Every figure of the report as JSON, for scripts and tests: kNN top-1, its standard error
+    and its per-image predictions per backbone and pretraining seed; each fine-tune's metrics per
+    dataset / task and backbone, one value per seed; the paired tests against random init per
+    backbone and metric; the fresh-key probe; the supervised baseline's top-1; the backbone
+    tensors Detectron2 was checked to load, per exported backbone; the minutes per stage."""
     from detection.compare import RUN_COUNT
     from pretrain.evaluation.fresh_key_probe import as_json
 
     results = {
-        "knn": {label: {"top1": top1, "stderr": stderr} for label, (top1, stderr) in knn.items()},
+        "knn": {label: {str(seed): result for seed, result in by_seed.items()}
+                for label, by_seed in knn.items()},
+        "tests": tests,
         "detection": {f"{dataset}/{task}": {label: {metric: values for metric, values
                                                     in metrics.items() if metric != RUN_COUNT}
                                             for label, metrics in by_label.items()}

@@ -140,10 +140,16 @@ class ChannelSplitViews:
         return split_channels(converted, self.split)
 
 
-def build_channel_split_views(cfg) -> ChannelSplitViews:
+def build_channel_split_views(cfg):
+    """ChannelSplitViews of DATA.COLOR_SPACE, or with "learned" the views of the frozen generator
+    DATA.LEARNED_VIEWS (views_learned/views.py)."""
     if not cfg.DATA.COLOR_SPACE:
         raise ViewConfigError("MODEL.CMC.ENABLED needs DATA.COLOR_SPACE (e.g. lab for CMC's "
                               "L | ab views)")
+    from ..views_learned.views import LEARNED_SPACE, LearnedChannelViews, learned_views_of
+
+    if cfg.DATA.COLOR_SPACE == LEARNED_SPACE:  # g reads ImageNet-normalised RGB
+        return LearnedChannelViews(compose(recipe_from_cfg(cfg)), learned_views_of(cfg))
     return ChannelSplitViews(compose(recipe_from_cfg(cfg), imagenet_normalize=False),
                              cfg.DATA.COLOR_SPACE, tuple(cfg.DATA.CHANNEL_SPLIT))
 

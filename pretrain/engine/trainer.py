@@ -30,7 +30,7 @@ CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
 # method and the views it learns from; the seed names the run.
 MODEL_KEYS = ("SEED", "MODEL", "DATA.AUGMENTATION", "DATA.CROP_SIZE", "DATA.CROP_SCALE",
               "DATA.VIEWS_FROM", "DATA.VIEWS", "DATA.VIEW_FAMILY", "DATA.PATCH", "DATA.FREQUENCY",
-              "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT", "DATA.MULTI_CROP")
+              "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT", "DATA.LEARNED_VIEWS", "DATA.MULTI_CROP")
 
 
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):

@@ -85,11 +85,13 @@ def knn_probe(arch: str, train_root: str, test_root: str, checkpoint: str = "",
               crop_fraction: float = 0.875) -> dict:
     """The kNN readout of a backbone from `checkpoint` (any format pretrain.formats reads; ""
     = random init, drawn from `seed`), on the GPU when there is one. Returns {"top1" (%),
-    "test_images", "k", "arch", "checkpoint", "stem" (the one rebuilt)}."""
+    "test_images", "k", "arch", "checkpoint", "stem" (the one rebuilt), "predictions", "labels"
+    (per test image, for paired tests)}."""
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backbone, _, stem, arch = load_backbone(arch, checkpoint, encoder, width, stem)
     result = knn_evaluate(backbone.to(device), train_root, test_root, crop_size, device,
                           train_limit, test_limit, k, num_workers, temperature, crop_fraction)
     return {"top1": result["top1"], "test_images": result["test_images"], "k": k, "arch": arch,
-            "checkpoint": checkpoint, "stem": stem}
+            "checkpoint": checkpoint, "stem": stem, "predictions": result["predictions"],
+            "labels": result["labels"]}

@@ -91,8 +91,6 @@ def _view_branch(cfg, in_channels: int) -> MoCo:
 
 
 def build_cmc(cfg) -> CMC:
-    from ..data.color_spaces import check_split
-
     if cfg.MODEL.JIGSAW.ENABLED:
         raise CMCConfigError("MODEL.CMC.ENABLED and MODEL.JIGSAW.ENABLED: CMC has no JigSaw "
                              "branch; turn one off")
@@ -100,8 +98,19 @@ def build_cmc(cfg) -> CMC:
         raise CMCConfigError("EVAL.KNN_PERIOD with MODEL.CMC.ENABLED: the kNN monitor feeds RGB "
                              "images to one encoder, CMC's encoders read colour-space channel "
                              "groups; set EVAL.KNN_PERIOD 0")
-    k1, k2 = check_split(cfg.DATA.COLOR_SPACE or "rgb", cfg.DATA.CHANNEL_SPLIT)
+    k1, k2 = _split(cfg)
     return CMC(_view_branch(cfg, k1), _view_branch(cfg, k2))
+
+
+def _split(cfg) -> tuple[int, int]:
+    """(k1, k2) of DATA.CHANNEL_SPLIT, checked against the colour space or the generator."""
+    from ..data.color_spaces import check_split
+    from ..views_learned.views import LEARNED_SPACE, learned_views_of
+
+    if cfg.DATA.COLOR_SPACE == LEARNED_SPACE:
+        learned = learned_views_of(cfg)
+        return learned.split, learned.generator.channels - learned.split
+    return check_split(cfg.DATA.COLOR_SPACE or "rgb", cfg.DATA.CHANNEL_SPLIT)
 
 
 class CMCReadoutBackbone(nn.Module):
@@ -110,16 +119,22 @@ class CMCReadoutBackbone(nn.Module):
     taken back to [0, 1], converted to the model's colour space and normalised as in training,
     split, each part encoded by its view's backbone, and the two features concatenated."""
 
-    def __init__(self, model: CMC, space: str, split: tuple[int, int]):
+    def __init__(self, model: CMC, space: str, split: tuple[int, int], learned=None):
         super().__init__()
         self.view1 = model.view1.query_encoder.backbone
         self.view2 = model.view2.query_encoder.backbone
         self.space, self.split = space, split
+        # With learned views: the frozen generator (a module of its own, moved with this one).
+        self.generator = learned.generator if learned is not None else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         from ..data.color_spaces import denormalize, normalize, split_channels, to_space
         from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 
+        if self.generator is not None:  # g reads the ImageNet-normalised images as they are
+            with torch.no_grad():
+                first, second = split_channels(self.generator(images), self.split)
+            return torch.cat([self.view1(first), self.view2(second)], dim=1)
         rgb = denormalize(images, IMAGENET_MEAN, IMAGENET_STD).clamp(0, 1)
         first, second = split_channels(normalize(to_space(rgb, self.space), self.space),
                                        self.split)
@@ -145,10 +160,11 @@ class CrossViewPair(nn.Module):
 def readout_backbone(model: MoCo | CMC, cfg) -> nn.Module:
     """What the readouts encode images with: MoCo's query backbone, or CMC's two backbones."""
     if isinstance(model, CMC):
-        from ..data.color_spaces import check_split
+        from ..views_learned.views import LEARNED_SPACE, learned_views_of
 
         space = cfg.DATA.COLOR_SPACE or "rgb"
-        return CMCReadoutBackbone(model, space, check_split(space, cfg.DATA.CHANNEL_SPLIT))
+        learned = learned_views_of(cfg) if space == LEARNED_SPACE else None
+        return CMCReadoutBackbone(model, space, _split(cfg), learned)
     return model.query_encoder.backbone
 
 

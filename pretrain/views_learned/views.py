@@ -42,6 +42,46 @@ class LearnedViews:
         return (v1[0], v2[0]) if single else (v1, v2)
 
 
+# DATA.COLOR_SPACE of CMC views made by a frozen generator (DATA.LEARNED_VIEWS), not a colour space.
+LEARNED_SPACE = "learned"
+
+
+class LearnedChannelViews:
+    """CMC's two views from a frozen generator (InfoMin Sec. 4.2): ONE draw of the augmentation,
+    ImageNet-normalised, through g, split into its first k1 and other k2 channels."""
+
+    def __init__(self, augmentation, learned: LearnedViews):
+        self.augmentation = augmentation
+        self.learned = learned
+
+    def __repr__(self) -> str:
+        return f"LearnedChannelViews(g: {self.learned.generator.spec()}, split {self.learned.split})"
+
+    def __call__(self, image):
+        return self.learned(self.augmentation(image))
+
+
+def learned_views_of(cfg) -> LearnedViews:
+    """The frozen generator DATA.LEARNED_VIEWS names, checked against DATA.CHANNEL_SPLIT (the
+    split it was learned with: the two views must be the ones the approximator scored)."""
+    from ..common.errors import ConfigError
+
+    path = cfg.DATA.LEARNED_VIEWS
+    if not path:
+        raise ConfigError(f"DATA.COLOR_SPACE {LEARNED_SPACE}: DATA.LEARNED_VIEWS must name a "
+                          "generator file (tools/learn_views.py writes one)")
+    try:
+        learned = LearnedViews.from_file(path)
+    except GeneratorFileError as err:
+        raise ConfigError(f"DATA.LEARNED_VIEWS: {err}") from None
+    channels = learned.generator.channels
+    expected = (learned.split, channels - learned.split)
+    if tuple(int(k) for k in cfg.DATA.CHANNEL_SPLIT) != expected:
+        raise ConfigError(f"DATA.CHANNEL_SPLIT {tuple(cfg.DATA.CHANNEL_SPLIT)}: the generator "
+                          f"{path} was learned with the split {expected}")
+    return learned
+
+
 def save_generator(path: str, generator: PixelFlow, split: int, extra: dict | None = None) -> None:
     atomic_torch_save({"format": GENERATOR_FORMAT, "spec": generator.spec(), "split": split,
                        "state_dict": generator.state_dict(), **(extra or {})}, path)

@@ -94,3 +94,76 @@ def test_cmc_pretrains_checkpoints_resumes_and_is_refused_by_the_converter(bccd,
 
     with pytest.raises(ConversionError, match="a CMC checkpoint"):
         convert(str(out / "model_final.pth"), str(tmp_path / "cmc.pkl"))
+
+
+def saved_generator(tmp_path, split: int = 1) -> str:
+    """A small trained-looking generator: a volume-preserving flow whose blocks are perturbed away
+    from the identity they start as."""
+    from pretrain.views_learned import PixelFlow, save_generator
+
+    torch.manual_seed(0)
+    flow = PixelFlow("vp", blocks=2, hidden=8)
+    with torch.no_grad():
+        for parameter in flow.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    path = str(tmp_path / "generator.pth")
+    save_generator(path, flow, split)
+    return path
+
+
+def test_learned_views_are_the_frozen_generators_split_of_one_augmented_image(bccd, tmp_path):
+    """DATA.COLOR_SPACE learned: CMC's two views are g(x) split at the generator's own split, x
+    the ImageNet-normalised augmented image (InfoMin Sec. 4.2); the readout applies g too."""
+    from pretrain.models.cmc import readout_backbone
+    from pretrain.views_learned import LearnedViews
+
+    path = saved_generator(tmp_path)
+    cfg = load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned", "DATA.LEARNED_VIEWS", path])
+    image = first_image(bccd)
+    views = build_views(cfg)  # outside the seeded draws: building g draws its initial weights
+    with seeded_rngs(5):
+        first, second = views(image)
+    with seeded_rngs(5):
+        x = compose(recipe_from_cfg(cfg))(image)
+    generator = LearnedViews.from_file(path).generator
+    with torch.no_grad():
+        expected = generator(x[None])[0]
+    assert first.shape == (1, 32, 32) and second.shape == (2, 32, 32)
+    assert torch.equal(torch.cat([first, second]), expected)
+    assert not torch.allclose(expected, x, atol=1e-3)  # not the identity: g is applied
+
+    torch.manual_seed(0)
+    model = build_cmc(cfg).eval()
+    assert model.view1.query_encoder.backbone.conv1.in_channels == 1
+    backbone = readout_backbone(model, cfg)
+    with torch.no_grad():
+        features = backbone(x[None])
+        direct = torch.cat([model.view1.query_encoder.backbone(expected[None, :1]),
+                            model.view2.query_encoder.backbone(expected[None, 1:])], dim=1)
+    torch.testing.assert_close(features, direct)
+
+
+def test_learned_views_name_a_missing_file_and_a_split_other_than_the_generators(tmp_path):
+    from pretrain.common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DATA.LEARNED_VIEWS must name a generator file"):
+        build_views(load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned"]))
+    with pytest.raises(ConfigError, match="no such file"):
+        build_views(load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned",
+                                          "DATA.LEARNED_VIEWS", str(tmp_path / "none.pth")]))
+    path = saved_generator(tmp_path, split=2)
+    with pytest.raises(ConfigError, match=r"learned with the split \(2, 1\)"):
+        build_cmc(load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned",
+                                        "DATA.LEARNED_VIEWS", path]))
+
+
+@pytest.mark.integration
+def test_cmc_pretrains_on_learned_views(bccd, tmp_path):
+    out = tmp_path / "out"
+    path = saved_generator(tmp_path)
+    run_tool("tools/pretrain.py", "--config-file", CPU_CONFIG, "DATA.ROOT", str(bccd),
+             "OUTPUT_DIR", str(out), "DATA.COLOR_SPACE", "learned", "DATA.LEARNED_VIEWS", path,
+             "SOLVER.MAX_ITER", "2")
+    state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    assert state["iteration"] == 2
+    assert state["model"]["view2.query_encoder.backbone.conv1.weight"].shape[1] == 2
