@@ -83,11 +83,15 @@ def _names(description) -> list[str]:
 DELIBERATE = {"byol_R50_1000ep.yaml": {"jitter"}, "mocov3_R50_100ep.yaml": {"jitter"},
               "simclr_R50_100ep.yaml": {"jitter"}, "pirl_R50_800ep.yaml": {"jitter"},
               # the releases' order (flip, jitter, grayscale, blur) and jitter strengths
-              "swav_R50_800ep.yaml": {"jitter", "steps"}, "dino_R50_100ep.yaml": {"jitter", "steps"}}
+              "swav_R50_800ep.yaml": {"jitter", "steps"}, "dino_R50_100ep.yaml": {"jitter", "steps"},
+              # CIFAR-10 at 32 px: no blur (SimCLR App. B.9); MoCo's CIFAR demo's own jitter
+              # (0.4, 0.4, 0.4, 0.1) at p 0.8 and order on MoCo v1's preset; SimCLR's strength 0.5
+              "mocov2_R18.yaml": {"steps"}, "simclr_R18.yaml": {"steps"},
+              "moco_demo_R18.yaml": {"jitter", "jitter_p", "steps"}}
 
 
 def test_no_shipped_config_changes_its_preset():
-    for path in sorted(glob.glob("configs/pretrain/*.yaml")):
+    for path in sorted(glob.glob("configs/pretrain/**/*.yaml", recursive=True)):
         cfg = load_cfg(path)
         got = recipe_from_cfg(cfg)
         expected = preset(cfg.DATA.AUGMENTATION, cfg.DATA.CROP_SIZE, tuple(cfg.DATA.CROP_SCALE))
