@@ -51,6 +51,10 @@ _C.MODEL.MOMENTUM = 0.999  # key encoder EMA (BYOL's tau_base, MoCo v3's m)
 # byol, mocov3: anneal the momentum from MODEL.MOMENTUM to 1 over the run by a half cosine (BYOL
 # Sec. 3.2; MoCo v3's --moco-m-cos), pretrain/models/ema.py.
 _C.MODEL.MOMENTUM_COSINE = False
+# The run length (iterations) MODEL.MOMENTUM was chosen for: a run of another length uses
+# MOMENTUM ** (MOMENTUM_REFERENCE_ITERS / its iterations), the same EMA schedule in fractions of
+# the run (pretrain/models/ema.py run_length_momentum; short comparisons of EMA methods). 0: off.
+_C.MODEL.MOMENTUM_REFERENCE_ITERS = 0
 # Hidden width of the predictor MLP of byol (4096), simsiam (512), mocov3 (4096); its output has
 # MODEL.FEAT_DIM dimensions (pretrain/models/heads.py build_predictor).
 _C.MODEL.PREDICTOR_HIDDEN_DIM = 4096
@@ -212,7 +216,11 @@ _C.DATA.MULTI_CROP.SMALL_SCALE = (0.05, 0.14)
 
 _C.SOLVER = CN()
 _C.SOLVER.BATCH_SIZE = 256  # global, over all processes
-_C.SOLVER.BASE_LR = 0.03  # for a global batch of 256; scaled linearly with the batch
+_C.SOLVER.BASE_LR = 0.03  # for a global batch of 256; scaled with the batch by LR_SCALING
+# "linear": lr = BASE_LR x batch / 256 (Goyal et al.; MoCo, BYOL, ...); "sqrt": BASE_LR x
+# sqrt(batch / 256), SimCLR's rule for small batches and long runs (App. B.1: 0.075 x sqrt(batch)
+# is BASE_LR 1.2 here).
+_C.SOLVER.LR_SCALING = "linear"
 _C.SOLVER.MOMENTUM = 0.9
 # "sgd" | "lars" (pretrain/models/optim.py: trust ratio eta * |w| / |g + wd w|; biases and BN
 # parameters excluded from adaptation and weight decay, as SimCLR, BYOL and MoCo v3 do).

@@ -21,9 +21,10 @@ def start_line(stage: str, images: int, source: str, device: str, processes: int
 
 
 def pretrain_start_line(cfg, samples: int, device: str, processes: int, total_iters: int,
-                        start_iter: int = 0) -> str:
-    """start_line for tools/pretrain.py's config: lr is SOLVER.BASE_LR scaled to the batch."""
-    lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
+                        start_iter: int = 0, lr: float | None = None) -> str:
+    """start_line for tools/pretrain.py's config: lr is SOLVER.BASE_LR scaled to the batch
+    (linearly unless the caller gives the one it scaled otherwise)."""
+    lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256 if lr is None else lr
     return start_line("pretrain", samples, f"DATA.ROOT {cfg.DATA.ROOT}", device, processes,
                       cfg.SOLVER.BATCH_SIZE, lr, total_iters, cfg.OUTPUT_DIR,
                       start_iter=start_iter)

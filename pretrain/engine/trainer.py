@@ -15,6 +15,7 @@ from ..data.checks import checked_images
 from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_of_config
 from ..models.cmc import build_model
+from ..models.ema import run_length_momentum
 from ..models.optim import build_solver, group_lr_factors
 from ..models.sync_bn import convert_to_sync_bn
 from ..common import distributed as du
@@ -33,11 +34,36 @@ MODEL_KEYS = ("SEED", "MODEL", "DATA.AUGMENTATION", "DATA.CROP_SIZE", "DATA.CROP
               "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT", "DATA.LEARNED_VIEWS", "DATA.MULTI_CROP")
 
 
+LR_SCALINGS = ("linear", "sqrt")
+
+
+def scaled_lr(cfg) -> float:
+    """SOLVER.BASE_LR (for a batch of 256) at SOLVER.BATCH_SIZE by SOLVER.LR_SCALING."""
+    ratio = cfg.SOLVER.BATCH_SIZE / 256
+    if cfg.SOLVER.LR_SCALING not in LR_SCALINGS:
+        raise ConfigError(f"SOLVER.LR_SCALING {cfg.SOLVER.LR_SCALING!r}: expected one of "
+                          f"{LR_SCALINGS}")
+    return cfg.SOLVER.BASE_LR * (ratio if cfg.SOLVER.LR_SCALING == "linear" else ratio ** 0.5)
+
+
+def model_cfg_for_run(cfg, total_iters: int):
+    """The config the model is built from: MODEL.MOMENTUM rescaled to the run's length where
+    MODEL.MOMENTUM_REFERENCE_ITERS asks (models/ema.py run_length_momentum); else `cfg`."""
+    if not cfg.MODEL.MOMENTUM_REFERENCE_ITERS:
+        return cfg
+    scaled = cfg.clone()
+    scaled.defrost()
+    scaled.MODEL.MOMENTUM = run_length_momentum(cfg.MODEL.MOMENTUM,
+                                                cfg.MODEL.MOMENTUM_REFERENCE_ITERS, total_iters)
+    scaled.freeze()
+    return scaled
+
+
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     """SOLVER.OPTIMIZER (SGD, or LARS) on the trainable parameters (query encoder, jigsaw head,
     predictor), lr scaled linearly with the global batch, per-iteration cosine with the recipe's
     warm-up (not for a SOLVER.PREDICTOR_FIXED_LR group)."""
-    lr = cfg.SOLVER.BASE_LR * cfg.SOLVER.BATCH_SIZE / 256
+    lr = scaled_lr(cfg)
     optimizer = build_solver(cfg, model, lr)  # SGD (one group), or LARS / a fixed-lr predictor
     warmup_epochs = cfg.SOLVER.WARMUP_EPOCHS
     if warmup_epochs < 0:
@@ -98,7 +124,8 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device, cfg.SOLVER.CPU_AMP)
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
-    model = build_model(cfg)  # MoCo, or CMC with MODEL.CMC.ENABLED, or MODEL.METHOD's
+    # MoCo, or CMC with MODEL.CMC.ENABLED, or MODEL.METHOD's; its EMA momentum for this run length
+    model = build_model(model_cfg_for_run(cfg, total_iters))
     if hasattr(model, "momentum_schedule"):  # BYOL, MoCo v3: annealed over the whole run
         model.momentum_schedule.total_steps = total_iters
     if hasattr(model, "memory_bank"):  # InsDis, PIRL: one entry per sample, from the seed
@@ -127,7 +154,8 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     else:
         torch.manual_seed(cfg.SEED + rank)
     if du.is_main_process():
-        print(pretrain_start_line(cfg, samples, device, world_size, total_iters, start_iter),
+        print(pretrain_start_line(cfg, samples, device, world_size, total_iters, start_iter,
+                                  scaled_lr(cfg)),
               flush=True)
 
     ddp = (DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]

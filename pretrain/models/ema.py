@@ -11,6 +11,18 @@ import torch
 import torch.nn as nn
 
 
+def run_length_momentum(base: float, reference_iters: int, total_iters: int) -> float:
+    """The momentum that keeps an EMA's schedule the same in fractions of the run when a recipe
+    made for `reference_iters` steps runs for `total_iters`: after a fraction f of the run the
+    target has moved base^(f * reference_iters) of the way either way, so base' = base^(reference
+    / total). BYOL's 0.996 over its 312,785 ImageNet steps becomes 0.002 over 200: at that length
+    the target follows the online network within a step, as it does at the paper's length for
+    all but the last 0.1% of the run (MODEL.MOMENTUM_REFERENCE_ITERS; 0: the base as given)."""
+    if reference_iters <= 0 or total_iters <= 0:
+        return base
+    return base ** (reference_iters / total_iters)
+
+
 def cosine_momentum(base: float, step: int, total_steps: int) -> float:
     return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
 
