@@ -99,19 +99,20 @@ class WeightedCocoAP:
                 continue  # COCOeval leaves such a category out of the mean
             w = weights[cat["owner"]]
             tp, fp = np.cumsum(cat["tp"] * w, axis=1), np.cumsum(cat["fp"] * w, axis=1)
-            per_category.append(np.mean([self._precision_at_recalls(tp[t], fp[t], positives)
-                                         for t in range(len(tp))]))
+            per_category.append(self._mean_interpolated_precision(tp, fp, positives))
         return 100 * float(np.mean(per_category)) if per_category else float("nan")
 
-    def _precision_at_recalls(self, tp: np.ndarray, fp: np.ndarray, positives: float) -> float:
-        """COCOeval.accumulate's interpolated precision, averaged over the recall thresholds."""
-        if len(tp) == 0:
+    def _mean_interpolated_precision(self, tp: np.ndarray, fp: np.ndarray,
+                                     positives: float) -> float:
+        """COCOeval.accumulate's interpolated precision at its recall thresholds, averaged over
+        them and the IoU thresholds (rows of tp / fp: cumulative counts per IoU threshold)."""
+        if tp.shape[1] == 0:
             return 0.0
         recall = tp / positives
         precision = tp / (fp + tp + np.spacing(1))
-        precision = np.maximum.accumulate(precision[::-1])[::-1]  # best precision to the right
-        found = np.searchsorted(recall, self.recall_thresholds, side="left")
-        reached = found < len(precision)
-        values = np.zeros(len(self.recall_thresholds))
-        values[reached] = precision[found[reached]]
-        return float(values.mean())
+        precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # best to the right
+        total = 0.0
+        for row_recall, row_precision in zip(recall, precision):
+            found = np.searchsorted(row_recall, self.recall_thresholds, side="left")
+            total += row_precision[found[found < len(row_precision)]].sum()
+        return total / (len(recall) * len(self.recall_thresholds))

@@ -120,7 +120,8 @@ def paired_bootstrap_metric(metric_a: Sequence[Callable[[np.ndarray], float]],
     for r in range(resamples):
         chosen = rng.integers(0, seeds, size=seeds)
         weights = rng.multinomial(images, np.full(images, 1.0 / images)).astype(np.float64)
-        draws[r] = np.mean([metric_a[s](weights) - metric_b[s](weights) for s in chosen])
+        difference = {s: metric_a[s](weights) - metric_b[s](weights) for s in set(chosen)}
+        draws[r] = np.mean([difference[s] for s in chosen])
     return _summary(per_seed.mean(), draws, seeds, per_seed)
 
 
