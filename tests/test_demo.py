@@ -66,7 +66,7 @@ def test_demo_pipeline_reduced(tmp_path):
 
 
 def test_the_learned_verdict_reads_a_probe_of_a_model_without_a_queue():
-    from pretrain.commands.demo import learned_note
+    from pretrain.commands.demo_report import learned_note
 
     nan = float("nan")
     probe = {"probe_images": 512, "chance_fresh_acc": 1 / 512,
