@@ -41,8 +41,8 @@ import time
 
 from pretrain.common.cli import run_entry_point
 
-from pretrain.commands.demo_report import (VIEWS, learned_note, plot_pretraining, summary, write_report,
-                          write_results)
+from pretrain.commands.demo_report import (VIEWS, learned_note, plot_pretraining, summary,
+                                           write_report, write_results)
 
 # The checkout: the demo reads its configs from there and starts detection/train_net.py in it.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
