@@ -52,7 +52,7 @@ def test_a_reverse_u_needs_the_peak_inside_and_both_sides_significant(tmp_path):
     assert not summarise(rising)["reverse_u"]["interior"]
     summary = write_sweep_report(peaked, [], "knn", str(tmp_path))
     table = (tmp_path / "results.md").read_text()
-    assert "Both sides significant: a reverse U." in table
+    assert "Both sides significant: a reverse U (the peak was picked" in table
     assert "| c=0.6 | 3 |" in table and "| above |" in table
     assert summary["spearman"]["n"] == 3
     assert (tmp_path / "reverse_u.png").read_bytes()[:4] == b"\x89PNG"
