@@ -7,7 +7,7 @@ mode: a fixed critic), with a second sample to show the sampling spread.
 
     python bench/ince_estimators.py SWEEP_DIR --heldout DIR [--n 1024]
 
-Prints one row per finished run of the sweep (tools/sweep.py's folders).
+Prints one row per finished pretraining run of the sweep (tools/sweep.py's folders).
 """
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def main() -> None:
         os.path.join(args.sweep_dir, "**", "result.json"), recursive=True))
     header = None
     for point in points:
+        if not os.path.isfile(os.path.join(point, "config.yaml")):
+            continue  # random init: nothing was trained there (its I_NCE is near 0 either way)
         rows = estimates(point, args.heldout, args.n)
         columns = [c for c in rows if c not in ("label", "seed")]
         if header is None:
