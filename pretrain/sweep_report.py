@@ -20,7 +20,7 @@ import statistics
 import numpy as np
 
 from .engine.checkpoint import atomic_write_text
-from .evaluation.paired_tests import paired_bootstrap, significant, spearman
+from .evaluation.paired_tests import correct_per_image, paired_bootstrap, significant, spearman
 
 READOUT_NAMES = {"knn": "kNN", "linear": "linear readout"}
 RUN_COLUMNS = ("label", "seed", "i_nce", "i_nce_bound", "accuracy", "heldout_loss",
@@ -32,23 +32,17 @@ def _mean_sd(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def _correct(run: dict) -> np.ndarray | None:
-    if "predictions" not in run:
-        return None
-    return np.asarray(run["predictions"]) == np.asarray(run["labels"])
-
-
 def paired_runs_test(runs_a: list[dict], runs_b: list[dict]) -> dict | None:
     """The paired bootstrap of A's accuracy minus B's over the seeds both have (None without
     per-image predictions, or without a common seed)."""
     by_seed_b = {run.get("seed"): run for run in runs_b}
     pairs = [(run, by_seed_b[run.get("seed")]) for run in runs_a if run.get("seed") in by_seed_b]
-    if not pairs or any(_correct(a) is None or _correct(b) is None for a, b in pairs):
+    if not pairs or any("predictions" not in run for pair in pairs for run in pair):
         return None
     if any(a["labels"] != b["labels"] for a, b in pairs):
         return None  # not the same test images: no pairing
-    return paired_bootstrap(np.stack([_correct(a) for a, _ in pairs]),
-                            np.stack([_correct(b) for _, b in pairs]))
+    return paired_bootstrap(np.stack([correct_per_image(a) for a, _ in pairs]),
+                            np.stack([correct_per_image(b) for _, b in pairs]))
 
 
 def summarise(rows: list[dict]) -> dict:

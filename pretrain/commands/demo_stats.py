@@ -17,16 +17,12 @@ import re
 
 import numpy as np
 
-from pretrain.evaluation.paired_tests import (paired_bootstrap, paired_bootstrap_metric,
-                                              verdict)
+from pretrain.evaluation.paired_tests import (correct_per_image, paired_bootstrap,
+                                              paired_bootstrap_metric, verdict)
 
 RESULTS_JSON = os.path.join("inference", "coco_instances_results.json")  # COCOEvaluator's
 AP_TASKS = {"box AP": "bbox", "mask AP": "segm"}
 AP_RESAMPLES = 1000
-
-
-def correct(result: dict) -> np.ndarray:
-    return np.asarray(result["predictions"]) == np.asarray(result["labels"])
 
 
 def knn_test(knn: dict, label: str, baseline: str) -> dict | None:
@@ -35,8 +31,8 @@ def knn_test(knn: dict, label: str, baseline: str) -> dict | None:
     seeds = sorted(set(knn.get(label, {})) & set(knn.get(baseline, {})))
     if not seeds:
         return None
-    return paired_bootstrap(np.stack([correct(knn[label][s]) for s in seeds]),
-                            np.stack([correct(knn[baseline][s]) for s in seeds]))
+    return paired_bootstrap(np.stack([correct_per_image(knn[label][s]) for s in seeds]),
+                            np.stack([correct_per_image(knn[baseline][s]) for s in seeds]))
 
 
 def coco_json_of(spec: str) -> str:

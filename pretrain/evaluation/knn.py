@@ -92,6 +92,4 @@ def knn_probe(arch: str, train_root: str, test_root: str, checkpoint: str = "",
     backbone, _, stem, arch = load_backbone(arch, checkpoint, encoder, width, stem)
     result = knn_evaluate(backbone.to(device), train_root, test_root, crop_size, device,
                           train_limit, test_limit, k, num_workers, temperature, crop_fraction)
-    return {"top1": result["top1"], "test_images": result["test_images"], "k": k, "arch": arch,
-            "checkpoint": checkpoint, "stem": stem, "predictions": result["predictions"],
-            "labels": result["labels"]}
+    return {**result, "k": k, "arch": arch, "checkpoint": checkpoint, "stem": stem}

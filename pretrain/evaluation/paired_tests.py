@@ -46,6 +46,12 @@ def _as_matrix(correct, name: str) -> np.ndarray:
     return array
 
 
+def correct_per_image(result: dict) -> np.ndarray:
+    """Which test images a readout result ({"predictions", "labels"}, as knn_evaluate returns
+    and sweeps and the demo keep) got right."""
+    return np.asarray(result["predictions"]) == np.asarray(result["labels"])
+
+
 def _binomial_two_sided(k: int, n: int) -> float:
     """Exact two-sided p of k or fewer (or as many more) successes in n fair coin flips."""
     if n == 0:

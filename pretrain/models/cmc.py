@@ -98,17 +98,23 @@ def build_cmc(cfg) -> CMC:
         raise CMCConfigError("EVAL.KNN_PERIOD with MODEL.CMC.ENABLED: the kNN monitor feeds RGB "
                              "images to one encoder, CMC's encoders read colour-space channel "
                              "groups; set EVAL.KNN_PERIOD 0")
-    k1, k2 = _split(cfg)
+    k1, k2 = _split(cfg, _learned_views(cfg))
     return CMC(_view_branch(cfg, k1), _view_branch(cfg, k2))
 
 
-def _split(cfg) -> tuple[int, int]:
-    """(k1, k2) of DATA.CHANNEL_SPLIT, checked against the colour space or the generator."""
-    from ..data.color_spaces import check_split
+def _learned_views(cfg):
+    """The frozen generator of DATA.COLOR_SPACE learned (loaded and checked), else None."""
     from ..views_learned.views import LEARNED_SPACE, learned_views_of
 
-    if cfg.DATA.COLOR_SPACE == LEARNED_SPACE:
-        learned = learned_views_of(cfg)
+    return learned_views_of(cfg) if cfg.DATA.COLOR_SPACE == LEARNED_SPACE else None
+
+
+def _split(cfg, learned=None) -> tuple[int, int]:
+    """(k1, k2) of DATA.CHANNEL_SPLIT, checked against the colour space, or the generator's split
+    with `learned` (_learned_views)."""
+    from ..data.color_spaces import check_split
+
+    if learned is not None:
         return learned.split, learned.generator.channels - learned.split
     return check_split(cfg.DATA.COLOR_SPACE or "rgb", cfg.DATA.CHANNEL_SPLIT)
 
@@ -160,11 +166,9 @@ class CrossViewPair(nn.Module):
 def readout_backbone(model: MoCo | CMC, cfg) -> nn.Module:
     """What the readouts encode images with: MoCo's query backbone, or CMC's two backbones."""
     if isinstance(model, CMC):
-        from ..views_learned.views import LEARNED_SPACE, learned_views_of
-
-        space = cfg.DATA.COLOR_SPACE or "rgb"
-        learned = learned_views_of(cfg) if space == LEARNED_SPACE else None
-        return CMCReadoutBackbone(model, space, _split(cfg), learned)
+        learned = _learned_views(cfg)  # one load serves the split and the readout
+        return CMCReadoutBackbone(model, cfg.DATA.COLOR_SPACE or "rgb", _split(cfg, learned),
+                                  learned)
     return model.query_encoder.backbone
 
 
