@@ -22,7 +22,7 @@ from pretrain.config import load_cfg
 from pretrain.data.packed import open_images
 from pretrain.data.pipelines import ViewPipeline
 from pretrain.evaluation.mutual_info import heldout_views, info_nce_estimate
-from pretrain.models.cmc import build_model
+from pretrain.models.registry import build_model
 
 
 def folder_order_views(cfg, root: str, n: int):

@@ -53,7 +53,8 @@ def main(argv=None) -> int:
                             "SEED", seed, "SOLVER.MAX_ITER", str(args.iters),
                             "EVAL.KNN_PERIOD", str(args.iters), "EVAL.KNN_TRAIN_ROOT", train,
                             "EVAL.KNN_TEST_ROOT", test, "EVAL.KNN_TRAIN_LIMIT", str(args.knn_train),
-                            "EVAL.KNN_TEST_LIMIT", str(args.knn_test), "OUTPUT_DIR", out, *args.opts],
+                            "EVAL.KNN_TEST_LIMIT", str(args.knn_test), "OUTPUT_DIR", out,
+                            *args.opts],
                            cwd=REPO, check=True)
             results.setdefault(pipeline, []).append(final_knn(out))
 

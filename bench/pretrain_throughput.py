@@ -87,11 +87,11 @@ def main(argv=None) -> int:
 
     def train_step(views):
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            loss, _ = forward(*views)
+            loss = forward(*views).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        model.momentum_update()
+        model.after_optimizer_step()
 
     rates = {}
     for kind in args.pipelines.split(","):

@@ -8,7 +8,7 @@ label, e.g. several VOC seeds) as markdown and as a PNG bar plot.
 
 Each run folder holds the metrics_eval.json that detection/train_net.py writes; --output gets
 .md and .png appended.
-"""
+"""  # noqa: E501 (the usage lines are --help's text as printed: a rewrap would change it)
 from __future__ import annotations
 
 import argparse

@@ -42,8 +42,8 @@ class CompiledOpMissing(RuntimeError):
 def _missing_op_error(name: str) -> CompiledOpMissing:
     what = next((desc for prefix, desc in _OP_NAMES.items() if name.startswith(prefix)), name)
     return CompiledOpMissing(
-        f"{what} needs Detectron2's compiled ops (detectron2._C.{name}), and this Detectron2 is the "
-        "Python-only build. Build the official detectron2 from source to use it.")
+        f"{what} needs Detectron2's compiled ops (detectron2._C.{name}), and this Detectron2 "
+        "is the Python-only build. Build the official detectron2 from source to use it.")
 
 
 class _PlaceholderOps(types.ModuleType):
@@ -165,6 +165,8 @@ def describe() -> str:
 
     where = detectron2.__file__.rsplit("/", 2)[0]
     if build == "compiled":
-        return f"detectron2 {detectron2.__version__}: compiled build with detectron2._C, at {where}"
-    return (f"detectron2 {detectron2.__version__}: Python-only build (no detectron2._C) at {where}; "
-            "deformable conv and rotated-box ops raise a clear error, COCO evaluation uses pycocotools")
+        return (f"detectron2 {detectron2.__version__}: compiled build with detectron2._C, "
+                f"at {where}")
+    return (f"detectron2 {detectron2.__version__}: Python-only build (no detectron2._C) "
+            f"at {where}; deformable conv and rotated-box ops raise a clear error, COCO evaluation "
+            "uses pycocotools")

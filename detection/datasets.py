@@ -1,16 +1,17 @@
 """Register detection datasets from one-line specs, so any COCO-json or VOC-layout set can be used
 from a config or the command line without writing code:
 
-    DATASETS.REGISTER ("name=bccd_train format=voc root=/data/bccd split=train classes=RBC,WBC,Platelets",
-                       "name=fruits_train format=coco json=/data/fn/trainval.json images=/data/fn/images
-                        holdout=0.25 part=train")
+    DATASETS.REGISTER ("name=bccd_train format=voc root=/data/bccd split=train
+                        classes=RBC,WBC,Platelets",
+                       "name=fruits_train format=coco json=/data/fn/trainval.json
+                        images=/data/fn/images holdout=0.25 part=train")
 
 voc:  root, in one of the layouts VOC exports come in: the standard Annotations/, JPEGImages/,
       ImageSets/Main/<split>.txt; or the .xml files beside the images in root (Roboflow, LabelImg),
-      or Annotations/ + JPEGImages/ without ImageSets/Main. split names the list to read where there
-      is one (default trainval); without one every annotated image is used. classes (comma-separated;
-      default: every <name> in the annotations, sorted), year (2007 selects the 11-point VOC07 AP;
-      default 2012, the area AP).
+      or Annotations/ + JPEGImages/ without ImageSets/Main. split names the list to read where
+      there is one (default trainval); without one every annotated image is used. classes
+      (comma-separated; default: every <name> in the annotations, sorted), year (2007 selects the
+      11-point VOC07 AP; default 2012, the area AP).
 coco: json, images. Categories that only name the others' supercategory and hold no annotation
       (Roboflow's category 0) are left out; categories that share a name are told apart by id
       ("name (id N)"), so per-class AP keeps them apart.

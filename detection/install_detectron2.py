@@ -9,7 +9,8 @@ Order (first that works wins):
      (cached under .cache/wheels) and install it; `detection.compat` then supplies the missing
      `detectron2._C` with a placeholder that names the op whenever one is used.
 
-Run with the interpreter of the target environment: `.venv/bin/python detection/install_detectron2.py`.
+Run with the interpreter of the target environment:
+`.venv/bin/python detection/install_detectron2.py`.
 Set D2_BUILD=registry to skip the source attempt, D2_BUILD=source to insist on it.
 """
 from __future__ import annotations
@@ -111,7 +112,8 @@ def registry_sdist() -> str:
 
 def download_registry_sdist(dest: str) -> str:
     """Fetch the sdist from the package index by hand: `pip download` refuses it, because its
-    metadata declares a direct-URL extra (panopticapi). The file is checked against a pinned hash."""
+    metadata declares a direct-URL extra (panopticapi). The file is checked against a pinned
+    hash."""
     index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
     with urllib.request.urlopen(f"{index}/{REGISTRY_PROJECT}/", timeout=60) as page:
         html = page.read().decode()
@@ -189,7 +191,8 @@ def install() -> int:
         print("[detectron2] github.com is out of reach: using the registry's Python-only sources")
     wheel = build_pyonly_wheel()
     pip("install", wheel)
-    print(f"[detectron2] installed {os.path.basename(wheel)} (Python only; see detection/compat.py)")
+    print(f"[detectron2] installed {os.path.basename(wheel)} "
+          "(Python only; see detection/compat.py)")
     return 0
 
 

@@ -183,7 +183,8 @@ def parse_args(argv=None):
                         help="write into a non-empty OUTPUT_DIR (same-named files are overwritten)")
     parser.add_argument("--check-data", action="store_true",
                         help="decode every train and test image before training (DATASETS.CHECK "
-                             "decode); bad ones are left out or stop the run (DATASETS.ON_BAD_IMAGE)")
+                             "decode); bad ones are left out or stop the run "
+                             "(DATASETS.ON_BAD_IMAGE)")
     args = parser.parse_args(argv)
     apply_trailing_flags(args, ("--resume", "--force", "--eval-only", "--check-data"))
     if args.check_data:

@@ -18,7 +18,8 @@ _C.OUTPUT_DIR = ""
 _C.SEED = 0
 
 _C.MODEL = CN()
-# The method (pretrain/models/methods.py): "moco" (MoCo v1/v2, InfoMin; CMC with MODEL.CMC.ENABLED),
+# The method (pretrain/models/registry.py; each is a models/method.py Method): "moco" (MoCo v1/v2,
+# InfoMin; CMC with MODEL.CMC.ENABLED),
 # "simclr" (NT-Xent over the global batch), "byol" (predictor, EMA target), "simsiam" (predictor,
 # stop-gradient), "mocov3" (predictor, momentum keys of the batch as negatives), "swav"
 # (prototypes, Sinkhorn codes, swapped prediction: MODEL.SWAV), "dino" (self-distillation with a
@@ -234,7 +235,8 @@ _C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)
 # Epochs at which the lr drops 10x (InsDis's and MoCo v1's step schedule); (): the cosine.
 _C.SOLVER.LR_STEPS = ()
 _C.SOLVER.WARMUP_EPOCHS = -1.0  # -1: the recipe's rule, 5 epochs when the batch exceeds 256, else 0
-_C.SOLVER.AMP = "bf16"  # mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off"
+# Mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off".
+_C.SOLVER.AMP = "bf16"
 # bf16 autocast and channels-last on a CPU that computes bf16 natively (AMX / AVX512-BF16;
 # pretrain/common/cpu_bf16.py), fp32 with a note on others. Off by default: the reference
 # recipes and equivalence tests are fp32 on a CPU. The demo's CPU config turns it on.
@@ -354,7 +356,8 @@ def get_lincls_cfg() -> CN:
 def merge_overrides(cfg: CN, config_file: str = "", opts=(), stage: str = "") -> CN:
     """cfg <- config file (with _BASE_) <- KEY VALUE overrides, in place; errors (ConfigError)
     name the file and key. Shared by every config of the project's tools (pretraining, readouts,
-    supervised). With `stage`, an empty OUTPUT_DIR becomes output/<stage>/<config name>_seed<SEED>."""
+    supervised). With `stage`, an empty OUTPUT_DIR becomes
+    output/<stage>/<config name>_seed<SEED>."""
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file {config_file}: no such file")
@@ -375,7 +378,8 @@ def merge_overrides(cfg: CN, config_file: str = "", opts=(), stage: str = "") ->
 
 
 def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
-    """Defaults <- config file (with _BASE_) <- KEY VALUE overrides; errors name the file and key."""
+    """Defaults <- config file (with _BASE_) <- KEY VALUE overrides; errors name the file and
+    key."""
     cfg = merge_overrides(get_cfg(), config_file, opts or (), stage="pretrain")
     if not cfg.DATA.ROOT:
         cfg.DATA.ROOT = os.environ.get("PRETRAIN_DATA_ROOT", "")

@@ -33,7 +33,7 @@ from .engine.progress import read_metrics
 from .engine.trainer import train
 from .evaluation.knn import knn_of_config
 from .evaluation.mutual_info import BN_MODES, measure_info_nce
-from .models.cmc import build_model, readout_backbone
+from .models.registry import build_model
 
 READOUTS = ("knn", "linear")
 RESULT_FILE = "result.json"
@@ -219,7 +219,7 @@ def run_point(sweep: Sweep, point: SweepPoint) -> dict | None:
 
     per_image = {}  # the kNN's predictions on the (fixed) test images: the paired test's input
     if sweep.readout == "knn":
-        knn = knn_of_config(readout_backbone(trained_model(), cfg), cfg, device)
+        knn = knn_of_config(trained_model().readout_backbone(cfg), cfg, device)
         accuracy = knn["top1"]
         per_image = {"predictions": knn["predictions"], "labels": knn["labels"]}
     else:

@@ -13,7 +13,7 @@ The stages (pretrain/stages.py) take a config file and/or KEY VALUE overrides; k
 tools/knn.py's settings as keys (MODEL.ARCH, MODEL.WEIGHTS, DATA.ROOT, DATA.VAL_ROOT, ...), sweep
 takes tools/sweep.py's arguments after `--` (a sweep's points run one after the other in the job).
 lincls, knn, supervised and sweep run as one task.
-"""
+"""  # noqa: E501 (the usage lines are --help's text as printed: a rewrap would change it)
 from __future__ import annotations
 
 import argparse

@@ -20,7 +20,8 @@ PRETRAIN_ARGS = ["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "64", "DATA.CROP_
 # Few iterations and a zero score threshold, so the evaluators score real (if small) predictions.
 # Small images and 10 proposals keep evaluation quick: the C4 head runs res5 once per proposal,
 # and at 320 px with 30 proposals BCCD's 72 test images took 44 s per evaluation (15 s now).
-FINETUNE_ARGS = ["SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "TEST.PRECISE_BN.NUM_ITER", "1",
+FINETUNE_ARGS = ["SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1",
+                 "TEST.PRECISE_BN.NUM_ITER", "1",
                  "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.RPN.POST_NMS_TOPK_TEST", "10",
                  "INPUT.MIN_SIZE_TRAIN", "(192,)", "INPUT.MAX_SIZE_TRAIN", "256",
                  "INPUT.MIN_SIZE_TEST", "192", "INPUT.MAX_SIZE_TEST", "256",
@@ -43,9 +44,10 @@ def pretrained(cifar10, tmp_path_factory):
 
 def test_pretraining_logged_progress_and_checkpoint(pretrained):
     checkpoint, _ = pretrained
-    lines = [json.loads(l) for l in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
-    assert [l["iteration"] for l in lines] == [2, 4]
-    assert all(l["loss"] > 0 and "I_NCE" in l and l["img_per_s"] > 0 for l in lines)
+    lines = [json.loads(line)
+             for line in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in lines] == [2, 4]
+    assert all(row["loss"] > 0 and "I_NCE" in row and row["img_per_s"] > 0 for row in lines)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert state["iteration"] == 4 and state["arch"] == "resnet18"
 
@@ -116,7 +118,8 @@ def test_finetune_and_evaluate(pretrained, kind, tmp_path):
     assert set(tasks) == expected_tasks
     for metrics in tasks.values():
         for name in ("AP", "AP50", "AP75"):
-            assert isinstance(metrics[name], float) and 0.0 <= metrics[name] <= 100.0, (name, metrics)
+            assert (isinstance(metrics[name], float)
+                    and 0.0 <= metrics[name] <= 100.0), (name, metrics)
     log = (tmp_path / "log.txt").read_text()
     assert re.search(r"Starting training from iteration 0", log)
 

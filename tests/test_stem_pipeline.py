@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration  # every test starts from a pretraining by 
 
 @pytest.fixture(scope="module")
 def cifar_stem_run(cifar10, tmp_path_factory):
-    """(checkpoint, converted .pkl, convert's output) of two pretraining steps with the cifar stem."""
+    """(checkpoint, converted .pkl, convert's output) of two pretraining steps with the cifar
+    stem."""
     out = tmp_path_factory.mktemp("cifar_stem")
     run_tool("tools/pretrain.py", "MODEL.ARCH", "resnet18", "MODEL.STEM", "cifar",
              "MODEL.QUEUE_SIZE", "32", "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",

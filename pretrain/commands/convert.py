@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, metavar="FORMAT",
                         help="auto (the default) or one of the formats above")
     parser.add_argument("--encoder", default="query", choices=("query", "key"),
-                        help="which network of a checkpoint that has two (key = the momentum encoder, "
-                             "teacher or target network)")
+                        help="which network of a checkpoint that has two (key = the momentum "
+                             "encoder, teacher or target network)")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     parser.add_argument("--verify", default="", metavar="CONFIG",
                         help="a Detectron2 config: write OUTPUT only if its model loads every "
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     print(f"read {args.input} as {summary['format']} ({args.encoder} encoder)")
     print(f"kept {len(summary['kept'])} backbone tensors (stem, res2-res5, BN statistics)")
     if summary["stem"]:
-        print(f"stem: {summary['stem']} (Detectron2 needs MODEL.RESNETS.STEM_TYPE {summary['stem']})")
+        print(f"stem: {summary['stem']} "
+              f"(Detectron2 needs MODEL.RESNETS.STEM_TYPE {summary['stem']})")
     if summary["dropped"]:
         print(f"dropped {len(summary['dropped'])} keys: {group_keys(summary['dropped'])}")
     if summary["verified"]:

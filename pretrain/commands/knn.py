@@ -5,7 +5,8 @@
         [--json result.json]
 
 Without --checkpoint it measures a randomly initialised backbone (the baseline). The flags are the
-keys of the knn stage's config (pretrain/evaluation/knn_stage.py), which slurm/submit.py knn takes."""
+keys of the knn stage's config (pretrain/evaluation/knn_stage.py), which slurm/submit.py knn \
+takes."""
 import argparse
 import json
 

@@ -4,8 +4,8 @@ recipe at DATA.CROP_SIZE, DATA.CROP_SCALE) plus NUM_SMALL small crops of the sam
 SMALL_SIZE px over SMALL_SCALE of the image area. The sample is
     (large_1, large_2, small_1, ..., small_N),
 so the collated batch is 2 + N tensors and the model is called as model(large_1, large_2, *small).
-Only methods whose loss reads small crops accept them (pretrain/models/methods.py); with NUM_SMALL 0
-(the default) nothing here runs and the views are exactly the pair they always were.
+Only methods whose loss reads small crops accept them (models/method.py: views multi-crop); with
+NUM_SMALL 0 (the default) nothing here runs and the views are exactly the pair they always were.
 
 Blur: SwAV's and DINO's releases blur every crop with the same sigma range in pixels, so the small
 crops keep the large crops' sigma in pixels instead of scaling it down with the crop size (the

@@ -54,9 +54,9 @@ class ViewPipeline:
             check_memory_bank(cfg)  # one view per image, CPU pipeline
         check_multi_crop(cfg)  # and no small crops
         if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
-            raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM image: "
-                             "CMC's views are the channel groups of one augmented image, which "
-                             "only the CPU pipeline makes (views.ChannelSplitViews)")
+            raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM "
+                              "image: CMC's views are the channel groups of one augmented image, "
+                              "which only the CPU pipeline makes (views.ChannelSplitViews)")
         self.device = device
         self.bad_log = BadImageLog(cfg.OUTPUT_DIR,
                                    check_choice("DATA.ON_BAD_IMAGE", cfg.DATA.ON_BAD_IMAGE))

@@ -1,6 +1,7 @@
 """Progress of a training run: the ETA every loop prints, and pretraining's report: averages over
-the last LOG_PERIOD iterations, printed (loss, contrastive accuracy, I_NCE, lr, img/s, data time,
-ETA) and written by global rank 0 as JSON lines and TensorBoard scalars."""
+the last LOG_PERIOD iterations, printed (loss, contrastive accuracy, I_NCE where the method has
+negatives, lr, img/s, data time, ETA) and written by global rank 0, with the loss's named terms
+(loss/<term>), as JSON lines and TensorBoard scalars."""
 from __future__ import annotations
 
 import time
@@ -24,11 +25,14 @@ class Eta:
 
 
 class Progress:
-    def __init__(self, output_dir: str, batch_size: int, num_negatives: int, start_iter: int,
-                 total_iters: int):
+    def __init__(self, output_dir: str, batch_size: int, num_negatives: int,
+                 info_nce_terms: tuple[str, ...], start_iter: int, total_iters: int):
+        """`info_nce_terms`: the method's terms that are InfoNCE losses against `num_negatives`
+        negatives (models/method.py); I_NCE = log(K + 1) - their mean, only where there are."""
         self.log = MetricsLog(output_dir, "pretrain",
                               resumed_at=start_iter if start_iter else None)
         self.batch_size, self.num_negatives = batch_size, num_negatives
+        self.info_nce_terms = tuple(info_nce_terms)
         self.total_iters = total_iters
         self.eta = Eta(start_iter, total_iters)
         self.skipped_images = 0
@@ -36,12 +40,16 @@ class Progress:
 
     def _reset(self, now: float) -> None:
         self.loss = self.acc = self.data_time = 0.0
+        self.terms: dict[str, float] = {}
         self.count = 0
         self.window_start = now
 
-    def add(self, loss: float, acc: float, data_time: float, skipped: int) -> None:
-        self.loss += loss
-        self.acc += acc
+    def add(self, out, data_time: float, skipped: int) -> None:
+        """One step's StepOutput (models/method.py)."""
+        self.loss += out.loss.item()
+        self.acc += (out.logits.argmax(dim=1) == 0).float().mean().item()
+        for name, value in out.terms.items():
+            self.terms[name] = self.terms.get(name, 0.0) + float(value)
         self.data_time += data_time
         self.count += 1
         self.skipped_images += skipped
@@ -50,14 +58,21 @@ class Progress:
         """Collective: every process calls it at the same iterations."""
         now, n = time.perf_counter(), max(1, self.count)
         loss = du.all_reduce_mean(self.loss / n, device)
-        metrics = {"epoch": epoch, "loss": loss, "acc": du.all_reduce_mean(self.acc / n, device),
-                   "I_NCE": mutual_information_bound(loss, self.num_negatives), "lr": lr,
-                   "img_per_s": n * self.batch_size / (now - self.window_start),
-                   "data_time": self.data_time / n, "skipped_images": self.skipped_images}
+        metrics = {"epoch": epoch, "loss": loss, "acc": du.all_reduce_mean(self.acc / n, device)}
+        terms = {name: du.all_reduce_mean(total / n, device)
+                 for name, total in sorted(self.terms.items())}
+        metrics.update({f"loss/{name}": value for name, value in terms.items()})
+        info_nce = ""
+        if self.info_nce_terms:  # per InfoNCE term (CMC and MoCo v3 have one per direction)
+            mean = sum(terms[name] for name in self.info_nce_terms) / len(self.info_nce_terms)
+            metrics["I_NCE"] = mutual_information_bound(mean, self.num_negatives)
+            info_nce = f"I_NCE {metrics['I_NCE']:.3f} "
+        metrics.update({"lr": lr, "img_per_s": n * self.batch_size / (now - self.window_start),
+                        "data_time": self.data_time / n, "skipped_images": self.skipped_images})
         self.log.write(iteration, metrics)
         if du.is_main_process():
             print(f"iter {iteration}/{self.total_iters} epoch {epoch} loss {loss:.4f} "
-                  f"acc {metrics['acc']:.3f} I_NCE {metrics['I_NCE']:.3f} lr {lr:.4g} "
+                  f"acc {metrics['acc']:.3f} {info_nce}lr {lr:.4g} "
                   f"{metrics['img_per_s']:.1f} img/s data {metrics['data_time']:.3f}s "
                   f"eta {self.eta.minutes(iteration):.1f} min", flush=True)
         self._reset(now)

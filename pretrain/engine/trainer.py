@@ -14,9 +14,9 @@ from ..common.run_lines import pretrain_end_line, pretrain_start_line
 from ..data.checks import checked_images
 from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_of_config
-from ..models.cmc import build_model
 from ..models.ema import run_length_momentum
 from ..models.optim import build_solver, group_lr_factors
+from ..models.registry import build_model
 from ..models.sync_bn import convert_to_sync_bn
 from ..common import distributed as du
 from ..common.preemption import CheckpointBeforeRequeue
@@ -95,11 +95,11 @@ def mixed_precision(mode: str, device: str, cpu_amp: bool = False):
 
 
 def knn_monitor(cfg, model, iteration: int, device: str, log) -> None:
-    """kNN accuracy of the query backbone (or its embedding, EVAL.KNN_FEATURES), computed on
-    rank 0 while the others wait."""
+    """kNN accuracy of the method's readout backbone (or its embedding, EVAL.KNN_FEATURES),
+    computed on rank 0 while the others wait."""
     if du.is_main_process():
         features = (model.query_encoder if cfg.EVAL.KNN_FEATURES == "embedding"
-                    else model.query_encoder.backbone)
+                    else model.readout_backbone(cfg))
         acc = knn_of_config(features, cfg, device)["top1"]
         log.write(iteration, {"knn_acc": acc})
         print(f"iter {iteration}: kNN top-1 {acc:.2f}%", flush=True)
@@ -124,14 +124,9 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     amp_dtype, scaler = mixed_precision(cfg.SOLVER.AMP, device, cfg.SOLVER.CPU_AMP)
 
     torch.manual_seed(cfg.SEED)  # identical initial weights and queue on every process
-    # MoCo, or CMC with MODEL.CMC.ENABLED, or MODEL.METHOD's; its EMA momentum for this run length
+    # MODEL.METHOD's model (models/method.py's contract), its EMA momentum for this run length
     model = build_model(model_cfg_for_run(cfg, total_iters))
-    if hasattr(model, "momentum_schedule"):  # BYOL, MoCo v3: annealed over the whole run
-        model.momentum_schedule.total_steps = total_iters
-    if hasattr(model, "memory_bank"):  # InsDis, PIRL: one entry per sample, from the seed
-        model.memory_bank.allocate(samples)
-    if hasattr(model, "set_run_length"):  # SwAV, DINO: schedules by epoch
-        model.set_run_length(iters_per_epoch, total_iters)
+    model.start_run(samples, iters_per_epoch, total_iters)
     if cfg.MODEL.SYNC_BN:
         model = convert_to_sync_bn(model, device)
     model = model.to(device)
@@ -178,7 +173,8 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
                 "rng": rngs})
 
     progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE,
-                        model.num_negatives(cfg.SOLVER.BATCH_SIZE), start_iter, total_iters)
+                        model.num_negatives(cfg.SOLVER.BATCH_SIZE), model.info_nce_terms,
+                        start_iter, total_iters)
     batches = seeded_batches(pipeline.dataset, cfg.SOLVER.BATCH_SIZE, cfg.SEED, start_iter, rank,
                              world_size, num_workers=cfg.DATA.NUM_WORKERS,
                              collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
@@ -195,22 +191,18 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
             torch.manual_seed((cfg.SEED * 1_000_003 + rank) * 1_000_003 + iteration)
             with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
-                loss, logits = step_model(*views)
+                out = step_model(*views)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if hasattr(model, "adjust_gradients"):  # SwAV, DINO: frozen layers, clipping
+            scaler.scale(out.loss).backward()
+            if model.adjusts_gradients:  # SwAV, DINO: frozen layers, clipping
                 scaler.unscale_(optimizer)
-                model.adjust_gradients()
+                model.before_optimizer_step()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            model.momentum_update()
+            model.after_optimizer_step()  # EMA targets, step counters
             iteration += 1
-
-            # Logged per InfoNCE term (CMC sums two), so I_NCE = log(K + 1) - loss holds.
-            progress.add(loss.item() / getattr(model, "loss_terms", 1),
-                         (logits.argmax(dim=1) == 0).float().mean().item(),
-                         data_time, skipped)
+            progress.add(out, data_time, skipped)
             last = iteration == total_iters
             if iteration % cfg.LOG_PERIOD == 0 or last:
                 progress.report(iteration, epoch, scheduler.get_last_lr()[0], device)

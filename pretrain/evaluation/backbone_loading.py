@@ -1,5 +1,5 @@
-"""A backbone to evaluate: from any checkpoint format pretrain.formats reads, or freshly initialised,
-with the stem it was trained with."""
+"""A backbone to evaluate: from any checkpoint format pretrain.formats reads, or freshly
+initialised, with the stem it was trained with."""
 from __future__ import annotations
 
 from typing import NamedTuple

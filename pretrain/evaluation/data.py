@@ -20,7 +20,8 @@ def eval_transform(crop_size: int, crop_fraction: float = 0.875) -> T.Compose:
     """Resize the short side to crop / crop_fraction and centre-crop: 0.875 is the usual ImageNet
     evaluation (it shows about 77% of a square image's area); 1.0 shows the whole image, which a
     readout of small images (CIFAR at 32 px) wants: 0.875 would resize them up and crop back,
-    showing what a training crop of scale ~0.8 shows, a confound in a crop sweep (EVAL.CROP_FRACTION)."""
+    showing what a training crop of scale ~0.8 shows, a confound in a crop sweep
+    (EVAL.CROP_FRACTION)."""
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"crop fraction {crop_fraction}: expected a value in (0, 1]")
     return T.Compose([T.Resize(int(round(crop_size / crop_fraction))), T.CenterCrop(crop_size),

@@ -17,7 +17,8 @@ from ..common.errors import CheckpointError
 from ..config import get_cfg
 from ..engine.checkpoint import load_checkpoint
 from ..formats import ConversionError, detect_format
-from ..models.moco import build_moco
+from ..models.cmc import CMC
+from ..models.registry import build_model
 from .fresh_keys import fresh_key_scores
 from .mutual_info import heldout_views
 
@@ -61,7 +62,12 @@ def probe_checkpoints(paths: list[str], images: str, n: int = 1024, with_init: b
         if key not in views:
             views[key] = heldout_views(cfg, images, n)
         torch.manual_seed(cfg.SEED)  # the initialisation training starts from
-        model = build_moco(cfg)
+        model = build_model(cfg)
+        if isinstance(model, CMC):
+            raise NotAPretrainingCheckpointError(
+                f"{name}: a CMC checkpoint; the fresh-key probe scores one encoder's queries "
+                "against its own keys, CMC's views have one encoder each (tools/sweep.py "
+                "measures CMC's held-out I_NCE between its views)")
         if weights is not None:
             model.load_state_dict(weights)
         scores = fresh_key_scores(model, *views[key], batch_size=cfg.SOLVER.BATCH_SIZE)

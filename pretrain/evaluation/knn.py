@@ -1,5 +1,6 @@
-"""Weighted k-nearest-neighbour readout (Wu et al. 2018, InstDisc): cosine similarity of L2-normalised
-backbone features, each of the k neighbours voting exp(similarity / T) for its class."""
+"""Weighted k-nearest-neighbour readout (Wu et al. 2018, InstDisc): cosine similarity of
+L2-normalised backbone features, each of the k neighbours voting exp(similarity / T) for its
+class."""
 from __future__ import annotations
 
 import torch

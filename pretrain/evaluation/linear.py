@@ -15,7 +15,6 @@ from ..engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from ..engine.metrics import MetricsLog
 from ..engine.progress import Eta
 from ..engine.run_folder import open_run_folder
-from ..engine.sampler import batches_per_epoch
 from ..engine.schedule import multistep_lr
 from .backbone_loading import load_backbone
 from .data import eval_transform, folder_classes, labelled_folder, train_transform

@@ -18,8 +18,8 @@ def require_training_steps(images: int, batch_size: int, epochs: int, root_key: 
         raise ConfigError(f"SOLVER.BATCH_SIZE {batch_size}: must be at least 1")
     if images < batch_size:
         raise ConfigError(f"{root_key} {root} has {images} images, fewer than one batch "
-                          f"(SOLVER.BATCH_SIZE {batch_size}): the readout would train 0 steps; lower "
-                          "SOLVER.BATCH_SIZE or add images")
+                          f"(SOLVER.BATCH_SIZE {batch_size}): the readout would train 0 steps; "
+                          "lower SOLVER.BATCH_SIZE or add images")
 
 
 def require_neighbours(train_images: int, test_images: int, k: int, train_root: str,

@@ -20,8 +20,10 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 EXTRA_ARCHS = {
     "resnext152_32x8d": dict(block=Bottleneck, layers=[3, 8, 36, 3], groups=32, width_per_group=8),
 }
-TORCHVISION_LAYERS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
-                      "resnet50": (Bottleneck, [3, 4, 6, 3]), "resnet101": (Bottleneck, [3, 4, 23, 3]),
+TORCHVISION_LAYERS = {"resnet18": (BasicBlock, [2, 2, 2, 2]),
+                      "resnet34": (BasicBlock, [3, 4, 6, 3]),
+                      "resnet50": (Bottleneck, [3, 4, 6, 3]),
+                      "resnet101": (Bottleneck, [3, 4, 23, 3]),
                       "resnet152": (Bottleneck, [3, 8, 36, 3])}
 
 

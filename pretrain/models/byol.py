@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from ..losses import info_nce, mean_cosine
 from .ema import MomentumSchedule
+from .heads import build_predictor
+from .method import VIEWS_PAIR, Method, StepOutput, register_method
 from .moco import Encoder, MoCo
 
 
@@ -26,9 +28,21 @@ def batch_logits(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tens
         return info_nce(p, z, z.new_zeros(0, z.shape[1]), 1.0, batch_keys=z)[1]
 
 
+def online_and_target_from_cfg(cls, cfg) -> Method:
+    """BYOL or MoCo v3 (`cls`): the encoder, MODEL.METHOD's predictor, the EMA target."""
+    m = cfg.MODEL
+    encoder = Encoder.from_cfg(cfg)
+    predictor = build_predictor(cls.name, m.FEAT_DIM, m.PREDICTOR_HIDDEN_DIM)
+    return cls(encoder, predictor, m.FEAT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE, m.TEMPERATURE)
+
+
+@register_method("byol")
 class BYOL(MoCo):
-    # The log's I_NCE column does not apply: there are no negatives (num_negatives 0).
-    loss_terms = 2  # logged per direction: 2 - 2 cos, in [0, 4]
+    """No negatives: the log prints no I_NCE. Terms "1->2", "2->1": 2 - 2 cos each, in [0, 4]."""
+    views = VIEWS_PAIR
+    info_nce_terms = ()
+    anneals_momentum = True
+    paper_head = ""
 
     def __init__(self, online: Encoder, predictor: nn.Module, feat_dim: int, momentum: float,
                  momentum_cosine: bool, temperature: float):
@@ -38,8 +52,15 @@ class BYOL(MoCo):
         self.predictor = predictor
         self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine)
 
+    @classmethod
+    def from_cfg(cls, cfg) -> "Method":
+        return online_and_target_from_cfg(cls, cfg)
+
     def num_negatives(self, global_batch_size: int) -> int:
         return 0
+
+    def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
+        self.momentum_schedule.total_steps = total_iters  # tau annealed over the whole run
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -51,9 +72,11 @@ class BYOL(MoCo):
         """q_theta(g_theta(f_theta(v))): the online prediction, not normalised."""
         return self.predictor(self.query_encoder.head(self.query_encoder.backbone(images)))
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor):
-        """Returns (loss, in-batch logits of the first direction, for the log's accuracy)."""
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+        """The loss, in-batch logits of the first direction (for the log's accuracy) and the
+        two directions' terms."""
         p1, p2 = self.predict(view1), self.predict(view2)
         z1, z2 = self.encode_keys(view1), self.encode_keys(view2)  # target projections, no grad
-        loss = (2 - 2 * mean_cosine(p1, z2)) + (2 - 2 * mean_cosine(p2, z1))
-        return loss, batch_logits(p1, z2)
+        d12, d21 = 2 - 2 * mean_cosine(p1, z2), 2 - 2 * mean_cosine(p2, z1)
+        return StepOutput(d12 + d21, batch_logits(p1, z2),
+                          {"1->2": d12.detach(), "2->1": d21.detach()})

@@ -15,11 +15,13 @@ import torch
 import torch.nn as nn
 
 from ..common import distributed as du
+from ..common.errors import ConfigError
 from ..losses import info_nce
+from .method import VIEWS_CHANNEL_GROUPS, Method, StepOutput
 from .moco import MoCo, build_moco
 
 
-class CMCConfigError(ValueError):
+class CMCConfigError(ConfigError):
     """A MODEL.CMC / MODEL / EVAL setting CMC cannot run with."""
 
 
@@ -36,10 +38,13 @@ def replace_first_conv(backbone: nn.Module, in_channels: int) -> None:
     backbone.conv1 = new.to(old.weight.dtype)
 
 
-class CMC(nn.Module):
-    # The loss sums two InfoNCE terms; the trainer logs it per term, so the logged loss and
-    # I_NCE = log(K + 1) - loss are per direction, comparable with MoCo's (InfoMin Fig. 4).
-    loss_terms = 2
+class CMC(Method):
+    """MODEL.METHOD moco with MODEL.CMC.ENABLED (registered as moco: MoCo.from_cfg builds it).
+    The loss sums two InfoNCE terms, "1->2" and "2->1"; the log's I_NCE is from their mean, per
+    direction, comparable with MoCo's (InfoMin Fig. 4)."""
+    views = VIEWS_CHANNEL_GROUPS
+    info_nce_terms = ("1->2", "2->1")
+    paper_head = None
 
     def __init__(self, view1: MoCo, view2: MoCo):
         super().__init__()
@@ -47,6 +52,20 @@ class CMC(nn.Module):
             raise CMCConfigError("CMC: both views need the same queue size and negatives")
         self.view1 = view1
         self.view2 = view2
+
+    @classmethod
+    def check_cfg(cls, cfg) -> None:
+        if cfg.MODEL.JIGSAW.ENABLED:
+            raise CMCConfigError("MODEL.CMC.ENABLED and MODEL.JIGSAW.ENABLED: CMC has no JigSaw "
+                                 "branch; turn one off")
+        if cfg.EVAL.KNN_PERIOD and cfg.EVAL.KNN_FEATURES == "embedding":
+            raise CMCConfigError("EVAL.KNN_FEATURES embedding with MODEL.CMC.ENABLED: CMC has "
+                                 "one embedding per view; the kNN monitor reads both backbones "
+                                 "(EVAL.KNN_FEATURES backbone)")
+
+    @property
+    def queue_size(self) -> int:
+        return self.view1.queue_size
 
     def num_negatives(self, global_batch_size: int) -> int:
         """Negatives per query (each direction contrasts against one queue)."""
@@ -57,6 +76,19 @@ class CMC(nn.Module):
         self.view1.momentum_update()
         self.view2.momentum_update()
 
+    def after_optimizer_step(self) -> None:
+        self.momentum_update()
+
+    def readout_backbone(self, cfg) -> nn.Module:
+        """Both query backbones as one feature extractor of RGB images (CMCReadoutBackbone)."""
+        learned = _learned_views(cfg)  # one load serves the split and the readout
+        return CMCReadoutBackbone(self, cfg.DATA.COLOR_SPACE or "rgb", _split(cfg, learned),
+                                  learned)
+
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("CMC's keys are per view: the probes score CrossViewPair "
+                                  "(evaluation/mutual_info.py)")
+
     @staticmethod
     def _contrast(queries, keys, all_keys, negatives, branch: MoCo):
         """InfoNCE of `queries` against the other view's keys and queue (`branch` holds them)."""
@@ -65,9 +97,9 @@ class CMC(nn.Module):
         return info_nce(queries, keys, negatives, branch.temperature, **batch)
 
     def forward(self, view1_images: torch.Tensor, view2_images: torch.Tensor):
-        """Returns (loss, logits of both directions stacked along the batch). The keys are
-        enqueued after the loss used the queues; call `momentum_update()` after the optimizer
-        step."""
+        """The loss, logits of both directions stacked along the batch, and the two directions'
+        terms. The keys are enqueued after the loss used the queues; `after_optimizer_step()`
+        moves the key encoders."""
         q1 = self.view1.query_encoder(view1_images)
         q2 = self.view2.query_encoder(view2_images)
         k1 = self.view1.encode_keys(view1_images)  # shuffle-BN draws: view 1's, then view 2's
@@ -77,7 +109,8 @@ class CMC(nn.Module):
         loss21, logits21 = self._contrast(q2, k1, all_k1, self.view1.queue.clone(), self.view1)
         self.view1.enqueue(all_k1)
         self.view2.enqueue(all_k2)
-        return loss12 + loss21, torch.cat([logits12, logits21])
+        return StepOutput(loss12 + loss21, torch.cat([logits12, logits21]),
+                          {"1->2": loss12.detach(), "2->1": loss21.detach()})
 
 
 def _view_branch(cfg, in_channels: int) -> MoCo:
@@ -91,13 +124,7 @@ def _view_branch(cfg, in_channels: int) -> MoCo:
 
 
 def build_cmc(cfg) -> CMC:
-    if cfg.MODEL.JIGSAW.ENABLED:
-        raise CMCConfigError("MODEL.CMC.ENABLED and MODEL.JIGSAW.ENABLED: CMC has no JigSaw "
-                             "branch; turn one off")
-    if cfg.EVAL.KNN_PERIOD:
-        raise CMCConfigError("EVAL.KNN_PERIOD with MODEL.CMC.ENABLED: the kNN monitor feeds RGB "
-                             "images to one encoder, CMC's encoders read colour-space channel "
-                             "groups; set EVAL.KNN_PERIOD 0")
+    CMC.check_cfg(cfg)
     k1, k2 = _split(cfg, _learned_views(cfg))
     return CMC(_view_branch(cfg, k1), _view_branch(cfg, k2))
 
@@ -163,20 +190,3 @@ class CrossViewPair(nn.Module):
         return self.key_branch.encode_keys(images)
 
 
-def readout_backbone(model: MoCo | CMC, cfg) -> nn.Module:
-    """What the readouts encode images with: MoCo's query backbone, or CMC's two backbones."""
-    if isinstance(model, CMC):
-        learned = _learned_views(cfg)  # one load serves the split and the readout
-        return CMCReadoutBackbone(model, cfg.DATA.COLOR_SPACE or "rgb", _split(cfg, learned),
-                                  learned)
-    return model.query_encoder.backbone
-
-
-def build_model(cfg) -> nn.Module:
-    """The pretraining model the config asks for: MODEL.METHOD's (methods.py); for moco, CMC with
-    MODEL.CMC.ENABLED, else MoCo."""
-    from .methods import build_method, check_method
-
-    if check_method(cfg) != "moco":
-        return build_method(cfg)
-    return build_cmc(cfg) if cfg.MODEL.CMC.ENABLED else build_moco(cfg)

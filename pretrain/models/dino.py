@@ -26,7 +26,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import distributed as du
+from ..common.errors import ConfigError
+from .backbone import build_backbone
 from .ema import MomentumSchedule
+from .method import VIEWS_MULTI_CROP, StepOutput, register_method
 from .moco import Encoder, MoCo
 from .swav import agreement_logits, at_least_float32, crop_features
 
@@ -77,7 +80,16 @@ def teacher_temperature(epoch: int, warmup: float, final: float, warmup_epochs: 
     return warmup + (final - warmup) * epoch / (warmup_epochs - 1)
 
 
+@register_method("dino")
 class DINO(MoCo):
+    """No negatives: the log prints no I_NCE. Term "cross_entropy": the student-teacher
+    cross-entropy averaged over the crop pairs."""
+    views = VIEWS_MULTI_CROP
+    info_nce_terms = ()
+    adjusts_gradients = True
+    anneals_momentum = True
+    paper_head = ""
+
     def __init__(self, student: Encoder, out_dim: int, momentum: float, momentum_cosine: bool,
                  student_temp: float, teacher_temp: float, warmup_teacher_temp: float,
                  warmup_teacher_temp_epochs: int, center_momentum: float,
@@ -94,9 +106,27 @@ class DINO(MoCo):
         self.iters_per_epoch: int | None = None  # set_run_length
         self.register_buffer("center", torch.zeros(1, out_dim))
 
-    def set_run_length(self, iters_per_epoch: int, total_iters: int) -> None:
-        """Called by the trainer once it knows the run's length (the schedules are by epoch)."""
+    @classmethod
+    def check_cfg(cls, cfg) -> None:
+        super().check_cfg(cfg)
+        if cfg.MODEL.HEAD != "dino":
+            raise ConfigError(f"MODEL.HEAD {cfg.MODEL.HEAD} with MODEL.METHOD dino: DINO's loss "
+                              "reads the DINO head's K outputs; set MODEL.HEAD dino")
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "DINO":
+        m, d = cfg.MODEL, cfg.MODEL.DINO
+        backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+        head = DINOHead(dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM, d.OUT_DIM, d.NORM_LAST_LAYER)
+        return cls(Encoder(backbone, head), d.OUT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE,
+                   d.STUDENT_TEMP, d.TEACHER_TEMP, d.WARMUP_TEACHER_TEMP,
+                   d.WARMUP_TEACHER_TEMP_EPOCHS, d.CENTER_MOMENTUM, d.FREEZE_LAST_LAYER_EPOCHS,
+                   d.CLIP_GRAD)
+
+    def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
+        """The temperature and freeze schedules are by epoch; the momentum's over the run."""
         self.iters_per_epoch = iters_per_epoch
+        self.momentum_schedule.total_steps = total_iters
 
     def num_negatives(self, global_batch_size: int) -> int:
         return 0
@@ -108,8 +138,8 @@ class DINO(MoCo):
 
     def _epoch(self) -> int:
         if self.iters_per_epoch is None:
-            raise RuntimeError("DINO: set_run_length was never called (the trainer calls it with "
-                               "the run's epoch length, for the temperature and freeze schedules)")
+            raise RuntimeError("DINO: start_run was never called (the trainer calls it with the "
+                               "run's epoch length, for the temperature and freeze schedules)")
         return self.iteration // self.iters_per_epoch
 
     @torch.no_grad()
@@ -117,6 +147,12 @@ class DINO(MoCo):
         """Teacher <- lambda_k teacher + (1 - lambda_k) student, after the step of step k."""
         self.momentum = self.momentum_schedule.next()
         super().momentum_update()
+
+    def before_optimizer_step(self) -> None:
+        self.adjust_gradients()
+
+    def after_optimizer_step(self) -> None:
+        self.momentum_update()
 
     def adjust_gradients(self) -> None:
         """After backward, before the optimizer step: each student gradient clipped to norm
@@ -140,8 +176,9 @@ class DINO(MoCo):
         self.center.mul_(self.center_momentum).add_(total / count, alpha=1 - self.center_momentum)
 
     def forward(self, large1: torch.Tensor, large2: torch.Tensor, *small: torch.Tensor):
-        """Returns (loss, logits of the second global crop's student output against the first's
-        teacher target, for the log's accuracy: do their most likely dimensions agree)."""
+        """The loss, logits of the second global crop's student output against the first's
+        teacher target (for the log's accuracy: do their most likely dimensions agree), and the
+        term "cross_entropy"."""
         crops, batch = [large1, large2, *small], len(large1)
         student, teacher = self.query_encoder, self.key_encoder
         student_out = student.head(crop_features(student.backbone, crops))
@@ -152,7 +189,8 @@ class DINO(MoCo):
         with torch.autocast(device_type=large1.device.type, enabled=False):
             student_out, teacher_out, center = at_least_float32(student_out, teacher_out,
                                                                 self.center)
-            log_p = F.log_softmax(student_out / self.student_temp, dim=1).view(len(crops), batch, -1)
+            log_p = (F.log_softmax(student_out / self.student_temp, dim=1)
+                     .view(len(crops), batch, -1))
             targets = F.softmax((teacher_out - center) / tau_t, dim=1).view(2, batch, -1)
             # cross[i, v] = mean_b -sum_k P_t,i log P_s,v, without a (2, V, B, K) temporary
             cross = -torch.einsum("ibk,vbk->iv", targets, log_p) / batch
@@ -160,4 +198,5 @@ class DINO(MoCo):
             own[0, 0] = own[1, 1] = True
             loss = cross[~own].mean()
         self.update_center(teacher_out)
-        return loss, agreement_logits(log_p[1].detach(), targets[0])
+        return StepOutput(loss, agreement_logits(log_p[1].detach(), targets[0]),
+                          {"cross_entropy": loss.detach()})

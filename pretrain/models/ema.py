@@ -32,9 +32,14 @@ class MomentumSchedule(nn.Module):
     gives each its momentum. `total_steps` (K) is set by the trainer once it knows the run's
     length; a cosine schedule refuses to run without it."""
 
-    def __init__(self, base: float, cosine: bool):
+    def __init__(self, base: float, cosine: bool, lead: int = 0):
+        """`lead` 1: the update after step k takes m_{k+1}. MoCo v3's release updates its key
+        encoder at the start of iteration k + 1 with m_{k+1}, just before computing the keys,
+        from the query encoder as step k left it: the same update as ours after step k, with
+        m_{k+1} (its update at iteration 0 leaves the copy unchanged). BYOL and DINO update
+        after step k with m_k (lead 0)."""
         super().__init__()
-        self.base, self.cosine = base, cosine
+        self.base, self.cosine, self.lead = base, cosine, lead
         self.total_steps = 0
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
@@ -47,4 +52,4 @@ class MomentumSchedule(nn.Module):
         if self.total_steps <= 0:
             raise RuntimeError("MODEL.MOMENTUM_COSINE: the schedule's total_steps was never set "
                                "(the trainer sets it to the run's iterations)")
-        return cosine_momentum(self.base, min(k, self.total_steps), self.total_steps)
+        return cosine_momentum(self.base, min(k + self.lead, self.total_steps), self.total_steps)

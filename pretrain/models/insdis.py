@@ -15,13 +15,23 @@ from __future__ import annotations
 import torch
 
 from ..common import distributed as du
-from .memory_bank import MemoryBankMethod, this_process_rows
+from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
+from .method import VIEWS_INDEXED, StepOutput, register_method
+from .moco import Encoder
 
 
+@register_method("insdis")
 class InsDis(MemoryBankMethod):
-    def forward(self, images: torch.Tensor, indices: torch.Tensor):
+    views = VIEWS_INDEXED
+    loss_terms = ("instance",)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "InsDis":
+        return cls(Encoder.from_cfg(cfg), MemoryBank.from_cfg(cfg))
+
+    def forward(self, images: torch.Tensor, indices: torch.Tensor) -> StepOutput:
         """images: (N, C, H, W) one view per image; indices: (N,) their rows in the bank.
-        Returns (loss, logits: own entry at column 0, then the K negatives)."""
+        The loss, its logits (own entry at column 0, then the K negatives) and its one term."""
         embeddings = self.query_encoder(images)
         all_indices = du.all_gather_cat(indices)
         negatives, _ = self.memory_bank.draw(all_indices)
@@ -29,4 +39,4 @@ class InsDis(MemoryBankMethod):
                                          this_process_rows(negatives, len(indices)))
         loss = self.memory_bank.loss(logits)
         self.memory_bank.update(all_indices, du.all_gather_cat(embeddings.detach()))
-        return loss, logits
+        return StepOutput(loss, logits, {"instance": loss.detach()})

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..common import distributed as du
 from ..common.errors import ConfigError
 from ..losses import similarity_dtype
+from .method import Method
 
 MEMORY_BANK_METHODS = ("insdis", "pirl")
 LOSSES = ("nce", "infonce")
@@ -151,12 +152,17 @@ class MemoryBank(nn.Module):
         self.step += 1
 
 
-class MemoryBankMethod(nn.Module):
+class MemoryBankMethod(Method):
     """What InsDis and PIRL share around their bank: one encoder (`query_encoder`, moco.Encoder,
     as every model of the project, so the kNN monitor, the readouts and tools/convert.py find its
     backbone), no momentum encoder (the bank is updated in forward, after the loss), the bank
-    kept out of DDP's buffer broadcast, and the log's and probes' hooks."""
-    queue_size = 0  # the fresh-key probes' "queue" column does not apply
+    kept out of DDP's buffer broadcast and allocated when the run's size is known."""
+    paper_head = "linear"  # a linear projection to 128-d in both papers
+
+    @classmethod
+    def check_cfg(cls, cfg) -> None:
+        super().check_cfg(cfg)
+        check_memory_bank(cfg)
 
     def __init__(self, encoder: nn.Module, memory_bank: MemoryBank):
         super().__init__()
@@ -165,18 +171,18 @@ class MemoryBankMethod(nn.Module):
         self.temperature = memory_bank.temperature
         ignore_in_ddp(self)
 
+    @property
+    def info_nce_terms(self) -> tuple[str, ...]:
+        """The loss's terms with MODEL.MEMORY_BANK.LOSS infonce; NCE's loss is not an InfoNCE
+        bound (the log prints no I_NCE)."""
+        return self.loss_terms if self.memory_bank.loss_kind == "infonce" else ()
+
     def num_negatives(self, global_batch_size: int) -> int:
-        """K for InfoNCE; 0 for NCE, whose loss is not an InfoNCE bound (the log's I_NCE column
-        does not apply)."""
-        return self.memory_bank.num_negatives if self.memory_bank.loss_kind == "infonce" else 0
+        """K, the bank entries drawn per anchor."""
+        return self.memory_bank.num_negatives
 
-    def momentum_update(self) -> None:
-        """No momentum encoder: the bank was updated in forward, after the loss."""
-
-    @torch.no_grad()
-    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        """For the fresh-key probes: the same encoder's embeddings (the bank stores them)."""
-        return self.query_encoder(images)
+    def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
+        self.memory_bank.allocate(samples)  # one entry per sample, from the seed
 
 
 def ignore_in_ddp(model: nn.Module, bank_name: str = "memory_bank") -> None:

@@ -11,9 +11,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import distributed as du
+from ..common.errors import ConfigError
 from ..losses import info_nce
 from .backbone import build_backbone
 from .heads import build_head
+from .method import VIEWS_PAIR_JIGSAW, Method, StepOutput, register_method
 from .split_bn import bn_splits, convert_to_split_bn
 
 
@@ -24,6 +26,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "Encoder":
+        """MODEL.ARCH / WIDTH / STEM's backbone with MODEL.HEAD's projection head."""
+        m = cfg.MODEL
+        backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+        return cls(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.backbone(images)), dim=1)
@@ -51,7 +60,14 @@ class JigsawHead(nn.Module):
         return F.normalize(self.fc(shuffled.flatten(1)), dim=1)
 
 
-class MoCo(nn.Module):
+@register_method("moco")
+class MoCo(Method):
+    """MoCo v1 / v2 and InfoMin (JigSaw with MODEL.JIGSAW.ENABLED); with MODEL.CMC.ENABLED the
+    config builds CMC (cmc.py), one MoCo branch per channel group."""
+    views = VIEWS_PAIR_JIGSAW
+    info_nce_terms = ("instance",)
+    paper_head = None  # MoCo v1's linear, v2's mlp, InfoMin's: MODEL.HEAD picks the paper
+
     def __init__(self, query_encoder: Encoder, feat_dim: int, queue_size: int, momentum: float,
                  temperature: float, shuffle_bn: bool = True, jigsaw_head: JigsawHead | None = None,
                  jigsaw_weight: float = 0.5, bn_splits: int = 1, batch_negatives: bool = False):
@@ -75,6 +91,25 @@ class MoCo(nn.Module):
     @property
     def queue_size(self) -> int:
         return self.queue.shape[0]
+
+    @classmethod
+    def check_cfg(cls, cfg) -> None:
+        super().check_cfg(cfg)
+        if cfg.MODEL.CMC.ENABLED:
+            from .cmc import CMC
+
+            CMC.check_cfg(cfg)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "Method":
+        if cfg.MODEL.CMC.ENABLED:
+            from .cmc import build_cmc
+
+            return build_cmc(cfg)
+        return build_moco(cfg)
+
+    def after_optimizer_step(self) -> None:
+        self.momentum_update()
 
     def num_negatives(self, global_batch_size: int) -> int:
         """Negatives per query: the queue, plus the batch's other keys with batch negatives."""
@@ -116,10 +151,10 @@ class MoCo(nn.Module):
 
     def forward(self, query_images: torch.Tensor, key_images: torch.Tensor,
                 jigsaw_patches: torch.Tensor | None = None):
-        """Returns (loss, logits of the instance branch). With jigsaw patches (N, P, C, H, W), the
-        loss is (1 - w) * L_instance + w * L_jigsaw, both against the same keys and queue.
-        The keys are enqueued here, after the loss used the queue as it was; call
-        `momentum_update()` after the optimizer step."""
+        """The loss, logits of the instance branch, and its terms "instance" (and "jigsaw").
+        With jigsaw patches (N, P, C, H, W), the loss is (1 - w) * L_instance + w * L_jigsaw,
+        both against the same keys and queue. The keys are enqueued here, after the loss used
+        the queue as it was; `after_optimizer_step()` moves the key encoder."""
         queries = self.query_encoder(query_images)
         keys = self.encode_keys(key_images)
         negatives = self.queue.clone()
@@ -127,13 +162,15 @@ class MoCo(nn.Module):
         batch = dict(batch_keys=all_keys, offset=du.get_rank() * len(keys)) \
             if self.batch_negatives else {}
         loss, logits = info_nce(queries, keys, negatives, self.temperature, **batch)
+        terms = {"instance": loss.detach()}
         if jigsaw_patches is not None:
             features = self.query_encoder.backbone(jigsaw_patches.flatten(0, 1))
             jigsaw = self.jigsaw_head(features, num_images=len(jigsaw_patches))
             jigsaw_loss, _ = info_nce(jigsaw, keys, negatives, self.temperature, **batch)
+            terms["jigsaw"] = jigsaw_loss.detach()
             loss = (1 - self.jigsaw_weight) * loss + self.jigsaw_weight * jigsaw_loss
         self.enqueue(all_keys)
-        return loss, logits
+        return StepOutput(loss, logits, terms)
 
 
 def build_moco(cfg) -> MoCo:
@@ -145,7 +182,7 @@ def build_moco(cfg) -> MoCo:
         jigsaw_head = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
                                  m.JIGSAW.GRID ** 2, m.FEAT_DIM)
     if m.QUEUE_SIZE == 0 and not m.BATCH_NEGATIVES:
-        raise ValueError("MODEL.QUEUE_SIZE 0 leaves no negatives: set MODEL.BATCH_NEGATIVES True "
+        raise ConfigError("MODEL.QUEUE_SIZE 0 leaves no negatives: set MODEL.BATCH_NEGATIVES True "
                          "to contrast with the batch's other keys instead")
     if m.SYNC_BN and m.SHUFFLE_BN and du.get_rank() == 0:
         print("warning: MODEL.SYNC_BN replaces shuffle-BN, but against a queue it leaves a leak: "

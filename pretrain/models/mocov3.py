@@ -18,19 +18,34 @@ import torch.nn.functional as F
 from ..common import distributed as du
 from ..losses import info_nce
 from .ema import MomentumSchedule
+from .byol import online_and_target_from_cfg
+from .method import VIEWS_PAIR, Method, StepOutput, register_method
 from .moco import Encoder, MoCo
 
 
+@register_method("mocov3")
 class MoCoV3(MoCo):
+    """Terms "1->2", "2->1": each direction's InfoNCE (before the 2 T factor); the log's I_NCE
+    is from their mean, against the global batch's other keys."""
+    views = VIEWS_PAIR
+    info_nce_terms = ("1->2", "2->1")
+    anneals_momentum = True
+    paper_head = ""
+
     def __init__(self, query_encoder: Encoder, predictor: nn.Module, feat_dim: int,
                  momentum: float, momentum_cosine: bool, temperature: float):
         super().__init__(query_encoder, feat_dim, queue_size=0, momentum=momentum,
                          temperature=temperature, shuffle_bn=False, batch_negatives=True)
         self.predictor = predictor
-        self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine)
-        # The loss is 2 T * (two cross-entropies); the trainer logs it divided by this, i.e. one
-        # direction's InfoNCE, so that I_NCE = log(K + 1) - loss holds as for MoCo.
-        self.loss_terms = 4 * temperature
+        # The release's update at the start of iteration k + 1 with m_{k+1} (ema.py, lead 1).
+        self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine, lead=1)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "Method":
+        return online_and_target_from_cfg(cls, cfg)
+
+    def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
+        self.momentum_schedule.total_steps = total_iters  # m annealed over the whole run
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -48,10 +63,12 @@ class MoCoV3(MoCo):
         return info_nce(queries, keys, empty, self.temperature, batch_keys=all_keys,
                         offset=du.get_rank() * len(keys))
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor):
-        """Returns (loss, logits of both directions stacked along the batch)."""
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+        """The loss, logits of both directions stacked along the batch, and the two
+        directions' InfoNCE terms."""
         q1, q2 = self.query(view1), self.query(view2)
         k1, k2 = self.encode_keys(view1), self.encode_keys(view2)  # normalised, no grad
         loss12, logits12 = self._contrast(q1, k2)
         loss21, logits21 = self._contrast(q2, k1)
-        return 2 * self.temperature * (loss12 + loss21), torch.cat([logits12, logits21])
+        return StepOutput(2 * self.temperature * (loss12 + loss21), torch.cat([logits12, logits21]),
+                          {"1->2": loss12.detach(), "2->1": loss21.detach()})

@@ -18,20 +18,40 @@ from __future__ import annotations
 import torch
 
 from ..common import distributed as du
+from .backbone import build_backbone
+from .heads import build_head
 from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
+from .method import VIEWS_INDEXED_JIGSAW, StepOutput, register_method
 from .moco import Encoder, JigsawHead
 
 
+@register_method("pirl")
 class PIRL(MemoryBankMethod):
+    views = VIEWS_INDEXED_JIGSAW
+    loss_terms = ("jigsaw", "image")
+
     def __init__(self, encoder: Encoder, jigsaw_head: JigsawHead, memory_bank: MemoryBank,
                  jigsaw_weight: float):
         super().__init__(encoder, memory_bank)
         self.jigsaw_head = jigsaw_head
         self.jigsaw_weight = jigsaw_weight
 
-    def forward(self, images: torch.Tensor, patches: torch.Tensor, indices: torch.Tensor):
+    @classmethod
+    def from_cfg(cls, cfg) -> "PIRL":
+        """Negatives "excluding image I" (PIRL Sec. 3.1)."""
+        m = cfg.MODEL
+        backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+        encoder = Encoder(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
+        jigsaw = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
+                            m.JIGSAW.GRID ** 2, m.FEAT_DIM)
+        return cls(encoder, jigsaw, MemoryBank.from_cfg(cfg, exclude_own=True),
+                   m.JIGSAW.LOSS_WEIGHT)
+
+    def forward(self, images: torch.Tensor, patches: torch.Tensor,
+                indices: torch.Tensor) -> StepOutput:
         """images: (N, C, H, W); patches: (N, P, C, h, w) the JigSaw patches of the same images;
-        indices: (N,) their rows in the bank. Returns (loss, logits of the image term)."""
+        indices: (N,) their rows in the bank. The loss, the image term's logits, and the terms
+        "jigsaw" and "image"."""
         image_embeddings = self.query_encoder(images)
         patch_features = self.query_encoder.backbone(patches.flatten(0, 1))
         all_indices = du.all_gather_cat(indices)
@@ -45,6 +65,8 @@ class PIRL(MemoryBankMethod):
         jigsaw_logits = bank.logits(jigsaw, indices, negatives)
         jigsaw_loss = bank.loss(jigsaw_logits)  # first: the step that sets Z sets it here
         image_logits = bank.logits(image_embeddings, indices, negatives)
-        loss = self.jigsaw_weight * jigsaw_loss + (1 - self.jigsaw_weight) * bank.loss(image_logits)
+        image_loss = bank.loss(image_logits)
+        loss = self.jigsaw_weight * jigsaw_loss + (1 - self.jigsaw_weight) * image_loss
         bank.update(all_indices, du.all_gather_cat(image_embeddings.detach()))
-        return loss, image_logits
+        return StepOutput(loss, image_logits,
+                          {"jigsaw": jigsaw_loss.detach(), "image": image_loss.detach()})

@@ -12,10 +12,10 @@ project, so the kNN monitor, the readouts and tools/convert.py find its backbone
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from ..common import distributed as du
 from ..losses import nt_xent
+from .method import Method, StepOutput, register_method
 from .moco import Encoder
 
 
@@ -29,28 +29,26 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(tensor.contiguous()))
 
 
-class SimCLR(nn.Module):
-    queue_size = 0
+@register_method("simclr")
+class SimCLR(Method):
+    info_nce_terms = ("nt_xent",)
 
     def __init__(self, encoder: Encoder, temperature: float):
         super().__init__()
         self.query_encoder = encoder
         self.temperature = temperature
 
+    @classmethod
+    def from_cfg(cls, cfg) -> "SimCLR":
+        return cls(Encoder.from_cfg(cfg), cfg.MODEL.TEMPERATURE)
+
     def num_negatives(self, global_batch_size: int) -> int:
         """Per anchor: the 2B - 2 other views of the global batch."""
         return 2 * global_batch_size - 2
 
-    def momentum_update(self) -> None:
-        """No momentum encoder."""
-
-    @torch.no_grad()
-    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        """For the fresh-key probes: the same encoder's embeddings."""
-        return self.query_encoder(images)
-
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor):
-        """Returns (loss, logits of this process's 2N anchors, positive at column 0)."""
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+        """The loss and the logits of this process's 2N anchors, positive at column 0."""
         z1, z2 = self.query_encoder(torch.cat([view1, view2])).chunk(2)
-        return nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1),
-                       all_gather_with_grad(z2), offset=du.get_rank() * len(z1))
+        loss, logits = nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1),
+                               all_gather_with_grad(z2), offset=du.get_rank() * len(z1))
+        return StepOutput(loss, logits, {"nt_xent": loss.detach()})

@@ -14,12 +14,14 @@ import torch.nn as nn
 
 from ..losses import mean_cosine
 from .byol import batch_logits
+from .heads import build_predictor
+from .method import Method, StepOutput, register_method
 from .moco import Encoder
 
 
-class SimSiam(nn.Module):
-    # The log's I_NCE column does not apply: there are no negatives (num_negatives 0).
-    queue_size = 0
+@register_method("simsiam")
+class SimSiam(Method):
+    """No negatives: the log prints no I_NCE."""
 
     def __init__(self, encoder: Encoder, predictor: nn.Module, temperature: float):
         """`temperature` only scales the fresh-key probes (evaluation/fresh_keys.py)."""
@@ -28,20 +30,19 @@ class SimSiam(nn.Module):
         self.predictor = predictor
         self.temperature = temperature
 
-    def num_negatives(self, global_batch_size: int) -> int:
-        return 0
+    @classmethod
+    def from_cfg(cls, cfg) -> "SimSiam":
+        m = cfg.MODEL
+        encoder = Encoder.from_cfg(cfg)
+        predictor = build_predictor("simsiam", m.FEAT_DIM, m.PREDICTOR_HIDDEN_DIM)
+        return cls(encoder, predictor, m.TEMPERATURE)
 
-    def momentum_update(self) -> None:
-        """No momentum encoder: SimSiam has none."""
-
-    @torch.no_grad()
-    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        return self.query_encoder(images)
-
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor):
-        """Returns (loss, in-batch logits of the first direction, for the log's accuracy)."""
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+        """The loss, in-batch logits of the first direction (for the log's accuracy), and the
+        two directions' terms -cos(p, stopgrad(z)) / 2."""
         encoder = self.query_encoder
         z1, z2 = encoder.head(encoder.backbone(view1)), encoder.head(encoder.backbone(view2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
-        loss = -mean_cosine(p1, z2) / 2 - mean_cosine(p2, z1) / 2  # z detached in mean_cosine
-        return loss, batch_logits(p1, z2)
+        d12, d21 = -mean_cosine(p1, z2) / 2, -mean_cosine(p2, z1) / 2  # z detached in mean_cosine
+        return StepOutput(d12 + d21, batch_logits(p1, z2),
+                          {"1->2": d12.detach(), "2->1": d21.detach()})

@@ -24,7 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import distributed as du
+from ..common.errors import ConfigError
 from ..losses import similarity_dtype
+from .method import VIEWS_MULTI_CROP, Method, StepOutput, register_method
 from .moco import Encoder
 
 
@@ -73,10 +75,12 @@ def at_least_float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.to(dtype) for t in tensors]
 
 
-class SwAV(nn.Module):
-    # The log's I_NCE column does not apply: there are no negatives (num_negatives 0). (MoCo's
-    # queue_size; SwAV's stored features are `feature_queue`.)
-    queue_size = 0
+@register_method("swav")
+class SwAV(Method):
+    """No negatives: the log prints no I_NCE (its stored features, `feature_queue`, enter the
+    codes' Sinkhorn, not a contrast). Term "swapped_prediction"."""
+    views = VIEWS_MULTI_CROP
+    adjusts_gradients = True
 
     def __init__(self, encoder: Encoder, feat_dim: int, num_prototypes: int, temperature: float,
                  epsilon: float, sinkhorn_iterations: int, freeze_prototypes_epochs: float,
@@ -88,17 +92,27 @@ class SwAV(nn.Module):
         self.temperature, self.epsilon = temperature, epsilon
         self.sinkhorn_iterations = sinkhorn_iterations
         self.freeze_prototypes_epochs = freeze_prototypes_epochs
-        self.freeze_prototypes_iters: int | None = None  # set_run_length
+        self.freeze_prototypes_iters: int | None = None  # start_run
         # Optimizer steps taken: the prototypes' freeze resumes exactly from a checkpoint.
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         # App. A.1: the embeddings of the last batches of each large crop, newest first, filled
         # from queue_start_epoch on and used in the codes' Sinkhorn once full (zeros until then).
         self.register_buffer("feature_queue", torch.zeros(2, queue_length, feat_dim))
         self.queue_start_epoch = queue_start_epoch
-        self.queue_start_iter: int | None = None  # set_run_length
+        self.queue_start_iter: int | None = None  # start_run
 
-    def set_run_length(self, iters_per_epoch: int, total_iters: int) -> None:
-        """Called by the trainer once it knows the run's epoch length."""
+    @classmethod
+    def from_cfg(cls, cfg) -> "SwAV":
+        m, s = cfg.MODEL, cfg.MODEL.SWAV
+        if s.QUEUE_LENGTH % du.get_world_size():
+            raise ConfigError(f"MODEL.SWAV.QUEUE_LENGTH {s.QUEUE_LENGTH} is not divisible by "
+                              f"the {du.get_world_size()} processes")
+        return cls(Encoder.from_cfg(cfg), m.FEAT_DIM, s.NUM_PROTOTYPES, m.TEMPERATURE, s.EPSILON,
+                   s.SINKHORN_ITERATIONS, s.FREEZE_PROTOTYPES_EPOCHS, s.QUEUE_LENGTH,
+                   s.QUEUE_START_EPOCH)
+
+    def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
+        """The prototypes' freeze and the queue's start are counted in epochs."""
         self.freeze_prototypes_iters = round(self.freeze_prototypes_epochs * iters_per_epoch)
         self.queue_start_iter = round(self.queue_start_epoch * iters_per_epoch)
 
@@ -114,7 +128,7 @@ class SwAV(nn.Module):
         if not len(queue):
             return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
         if self.queue_start_iter is None:
-            raise RuntimeError("SwAV: set_run_length was never called (the trainer calls it with "
+            raise RuntimeError("SwAV: start_run was never called (the trainer calls it with "
                                "the run's epoch length, for MODEL.SWAV.QUEUE_START_EPOCH)")
         share = len(queue) // du.get_world_size()
         mine = queue[du.get_rank() * share:(du.get_rank() + 1) * share]
@@ -126,22 +140,17 @@ class SwAV(nn.Module):
             queue.copy_(torch.cat([everyone, queue])[:len(queue)])
         return codes
 
-    def num_negatives(self, global_batch_size: int) -> int:
-        return 0
-
-    def momentum_update(self) -> None:
+    def after_optimizer_step(self) -> None:
         """No momentum encoder; counts the step just taken."""
         self.iteration += 1
 
-    @torch.no_grad()
-    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        """For the fresh-key probes: the same encoder's embeddings."""
-        return self.query_encoder(images)
+    def before_optimizer_step(self) -> None:
+        self.adjust_gradients()
 
     def adjust_gradients(self) -> None:
         """After backward, before the optimizer step: no update of the prototypes while frozen."""
         if self.freeze_prototypes_iters is None:
-            raise RuntimeError("SwAV: set_run_length was never called (the trainer calls it with "
+            raise RuntimeError("SwAV: start_run was never called (the trainer calls it with "
                                "the run's epoch length, for MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS)")
         if int(self.iteration) < self.freeze_prototypes_iters:
             for p in self.prototypes.parameters():
@@ -153,8 +162,8 @@ class SwAV(nn.Module):
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
     def forward(self, large1: torch.Tensor, large2: torch.Tensor, *small: torch.Tensor):
-        """Returns (loss, logits of the second large crop's prediction of the first's codes, for
-        the log's accuracy: is its most likely prototype the code's)."""
+        """The loss, logits of the second large crop's prediction of the first's codes (for the
+        log's accuracy: is its most likely prototype the code's), and its one term."""
         self.normalize_prototypes()
         crops = [large1, large2, *small]
         encoder = self.query_encoder
@@ -168,4 +177,5 @@ class SwAV(nn.Module):
                                 weight.detach()) for i in (0, 1)]
             loss = sum(-(codes[i] * log_p[[v for v in range(len(crops)) if v != i]])
                        .sum(dim=2).mean() for i in (0, 1)) / 2
-        return loss, agreement_logits(scores[1].detach(), codes[0])
+        return StepOutput(loss, agreement_logits(scores[1].detach(), codes[0]),
+                          {"swapped_prediction": loss.detach()})

@@ -60,7 +60,7 @@ class ViewLearner(nn.Module):
             v1, v2 = v1.detach(), v2.detach()
         _, h1, h2 = self.approximator(v1, v2)
         logits = (self.classifiers[0](h1), self.classifiers[1](h2))
-        return sum(F.cross_entropy(l, labels) for l in logits), logits
+        return sum(F.cross_entropy(view_logits, labels) for view_logits in logits), logits
 
     def approximator_step(self, images: torch.Tensor) -> float:
         """One Adam step of f1, f2 on the InfoNCE loss of g's (fixed) views; returns that loss."""
@@ -116,8 +116,8 @@ class ViewLearner(nn.Module):
         out = {"nce_loss": loss, "i_nce": i_nce(loss, len(images))}
         if self.classifiers is not None and labelled is not None:
             _, logits = self._classification(labelled, labels, detach_views=True)
-            for i, l in enumerate(logits, 1):
-                out[f"acc{i}"] = 100.0 * (l.argmax(1) == labels).float().mean().item()
+            for i, view_logits in enumerate(logits, 1):
+                out[f"acc{i}"] = 100.0 * (view_logits.argmax(1) == labels).float().mean().item()
         return out
 
     def full_state(self) -> dict:

@@ -55,7 +55,8 @@ class LearnedChannelViews:
         self.learned = learned
 
     def __repr__(self) -> str:
-        return f"LearnedChannelViews(g: {self.learned.generator.spec()}, split {self.learned.split})"
+        return (f"LearnedChannelViews(g: {self.learned.generator.spec()}, "
+                f"split {self.learned.split})")
 
     def __call__(self, image):
         return self.learned(self.augmentation(image))

@@ -7,12 +7,12 @@ import tarfile
 
 import pytest
 import torch
-import torchvision
 
 from tests.conftest import run_tool
 from tests.helpers import expected_detectron2_name, random_resnet
 
-pytestmark = pytest.mark.integration  # tools/convert.py as a process (Detectron2's own converter too)
+# tools/convert.py as a process (Detectron2's own converter too)
+pytestmark = pytest.mark.integration
 
 R18_C4 = "configs/detection/small/bccd_R_18_C4.yaml"
 R18_FPN = "configs/detection/small/fruits_nuts_R_18_FPN.yaml"
@@ -27,14 +27,17 @@ def torchvision_backbone(arch: str, seed: int = 0) -> dict:
 def with_mlp_fc(state: dict, prefix: str) -> dict:
     out = {prefix + k: v.clone() for k, v in state.items() if not k.startswith("fc.")}
     dim = state["fc.weight"].shape[1]
-    out.update({prefix + "fc.0.weight": torch.randn(dim, dim), prefix + "fc.0.bias": torch.zeros(dim),
-                prefix + "fc.2.weight": torch.randn(128, dim), prefix + "fc.2.bias": torch.zeros(128)})
+    out.update({prefix + "fc.0.weight": torch.randn(dim, dim),
+                prefix + "fc.0.bias": torch.zeros(dim),
+                prefix + "fc.2.weight": torch.randn(128, dim),
+                prefix + "fc.2.bias": torch.zeros(128)})
     return out
 
 
 def moco(query: dict, key: dict) -> dict:
     state = {**with_mlp_fc(query, "module.encoder_q."), **with_mlp_fc(key, "module.encoder_k."),
-             "module.queue": torch.randn(128, 4096), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
+             "module.queue": torch.randn(128, 4096),
+             "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
     return {"epoch": 200, "arch": "resnet50", "state_dict": state, "optimizer": {}}
 
 
@@ -100,7 +103,8 @@ def test_resnext_into_a_grouped_detectron2_backbone(tmp_path):
     data, _ = convert(tmp_path, source)
     assert_exact_reference_conversion(data["model"], source)
     checked = verify_weights(str(tmp_path / "out.pkl"), R50_FPN,
-                             ["MODEL.RESNETS.NUM_GROUPS", "32", "MODEL.RESNETS.WIDTH_PER_GROUP", "4"])
+                             ["MODEL.RESNETS.NUM_GROUPS", "32",
+                              "MODEL.RESNETS.WIDTH_PER_GROUP", "4"])
     assert checked == 265
 
 
@@ -136,7 +140,8 @@ def test_agrees_with_detectron2s_own_torchvision_converter(tmp_path):
     ours = pickle.load(open(tmp_path / "ours.pkl", "rb"))["model"]
     # Theirs also keeps the classifier (as stem.fc.*) and the BN counters; ours keeps the backbone.
     extra = set(theirs) - set(ours)
-    assert extra and all(k.startswith("stem.fc.") or k.endswith("num_batches_tracked") for k in extra)
+    assert extra and all(k.startswith("stem.fc.") or k.endswith("num_batches_tracked")
+                         for k in extra)
     assert set(ours) <= set(theirs)
     for name in ours:
         assert (ours[name] == theirs[name]).all(), name

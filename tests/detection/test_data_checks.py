@@ -235,7 +235,8 @@ def test_train_net_survives_a_truncated_training_image_or_names_it(shared_data, 
     truncate(bad)
     args = ["detection/train_net.py", "--config-file", BCCD_CFG, "MODEL.WEIGHTS", "",
             "DATASETS.REGISTER", json.dumps(register).replace('"', "'").replace("[", "(")
-            .replace("]", ",)"), "DATASETS.TRAIN", "('e2e_train',)", "DATASETS.TEST", "('e2e_test',)",
+            .replace("]", ",)"), "DATASETS.TRAIN", "('e2e_train',)",
+            "DATASETS.TEST", "('e2e_test',)",
             "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "TEST.PRECISE_BN.ENABLED", "False",
             "MODEL.RPN.POST_NMS_TOPK_TEST", "10", "INPUT.MIN_SIZE_TRAIN", "(192,)",
             "INPUT.MAX_SIZE_TRAIN", "256", "INPUT.MIN_SIZE_TEST", "192", "INPUT.MAX_SIZE_TEST",

@@ -15,8 +15,10 @@ def test_spec_parsing_and_errors():
 
 
 @pytest.mark.parametrize("spec, problem", [
-    ("name=t_missing_root format=voc root=/nonexistent split=train", "root /nonexistent: no such dir"),
-    ("name=t_missing_json format=coco json=/nonexistent.json images=/tmp", "json /nonexistent.json"),
+    ("name=t_missing_root format=voc root=/nonexistent split=train",
+     "root /nonexistent: no such dir"),
+    ("name=t_missing_json format=coco json=/nonexistent.json images=/tmp",
+     "json /nonexistent.json"),
     ("name=t_bad_format format=yolo root=/tmp", "format=yolo"),
 ])
 def test_missing_paths_fail_before_training(spec, problem):

@@ -72,7 +72,8 @@ class MoCoV3(nn.Module):
 
     def __init__(self, dim: int = 32, mlp_dim: int = 64) -> None:
         super().__init__()
-        self.base_encoder = random_resnet("resnet18", 0, num_classes=mlp_dim, zero_init_residual=True)
+        self.base_encoder = random_resnet("resnet18", 0, num_classes=mlp_dim,
+                                          zero_init_residual=True)
         self.momentum_encoder = random_resnet("resnet18", 1, num_classes=mlp_dim)
         for encoder in (self.base_encoder, self.momentum_encoder):
             encoder.fc = mlp(512, mlp_dim, dim, bias=False, bn_last=False)
@@ -92,7 +93,8 @@ def test_moco_v3(tmp_path, encoder):
     net = getattr(model, chosen)
     dropped = keys("", DDP(model)) - {f"module.{chosen}.{k}" for k in backbone_of(net)}
     assert_reads(ckpt, "moco-v3", backbone_of(net), dropped, encoder)
-    assert f"module.{chosen}.fc.4.running_mean" in dropped and "module.predictor.0.weight" in dropped
+    assert (f"module.{chosen}.fc.4.running_mean" in dropped
+            and "module.predictor.0.weight" in dropped)
 
 
 # --- simsiam -----------------------------------------------------------------------------------
@@ -118,8 +120,8 @@ def test_simsiam_and_its_missing_key_network(tmp_path):
     model = SimSiam()
     ckpt = save_and_load(tmp_path, {"epoch": 100, "arch": "resnet18",
                                     "state_dict": DDP(model).state_dict(), "optimizer": {}})
-    dropped = keys("module.encoder.fc.", model.encoder.fc) | keys("module.predictor.", model.predictor) \
-        | tracked("module.encoder.", model.encoder)
+    dropped = keys("module.encoder.fc.", model.encoder.fc) \
+        | keys("module.predictor.", model.predictor) | tracked("module.encoder.", model.encoder)
     assert_reads(ckpt, "simsiam", backbone_of(model.encoder), dropped)
     with pytest.raises(ConversionError, match="simsiam checkpoint has no momentum encoder"):
         read_backbone(ckpt, "simsiam", "key")
@@ -136,7 +138,8 @@ def test_simclr_converted_from_the_tf_release(tmp_path):
 
 
 def test_simclr_spijkervet(tmp_path):
-    """Spijkervet/SimCLR saves the SimCLR module: encoder (fc Identity) and a bias-free projector."""
+    """Spijkervet/SimCLR saves the SimCLR module: encoder (fc Identity) and a bias-free
+    projector."""
     model = nn.Module()
     model.encoder = random_resnet("resnet18", 4)
     model.encoder.fc = nn.Identity()

@@ -12,7 +12,7 @@ import torchvision
 
 from pretrain.config import load_cfg
 from pretrain.engine.trainer import build_optimizer
-from pretrain.models.cmc import build_model
+from pretrain.models.registry import build_model
 
 BATCH, FEAT_DIM, HIDDEN, PRED_HIDDEN = 8, 8, 16, 8
 LR, SGD_MOMENTUM, WEIGHT_DECAY, TRUST = 0.1, 0.9, 1e-4, 0.001
@@ -70,8 +70,7 @@ def project(method: str, *opts: str, total_iters: int = 10 ** 9):
         "SOLVER.LARS_TRUST_COEFFICIENT", str(TRUST), *opts])
     torch.manual_seed(0)
     model = build_model(cfg).double().train()
-    if hasattr(model, "momentum_schedule"):  # as the trainer sets it
-        model.momentum_schedule.total_steps = total_iters
+    model.start_run(0, 1, total_iters)  # as the trainer does (no memory-bank method here)
     optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=1, total_iters=total_iters)
     return model, optimizer, scheduler
 
@@ -124,14 +123,14 @@ def load_into(reference: nn.Module, ours: nn.Module) -> None:
 def trainer_step(model, optimizer, scheduler, *views, step_model=None) -> float:
     """One step as pretrain/engine/trainer.py takes it (through `step_model`, e.g. DDP's
     wrapper of `model`, if given)."""
-    loss, _ = (step_model or model)(*views)
+    loss = (step_model or model)(*views).loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if hasattr(model, "adjust_gradients"):  # SwAV's, DINO's frozen layers and clipping
-        model.adjust_gradients()
+    if model.adjusts_gradients:  # SwAV's, DINO's frozen layers and clipping
+        model.before_optimizer_step()
     optimizer.step()
     scheduler.step()
-    model.momentum_update()
+    model.after_optimizer_step()
     return loss.item()
 
 

@@ -64,8 +64,9 @@ def test_torchvision_weights_a_7x7_conv1_is_imagenet_a_3x3_one_must_be_named(tmp
 
     cifar = build_backbone("resnet18", 1, "cifar")[0].state_dict()
     torch.save(cifar, tmp_path / "cifar.pth")
-    with pytest.raises(BackboneLoadError, match=r"\(64, 3, 3, 3\) conv1 records no stem: name "
-                                                r"the one it was trained with \(cifar, tinyimagenet\)"):
+    with pytest.raises(BackboneLoadError,
+                       match=r"\(64, 3, 3, 3\) conv1 records no stem: name "
+                             r"the one it was trained with \(cifar, tinyimagenet\)"):
         load_backbone("resnet18", str(tmp_path / "cifar.pth"))
     trunk = load_backbone("resnet18", str(tmp_path / "cifar.pth"), stem="cifar").trunk
     assert isinstance(trunk.maxpool, torch.nn.Identity)

@@ -45,17 +45,17 @@ class ReferenceBYOL:
         with torch.no_grad():  # v first: the order the target's BN running statistics see
             z_tilde, z_prime = self.project(self.target, v), self.project(self.target, v_prime)
         b = len(v)
-        l = -2 / b * (F.cosine_similarity(q, z_prime).sum()
-                      + F.cosine_similarity(q_tilde, z_tilde).sum())
+        loss = -2 / b * (F.cosine_similarity(q, z_prime).sum()
+                         + F.cosine_similarity(q_tilde, z_tilde).sum())
         params = list(self.online.parameters()) + list(self.predictor.parameters())
         rate = cosine_lr(self.k, TOTAL)
-        self.optimizer.step(params, torch.autograd.grad(l, params), [rate] * len(params))
+        self.optimizer.step(params, torch.autograd.grad(loss, params), [rate] * len(params))
         tau = 1 - (1 - TAU_BASE) * (math.cos(math.pi * self.k / TOTAL) + 1) / 2
         with torch.no_grad():
             for xi, theta in zip(self.target.parameters(), self.online.parameters()):
                 xi.copy_(tau * xi + (1 - tau) * theta)
         self.k += 1
-        return l.item()
+        return loss.item()
 
 
 def test_byol_steps_like_algorithm_1_of_the_paper():

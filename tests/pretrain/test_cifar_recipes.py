@@ -47,6 +47,7 @@ def test_each_cifar_recipe_steps_on_cifar10_at_32px(name, cifar10, tmp_path):
     assert state["iteration"] == 2
     conv1 = next(v for k, v in state["model"].items() if k.endswith("backbone.conv1.weight"))
     assert conv1.shape[-2:] == (3, 3)  # the CIFAR stem's 3x3 conv
-    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line)
+            for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     knn = [row["knn_acc"] for row in rows if "knn_acc" in row]
     assert knn and all(0 <= acc <= 100 and math.isfinite(acc) for acc in knn)

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 from pretrain.models.cmc import build_cmc
 # The settings both reference tests share, and the project's model built from them.
-from tests.pretrain.test_moco_reference import (BATCH, FEAT_DIM, GROUPS, HIDDEN, LR, M, QUEUE,
-                                                SGD_MOMENTUM, WEIGHT_DECAY, T, project_model,
-                                                reference_head, reference_trunk)
+from tests.pretrain.test_moco_reference import (BATCH, FEAT_DIM, GROUPS, LR, M, QUEUE, SGD_MOMENTUM,
+                                                WEIGHT_DECAY, T, project_model, reference_head,
+                                                reference_trunk)
 
 STEPS = 3
 TOL = 1e-6
@@ -135,16 +135,17 @@ def test_cmc_steps_like_the_paper(split, head):
         seed = 1000 + step  # as the trainer does: a fresh seed before each step
 
         torch.manual_seed(seed)  # ours, as pretrain/engine/trainer.py steps it
-        loss, logits = model(v1, v2)
+        loss, logits, terms = model(v1, v2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        model.momentum_update()
+        model.after_optimizer_step()
 
         torch.manual_seed(seed)  # the same permutations for the reference's shuffle-BN
         reference_loss = reference.step(v1, v2)
 
         assert logits.shape == (2 * BATCH, 1 + QUEUE)
+        assert abs(loss.item() - sum(terms.values()).item()) <= TOL  # its two directions
         assert abs(loss.item() - reference_loss) <= TOL, f"step {step}: loss"
         assert_same_state(model, reference, step + 1)

@@ -111,7 +111,7 @@ def test_dino_steps_like_algorithm_1_of_the_paper():
         "MODEL.DINO.CENTER_MOMENTUM", str(CENTER_M), "MODEL.DINO.CLIP_GRAD", str(CLIP),
         "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS", str(float(FREEZE_STEPS)),
         "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), total_iters=TOTAL)
-    model.set_run_length(iters_per_epoch=1, total_iters=TOTAL)
+    model.start_run(0, iters_per_epoch=1, total_iters=TOTAL)
     reference = ReferenceDINO()
     reference.gs.load_state_dict(model.query_encoder.state_dict())
     reference.start()

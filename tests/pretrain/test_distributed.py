@@ -9,7 +9,8 @@ from pretrain.common.launch import launch
 from tests.conftest import run_tool, run_tool_until_killed
 
 TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
-        "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8", "LOG_PERIOD", "1"]
+        "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
+        "LOG_PERIOD", "1"]
 
 
 def losses(output_dir):
@@ -37,7 +38,8 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(cifar10, 
               "DATA.VIEWS.BLUR_P", "1.0", "DATA.VIEWS.BLUR_SIGMA", "(3.5, 7.0)",
               "DATA.ROOT", str(cifar10 / "test")]
     run_tool("tools/pretrain.py", *common, "OUTPUT_DIR", str(tmp_path / "one"))
-    run_tool("tools/pretrain.py", "--num-processes", "2", *common, "OUTPUT_DIR", str(tmp_path / "two"))
+    run_tool("tools/pretrain.py", "--num-processes", "2", *common,
+             "OUTPUT_DIR", str(tmp_path / "two"))
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert list(one) == [1, 2, 3]
     for it in one:

@@ -49,7 +49,8 @@ def test_each_task_of_a_multi_node_job_gets_its_rank_and_one_master(monkeypatch)
         tasks.append(exported(monkeypatch))
     assert [t["RANK"] for t in tasks] == ["0", "1", "2", "3"]
     assert [t["LOCAL_RANK"] for t in tasks] == ["0", "1", "0", "1"]
-    assert {t["WORLD_SIZE"] for t in tasks} == {"4"} and {t["LOCAL_WORLD_SIZE"] for t in tasks} == {"2"}
+    assert ({t["WORLD_SIZE"] for t in tasks} == {"4"}
+            and {t["LOCAL_WORLD_SIZE"] for t in tasks} == {"2"})
     # Every task agrees on the master without talking: the first node, a port from the job id.
     assert {t["MASTER_ADDR"] for t in tasks} == {"gpu07"}
     assert len({t["MASTER_PORT"] for t in tasks}) == 1

@@ -34,7 +34,8 @@ def test_knn_probe_of_a_seeded_random_backbone_repeats_and_says_what_it_measured
 def test_knn_tool_reads_a_pretraining_checkpoint(cifar10, tmp_path):
     run_tool("tools/pretrain.py", "MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "32",
              "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
-             "SOLVER.MAX_ITER", "1", "DATA.ROOT", str(cifar10 / "test"), "OUTPUT_DIR", str(tmp_path))
+             "SOLVER.MAX_ITER", "1", "DATA.ROOT", str(cifar10 / "test"),
+             "OUTPUT_DIR", str(tmp_path))
     run_tool("tools/knn.py", "--arch", "resnet18", "--checkpoint",
              str(tmp_path / "model_final.pth"), "--train-root", str(cifar10 / "test"),
              "--test-root", str(cifar10 / "test"), "--crop", "32", "--train-limit", "200",

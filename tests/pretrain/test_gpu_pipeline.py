@@ -39,7 +39,8 @@ KS_LIMIT = 1.95 * (2 / N) ** 0.5
 
 
 def draws(n=N, seed_offset=0):
-    return randomness.Draws(randomness.sample_uniforms(range(seed_offset, seed_offset + n), 1)[:, 0])
+    return randomness.Draws(
+        randomness.sample_uniforms(range(seed_offset, seed_offset + n), 1)[:, 0])
 
 
 def close(frequency, p, n=N):

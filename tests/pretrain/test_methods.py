@@ -18,7 +18,7 @@ from detection.convert import ConversionError, convert
 from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
 from pretrain.engine.trainer import build_optimizer, train
-from pretrain.models.cmc import build_model
+from pretrain.models.registry import build_model
 from tests.conftest import REPO
 
 CONFIGS = {"simclr": "simclr_R50_100ep.yaml", "byol": "byol_R50_1000ep.yaml",

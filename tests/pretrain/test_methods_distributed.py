@@ -36,17 +36,14 @@ def steps_on_crops(out_dir: str, cfg, sizes: tuple[int, ...], iters_per_epoch: i
     process's share of each global batch); rank 0 saves the losses and the model's state."""
     import pretrain.common.distributed as du
     from pretrain.engine.trainer import build_optimizer
-    from pretrain.models.cmc import build_model
+    from pretrain.models.registry import build_model
     from pretrain.models.sync_bn import convert_to_sync_bn
 
     du.init_from_env("cpu")
     rank, world = du.get_rank(), du.get_world_size()
     torch.manual_seed(0)
     model = convert_to_sync_bn(build_model(cfg), "cpu").double()
-    if hasattr(model, "momentum_schedule"):  # as the trainer sets them
-        model.momentum_schedule.total_steps = STEPS
-    if hasattr(model, "set_run_length"):
-        model.set_run_length(iters_per_epoch, STEPS)
+    model.start_run(0, iters_per_epoch, STEPS)  # as the trainer does
     optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch, total_iters=STEPS)
     step_model = DistributedDataParallel(model) if world > 1 else model
     g = torch.Generator().manual_seed(1)

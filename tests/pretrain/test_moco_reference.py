@@ -223,12 +223,12 @@ def test_moco_steps_like_algorithm_1_of_the_paper(head, batch_negatives, jigsaw)
         seed = 1000 + step  # as the trainer does: a fresh seed before each step
 
         torch.manual_seed(seed)  # ours, as pretrain/engine/trainer.py steps it
-        loss, _ = model(x_q, x_k, *([patches] if jigsaw else []))
+        loss = model(x_q, x_k, *([patches] if jigsaw else [])).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        model.momentum_update()
+        model.after_optimizer_step()
 
         torch.manual_seed(seed)  # the same draws for the reference's permutation and patch order
         reference_loss = reference.step(x_q, x_k, patches)

@@ -16,7 +16,7 @@ from pretrain.data.packed import FolderImages
 from pretrain.data.pipelines import ViewPipeline
 from pretrain.data.recipes import recipe_from_cfg
 from pretrain.data.views import ContrastiveViews, build_views, compose
-from pretrain.models.cmc import build_model
+from pretrain.models.registry import build_model
 
 LARGE, SMALL, NUM_SMALL = 64, 32, 3
 MULTI = ["DATA.CROP_SIZE", str(LARGE), "DATA.CROP_SCALE", "(0.14, 1.0)",
@@ -53,7 +53,8 @@ def test_each_image_gives_two_large_and_n_small_crops_of_the_recipe(images):
     assert not torch.equal(sample[0], sample[1]) and not torch.equal(sample[2], sample[3])
 
     batch, bad = collate_views([dataset[(0, i)] for i in range(4)])
-    assert [tuple(b.shape) for b in batch] == [(4, 3, LARGE, LARGE)] * 2 + [(4, 3, SMALL, SMALL)] * 3
+    assert ([tuple(b.shape) for b in batch]
+            == [(4, 3, LARGE, LARGE)] * 2 + [(4, 3, SMALL, SMALL)] * 3)
 
 
 def test_the_crops_cover_the_areas_their_scales_say(images):

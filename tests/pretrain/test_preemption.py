@@ -1,7 +1,6 @@
 """A scheduler's USR2 during training: checkpoint at the iteration boundary, then the installed
 handler (submitit's, in a SLURM job) runs. The signal is real; the handler here records the call."""
 import os
-import signal
 import subprocess
 import sys
 import textwrap

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torchvision.transforms as T
 from PIL import Image
-from timm.data import auto_augment as timm_ops
 
 from pretrain.config import load_cfg
 from pretrain.data.gpu.pipeline import BatchedViews
@@ -83,7 +82,8 @@ def _names(description) -> list[str]:
 DELIBERATE = {"byol_R50_1000ep.yaml": {"jitter"}, "mocov3_R50_100ep.yaml": {"jitter"},
               "simclr_R50_100ep.yaml": {"jitter"}, "pirl_R50_800ep.yaml": {"jitter"},
               # the releases' order (flip, jitter, grayscale, blur) and jitter strengths
-              "swav_R50_800ep.yaml": {"jitter", "steps"}, "dino_R50_100ep.yaml": {"jitter", "steps"},
+              "swav_R50_800ep.yaml": {"jitter", "steps"},
+              "dino_R50_100ep.yaml": {"jitter", "steps"},
               # CIFAR-10 at 32 px: no blur (SimCLR App. B.9); MoCo's CIFAR demo's own jitter
               # (0.4, 0.4, 0.4, 0.1) at p 0.8 and order on MoCo v1's preset; SimCLR's strength 0.5
               "mocov2_R18.yaml": {"steps"}, "simclr_R18.yaml": {"steps"},

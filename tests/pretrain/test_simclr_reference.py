@@ -30,11 +30,12 @@ class ReferenceSimCLR:
         z = self.f_g["head"](self.f_g["backbone"](x))
         s = torch.nn.functional.cosine_similarity(z.unsqueeze(1), z.unsqueeze(0), dim=2)
 
-        def l(i: int, j: int) -> torch.Tensor:
+        def pair_loss(i: int, j: int) -> torch.Tensor:  # l(i, j) of the module docstring
             others = torch.cat([s[i, :i], s[i, i + 1:]])
             return -(s[i, j] / T - torch.logsumexp(others / T, dim=0))
 
-        loss = sum(l(2 * k, 2 * k + 1) + l(2 * k + 1, 2 * k) for k in range(n)) / (2 * n)
+        loss = sum(pair_loss(2 * k, 2 * k + 1) + pair_loss(2 * k + 1, 2 * k)
+                   for k in range(n)) / (2 * n)
         params = list(self.f_g.parameters())
         self.optimizer.step(params, torch.autograd.grad(loss, params), [LR] * len(params))
         return loss.item()

@@ -18,7 +18,8 @@ def test_a_stage_loads_its_config_from_overrides_and_describes_it():
     assert cfg.KNN.K == 7 and "VAL_ROOT: b" in knn.describe(cfg)
     with pytest.raises(ConfigError, match="DATA.VAL_ROOT: required"):
         knn.load_config("", ["DATA.ROOT", "a"])
-    assert get_stage("pretrain").load_config("", ["MODEL.ARCH", "resnet18"]).MODEL.ARCH == "resnet18"
+    assert (get_stage("pretrain").load_config("", ["MODEL.ARCH", "resnet18"]).MODEL.ARCH
+            == "resnet18")
 
 
 def test_an_unknown_stage_is_a_config_error():

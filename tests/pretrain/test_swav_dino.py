@@ -50,7 +50,8 @@ def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tm
         assert (weights["prototypes.weight"] - second["prototypes.weight"]).abs().max() > 1e-6
     else:  # the teacher, the centre and the momentum schedule's count resume from here
         assert int(weights["momentum_schedule.step"]) == 3 and weights["center"].abs().sum() > 0
-        student, teacher = (f"{e}.head.last_layer.weight_v" for e in ("query_encoder", "key_encoder"))
+        student, teacher = (f"{e}.head.last_layer.weight_v"
+                            for e in ("query_encoder", "key_encoder"))
         # Frozen in step 1: the student's last layer is still the teacher's (its EMA copy of a
         # layer that did not move); trained in step 3.
         assert (first[student] - first[teacher]).abs().max() < 1e-6

@@ -101,7 +101,7 @@ def test_swav_steps_like_the_paper(queue_length):
         "MODEL.SWAV.EPSILON", str(EPS), "MODEL.SWAV.SINKHORN_ITERATIONS", str(SINKHORN_ITERS),
         "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", str(float(FREEZE_STEPS)),
         "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "lars")
-    model.set_run_length(iters_per_epoch=1, total_iters=10 ** 9)
+    model.start_run(0, iters_per_epoch=1, total_iters=10 ** 9)
     reference = ReferenceSwAV(queue_length)
     load_into(reference.net, model.query_encoder)
     reference.C.load_state_dict(model.prototypes.state_dict())

@@ -314,7 +314,8 @@ def test_slurm_dry_run_prints_one_array_of_every_point(cifar10, tmp_path, capsys
            "--gpus-per-node", "1", "--partition", "gpu", "--array-parallelism", "2", "--dry-run"])
     plan = capsys.readouterr().out
     for line in ("#SBATCH --array=0-4%2", "#SBATCH --gpus-per-node=1",
-                 "#SBATCH --ntasks-per-node=1", "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120", "submitit.core._submit",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --partition=gpu",
+                 "#SBATCH --signal=USR2@120", "submitit.core._submit",
                  "task 0: random_init", "task 4: CROP_SCALE=0.6-1.0__TEMPERATURE=0.2"):
         assert line in plan
     assert not output.exists()  # nothing submitted, nothing written
@@ -341,7 +342,8 @@ def test_a_cmc_point_reads_both_view_encoders_out_and_measures_i_nce_across_the_
         cifar10, tmp_path):
     """A colour-space sweep (InfoMin Fig. 4): the kNN readout concatenates the two view encoders'
     features of the converted image, and I_NCE is between the two channel groups, each way."""
-    from pretrain.models.cmc import CMCReadoutBackbone, build_model, readout_backbone
+    from pretrain.models.cmc import CMCReadoutBackbone
+    from pretrain.models.registry import build_model
 
     cmc = Sweep(CONFIG, cmc_overrides(cifar10), [("DATA.COLOR_SPACE", ["lab"])], str(tmp_path),
                 str(cifar10 / "train"), HELDOUT_N)
@@ -355,7 +357,7 @@ def test_a_cmc_point_reads_both_view_encoders_out_and_measures_i_nce_across_the_
     cfg = cmc.point_cfg(point)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    backbone = readout_backbone(model, cfg)
+    backbone = model.readout_backbone(cfg)
     assert isinstance(backbone, CMCReadoutBackbone) and backbone.split == (1, 2)
     images = noise_images(2, seed=3)
     from pretrain.data.color_spaces import denormalize, normalize, to_space

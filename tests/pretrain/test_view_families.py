@@ -119,8 +119,8 @@ def test_a_patch_size_other_than_the_crop_is_resized_to_it(bccd):
         boxes = views.boxes(image)
         query, key = views(image)
     assert query.shape == key.shape == (3, 64, 64)
-    assert boxes[0][2] - boxes[0][0] == pytest.approx(96) and math.hypot(*corner_offsets(boxes)) == \
-        pytest.approx(300)
+    assert (boxes[0][2] - boxes[0][0] == pytest.approx(96)
+            and math.hypot(*corner_offsets(boxes)) == pytest.approx(300))
 
 
 def gaussian_blur_float64(image: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -52,7 +52,7 @@ def _write_conf(folder) -> str:
     host = socket.gethostname().split(".")[0]
     cpus = os.cpu_count() or 1
     with open("/proc/meminfo") as f:
-        mem_mb = int(next(l for l in f if l.startswith("MemTotal")).split()[1]) // 1024
+        mem_mb = int(next(line for line in f if line.startswith("MemTotal")).split()[1]) // 1024
     conf = folder / "slurm.conf"
     conf.write_text(f"""ClusterName=infomindet-test
 SlurmctldHost={host}(127.0.0.1)

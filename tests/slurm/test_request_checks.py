@@ -47,4 +47,5 @@ def test_help_exits_zero():
     proc = subprocess.run([sys.executable, "slurm/submit.py", "--help"], cwd=REPO,
                           capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert proc.returncode == 0 and "{pretrain,lincls,knn,supervised,detection,sweep}" in proc.stdout
+    assert (proc.returncode == 0
+            and "{pretrain,lincls,knn,supervised,detection,sweep}" in proc.stdout)

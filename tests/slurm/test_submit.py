@@ -10,7 +10,8 @@ import torch
 
 from tests.conftest import REPO, run_tool
 
-pytestmark = pytest.mark.integration  # slurm/submit.py as a process, most tests on a real SLURM cluster
+# slurm/submit.py as a process, most tests on a real SLURM cluster
+pytestmark = pytest.mark.integration
 
 TINY_PRETRAIN = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
                  "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
@@ -107,9 +108,9 @@ def test_missing_config_fails_before_submitting(tmp_path):
 
 def test_pretraining_job_runs_to_completion(slurm_cluster, cifar10, tmp_path):
     out = tmp_path / "out"
-    job = submit(tmp_path / "jobs", "pretrain", "--config-file", PRETRAIN_CFG, "--timeout-min", "10",
-                 *TINY_PRETRAIN, "SOLVER.MAX_ITER", "4", "DATA.ROOT", str(cifar10 / "test"),
-                 "OUTPUT_DIR", str(out))
+    job = submit(tmp_path / "jobs", "pretrain", "--config-file", PRETRAIN_CFG,
+                 "--timeout-min", "10", *TINY_PRETRAIN, "SOLVER.MAX_ITER", "4",
+                 "DATA.ROOT", str(cifar10 / "test"), "OUTPUT_DIR", str(out))
     record = json.loads((tmp_path / "jobs" / job / "submission.json").read_text())
     assert record["stage"] == "pretrain" and record["job_id"] == job
     assert (tmp_path / "jobs" / job / "config.yaml").exists()
@@ -123,7 +124,8 @@ def check_requeued_and_resumed(jobs, job, work, slurm_run, direct_run):
     resumed_at = [int(i) for i in re.findall(r"resumed from .* at iteration (\d+)", log)]
     assert resumed_at and resumed_at[0] > 0, log[-3000:]  # continued, not restarted from scratch
     # The same work without interruption ends in the same state.
-    run_tool("tools/pretrain.py", "--config-file", PRETRAIN_CFG, *work, "OUTPUT_DIR", str(direct_run))
+    run_tool("tools/pretrain.py", "--config-file", PRETRAIN_CFG, *work,
+             "OUTPUT_DIR", str(direct_run))
     requeued, direct = final_state(slurm_run), final_state(direct_run)
     assert requeued["iteration"] == direct["iteration"]
     for name, tensor in direct["model"].items():

@@ -1,9 +1,9 @@
 """Batched photometric ops on uint8 images (N, 3, H, W), each with its own parameter per sample.
 
 They follow what the CPU pipeline runs on PIL images, including its uint8 arithmetic: PIL's
-ImageEnhance blends truncate (Image.blend), its grayscale is the ITU-R 601 integer formula, and every
-op returns uint8 as a PIL image would. Where torchvision already has the batched op with the PIL
-semantics (equalize, autocontrast, the sharpness kernel) it is used as is.
+ImageEnhance blends truncate (Image.blend), its grayscale is the ITU-R 601 integer formula, and
+every op returns uint8 as a PIL image would. Where torchvision already has the batched op with the
+PIL semantics (equalize, autocontrast, the sharpness kernel) it is used as is.
 """
 from __future__ import annotations
 
@@ -107,7 +107,8 @@ def gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: torch.Tensor) ->
     """torchvision's gaussian_blur (reflect padding, rounded back to uint8) with one sigma per
     sample: the separable kernels run as one grouped convolution per axis."""
     n, c, h, w = image.shape
-    kernels = gaussian_kernels(kernel_size, to_device(sigma, image.device)).repeat_interleave(c, dim=0)
+    kernels = (gaussian_kernels(kernel_size, to_device(sigma, image.device))
+               .repeat_interleave(c, dim=0))
     pad = kernel_size // 2
     x = F.pad(image.float().reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
     x = F.conv2d(x, kernels[:, None, None, :], groups=n * c)
@@ -133,7 +134,8 @@ def solarize(image: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
 
 def solarize_add(image: torch.Tensor, add: torch.Tensor, threshold: int = 128) -> torch.Tensor:
     """timm's SolarizeAdd: values below `threshold` get `add` added, saturating at 255."""
-    added = (image.int() + to_device(add, image.device).view(-1, 1, 1, 1)).clamp_(max=255).to(torch.uint8)
+    added = ((image.int() + to_device(add, image.device).view(-1, 1, 1, 1))
+             .clamp_(max=255).to(torch.uint8))
     return torch.where(image < threshold, added, image)
 
 

@@ -36,7 +36,8 @@ class Draws:
 
     def take(self, count: int = 1) -> torch.Tensor:
         if self.used + count > self.uniforms.shape[1]:
-            raise RuntimeError(f"augmentation needs more than {UNIFORMS_PER_VIEW} uniforms per view")
+            raise RuntimeError(f"augmentation needs more than {UNIFORMS_PER_VIEW} uniforms "
+                               "per view")
         cols = self.uniforms[:, self.used:self.used + count]
         self.used += count
         return cols if count > 1 else cols[:, 0]
@@ -54,7 +55,8 @@ class Draws:
 
     def integers(self, low: int, high: torch.Tensor | int) -> torch.Tensor:
         """Uniform integers in [low, high) (high may differ per sample)."""
-        return (low + self.take() * (torch.as_tensor(high, dtype=torch.float64) - low)).floor().long()
+        return ((low + self.take() * (torch.as_tensor(high, dtype=torch.float64) - low))
+                .floor().long())
 
     def permutations(self, n: int) -> torch.Tensor:
         """(N, n) uniformly random permutations of range(n) (argsort of i.i.d. uniforms)."""
@@ -132,7 +134,8 @@ def rand_augment_params(draws: Draws, layers: int = 2, magnitude: float = 10.0,
     resampling filter of the geometric ops (bilinear or bicubic, 50/50)."""
     layers_params = []
     for _ in range(layers):
-        op = (draws.take() * len(RAND_AUGMENT_OPS)).floor().long().clamp_(max=len(RAND_AUGMENT_OPS) - 1)
+        op = ((draws.take() * len(RAND_AUGMENT_OPS)).floor().long()
+              .clamp_(max=len(RAND_AUGMENT_OPS) - 1))
         layers_params.append({
             "op": op,
             "apply": draws.bernoulli(prob),

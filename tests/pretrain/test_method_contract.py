@@ -1,0 +1,120 @@
+"""The method contract (pretrain/models/method.py): every registered MODEL.METHOD, built from its
+shipped recipe (shrunk to a CPU test), takes the inputs its `views` declare and answers every
+question the engine, the readouts and the probes ask, with nothing probed by hasattr."""
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from pretrain.config import load_cfg
+from pretrain.models import method as contract
+from pretrain.models.method import METHODS, Method, StepOutput
+from pretrain.models.registry import build_model
+from tests.conftest import REPO
+
+RECIPES = {"moco": "mocov2_R50_200ep.yaml", "simclr": "simclr_R50_100ep.yaml",
+           "byol": "byol_R50_1000ep.yaml", "simsiam": "simsiam_R50_100ep.yaml",
+           "mocov3": "mocov3_R50_100ep.yaml", "insdis": "insdis_R50_200ep.yaml",
+           "pirl": "pirl_R50_800ep.yaml", "swav": "swav_R50_800ep.yaml",
+           "dino": "dino_R50_100ep.yaml", "cmc": "cmc_lab_R50_200ep.yaml"}
+TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "32", "MODEL.FEAT_DIM", "16",
+        "MODEL.PREDICTOR_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", "4", "MODEL.QUEUE_SIZE", "8",
+        "MODEL.MEMORY_BANK.NEGATIVES", "8", "MODEL.DINO.OUT_DIM", "32",
+        "MODEL.SWAV.NUM_PROTOTYPES", "8", "MODEL.SWAV.QUEUE_LENGTH", "0"]
+BATCH, SIZE, SAMPLES = 4, 32, 16
+
+
+def tiny_model(name: str) -> tuple[Method, object]:
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES[name]), TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.start_run(SAMPLES, iters_per_epoch=4, total_iters=8)
+    return model, cfg
+
+
+def step_inputs(model: Method, cfg) -> list[torch.Tensor]:
+    """What one step feeds `forward`, built from what the method declares it reads."""
+    g = torch.Generator().manual_seed(1)
+
+    def images(size=SIZE, channels=3):
+        return torch.randn(BATCH, channels, size, size, generator=g)
+
+    grid = cfg.MODEL.JIGSAW.GRID
+    patches = torch.randn(BATCH, grid ** 2, 3, 16, 16, generator=g)
+    indices = torch.arange(BATCH)
+    views = model.views
+    if views == contract.VIEWS_PAIR:
+        return [images(), images()]
+    if views == contract.VIEWS_PAIR_JIGSAW:
+        return [images(), images(), *([patches] if cfg.MODEL.JIGSAW.ENABLED else [])]
+    if views == contract.VIEWS_INDEXED:
+        return [images(), indices]
+    if views == contract.VIEWS_INDEXED_JIGSAW:
+        return [images(), patches, indices]
+    if views == contract.VIEWS_MULTI_CROP:
+        small = [images(16) for _ in range(cfg.DATA.MULTI_CROP.NUM_SMALL)]
+        return [images(), images(), *small]
+    if views == contract.VIEWS_CHANNEL_GROUPS:
+        first, second = cfg.DATA.CHANNEL_SPLIT
+        return [images(channels=first), images(channels=second)]
+    raise AssertionError(f"{type(model).__name__}: undeclared views {views!r}")
+
+
+def test_every_shipped_recipe_names_a_registered_method():
+    recipes = sorted((REPO / "configs" / "pretrain").rglob("*.yaml"))
+    names = {load_cfg(str(path)).MODEL.METHOD for path in recipes}
+    assert names <= set(METHODS)
+    assert set(RECIPES) - {"cmc"} == set(METHODS)  # every method is exercised below
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_a_method_answers_the_contract(name):
+    model, cfg = tiny_model(name)
+    assert isinstance(model, Method)
+    out = model(*step_inputs(model, cfg))
+    assert isinstance(out, StepOutput)
+    assert out.loss.ndim == 0 and math.isfinite(out.loss.item()) and out.loss.requires_grad
+    assert out.logits.ndim == 2 and len(out.logits) >= BATCH  # positive in column 0
+    assert out.terms and all(not t.requires_grad and t.ndim == 0 for t in out.terms.values())
+
+    # I_NCE is logged from InfoNCE terms only, and only where there are negatives.
+    info_nce = tuple(model.info_nce_terms)
+    assert set(info_nce) <= set(out.terms)
+    assert bool(info_nce) == (name in ("moco", "cmc", "simclr", "mocov3")), info_nce
+    if info_nce:
+        assert model.num_negatives(BATCH) > 0
+
+    out.loss.backward()
+    if model.adjusts_gradients:
+        model.before_optimizer_step()
+    model.after_optimizer_step()
+
+    backbone = model.readout_backbone(cfg)
+    assert isinstance(backbone, nn.Module)
+    with torch.no_grad():
+        features = backbone.eval()(torch.randn(2, 3, SIZE, SIZE))
+    assert features.shape[0] == 2 and features.ndim == 2
+
+
+def test_each_direction_and_branch_is_a_named_term():
+    """The breakdown sums to the loss where the loss is the terms' plain sum."""
+    for name, expected in (("cmc", {"1->2", "2->1"}), ("byol", {"1->2", "2->1"}),
+                           ("simsiam", {"1->2", "2->1"})):
+        model, cfg = tiny_model(name)
+        out = model(*step_inputs(model, cfg))
+        assert set(out.terms) == expected
+        assert out.loss.item() == pytest.approx(sum(out.terms.values()).item(), rel=1e-6)
+
+
+def test_the_engine_never_probes_a_method_with_hasattr():
+    """The trainer asks the contract; a method's optional parts are never guessed at."""
+    for path in (Path(REPO) / "pretrain" / "engine").glob("*.py"):
+        calls = [node for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") in
+                 ("hasattr", "getattr")]
+        assert not calls, f"{path.name} probes with hasattr/getattr"
