@@ -17,6 +17,8 @@ import torch.nn as nn
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from ..common.errors import ConfigError
+
 EXTRA_ARCHS = {
     "resnext152_32x8d": dict(block=Bottleneck, layers=[3, 8, 36, 3], groups=32, width_per_group=8),
 }
@@ -104,14 +106,16 @@ class WideResNet(ResNet):
         return super()._make_layer(block, planes * self._width, blocks, stride, dilate)
 
 
-def build_backbone(arch: str, width: int = 1, stem: str = "imagenet") -> tuple[nn.Module, int]:
+def build_backbone(arch: str, width: int = 1, stem: str = "imagenet",
+                   zero_init_residual: bool = False) -> tuple[nn.Module, int]:
     """Returns (trunk, feature_dim): the model with `fc` replaced by an identity and the stem
     `stem` (a key of STEMS), so its parameter names stay torchvision's (conv1, bn1, layer1..4) for
-    conversion to Detectron2."""
+    conversion to Detectron2. `zero_init_residual`: each residual block's last BN scale starts at
+    0, as torchvision's flag does (SimSiam's and MoCo v3's releases build their ResNets so)."""
     stem_spec(stem)  # an unknown stem fails before any weight is drawn
     if width != 1:
         if arch not in TORCHVISION_LAYERS:
-            raise ValueError(f"MODEL.WIDTH {width} is supported for {sorted(TORCHVISION_LAYERS)}, "
+            raise ConfigError(f"MODEL.WIDTH {width} is supported for {sorted(TORCHVISION_LAYERS)}, "
                              f"not {arch!r}")
         trunk = WideResNet(*TORCHVISION_LAYERS[arch], width=width)
     elif arch in EXTRA_ARCHS:
@@ -119,9 +123,21 @@ def build_backbone(arch: str, width: int = 1, stem: str = "imagenet") -> tuple[n
     else:
         constructor = getattr(torchvision.models, arch, None)
         if constructor is None or not arch.startswith(("resnet", "resnext", "wide_resnet")):
-            raise ValueError(f"MODEL.ARCH {arch!r} is not a ResNet / ResNeXt: use a torchvision "
+            raise ConfigError(f"MODEL.ARCH {arch!r} is not a ResNet / ResNeXt: use a torchvision "
                              f"constructor name or one of {sorted(EXTRA_ARCHS)}")
         trunk = constructor(weights=None)
+    if zero_init_residual:  # after the constructor's own init, as torchvision does; no draws
+        for block in trunk.modules():
+            if isinstance(block, Bottleneck):
+                nn.init.zeros_(block.bn3.weight)
+            elif isinstance(block, BasicBlock):
+                nn.init.zeros_(block.bn2.weight)
     feature_dim = trunk.fc.in_features
     trunk.fc = nn.Identity()
     return replace_stem(trunk, stem), feature_dim
+
+
+def backbone_of_cfg(cfg) -> tuple[nn.Module, int]:
+    """build_backbone with MODEL.ARCH, WIDTH, STEM and ZERO_INIT_RESIDUAL."""
+    m = cfg.MODEL
+    return build_backbone(m.ARCH, m.WIDTH, m.STEM, m.ZERO_INIT_RESIDUAL)

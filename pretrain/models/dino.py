@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..common import distributed as du
 from ..common.errors import ConfigError
-from .backbone import build_backbone
+from .backbone import backbone_of_cfg
 from .ema import MomentumSchedule
 from .method import VIEWS_MULTI_CROP, StepOutput, register_method
 from .moco import Encoder, MoCo
@@ -116,7 +116,7 @@ class DINO(MoCo):
     @classmethod
     def from_cfg(cls, cfg) -> "DINO":
         m, d = cfg.MODEL, cfg.MODEL.DINO
-        backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+        backbone, dim = backbone_of_cfg(cfg)
         head = DINOHead(dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM, d.OUT_DIM, d.NORM_LAST_LAYER)
         return cls(Encoder(backbone, head), d.OUT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE,
                    d.STUDENT_TEMP, d.TEACHER_TEMP, d.WARMUP_TEACHER_TEMP,

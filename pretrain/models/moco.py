@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..common import distributed as du
 from ..common.errors import ConfigError
 from ..losses import info_nce
-from .backbone import build_backbone
+from .backbone import backbone_of_cfg
 from .heads import build_head
 from .method import VIEWS_PAIR_JIGSAW, Method, StepOutput, register_method
 from .split_bn import bn_splits, convert_to_split_bn
@@ -31,7 +31,7 @@ class Encoder(nn.Module):
     def from_cfg(cls, cfg) -> "Encoder":
         """MODEL.ARCH / WIDTH / STEM's backbone with MODEL.HEAD's projection head."""
         m = cfg.MODEL
-        backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+        backbone, dim = backbone_of_cfg(cfg)
         return cls(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -175,7 +175,7 @@ class MoCo(Method):
 
 def build_moco(cfg) -> MoCo:
     m = cfg.MODEL
-    backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+    backbone, dim = backbone_of_cfg(cfg)
     head = build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM)
     jigsaw_head = None
     if m.JIGSAW.ENABLED:

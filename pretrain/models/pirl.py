@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..common import distributed as du
-from .backbone import build_backbone
+from .backbone import backbone_of_cfg
 from .heads import build_head
 from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
 from .method import VIEWS_INDEXED_JIGSAW, StepOutput, register_method
@@ -40,7 +40,7 @@ class PIRL(MemoryBankMethod):
     def from_cfg(cls, cfg) -> "PIRL":
         """Negatives "excluding image I" (PIRL Sec. 3.1)."""
         m = cfg.MODEL
-        backbone, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM)
+        backbone, dim = backbone_of_cfg(cfg)
         encoder = Encoder(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
         jigsaw = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
                             m.JIGSAW.GRID ** 2, m.FEAT_DIM)

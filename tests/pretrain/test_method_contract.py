@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torchvision
 
 from pretrain.config import load_cfg
+from pretrain.models.backbone import backbone_of_cfg
 from pretrain.models import method as contract
 from pretrain.models.method import METHODS, Method, StepOutput
 from pretrain.models.registry import build_model
@@ -118,3 +120,19 @@ def test_the_engine_never_probes_a_method_with_hasattr():
                  if isinstance(node, ast.Call) and getattr(node.func, "id", "") in
                  ("hasattr", "getattr")]
         assert not calls, f"{path.name} probes with hasattr/getattr"
+
+
+@pytest.mark.parametrize("name, zero_init", [("simsiam", True), ("mocov3", True), ("byol", False),
+                                             ("moco", False)])
+def test_backbones_start_as_the_releases_build_them(name, zero_init):
+    """SimSiam's and MoCo v3's releases build torchvision's ResNet with zero_init_residual=True
+    (each block's last BN scale 0); the others with torchvision's defaults. Same seed, same
+    draws: the recipe's backbone is the release's, tensor for tensor."""
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES[name]), ["MODEL.ARCH", "resnet18"])
+    torch.manual_seed(0)
+    ours, _ = backbone_of_cfg(cfg)
+    torch.manual_seed(0)
+    release = torchvision.models.resnet18(zero_init_residual=zero_init)
+    expected = {k: v for k, v in release.state_dict().items() if not k.startswith("fc.")}
+    assert ours.state_dict().keys() == expected.keys()
+    assert all(torch.equal(ours.state_dict()[k], v) for k, v in expected.items())

@@ -8,9 +8,10 @@ q1, q2 = f_q(x1), f_q(x2); k1, k2 = f_k(x1), f_k(x2) (no gradient);
 loss = ctr(q1, k2) + ctr(q2, k1), ctr(q, k) = CrossEntropy(normalize(q) normalize(k)^T / T,
 arange(N)) * 2T; a LARS step on f_q. Algorithm 1 keeps m constant; the ResNet recipes anneal it
 to 1 by a half cosine, m_k = 1 - (1 - m)(cos(pi k / K) + 1) / 2 for iteration k (0-based), and
-the release (main_moco.py, moco/builder.py) updates f_k <- m_k f_k + (1 - m_k) f_q at the START of
-iteration k, before computing its keys; both are checked. MLPs as the release builds them for ResNet: Linear without bias,
-BN + ReLU between, an affine-free BN after the projector's output, none after the predictor's."""
+the release (main_moco.py, moco/builder.py) updates f_k <- m_k f_k + (1 - m_k) f_q at the START
+of iteration k, before computing its keys; both are checked. MLPs as the release builds them for
+ResNet: Linear without bias, BN + ReLU between, an affine-free BN after the projector's output,
+none after the predictor's."""
 from __future__ import annotations
 
 import copy
