@@ -238,6 +238,10 @@ _C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)
 # Epochs at which the lr drops 10x (InsDis's and MoCo v1's step schedule); (): the cosine.
 _C.SOLVER.LR_STEPS = ()
 _C.SOLVER.WARMUP_EPOCHS = -1.0  # -1: the recipe's rule, 5 epochs when the batch exceeds 256, else 0
+# Where the linear warm-up starts (pretrain/engine/schedule.py WARMUP_RULES): "one_based" (step it
+# at (it + 1) / W), "from_zero" (it / W: SimCLR's, BYOL's and MoCo v3's releases) or "linspace"
+# (it / (W - 1): DINO's and SwAV's np.linspace).
+_C.SOLVER.WARMUP_RULE = "one_based"
 # Mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off".
 _C.SOLVER.AMP = "bf16"
 # bf16 autocast and channels-last on a CPU that computes bf16 natively (AMX / AVX512-BF16;

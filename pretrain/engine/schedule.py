@@ -8,28 +8,55 @@ import torch
 from fvcore.common.param_scheduler import CosineParamScheduler
 
 
-def warmup_cosine(peak: float, warmup_iters: int, total_iters: int) -> Callable[[int], float]:
-    """Value at iteration `it` (0-based): linear warm-up from peak / warmup_iters to `peak` over
-    `warmup_iters`, then a half cosine from `peak` to 0 at `total_iters`.
+# SOLVER.WARMUP_RULE: the linear warm-up's value at iteration `it` (0-based) of W warm-up steps,
+# as a fraction of the peak. The releases differ in where the ramp starts:
+WARMUP_RULES = {
+    "one_based": lambda it, w: (it + 1) / w,  # first step at 1/W, reaches the peak at it = W - 1
+    # SimCLR's (TF, global_step / warmup_steps), BYOL's and MoCo v3's (epoch / warmup_epochs,
+    # the epoch fractional per iteration) releases: the first step at lr 0
+    "from_zero": lambda it, w: it / w,
+    # DINO's cosine_scheduler (and SwAV's): np.linspace(0, peak, W), the peak at it = W - 1
+    "linspace": lambda it, w: it / (w - 1) if w > 1 else 1.0,
+}
+
+
+def warmup_rule(name: str) -> Callable[[int, int], float]:
+    if name not in WARMUP_RULES:
+        from ..common.errors import ConfigError
+
+        raise ConfigError(f"SOLVER.WARMUP_RULE {name!r}: expected one of {list(WARMUP_RULES)}")
+    return WARMUP_RULES[name]
+
+
+def warmup_cosine(peak: float, warmup_iters: int, total_iters: int,
+                  rule: str = "one_based") -> Callable[[int], float]:
+    """Value at iteration `it` (0-based): a linear warm-up to `peak` over `warmup_iters` by
+    `rule` (WARMUP_RULES), then a half cosine from `peak` to 0 at `total_iters`.
 
     The warm-up is written out, not fvcore's LinearParamScheduler: that one computes
     peak * ((it + 1) / warmup), which differs from the peak * (it + 1) / warmup the runs so far
     used in the last bit, and the loops must stay bit for bit what they were."""
     decay = CosineParamScheduler(peak, 0.0)
+    ramp = warmup_rule(rule)
 
     def value(it: int) -> float:
         if it < warmup_iters:
-            return peak * (it + 1) / warmup_iters
+            if rule == "one_based":  # bit for bit the product the runs so far used
+                return peak * (it + 1) / warmup_iters
+            return peak * ramp(it, warmup_iters)
         return decay(min(1.0, (it - warmup_iters) / max(1, total_iters - warmup_iters)))
     return value
 
 
-def warmup_steps(warmup_iters: int, milestones, gamma: float = 0.1) -> Callable[[int], float]:
+def warmup_steps(warmup_iters: int, milestones, gamma: float = 0.1,
+                 rule: str = "one_based") -> Callable[[int], float]:
     """As warmup_cosine with peak 1, but the warm-up is followed by a constant rate multiplied by
     `gamma` at each of `milestones` (iterations)."""
+    ramp = warmup_rule(rule)
+
     def value(it: int) -> float:
         if it < warmup_iters:
-            return (it + 1) / warmup_iters
+            return ramp(it, warmup_iters)
         return gamma ** sum(it >= m for m in milestones)
     return value
 

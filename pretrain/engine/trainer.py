@@ -69,9 +69,11 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     if warmup_epochs < 0:
         warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
     warmup_iters = int(warmup_epochs * iters_per_epoch)
-    schedule = warmup_cosine(1.0, warmup_iters, total_iters)
+    rule = cfg.SOLVER.WARMUP_RULE
+    schedule = warmup_cosine(1.0, warmup_iters, total_iters, rule)
     if cfg.SOLVER.LR_STEPS:  # InsDis's steps, in epochs
-        schedule = warmup_steps(warmup_iters, [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS])
+        schedule = warmup_steps(warmup_iters, [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS],
+                                rule=rule)
     # One factor per parameter group: SimSiam's predictor keeps a fixed rate (models/optim.py).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   group_lr_factors(optimizer, schedule))

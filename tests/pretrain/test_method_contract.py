@@ -7,6 +7,7 @@ import ast
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -136,3 +137,31 @@ def test_backbones_start_as_the_releases_build_them(name, zero_init):
     expected = {k: v for k, v in release.state_dict().items() if not k.startswith("fc.")}
     assert ours.state_dict().keys() == expected.keys()
     assert all(torch.equal(ours.state_dict()[k], v) for k, v in expected.items())
+
+
+# Each release's linear warm-up, written from its code: the fraction of the peak lr at iteration
+# `it` (0-based) of W warm-up iterations.
+RELEASE_WARMUPS = {
+    "simclr": lambda it, w: it / w,        # tag 1.0: global_step / warmup_steps * lr
+    "byol": lambda it, w: it / w,          # lr * global_step / warmup_steps
+    "mocov3": lambda it, w: it / w,        # lr * epoch / warmup_epochs, epoch = e + i / n
+    "dino": lambda it, w: float(np.linspace(0, 1, w)[it]),  # utils.cosine_scheduler
+    "swav": lambda it, w: float(np.linspace(0, 1, w)[it]),  # (from 0 here; the release's 0.3)
+}
+
+
+@pytest.mark.parametrize("name", list(RELEASE_WARMUPS))
+def test_warm_ups_ramp_as_the_releases_do(name):
+    from pretrain.engine.trainer import build_optimizer
+
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES[name]),
+                   [*TINY, "SOLVER.WARMUP_EPOCHS", "2.0"])
+    model = build_model(cfg)
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=5, total_iters=40)
+    peak = optimizer.param_groups[0]["initial_lr"]
+    for it in range(10):  # W = 10 warm-up iterations
+        lr = optimizer.param_groups[0]["lr"]
+        assert lr == pytest.approx(peak * RELEASE_WARMUPS[name](it, 10), abs=1e-12), it
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(peak)  # the cosine starts at the peak
