@@ -47,8 +47,14 @@ class SimCLR(Method):
         return 2 * global_batch_size - 2
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-        """The loss and the logits of this process's 2N anchors, positive at column 0."""
+        """The loss, the logits of this process's 2N anchors (positive at column 0), and the
+        term "nt_xent", NT-Xent's mean over the 2N anchors (an InfoNCE: the log's I_NCE).
+
+        The loss is twice that mean, as the release optimises it (tag 1.0, objective.py: the
+        sum of the two directions' batch means, loss_a + loss_b). Under LARS the factor is not
+        a no-op: the biases and BN parameters, which LARS does not rescale, get twice the step
+        of a plain mean."""
         z1, z2 = self.query_encoder(torch.cat([view1, view2])).chunk(2)
-        loss, logits = nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1),
+        mean, logits = nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1),
                                all_gather_with_grad(z2), offset=du.get_rank() * len(z1))
-        return StepOutput(loss, logits, {"nt_xent": loss.detach()})
+        return StepOutput(2 * mean, logits, {"nt_xent": mean.detach()})

@@ -7,7 +7,9 @@ interleaved as in Algorithm 1 (2k-1 and 2k the two views of image k) and encoded
 (the release's BN spans both views), z = g(f(x)) with g the 2-layer projection MLP with BN (the
 last BN with a scale and no shift, as the release builds it), s_ij = cosine similarity,
 l(i, j) = -log exp(s_ij / T) / sum_{k != i} exp(s_ik / T),
-L = 1 / 2N sum_k [l(2k-1, 2k) + l(2k, 2k-1)], then a LARS step (biases and BN excluded)."""
+L = 1 / N sum_k [l(2k-1, 2k) + l(2k, 2k-1)]: the release's loss_a + loss_b, the two directions'
+batch means summed (the paper's Algorithm 1 writes 1 / 2N; under LARS the factor matters for the
+biases and BN, which LARS does not rescale), then a LARS step (biases and BN excluded)."""
 from __future__ import annotations
 
 import torch
@@ -35,7 +37,7 @@ class ReferenceSimCLR:
             return -(s[i, j] / T - torch.logsumexp(others / T, dim=0))
 
         loss = sum(pair_loss(2 * k, 2 * k + 1) + pair_loss(2 * k + 1, 2 * k)
-                   for k in range(n)) / (2 * n)
+                   for k in range(n)) / n
         params = list(self.f_g.parameters())
         self.optimizer.step(params, torch.autograd.grad(loss, params), [LR] * len(params))
         return loss.item()
