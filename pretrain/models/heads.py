@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-# The projection MLPs of the papers' ResNet recipes, as (layers, last_bn): hidden layers are
-# Linear (no bias: BN follows) - BN - ReLU; the last Linear is followed by
-#   "none": nothing (with a bias) - BYOL's projector (Grill et al. 2020, App. A);
+# The projection MLPs of the papers' ResNet recipes, as (layers, last_bn, last_bias): hidden
+# layers are Linear (no bias: BN follows) - BN - ReLU; the last Linear is followed by
+#   "none": nothing - BYOL's projector (Grill et al. 2020, App. A; its release's last Linear has no
+#           bias: byol/utils/networks.py, hk.Linear(output_size, with_bias=False));
 #   "scale": BN with a learned scale but no shift - SimCLR's (official code: the last layer's BN
 #            has `center=False`);
 #   "plain": BN without scale or shift - SimSiam's (Chen & He 2021, Sec. 4.1, "BN ... no ReLU";
 #            official code: affine-free BN) and MoCo v3's (Chen, Xie, He 2021, App. / code).
-#   SwAV's projection (Caron et al. 2020, App. A: 2048 - BN - ReLU - 128) is BYOL's shape: "none".
-METHOD_HEADS = {"simclr": (2, "scale"), "byol": (2, "none"), "simsiam": (3, "plain"),
-                "mocov3": (2, "plain"), "swav": (2, "none")}
+#   SwAV's projection (Caron et al. 2020, App. A: 2048 - BN - ReLU - 128) is BYOL's shape: "none",
+#   its last Linear with a bias (the release's nn.Linear default).
+METHOD_HEADS = {"simclr": (2, "scale", False), "byol": (2, "none", False),
+                "simsiam": (3, "plain", False), "mocov3": (2, "plain", False),
+                "swav": (2, "none", True)}
 
 
 def build_mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2,
@@ -49,8 +52,8 @@ def build_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Modu
         return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True),
                              nn.Linear(hidden_dim, out_dim))
     if kind in METHOD_HEADS:
-        layers, last_bn = METHOD_HEADS[kind]
-        return build_mlp(in_dim, hidden_dim, out_dim, layers, last_bn)
+        layers, last_bn, last_bias = METHOD_HEADS[kind]
+        return build_mlp(in_dim, hidden_dim, out_dim, layers, last_bn, last_bias)
     raise ValueError(f"MODEL.HEAD {kind!r}: expected 'linear', 'mlp' or one of "
                      f"{', '.join(METHOD_HEADS)}")
 
@@ -58,6 +61,7 @@ def build_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Modu
 def build_predictor(method: str, dim: int, hidden_dim: int) -> nn.Sequential:
     """The predictor MLP on top of the projection: Linear - BN - ReLU - Linear, no BN at the
     output (BYOL App. A: "the same architecture as g"; SimSiam Sec. 4.1: a bottleneck whose
-    output fc has no BN or ReLU). MoCo v3's ResNet predictor is the same without the output
-    bias (its official code builds every MLP Linear without bias)."""
-    return build_mlp(dim, hidden_dim, dim, layers=2, last_bias=method != "mocov3")
+    output fc has no BN or ReLU). MoCo v3's and BYOL's releases build it without the output
+    bias (MoCo v3 builds every MLP Linear without bias; BYOL's MLP ends with_bias=False);
+    SimSiam's keeps it (nn.Linear(pred_dim, dim))."""
+    return build_mlp(dim, hidden_dim, dim, layers=2, last_bias=method == "simsiam")

@@ -3,7 +3,10 @@ Algorithm 1 (Grill et al. 2020, "Bootstrap Your Own Latent"), in float64, for th
 of a four-step run on the same batches, the learning rate and tau both on their schedules.
 
 The reference below is written from the paper, not from pretrain/: online network f_theta,
-projector g_theta (Linear - BN - ReLU - Linear, App. A), predictor q_theta (same architecture);
+projector g_theta (Linear - BN - ReLU - Linear, App. A), predictor q_theta (same architecture),
+each ending in a Linear without a bias as the release builds them (byol/utils/networks.py MLP:
+hk.Linear(output_size, with_bias=False)); the release's first Linear has a zero-initialised bias,
+which the BN after it makes inert (no effect on the output, zero gradient), so it is left out;
 target f_xi, g_xi starting as copies of the online ones. Per batch: z = g_theta(f_theta(v)),
 z' = g_xi(f_xi(v')) and symmetrically; the loss l = -2/B sum [<q(z), z'> / (|q(z)| |z'|) +
 <q(z~'), z~> / ...] of Algorithm 1, which is our symmetric Eq. 2 loss minus 4; a LARS step on
@@ -27,8 +30,9 @@ TAU_BASE, TOTAL = 0.9, 4  # tau_base far from 1 and a short run, so that the sch
 
 class ReferenceBYOL:
     def __init__(self):
-        self.online = network(mlp([512, HIDDEN, FEAT_DIM], last="none"))
-        self.predictor = mlp([FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none").double()
+        self.online = network(mlp([512, HIDDEN, FEAT_DIM], last="none", last_bias=False))
+        self.predictor = mlp([FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none",
+                             last_bias=False).double()
         self.target = None  # a copy of the online network once its weights are loaded
         self.optimizer = ReferenceOptimizer(lars=True)
         self.k = 0
