@@ -27,7 +27,9 @@ class InsDis(MemoryBankMethod):
 
     @classmethod
     def from_cfg(cls, cfg) -> "InsDis":
-        return cls(Encoder.from_cfg(cfg), MemoryBank.from_cfg(cfg))
+        # Z over all K + 1 columns and eps 1e-7 in NCE's denominators, as the release
+        # (lemniscate.pytorch) computes them
+        return cls(Encoder.from_cfg(cfg), MemoryBank.from_cfg(cfg, z_with_own=True, nce_eps=1e-7))
 
     def forward(self, images: torch.Tensor, indices: torch.Tensor) -> StepOutput:
         """images: (N, C, H, W) one view per image; indices: (N,) their rows in the bank.

@@ -60,8 +60,13 @@ def check_memory_bank(cfg) -> None:
 
 class MemoryBank(nn.Module):
     def __init__(self, dim: int, num_negatives: int, momentum: float, temperature: float,
-                 loss: str, seed: int, exclude_own: bool = False):
+                 loss: str, seed: int, exclude_own: bool = False, z_with_own: bool = False,
+                 nce_eps: float = 0.0):
+        """`z_with_own`: NCE's Z from all 1 + K columns of the first batch (the own entry too),
+        and `nce_eps` added to NCE's denominators, as InsDis's release (lemniscate.pytorch,
+        NCEAverage and NCECriterion, eps 1e-7); PIRL keeps Eq. 7's K noise columns and no eps."""
         super().__init__()
+        self.z_with_own, self.nce_eps = z_with_own, nce_eps
         if loss not in LOSSES:
             raise ConfigError(f"MODEL.MEMORY_BANK.LOSS {loss!r}: expected one of {LOSSES}")
         self.dim, self.num_negatives, self.momentum = dim, num_negatives, momentum
@@ -73,10 +78,10 @@ class MemoryBank(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     @classmethod
-    def from_cfg(cls, cfg, exclude_own: bool = False) -> "MemoryBank":
+    def from_cfg(cls, cfg, **options) -> "MemoryBank":
         bank = cfg.MODEL.MEMORY_BANK
         return cls(cfg.MODEL.FEAT_DIM, bank.NEGATIVES, bank.MOMENTUM, cfg.MODEL.TEMPERATURE,
-                   bank.LOSS, cfg.SEED, exclude_own)
+                   bank.LOSS, cfg.SEED, **options)
 
     @property
     def size(self) -> int:
@@ -128,18 +133,20 @@ class MemoryBank(nn.Module):
             return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long,
                                                        device=logits.device))
         if not self.z:
-            self._estimate_z(logits[:, 1:])
+            self._estimate_z(logits if self.z_with_own else logits[:, 1:])
         log_p = logits - torch.log(self.z).to(logits.dtype)  # log P(i|v), InsDis Eq. 4 with Z
         log_noise = math.log(self.num_negatives / self.size)  # log(K P_n)
-        log_denominator = torch.logaddexp(log_p, torch.full_like(log_p, log_noise))
+        # log(P + K P_n + eps): the release's eps sits in the denominator only
+        log_rest = math.log(self.num_negatives / self.size + self.nce_eps)
+        log_denominator = torch.logaddexp(log_p, torch.full_like(log_p, log_rest))
         log_h_own = log_p[:, 0] - log_denominator[:, 0]
         log_not_h_negatives = (log_noise - log_denominator[:, 1:]).sum(dim=1)
         return -(log_h_own + log_not_h_negatives).mean()
 
     @torch.no_grad()
     def _estimate_z(self, negative_logits: torch.Tensor) -> None:
-        """Z = n * the mean of exp(s / T) over the global batch's negatives (equal batches per
-        process, so the mean of the processes' means)."""
+        """Z = n * the mean of exp(s / T) over the global batch's negatives (and own entries,
+        with `z_with_own`; equal batches per process, so the mean of the processes' means)."""
         local = negative_logits.double().exp().mean().reshape(1)
         self.z.fill_(self.size * du.all_gather_cat(local).mean().item())
 

@@ -8,7 +8,12 @@ linear projection of the ResNet features, Sec. 3.1); for each image i, m noise s
 drawn uniformly from the n bank entries (P_n = 1/n); NCE (Eq. 4-6) with P(j|v) = exp(V_j . v /
 T) / Z, h = P / (P + m/n), loss_i = -log h(i, v) - sum_k log(1 - h(j_k, v)), Z estimated once
 from the first batch (Eq. 7); or InfoNCE over the same 1 + m entries. After the SGD step the
-seen entries become V_i <- normalise(0.5 V_i + 0.5 v_i) (Sec. 3.2)."""
+seen entries become V_i <- normalise(0.5 V_i + 0.5 v_i) (Sec. 3.2).
+
+NCE as the authors' release computes it (lemniscate.pytorch, lib/NCEAverage.py and
+lib/NCECriterion.py): Z = n * the mean of exp(s / T) over all 1 + m columns of the first batch,
+the image's own entry included; h = P / (P + m/n + eps) and 1 - h = (m/n) / (P + m/n + eps),
+eps = 1e-7."""
 from __future__ import annotations
 
 import pytest
@@ -18,9 +23,35 @@ import torch.nn.functional as F
 
 from tests.pretrain.reference_parts import (BANK_T, BATCH, FEAT_DIM, LR, N_IMAGES, NEGATIVES,
                                             ReferenceOptimizer, assert_same, assert_same_bank,
-                                            bank_batches, estimated_z, info_nce_terms,
-                                            load_into, nce_terms, network, project,
-                                            step_generator, trainer_step, update_bank)
+                                            bank_batches, info_nce_terms, load_into, network,
+                                            project, step_generator, trainer_step, update_bank)
+
+EPS = 1e-7  # lemniscate's NCECriterion
+
+
+def release_z(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
+              negatives: torch.Tensor) -> float:
+    """NCEAverage: out = exp(bank[idx] . v / T) over idx = (own, the m noise draws); Z =
+    out.mean() * n, once."""
+    with torch.no_grad():
+        columns = torch.cat([own.unsqueeze(1), negatives], dim=1)
+        out = torch.stack([torch.exp(bank[columns[i]] @ v[i] / BANK_T) for i in range(len(v))])
+        return (out.mean() * len(bank)).item()
+
+
+def release_nce_terms(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
+                      negatives: torch.Tensor, z: float) -> torch.Tensor:
+    """NCECriterion per image: -log(P_own / (P_own + m Pn + eps)) - sum_k log(m Pn / (P_k + m Pn
+    + eps)), P = exp(s / T) / Z, Pn = 1 / n."""
+    m, n = negatives.shape[1], len(bank)
+    losses = []
+    for i in range(len(v)):
+        p_own = torch.exp(bank[own[i]] @ v[i] / BANK_T) / z
+        p_noise = torch.exp(bank[negatives[i]] @ v[i] / BANK_T) / z
+        ln_own = torch.log(p_own / (p_own + m / n + EPS))
+        ln_noise = torch.log((m / n) / (p_noise + m / n + EPS))
+        losses.append(-ln_own - ln_noise.sum())
+    return torch.stack(losses)
 
 
 class ReferenceInsDis:
@@ -36,8 +67,8 @@ class ReferenceInsDis:
         negatives = torch.randint(N_IMAGES, (BATCH, NEGATIVES), generator=step_generator(self.k))
         if self.loss == "nce":
             if self.z is None:
-                self.z = estimated_z(v, self.bank, negatives)
-            loss = nce_terms(v, self.bank, own, negatives, self.z).mean()
+                self.z = release_z(v, self.bank, own, negatives)
+            loss = release_nce_terms(v, self.bank, own, negatives, self.z).mean()
         else:
             loss = info_nce_terms(v, self.bank, own, negatives).mean()
         params = list(self.f.parameters())
