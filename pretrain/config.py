@@ -242,6 +242,9 @@ _C.SOLVER.WARMUP_EPOCHS = -1.0  # -1: the recipe's rule, 5 epochs when the batch
 # at (it + 1) / W), "from_zero" (it / W: SimCLR's, BYOL's and MoCo v3's releases) or "linspace"
 # (it / (W - 1): DINO's and SwAV's np.linspace).
 _C.SOLVER.WARMUP_RULE = "one_based"
+# "iteration": the schedule moves every step; "epoch": held at each epoch's first value (SimSiam's
+# release sets its lr once per epoch).
+_C.SOLVER.LR_GRANULARITY = "iteration"
 # Mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off".
 _C.SOLVER.AMP = "bf16"
 # bf16 autocast and channels-last on a CPU that computes bf16 natively (AMX / AVX512-BF16;

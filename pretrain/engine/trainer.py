@@ -59,6 +59,20 @@ def model_cfg_for_run(cfg, total_iters: int):
     return scaled
 
 
+LR_GRANULARITIES = ("iteration", "epoch")
+
+
+def stepped_by(granularity: str, schedule, iters_per_epoch: int):
+    """`schedule` (of the iteration) as it is, or held at each epoch's first value: SimSiam's
+    release sets its lr once per epoch (adjust_learning_rate at each epoch's start)."""
+    if granularity not in LR_GRANULARITIES:
+        raise ConfigError(f"SOLVER.LR_GRANULARITY {granularity!r}: expected one of "
+                          f"{LR_GRANULARITIES}")
+    if granularity == "iteration":
+        return schedule
+    return lambda it: schedule(it // iters_per_epoch * iters_per_epoch)
+
+
 def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     """SOLVER.OPTIMIZER (SGD, or LARS) on the trainable parameters (query encoder, jigsaw head,
     predictor), lr scaled linearly with the global batch, per-iteration cosine with the recipe's
@@ -74,6 +88,7 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     if cfg.SOLVER.LR_STEPS:  # InsDis's steps, in epochs
         schedule = warmup_steps(warmup_iters, [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS],
                                 rule=rule)
+    schedule = stepped_by(cfg.SOLVER.LR_GRANULARITY, schedule, iters_per_epoch)
     # One factor per parameter group: SimSiam's predictor keeps a fixed rate (models/optim.py).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   group_lr_factors(optimizer, schedule))

@@ -165,3 +165,22 @@ def test_warm_ups_ramp_as_the_releases_do(name):
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(peak)  # the cosine starts at the peak
+
+
+def test_simsiam_sets_its_lr_once_per_epoch_as_its_release():
+    """main_simsiam.py: lr_e = lr * 0.5 * (1 + cos(pi e / E)) at each epoch's start; the
+    predictor's group stays at lr (fix_pred_lr)."""
+    from pretrain.engine.trainer import build_optimizer
+
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES["simsiam"]), TINY)
+    model = build_model(cfg)
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=3, total_iters=12)
+    groups = {bool(g.get("fixed_lr")): g for g in optimizer.param_groups}
+    peak = groups[False]["initial_lr"]
+    for it in range(12):
+        epoch = it // 3
+        assert groups[False]["lr"] == pytest.approx(
+            peak * 0.5 * (1 + math.cos(math.pi * epoch / 4)), abs=1e-12), it
+        assert groups[True]["lr"] == pytest.approx(groups[True]["initial_lr"])
+        optimizer.step()
+        scheduler.step()

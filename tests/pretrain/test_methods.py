@@ -106,7 +106,7 @@ def test_lars_leaves_biases_and_bn_alone_and_simsiam_keeps_its_predictor_rate():
     assert len(adapted["params"]) + len(excluded["params"]) == len(
         [p for p in model.parameters() if p.requires_grad])
 
-    cfg = recipe("simsiam", "SOLVER.WARMUP_EPOCHS", "0.0")
+    cfg = recipe("simsiam", "SOLVER.WARMUP_EPOCHS", "0.0", "SOLVER.LR_GRANULARITY", "iteration")
     model = build_model(cfg)
     optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=10, total_iters=10)
     for _ in range(5):
