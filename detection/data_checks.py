@@ -22,6 +22,7 @@ from PIL import Image
 
 from pretrain.data.bad_data import (CHECK_DEPTHS, BadImageError, BadImageLog, check_choice,
                                     file_problem, problems_of, write_bad_list)
+from pretrain.common.errors import DatasetError
 from pretrain.data.images import MAX_CONSECUTIVE_FAILURES
 
 # A box may reach this far past the image edge (px): annotation tools round outwards, and VOC's
@@ -99,6 +100,7 @@ def check_detection_data(cfg, names, is_main_process: bool = True) -> dict[str, 
     if depth == "off":
         return {}
     all_bad: dict[str, str] = {}
+    unusable = ""  # a dataset none of whose images can be read
     for name in dict.fromkeys(names):
         records = DatasetCatalog.get(name)
         if is_main_process:
@@ -112,8 +114,13 @@ def check_detection_data(cfg, names, is_main_process: bool = True) -> dict[str, 
                       f"(listed in {os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')})",
                       file=sys.stderr)
         all_bad.update(bad)
+        if records and len(bad) == len(records):
+            unusable = unusable or f"dataset {name}: none of its {len(records)} images can be read"
     if all_bad and is_main_process:
         write_bad_list(cfg.OUTPUT_DIR, sorted(all_bad.items()))
+    if unusable and on_bad == "skip":
+        raise DatasetError(f"{unusable} (listed in "
+                           f"{os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')})")
     if all_bad and on_bad == "error":
         path, reason = next(iter(all_bad.items()))
         raise BadImageError(f"{path}: {reason} ({len(all_bad)} bad images, listed in "

@@ -14,6 +14,10 @@ from pretrain.common.cli import set_interrupted_hint
 from pretrain.common.errors import OutputDirError
 from pretrain.common.output_dir import config_differences, prepare_output_dir
 
+# What a start writes before its first step (data checks, Detectron2's default_setup); a folder
+# holding only these is no run: a start that failed on a typo or on its data is rerun as it was.
+START_FILES = ("bad_images.txt", "config.yaml", "log.txt", "log.txt.rank*")
+
 # What makes a run another run: its model, its initial weights, its data and its seed (a longer
 # schedule, another batch or learning rate may continue the same run).
 RUN_DEFINING_KEYS = ("MODEL.META_ARCHITECTURE", "MODEL.BACKBONE.NAME", "MODEL.RESNETS.DEPTH",
@@ -45,7 +49,7 @@ def prepare_detection_output(cfg, args) -> str:
     if args.resume and not args.eval_only:
         check_same_run(cfg, output_dir)  # before anything in the folder changes
     state = prepare_output_dir(output_dir, bool(args.resume or args.eval_only),
-                               bool(getattr(args, "force", False)))
+                               bool(getattr(args, "force", False)), START_FILES)
     set_interrupted_hint(lambda: resume_hint(output_dir))
     return state
 

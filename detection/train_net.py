@@ -124,12 +124,12 @@ def setup(args):
     register_from_specs(cfg.DATASETS.REGISTER)
     check_dataset_paths(cfg)
     check_num_classes(cfg)
+    if comm.is_main_process():  # before anything (bad_images.txt, config.yaml) is written there
+        args.folder_state = prepare_detection_output(cfg, args)
     check_detection_data(cfg, list(cfg.DATASETS.TEST) if getattr(args, "eval_only", False)
                          else [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST], comm.is_main_process())
     check_config_ops(cfg)
     cfg.freeze()
-    if comm.is_main_process():  # before default_setup writes config.yaml and log.txt there
-        args.folder_state = prepare_detection_output(cfg, args)
     # The other processes write their log.txt.rank<N> into the folder: only after rank 0 looked
     # at it, or it would find their logs and refuse a fresh run's folder as another run's.
     comm.synchronize()

@@ -4,12 +4,16 @@
 - holding files: refused, unless `resume` (continue the run that is there) or `force` (write
   into it anyway; files of the same names are overwritten, nothing else is deleted);
 - temp files that a killed write left behind (`NAME.tmp`, `NAME.tmp.<pid>[.ext]` of a process
-  that no longer runs) are removed first, and do not count as content.
+  that no longer runs) are removed first, and do not count as content;
+- a start that failed before its first step (a typo, a dataset with bad images) leaves only its
+  start files (the stage's `start_files`: its config.yaml, log, data-check results); they are
+  not a run, and a rerun overwrites them without --force.
 
 Call it once per run, from the main process only (other processes of the run may be writing
 into the folder already)."""
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 
@@ -61,10 +65,19 @@ def derived_output_dir(stage: str, config_file: str, seed: int) -> str:
     return os.path.join("output", stage, name if seed < 0 else f"{name}_seed{seed}")
 
 
-def prepare_output_dir(path: str, resume: bool, force: bool) -> str:
+def only_start_files(entries: list[str], start_files: tuple[str, ...]) -> bool:
+    """Whether every entry matches one of the `start_files` patterns (fnmatch): what a start
+    writes before its first step, not a run."""
+    return all(any(fnmatch.fnmatch(name, pattern) for pattern in start_files)
+               for name in entries)
+
+
+def prepare_output_dir(path: str, resume: bool, force: bool,
+                       start_files: tuple[str, ...] = ()) -> str:
     """Applies the rule above to `path`; returns "fresh" (nothing to continue: the folder was
-    missing or empty, or `force`) or "resume" (`resume` and the folder holds a run). Raises
-    OutputDirError when the folder holds files and neither flag is given, or cannot be used."""
+    missing or empty, held only `start_files`, or `force`) or "resume" (`resume` and the folder
+    holds a run). Raises OutputDirError when the folder holds files and neither flag is given,
+    or cannot be used."""
     if not path:
         raise OutputDirError("OUTPUT_DIR is empty: name a folder for the run's outputs")
     if os.path.exists(path) and not os.path.isdir(path):
@@ -77,7 +90,7 @@ def prepare_output_dir(path: str, resume: bool, force: bool) -> str:
         raise OutputDirError(f"OUTPUT_DIR {path}: not writable")
     remove_stale_temp_files(path)
     entries = sorted(os.listdir(path))
-    if not entries:
+    if not entries or (not resume and only_start_files(entries, start_files)):
         return FRESH
     if resume:
         return RESUME

@@ -20,11 +20,14 @@ from fvcore.common.config import CfgNode
 
 from ..common.errors import ConfigError, OutputDirError
 from ..common import distributed as du
-from ..common.output_dir import config_differences, remove_stale_temp_files
+from ..common.output_dir import config_differences, only_start_files, remove_stale_temp_files
 from .checkpoint import atomic_write_text, last_checkpoint, load_checkpoint
 from .metrics import METRICS_FILE, drop_rows_after
 
 CONFIG_FILE = "config.yaml"
+# What a start writes before its first step: a folder holding only these (a start that failed on
+# a typo or on its data) is no run, and a rerun starts there without --force.
+START_FILES = (CONFIG_FILE, "data_check.json", "bad_images.txt")
 # What a training run writes into its folder; --force deletes these and nothing else.
 # The data check's files (pretrain/data/checks.py) belong to the run too: --force starts over.
 RUN_FILES = ("last_checkpoint", "model_final.pth", METRICS_FILE, CONFIG_FILE, "data_check.json",
@@ -83,7 +86,7 @@ def check_run_folder(cfg: CfgNode, model_keys: tuple[str, ...], resume: bool = F
                     f"--resume: {start.checkpoint} was trained with another model or data "
                     f"recipe ({'; '.join(differences)}); use another OUTPUT_DIR, or --force "
                     "without --resume to start over there")
-    elif entries and not force:
+    elif entries and not force and not only_start_files(entries, START_FILES):
         raise OutputDirError(f"OUTPUT_DIR {output_dir} is not empty ({len(entries)} entries, e.g. "
                              f"{sorted(entries)[0]}): pass --resume to continue the run in it, "
                              "--force to delete that run's files and start over, or choose "

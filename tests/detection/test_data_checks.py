@@ -247,3 +247,18 @@ def test_train_net_survives_a_truncated_training_image_or_names_it(shared_data, 
     with pytest.raises(AssertionError) as failed:
         run_tool(*args, "OUTPUT_DIR", str(tmp_path / "error"), "DATASETS.ON_BAD_IMAGE", "error")
     assert f"BadImageError: {bad}: OSError" in str(failed.value)
+
+
+def test_a_dataset_none_of_whose_images_can_be_read_is_refused_in_one_line(shared_data,
+                                                                            tmp_path):
+    """Not Detectron2's "Dataset is empty" assertion after every image was left out."""
+    from pretrain.common.errors import DatasetError
+
+    ids = copy_bccd(shared_data, tmp_path / "voc", n=2)
+    for i in ids:
+        truncate(tmp_path / "voc/JPEGImages" / f"{i}.jpg")
+    spec = f"name=t_allbad_{tmp_path.name} format=voc root={tmp_path / 'voc'} split=test {CLASSES}"
+    (name,) = register_from_specs([spec])
+    with pytest.raises(DatasetError, match=f"dataset {name}: none of its 2 images can be read"):
+        check_detection_data(cfg_for(tmp_path, "DATASETS.CHECK", "decode"), [name])
+    assert len((tmp_path / "out" / BAD_IMAGES_FILE).read_text().splitlines()) == 2

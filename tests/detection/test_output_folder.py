@@ -77,3 +77,20 @@ def test_resume_of_a_run_with_another_seed_is_refused_untouched(shared_data, tmp
                                              "continues only the same run"):
         train_net.cli(["--config-file", BCCD, "OUTPUT_DIR", str(run), "SEED", "2", "--resume"])
     assert (run / "config.yaml").read_text() == saved
+
+
+def test_a_fresh_folder_that_a_data_check_or_a_failed_start_wrote_into_is_not_refused(
+        shared_data, tmp_path):
+    """The regression of the second bad-input round: the data check's bad_images.txt (or a
+    failed start's config.yaml and log.txt) made a fresh folder "a run"."""
+    from detection.output_folder import prepare_detection_output
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("bad_images.txt", "config.yaml", "log.txt", "log.txt.rank1"):
+        (out / name).write_text("written before the first step\n")
+    args = train_net.parse_args(["--config-file", BCCD, "OUTPUT_DIR", str(out)])
+    assert prepare_detection_output(train_net.load_detection_cfg(BCCD, args.opts), args) == "fresh"
+    (out / "metrics.json").write_text('{"iteration": 1}\n')
+    with pytest.raises(OutputDirError, match="already holds a run"):
+        prepare_detection_output(train_net.load_detection_cfg(BCCD, args.opts), args)

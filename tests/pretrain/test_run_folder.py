@@ -145,3 +145,18 @@ def test_pretraining_schedule_is_the_multiplier_it_was():
         schedule = warmup_cosine(1.0, warmup, total)
         assert all(schedule(it) == before(it, warmup, total)
                    for it in range(0, total + 1, max(1, total // 997)))
+
+
+def test_a_start_that_failed_before_its_first_step_is_no_run(tmp_path):
+    """A start that stopped on a typo or on its data leaves config.yaml (and its data check's
+    files); a rerun starts there without --force, and a real run's folder is still refused."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("config.yaml", "data_check.json", "bad_images.txt"):
+        (folder / name).write_text("from the failed start\n")
+    start = open_run_folder(supervised_cfg(folder), ("MODEL",), "iteration")
+    assert start.state is None
+    assert "from the failed start" not in (folder / "config.yaml").read_text()
+    (folder / "metrics.jsonl").write_text('{"iteration": 1}\n')
+    with pytest.raises(OutputDirError, match="not empty"):
+        open_run_folder(supervised_cfg(folder), ("MODEL",), "iteration")
