@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from fvcore.common.config import CfgNode
 
+from ..common.cli import set_interrupted_hint
 from ..common.errors import ConfigError, OutputDirError
 from ..common import distributed as du
 from ..common.output_dir import config_differences, only_start_files, remove_stale_temp_files
@@ -94,12 +95,22 @@ def check_run_folder(cfg: CfgNode, model_keys: tuple[str, ...], resume: bool = F
     return start
 
 
+def resume_hint(output_dir: str) -> str:
+    """What the Ctrl-C line adds: the checkpoint a --resume continues from."""
+    checkpoint = last_checkpoint(output_dir)
+    if checkpoint:
+        return f"the last checkpoint is {checkpoint}: rerun the same command with --resume"
+    return (f"no checkpoint was written in {output_dir} yet: rerun the same command with "
+            "--resume (it starts over)")
+
+
 def open_run_folder(cfg: CfgNode, model_keys: tuple[str, ...], step_key: str,
                     resume: bool = False, force: bool = False) -> RunStart:
     """check_run_folder in every process, then global rank 0 prepares the folder: creates it,
     deletes stale temp files (and with force the previous run's files), drops metrics rows past
     the checkpoint, writes config.yaml. Returns where the run starts."""
     start = check_run_folder(cfg, model_keys, resume, force)
+    set_interrupted_hint(lambda: resume_hint(cfg.OUTPUT_DIR))  # the Ctrl-C line names it
     if du.is_distributed():
         torch.distributed.barrier()  # every process has looked before the first write
     if du.is_main_process():

@@ -160,3 +160,16 @@ def test_a_start_that_failed_before_its_first_step_is_no_run(tmp_path):
     (folder / "metrics.jsonl").write_text('{"iteration": 1}\n')
     with pytest.raises(OutputDirError, match="not empty"):
         open_run_folder(supervised_cfg(folder), ("MODEL",), "iteration")
+
+
+def test_the_ctrl_c_line_names_the_checkpoint_to_resume_from(tmp_path):
+    from pretrain.common import cli
+
+    open_run_folder(supervised_cfg(tmp_path / "fresh"), ("MODEL",), "iteration")
+    assert "no checkpoint was written" in cli._hint_text(cli._registered_hint)
+    folder = tmp_path / "run"
+    finished_run(folder, iteration=4)
+    open_run_folder(supervised_cfg(folder), ("MODEL",), "iteration", resume=True)
+    assert cli._hint_text(cli._registered_hint) == (
+        f"the last checkpoint is {folder / 'checkpoint_00000004.pth'}: rerun the same command "
+        "with --resume")
