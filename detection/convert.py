@@ -138,6 +138,13 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
         arch = recorded_arch(ckpt) if found == "pretrain" and "cfg" in ckpt else (None, None)
         if arch[0] is None:
             arch = arch_of_weights(weights)
+    not_finite = sorted(k for k, v in weights.items()
+                        if np.issubdtype(np.asarray(v).dtype, np.floating)
+                        and not np.isfinite(v).all())
+    if not_finite:
+        raise ConversionError(f"{input_path}: {len(not_finite)} tensors hold NaN or infinite "
+                              f"values (first: {not_finite[0]}); the run that wrote it diverged, "
+                              "convert an earlier checkpoint")
     verified = []
 
     def check(path: str) -> None:

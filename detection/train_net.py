@@ -28,13 +28,13 @@ from detection.config import apply_batch_scale, load_detection_cfg, sync_norms_f
 from detection.data_checks import check_detection_data, checked_test_loader, checked_train_loader
 from detection.datasets import register_from_specs
 from detection.launch import launch_cpu
-from detection.output_folder import prepare_detection_output
+from detection.output_folder import prepare_detection_output, resume_hint
 from detection.plain_logs import plain_text_logs
 from detection.run_lines import log_end, log_start
 from detection.settings_checks import check_backbone_weights, check_num_classes
 from pretrain.common.cli import apply_trailing_flags, run_entry_point
 from pretrain.common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16, train_in_cpu_bf16
-from pretrain.common.errors import DatasetError
+from pretrain.common.errors import DatasetError, TrainingDivergedError
 from pretrain.common.preemption import CheckpointBeforeRequeue
 
 METRICS_FILE = "metrics_eval.json"
@@ -168,7 +168,13 @@ def main(args):
     log_start(cfg, trainer, args.resume, getattr(args, "folder_state", ""))
     with CheckpointBeforeRequeue() as preemption:
         trainer.register_hooks([CheckpointBeforeRequeueHook(preemption)])
-        trainer.train()
+        try:
+            trainer.train()
+        except FloatingPointError as err:  # Detectron2's check of a NaN / infinite loss
+            first_line = str(err).splitlines()[0]
+            raise TrainingDivergedError(
+                f"detection training diverged: {first_line.rstrip('!.')}. Lower SOLVER.BASE_LR; "
+                f"{resume_hint(cfg.OUTPUT_DIR)}") from None
     results = getattr(trainer, "_last_eval_results", None)
     write_metrics(cfg, results)
     log_end(cfg, results, METRICS_FILE, trained=True)

@@ -26,5 +26,10 @@ class OutputDirError(UserError, RuntimeError):
     """An output folder that cannot be used as asked (e.g. a finished run's folder)."""
 
 
+class TrainingDivergedError(UserError, RuntimeError):
+    """The loss (or the weights) became NaN or infinite: the run stops and names the last
+    checkpoint written before it (e.g. a learning rate too high for the batch)."""
+
+
 class LaunchError(UserError, RuntimeError):
     """The processes, devices or scheduler cannot be set up as asked."""

@@ -9,7 +9,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16
-from ..common.errors import ConfigError
+from ..common.errors import ConfigError, TrainingDivergedError
 from ..common.run_lines import pretrain_end_line, pretrain_start_line
 from ..data.checks import checked_images
 from ..data.pipelines import ViewPipeline
@@ -20,7 +20,7 @@ from ..models.registry import build_model
 from ..models.sync_bn import convert_to_sync_bn
 from ..common import distributed as du
 from ..common.preemption import CheckpointBeforeRequeue
-from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .checkpoint import last_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .progress import Progress
 from .run_folder import open_run_folder
 from .sampler import batches_per_epoch, seeded_batches
@@ -111,6 +111,28 @@ def mixed_precision(mode: str, device: str, cpu_amp: bool = False):
     return dtype, scaler
 
 
+def diverged(output_dir: str, what: str, iteration: int, lr: float) -> TrainingDivergedError:
+    """The error of a run whose loss or weights stopped being finite at `iteration`."""
+    checkpoint = last_checkpoint(output_dir)
+    kept = (f"the last checkpoint, written before, is {checkpoint}" if checkpoint
+            else "no checkpoint was written before it")
+    return TrainingDivergedError(
+        f"pretraining diverged at iteration {iteration}: {what} (lr {lr:.4g}); nothing of it was "
+        f"saved and {kept}. Start over with a lower SOLVER.BASE_LR (--force), or --resume to "
+        "replay from that checkpoint")
+
+
+def check_finite_loss(loss: torch.Tensor, iteration: int, output_dir: str, lr: float,
+                      device: str) -> None:
+    """TrainingDivergedError where any process's loss is NaN or infinite: every process stops
+    at the same step, before the backward pass."""
+    finite = float(torch.isfinite(loss.detach()).item())
+    if du.is_distributed():
+        finite = du.all_reduce_mean(finite, device)  # below 1 where any process diverged
+    if finite < 1.0:
+        raise diverged(output_dir, f"the loss is {loss.item()}", iteration, lr)
+
+
 def knn_monitor(cfg, model, iteration: int, device: str, log) -> None:
     """kNN accuracy of the method's readout backbone (or its embedding, EVAL.KNN_FEATURES),
     computed on rank 0 while the others wait."""
@@ -176,6 +198,11 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     step_model = torch.compile(ddp) if cfg.SOLVER.COMPILE else ddp
 
     def checkpoint(iteration: int, name: str) -> None:
+        # Weights the step made non-finite (an infinite gradient under a finite loss) are never
+        # saved: the last checkpoint stays the one to go back to. The same on every process.
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise diverged(cfg.OUTPUT_DIR, "the weights hold NaN or infinite values", iteration,
+                           scheduler.get_last_lr()[0])
         rngs = [None] * world_size
         if world_size > 1:
             torch.distributed.all_gather_object(rngs, rng_state())
@@ -209,6 +236,8 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
             with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
                 out = step_model(*views)
+            check_finite_loss(out.loss, iteration + 1, cfg.OUTPUT_DIR,
+                              scheduler.get_last_lr()[0], device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
             if model.adjusts_gradients:  # SwAV, DINO: frozen layers, clipping

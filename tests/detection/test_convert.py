@@ -177,3 +177,16 @@ def test_unknown_layout_and_existing_output(tmp_path):
     with pytest.raises(AssertionError, match="--force"):
         run_tool("tools/convert.py", str(src), str(existing))
     assert existing.read_bytes() == b"keep me"
+
+
+def test_a_backbone_holding_nan_is_refused_and_nothing_written(tmp_path):
+    """The weights of a run that diverged: refused by name, not converted into a model that
+    fine-tunes to nothing."""
+    state = torchvision_backbone("resnet18")
+    state["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    src = tmp_path / "diverged.pth"
+    torch.save(state, src)
+    with pytest.raises(AssertionError, match=r"diverged.pth: 1 tensors hold NaN or infinite "
+                                             r"values \(first: res3.0.conv1.weight\)"):
+        run_tool("tools/convert.py", str(src), str(tmp_path / "out.pkl"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pth"]

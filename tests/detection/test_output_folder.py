@@ -94,3 +94,22 @@ def test_a_fresh_folder_that_a_data_check_or_a_failed_start_wrote_into_is_not_re
     (out / "metrics.json").write_text('{"iteration": 1}\n')
     with pytest.raises(OutputDirError, match="already holds a run"):
         prepare_detection_output(train_net.load_detection_cfg(BCCD, args.opts), args)
+
+
+@pytest.mark.integration
+def test_a_diverging_detection_run_is_one_line_naming_what_to_do(shared_data, tmp_path):
+    """Detectron2's FloatingPointError on a NaN loss, as one line and exit status 2."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "detection/train_net.py", "--config-file", FRUITS,
+                           "OUTPUT_DIR", str(out), *ONE_STEP[:1], "3", *ONE_STEP[2:],
+                           "SOLVER.BASE_LR", "1e30"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    # Detectron2 finds it in the loss or in the predicted boxes, whichever comes first
+    assert last.startswith("error: detection training diverged: ")
+    assert "Lower SOLVER.BASE_LR" in last and "--force" in last
+    assert "Traceback" not in proc.stderr

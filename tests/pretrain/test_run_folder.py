@@ -173,3 +173,31 @@ def test_the_ctrl_c_line_names_the_checkpoint_to_resume_from(tmp_path):
     assert cli._hint_text(cli._registered_hint) == (
         f"the last checkpoint is {folder / 'checkpoint_00000004.pth'}: rerun the same command "
         "with --resume")
+
+
+@pytest.mark.integration
+def test_a_diverging_run_stops_names_the_step_and_keeps_its_last_finite_checkpoint(cifar10,
+                                                                                   tmp_path):
+    """An lr far too high: the loss becomes NaN, the tool exits 2 with one line naming the
+    iteration and the checkpoint before it, and no model_final.pth claims a finished model."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    folder = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "tools/pretrain.py", "MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "16",
+         "DATA.ROOT", str(cifar10 / "test"), "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",
+         "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "1",
+         "SOLVER.BASE_LR", "1e30", "OUTPUT_DIR", str(folder)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "pretraining diverged at iteration" in last and "Traceback" not in proc.stderr
+    assert not (folder / "model_final.pth").exists()
+    saved = sorted(folder.glob("checkpoint_*.pth"))
+    assert saved and f"the last checkpoint, written before, is {saved[-1]}" in last
+    import torch
+    state = torch.load(saved[-1], map_location="cpu", weights_only=False)["model"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
