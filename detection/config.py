@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 
-from pretrain.common.errors import ConfigError
+from pretrain.common.errors import FILE_ERRORS, ConfigError, file_error_text
 from pretrain.common.output_dir import derived_output_dir
 
 # Norm names whose layers Detectron2 builds with torch's SyncBatchNorm (GPU only) and their
@@ -33,9 +33,17 @@ def load_detection_cfg(config_file: str, opts=()):
     add_project_config(cfg)
     try:
         cfg.merge_from_file(config_file)
+    except FILE_ERRORS as err:  # yacs reports unknown keys with KeyError or AssertionError
+        raise ConfigError(f"{config_file}: {file_error_text(err)}") from None
+    if len(opts) % 2:
+        raise ConfigError(f"overrides must be KEY VALUE pairs, got {list(opts)}")
+    try:
         cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError, ValueError) as err:  # a key given on the command line
+        raise ConfigError(f"command-line override: {err.args[0]}") from None
+    try:
         check_stem_type(cfg)
-    except (KeyError, AssertionError, ValueError) as err:  # yacs reports unknown keys with either
+    except (KeyError, AssertionError, ValueError) as err:
         raise ConfigError(f"{config_file}: {err.args[0]}") from None
     if not cfg.OUTPUT_DIR:
         cfg.OUTPUT_DIR = derived_output_dir("detection", config_file, cfg.SEED)

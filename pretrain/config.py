@@ -8,7 +8,7 @@ import os
 
 from fvcore.common.config import CfgNode as CN
 
-from .common.errors import ConfigError
+from .common.errors import FILE_ERRORS, ConfigError, file_error_text
 from .common.output_dir import derived_output_dir
 
 _C = CN()
@@ -373,8 +373,8 @@ def merge_overrides(cfg: CN, config_file: str = "", opts=(), stage: str = "") ->
             raise ConfigError(f"config file {config_file}: no such file")
         try:
             cfg.merge_from_file(config_file)
-        except (KeyError, AssertionError, ValueError) as err:
-            raise ConfigError(f"config file {config_file}: {err.args[0]}") from None
+        except FILE_ERRORS as err:
+            raise ConfigError(f"config file {config_file}: {file_error_text(err)}") from None
     if opts:
         if len(opts) % 2:
             raise ConfigError(f"overrides must be KEY VALUE pairs, got {list(opts)}")

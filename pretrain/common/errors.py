@@ -4,6 +4,8 @@ a one-line message and an exit code (pretrain.common.cli.run_entry_point).
 Each is also a ValueError or RuntimeError, so callers that caught those before still do."""
 from __future__ import annotations
 
+import yaml
+
 
 class UserError(Exception):
     """A problem the user can fix (bad config, data, path, checkpoint): its message is one line
@@ -33,3 +35,17 @@ class TrainingDivergedError(UserError, RuntimeError):
 
 class LaunchError(UserError, RuntimeError):
     """The processes, devices or scheduler cannot be set up as asked."""
+
+
+# What reading a config file can raise: yacs's unknown or mistyped keys (KeyError,
+# AssertionError, ValueError), YAML syntax (yaml.YAMLError), a _BASE_ that is missing (OSError).
+FILE_ERRORS = (KeyError, AssertionError, ValueError, yaml.YAMLError, OSError)
+
+
+def file_error_text(err: Exception) -> str:
+    """One line for an error of FILE_ERRORS."""
+    if isinstance(err, OSError):
+        return f"{err.filename or ''}: {err.strerror or err} (a _BASE_ it names?)"
+    if isinstance(err, yaml.YAMLError):
+        return "not valid YAML: " + " ".join(str(err).split())
+    return " ".join(str(err.args[0]).split()) if err.args else type(err).__name__
