@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from pretrain.evaluation.backbone_loading import recorded_stem, stem_from_weights
-from pretrain.formats import FORMATS, ConversionError, detect_format, load_any, read_backbone
+from pretrain.formats import (FORMATS, ConversionError, detect_format, detectron2_resnet,
+                              load_any, read_backbone)
 
 __all__ = ["FORMATS", "ConversionError", "arch_of_weights", "convert", "describe_arch",
            "to_detectron2", "to_detectron2_name"]
@@ -117,10 +118,11 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
     ckpt = load_any(input_path)
     found = detect_format(ckpt) if fmt == "auto" else fmt
     if found == "detectron2":
-        model = ckpt.get("model", ckpt)
+        # A backbone file passes through; a training checkpoint gives its ResNet (stem, res2-5).
+        model, not_resnet = detectron2_resnet(ckpt.get("model", ckpt))
         weights = {k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
                    for k, v in model.items() if not k.endswith("num_batches_tracked")}
-        dropped = sorted(k for k in model if k.endswith("num_batches_tracked"))
+        dropped = sorted(not_resnet + [k for k in model if k.endswith("num_batches_tracked")])
         stem = ckpt.get("stem") if "model" in ckpt else None
         arch = (ckpt.get("arch"), ckpt.get("width")) if "model" in ckpt and ckpt.get("arch") \
             else arch_of_weights(weights)

@@ -42,6 +42,9 @@ def check_num_classes(cfg) -> None:
         classes = MetadataCatalog.get(name).get("thing_classes")
         if classes is None or len(classes) == wanted:
             continue
+        if not classes:
+            raise ConfigError(f"dataset {name} has no categories: its annotations name no "
+                              "class (a COCO json's categories, a VOC set's classes= list)")
         shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
         raise ConfigError(f"{key} {wanted}, but dataset {name} has {len(classes)} classes "
                           f"({shown}): set {key} {len(classes)}, or "

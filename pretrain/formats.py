@@ -320,9 +320,31 @@ def _torchvision(ckpt: dict) -> dict:
     return {"query": Network(state, wrap)}
 
 
+# Where a Detectron2 model (a training checkpoint's "model") keeps its ResNet: FPN's bottom-up
+# path, C4's backbone and, for C4, res5 in the ROI heads.
+DETECTRON2_RESNET_PREFIXES = ("backbone.bottom_up.", "backbone.", "roi_heads.")
+
+
+def detectron2_resnet(model: dict) -> tuple[dict, list[str]]:
+    """A Detectron2 model's ResNet weights under a backbone file's names (stem.*, res2-5.*), and
+    the keys left out (FPN, RPN, heads); a backbone file's own keys are kept as they are."""
+    kept, dropped = {}, []
+    for key, value in model.items():
+        for prefix in ("", *DETECTRON2_RESNET_PREFIXES):
+            if key.startswith(prefix) and key[len(prefix):].startswith(("stem.", "res")):
+                kept[key[len(prefix):]] = value
+                break
+        else:
+            dropped.append(key)
+    return kept, dropped
+
+
 def _is_detectron2(ckpt: dict) -> bool:
+    """A Detectron2 backbone file, or a Detectron2 training checkpoint (model, iteration)."""
     model = ckpt["model"] if isinstance(ckpt.get("model"), dict) else ckpt
-    return any(isinstance(k, str) and k.startswith(("stem.", "res2.")) for k in model)
+    return any(isinstance(k, str) and k.startswith(("stem.", "res2.")) for k in model) or \
+        any(isinstance(k, str) and k.startswith(("backbone.bottom_up.stem.", "backbone.stem."))
+            for k in model)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 import torch
 
-from tests.conftest import run_tool
+from tests.conftest import REPO, run_tool
 from tests.helpers import expected_detectron2_name, random_resnet
 
 # tools/convert.py as a process (Detectron2's own converter too)
@@ -190,3 +190,28 @@ def test_a_backbone_holding_nan_is_refused_and_nothing_written(tmp_path):
                                              r"values \(first: res3.0.conv1.weight\)"):
         run_tool("tools/convert.py", str(src), str(tmp_path / "out.pkl"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pth"]
+
+
+def test_a_detectron2_training_checkpoint_gives_its_resnet(tmp_path):
+    """detection/train_net.py's model_final.pth (a Detectron2 model with FPN, RPN and heads):
+    its bottom-up ResNet comes out under a backbone file's names, the rest is left out."""
+    import detection  # noqa: F401  (before detectron2)
+    from detectron2.modeling import build_model
+
+    from detection.config import load_detection_cfg
+
+    cfg = load_detection_cfg(str(REPO / "configs/detection/small/fruits_nuts_R_18_FPN.yaml"),
+                             ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+    torch.manual_seed(0)
+    model = build_model(cfg).state_dict()
+    src = tmp_path / "model_final.pth"
+    torch.save({"model": model, "iteration": 3, "optimizer": {}}, src)
+    out = tmp_path / "backbone.pkl"
+    log = run_tool("tools/convert.py", str(src), str(out)).stdout
+    assert "as detectron2" in log
+    with open(out, "rb") as f:
+        weights = pickle.load(f)["model"]
+    resnet = {k[len("backbone.bottom_up."):]: v for k, v in model.items()
+              if k.startswith("backbone.bottom_up.") and not k.endswith("num_batches_tracked")}
+    assert weights.keys() == resnet.keys() and "res5.1.conv2.weight" in weights
+    assert all((weights[k] == resnet[k].numpy()).all() for k in weights)

@@ -85,3 +85,18 @@ def test_torchvision_names_that_detectron2_cannot_place_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds a ResNet backbone of unknown depth.*"
                                               r"(\d+) of \1 backbone tensors would stay random"):
         Trainer.build_model(cfg)
+
+
+def test_a_dataset_without_categories_says_so_not_set_num_classes_0():
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from detection.config import load_detection_cfg
+    from detection.settings_checks import check_num_classes
+
+    DatasetCatalog.register("no_categories_test", lambda: [])
+    MetadataCatalog.get("no_categories_test").set(thing_classes=[])
+    cfg = load_detection_cfg(str(REPO / "configs/detection/small/bccd_R_18_C4.yaml"),
+                             ["DATASETS.TRAIN", "('no_categories_test',)", "DATASETS.TEST", "()"])
+    with pytest.raises(ConfigError, match="dataset no_categories_test has no categories") as err:
+        check_num_classes(cfg)
+    assert "NUM_CLASSES 0" not in str(err.value)
