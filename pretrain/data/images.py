@@ -84,9 +84,23 @@ def first_readable(images, index: int, load: Callable, seed: int):
                         f"(first: {bad[0][0]}: {bad[0][1]}): is DATA.ROOT right?")
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """`img` as 8-bit RGB. Pillow's convert("RGB") clips 16-bit grayscale (modes I;16*, and I
+    as older Pillow reads such PNGs) at 255, which turns a 16-bit scan all white; those are
+    scaled by their bit depth instead."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode != "I" or values.max() > 255 else 255.0
+        if values.max() > 65535:  # 32-bit data: its own range
+            top = float(values.max())
+        scaled = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
 def _decoded_rgb(data: bytes, position: int) -> Image.Image:
     with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
+        return to_rgb(img)
 
 
 class ImageViews(torch.utils.data.Dataset):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ..common.errors import DatasetError
 from ..data.bad_data import BadImageError, check_choice, file_problem, problems_of
+from ..data.images import to_rgb
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -39,7 +40,7 @@ def named_rgb_loader(path: str) -> Image.Image:
     """torchvision's PIL loader, with the file's path in the error."""
     try:
         with open(path, "rb") as f, Image.open(f) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except Exception as err:  # Pillow raises many types for corrupt files
         raise BadImageError(f"{path}: {type(err).__name__}: {err}".replace("\n", " ")) from None
 

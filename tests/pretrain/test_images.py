@@ -50,3 +50,19 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(tmp_path):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     c, _ = dataset[(4, 1)]  # ... but the epoch does
     assert not torch.equal(a[0], c[0])
+
+
+def test_a_16_bit_grayscale_png_is_scaled_not_clipped_to_white(tmp_path):
+    """Pillow's convert("RGB") clips 16-bit values at 255: a 16-bit scan came out all white."""
+    import numpy as np
+    from PIL import Image
+
+    from pretrain.data.images import to_rgb
+
+    ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65,520
+    Image.fromarray(ramp).save(tmp_path / "scan16.png")
+    with Image.open(tmp_path / "scan16.png") as img:
+        rgb = np.asarray(to_rgb(img))
+    assert rgb.shape == (64, 64, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    assert rgb.min() == 0 and rgb.max() == 255 and abs(rgb.mean() - 127) < 1
+    assert (rgb[..., 0] == np.rint(ramp / 257.0)).all()
