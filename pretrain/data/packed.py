@@ -3,7 +3,8 @@ once by tools/pack_images.py, so that a data loader reads each image with one sl
 file instead of one open() per image on a shared filesystem.
 
 A pack is a folder holding
-  pack.json    {"format": PACK_FORMAT, "count": N, "bytes": total}
+  pack.json    {"format": PACK_FORMAT, "count": N, "bytes": total, "skipped": files left out}
+  skipped.txt  (if any) the files that are not images, with the reason
   images.bin   the N encoded files back to back, unchanged
   index.npy    N + 1 int64 offsets into images.bin
   names.txt    the N source paths, relative to the packed root (for messages)
@@ -23,6 +24,7 @@ from .images import list_images
 
 PACK_FORMAT = "infomin-det/pack/v1"
 MANIFEST = "pack.json"
+SKIPPED_FILE = "skipped.txt"  # files left out for not being images, with the reason
 
 
 class FolderImages:
@@ -130,8 +132,18 @@ def open_images(root: str):
 def build_pack(root: str, output: str, log_every: int = 10_000) -> int:
     """Packs every image under `root` into the folder `output`, written beside it under a temporary
     name and renamed when complete, so an interrupted build never leaves a pack that looks whole.
-    Returns the number of images."""
+    Returns the number of images. Files whose header is not an image's are left out and named
+    (OUTPUT/skipped.txt); a root without one image is a DatasetError."""
+    from .bad_data import file_problem, problems_of
+
     paths = list_images(root)
+    skipped = problems_of(paths, lambda path: file_problem(path, decode=False))
+    if skipped:
+        bad = {path for path, _ in skipped}
+        paths = [path for path in paths if path not in bad]
+        if not paths:
+            raise DatasetError(f"{root}: none of its {len(bad)} files is an image "
+                               f"(first: {skipped[0][0]}: {skipped[0][1]})")
     base = os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
     parent = os.path.dirname(os.path.abspath(output)) or "."
     os.makedirs(parent, exist_ok=True)
@@ -149,7 +161,10 @@ def build_pack(root: str, output: str, log_every: int = 10_000) -> int:
             f.writelines(os.path.relpath(p, base) + "\n" for p in paths)
         with open(os.path.join(staging, MANIFEST), "w") as f:
             json.dump({"format": PACK_FORMAT, "count": len(paths), "bytes": offsets[-1],
-                       "source": os.path.abspath(root)}, f)
+                       "source": os.path.abspath(root), "skipped": len(skipped)}, f)
+        if skipped:
+            with open(os.path.join(staging, SKIPPED_FILE), "w") as f:
+                f.writelines(f"{path}\t{reason}\n" for path, reason in skipped)
         if os.path.exists(output):
             shutil.rmtree(output)
         os.replace(staging, output)
@@ -157,4 +172,8 @@ def build_pack(root: str, output: str, log_every: int = 10_000) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     print(f"packed {len(paths)} images ({offsets[-1] / 1e6:.1f} MB) into {output}", file=sys.stderr)
+    if skipped:
+        print(f"warning: left out {len(skipped)} files that are not images (first: "
+              f"{skipped[0][0]}: {skipped[0][1]}; all in {os.path.join(output, SKIPPED_FILE)})",
+              file=sys.stderr)
     return len(paths)

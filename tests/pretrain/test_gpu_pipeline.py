@@ -348,3 +348,22 @@ def test_the_pipeline_on_the_gpu_matches_itself_on_the_cpu(bccd):
     for a, b in zip(on_gpu, on_cpu):
         assert a.is_cuda and a.shape == b.shape
         assert (a.cpu() - b).abs().mean() < 0.05
+
+
+def test_a_file_that_is_not_an_image_is_left_out_of_a_pack_and_named(bccd, tmp_path):
+    import shutil
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted(bccd.glob("*.jpg"))[:3]:
+        shutil.copy(path, folder)
+    (folder / "notes.jpg").write_text("not an image, whatever its name says\n")
+    pack = tmp_path / "p.pack"
+    assert build_pack(str(folder), str(pack)) == 3
+    assert len(open_images(str(pack))) == 3
+    assert (pack / "skipped.txt").read_text().startswith(str(folder / "notes.jpg") + "\t")
+    only_text = tmp_path / "text"
+    only_text.mkdir()
+    (only_text / "a.jpg").write_text("no image here\n")
+    with pytest.raises(DatasetError, match="none of its 1 files is an image"):
+        build_pack(str(only_text), str(tmp_path / "q.pack"))
