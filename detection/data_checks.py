@@ -9,6 +9,7 @@ first (error). A file that still fails to decode while training is skipped (a tr
 stops the run naming it (a test image: evaluating another image in its place would be wrong)."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -57,6 +58,10 @@ def record_problem(record: dict, decode: bool) -> str | None:
     for annotation in record.get("annotations", []):
         x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"],
                                          BoxMode.XYXY_ABS)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is not a number"
+        if x1 <= x0 or y1 <= y0:
+            return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has zero or negative size"
         if (x0 < -BOX_TOLERANCE or y0 < -BOX_TOLERANCE or x1 > width + BOX_TOLERANCE
                 or y1 > height + BOX_TOLERANCE):
             return (f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) falls outside the {width}x{height} "
@@ -92,11 +97,25 @@ def _drop_from_catalog(name: str, records: list[dict], bad: set[str]) -> None:
     MetadataCatalog.get(name).set(**meta)
 
 
+def check_masks(names) -> None:
+    """MODEL.MASK_ON needs masks: a box-only dataset (a COCO json without "segmentation", any
+    VOC set) fails mid-training on gt_masks otherwise."""
+    for name in dict.fromkeys(names):
+        annotations = [a for record in DatasetCatalog.get(name)
+                       for a in record.get("annotations", [])]
+        if annotations and not any(a.get("segmentation") for a in annotations):
+            raise DatasetError(f"dataset {name}: MODEL.MASK_ON, but its annotations hold no masks "
+                               "(segmentation); train a box-only model (a Faster R-CNN config) "
+                               "or give a dataset with masks")
+
+
 def check_detection_data(cfg, names, is_main_process: bool = True) -> dict[str, str]:
     """Check the datasets `names` as DATASETS.CHECK says; returns {file: reason} of the bad
     images (left out of the catalog, or a BadImageError with DATASETS.ON_BAD_IMAGE error)."""
     depth = check_choice("DATASETS.CHECK", cfg.DATASETS.CHECK, CHECK_DEPTHS)
     on_bad = check_choice("DATASETS.ON_BAD_IMAGE", cfg.DATASETS.ON_BAD_IMAGE)
+    if cfg.MODEL.MASK_ON:
+        check_masks(names)
     if depth == "off":
         return {}
     all_bad: dict[str, str] = {}

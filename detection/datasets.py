@@ -96,11 +96,18 @@ def _parse_xml(path: str) -> ET.Element:
         raise DatasetError(f"VOC annotation {path}: unreadable ({err})") from None
 
 
+# Where VOC-style exports keep their .xml files, in the order looked for; else beside the images.
+VOC_ANNOTATION_FOLDERS = ("Annotations", "annots", "annotations")
+# Where they keep the images when not beside the .xml files.
+VOC_IMAGE_FOLDERS = ("JPEGImages", "images")
+
+
 def voc_annotation_files(root: str) -> dict[str, str]:
-    """{image id: its .xml}: from root/Annotations if there is one, else the .xml files beside the
-    images in root (an id is the file name without .xml)."""
-    folder = os.path.join(root, "Annotations")
-    folder = folder if os.path.isdir(folder) else root
+    """{image id: its .xml}: from root/Annotations (or annots/, annotations/: the flat exports'
+    names) if there is one, else the .xml files beside the images in root (an id is the file name
+    without .xml)."""
+    folder = next((os.path.join(root, name) for name in VOC_ANNOTATION_FOLDERS
+                   if glob.glob(os.path.join(root, name, "*.xml"))), root)
     return {os.path.splitext(os.path.basename(f))[0]: f
             for f in sorted(glob.glob(os.path.join(folder, "*.xml")))}
 
@@ -113,9 +120,11 @@ def voc_image_file(root: str, image_id: str, xml_file: str, annotation: ET.Eleme
     named = (annotation.findtext("filename") or "").strip()
     candidates = [os.path.join(root, "JPEGImages", image_id + ".jpg")]
     if named:
-        candidates += [os.path.join(folder, os.path.basename(named)),
-                       os.path.join(root, "JPEGImages", os.path.basename(named))]
-    candidates += [os.path.join(folder, image_id + ext) for ext in IMAGE_EXTENSIONS]
+        candidates += [os.path.join(folder, os.path.basename(named))]
+        candidates += [os.path.join(root, images, os.path.basename(named))
+                       for images in VOC_IMAGE_FOLDERS]
+    candidates += [os.path.join(place, image_id + ext) for ext in IMAGE_EXTENSIONS
+                   for place in (folder, *(os.path.join(root, i) for i in VOC_IMAGE_FOLDERS))]
     found = next((c for c in candidates if os.path.isfile(c)), None)
     if found:
         return found
@@ -191,7 +200,7 @@ def register_voc(spec: str, fields: dict) -> None:
     annotations = voc_annotation_files(root)
     if not annotations:
         raise DatasetSpecError(spec, f"root {root}: no .xml annotations in {root}/Annotations "
-                               "or beside the images")
+                               "(or annots/, annotations/) or beside the images")
     split = fields.get("split", "trainval")
     split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
     if os.path.isfile(split_file):
@@ -203,6 +212,12 @@ def register_voc(spec: str, fields: dict) -> None:
                                    f"an annotation, e.g. {unknown[0]}")
     elif "split" in fields and os.path.isdir(os.path.join(root, "ImageSets", "Main")):
         raise DatasetSpecError(spec, f"split list {split_file}: no such file")
+    elif "split" in fields and float(fields.get("holdout", 0)) <= 0:
+        # Without split lists every split= would be the same images: a test set equal to the
+        # training set.
+        raise DatasetSpecError(spec, f"split={split}: {root} has no ImageSets/Main lists to "
+                               "read it from; divide the images with holdout=F part=train|test "
+                               "(seed=S) instead")
     else:  # no split lists: every annotated image, divided by holdout= if asked
         ids = list(annotations)
     kept = holdout_part(spec, fields, ids)
@@ -261,6 +276,14 @@ def register_coco(spec: str, fields: dict) -> None:
         image_ids = [im["id"] for im in coco["images"]]
     except (ValueError, KeyError, TypeError) as err:
         raise DatasetSpecError(spec, f"json {json_file}: not a COCO detection file ({err!r})")
+    if "annotations" not in coco:
+        raise DatasetSpecError(spec, f"json {json_file}: no \"annotations\" list (an image-info "
+                               "or test-dev file holds no boxes to train or evaluate on)")
+    repeated = [i for i, n in Counter(image_ids).items() if n > 1]
+    if repeated:
+        raise DatasetSpecError(spec, f"json {json_file}: {len(repeated)} image ids appear more "
+                               f"than once (e.g. id {repeated[0]}): its annotations would land "
+                               "on the wrong images; give each image its own id")
     for note in notes:
         print(f"note: dataset {name}: {note}", file=sys.stderr)
     kept = holdout_part(spec, fields, image_ids)

@@ -29,13 +29,14 @@ def bccd_ids(shared_data, n: int) -> list[str]:
 
 
 def copy_bccd(shared_data, dest: Path, n: int = 6, flat: bool = False,
-              image_sets: bool = True) -> list[str]:
-    """The first n BCCD test images in the standard layout, or with the xml beside the jpg
-    (flat), or without ImageSets/Main; returns their ids."""
+              image_sets: bool = True, folders=("Annotations", "JPEGImages")) -> list[str]:
+    """The first n BCCD test images in the standard layout (or `folders` for the xml and the
+    jpg files), or with the xml beside the jpg (flat), or without ImageSets/Main; returns their
+    ids."""
     ids = bccd_ids(shared_data, n)
     src = shared_data / "bccd"
     for i in ids:
-        xml_dir, jpg_dir = (dest, dest) if flat else (dest / "Annotations", dest / "JPEGImages")
+        xml_dir, jpg_dir = (dest, dest) if flat else (dest / folders[0], dest / folders[1])
         xml_dir.mkdir(parents=True, exist_ok=True)
         jpg_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(src / "Annotations" / f"{i}.xml", xml_dir)
@@ -170,12 +171,20 @@ def evaluate_ground_truth(name: str, output_dir: Path) -> dict:
     return evaluator.evaluate()["bbox"]
 
 
-@pytest.mark.parametrize("layout", ["xml_beside_images", "no_image_sets"])
+LAYOUT_FOLDERS = {"annots_images": ("annots", "images"),
+                  "annotations_images": ("annotations", "images")}
+
+
+@pytest.mark.parametrize("layout", ["xml_beside_images", "no_image_sets", *LAYOUT_FOLDERS])
 def test_voc_layouts_register_split_and_evaluate(shared_data, tmp_path, layout):
+    """The layouts people export: the standard tree without ImageSets, the xml beside the
+    images, and annots/ or annotations/ beside images/; split by holdout, train and test never
+    sharing an image."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     ids = copy_bccd(shared_data, tmp_path / "voc", n=8, flat=layout == "xml_beside_images",
-                    image_sets=False)
+                    image_sets=False,
+                    folders=LAYOUT_FOLDERS.get(layout, ("Annotations", "JPEGImages")))
     common = f"format=voc root={tmp_path / 'voc'} holdout=0.25 seed=1 {CLASSES}"
     train, test = register_from_specs([f"name=t_{layout}_train_{tmp_path.name} {common} part=train",
                                        f"name=t_{layout}_test_{tmp_path.name} {common}"
@@ -262,3 +271,63 @@ def test_a_dataset_none_of_whose_images_can_be_read_is_refused_in_one_line(share
     with pytest.raises(DatasetError, match=f"dataset {name}: none of its 2 images can be read"):
         check_detection_data(cfg_for(tmp_path, "DATASETS.CHECK", "decode"), [name])
     assert len((tmp_path / "out" / BAD_IMAGES_FILE).read_text().splitlines()) == 2
+
+
+def test_voc_splits_without_split_lists_are_refused_not_the_same_images_twice(shared_data,
+                                                                               tmp_path):
+    copy_bccd(shared_data, tmp_path / "voc", n=4, flat=True)
+    for split in ("train", "test"):
+        with pytest.raises(ConfigError, match=f"split={split}: .* has no ImageSets/Main lists"):
+            register_from_specs([f"name=t_{split}_{tmp_path.name} format=voc "
+                                 f"root={tmp_path / 'voc'} split={split}"])
+
+
+def coco_variant(shared_data, tmp_path, change) -> str:
+    json_file = copy_fruits_nuts(shared_data, tmp_path / "fn")
+    coco = json.loads(Path(json_file).read_text())
+    change(coco)
+    Path(json_file).write_text(json.dumps(coco))
+    return f"format=coco json={json_file} images={tmp_path / 'fn/images'}"
+
+
+def test_coco_jsons_with_repeated_image_ids_or_no_annotations_are_refused(shared_data, tmp_path):
+    def repeat_an_id(coco):
+        coco["images"][1]["id"] = coco["images"][0]["id"]
+
+    spec = coco_variant(shared_data, tmp_path / "a", repeat_an_id)
+    with pytest.raises(ConfigError, match="1 image ids appear more than once"):
+        register_from_specs([f"name=t_dup_{tmp_path.name} {spec}"])
+    spec = coco_variant(shared_data, tmp_path / "b", lambda coco: coco.pop("annotations"))
+    with pytest.raises(ConfigError, match=r'no "annotations" list'):
+        register_from_specs([f"name=t_noann_{tmp_path.name} {spec}"])
+
+
+@pytest.mark.parametrize("box, reason", [((10, 10, 0, 5), "zero or negative size"),
+                                         ((10, 10, -4, 5), "zero or negative size"),
+                                         ((10, float("nan"), 4, 5), "not a number")])
+def test_degenerate_boxes_are_named(shared_data, tmp_path, box, reason):
+    from detectron2.structures import BoxMode
+
+    from detection.data_checks import record_problem
+
+    path = sorted((shared_data / "bccd/JPEGImages").glob("*.jpg"))[0]
+    record = {"file_name": str(path), "annotations": [
+        {"bbox": list(box), "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}]}
+    assert reason in record_problem(record, decode=False)
+
+
+def test_mask_rcnn_on_a_box_only_dataset_is_refused_before_training(shared_data, tmp_path):
+    from pretrain.common.errors import DatasetError
+
+    def drop_masks(coco):
+        for annotation in coco["annotations"]:
+            annotation.pop("segmentation", None)
+
+    spec = coco_variant(shared_data, tmp_path, drop_masks)
+    (name,) = register_from_specs([f"name=t_boxonly_{tmp_path.name} {spec}"])
+    cfg = load_detection_cfg(str(REPO / "configs/detection/small/fruits_nuts_R_18_FPN.yaml"),
+                             ["OUTPUT_DIR", str(tmp_path / "out")])
+    assert cfg.MODEL.MASK_ON
+    with pytest.raises(DatasetError, match=f"dataset {name}: MODEL.MASK_ON, but its annotations "
+                                           "hold no masks"):
+        check_detection_data(cfg, [name])
