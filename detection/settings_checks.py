@@ -100,16 +100,25 @@ def unloaded_backbone_tensors(model_state: dict, weights: dict) -> tuple[list[st
     return missing, len(in_model)
 
 
+def _local_weights(path: str) -> tuple[dict | None, dict | None]:
+    """(the file's contents, its tensors by name) of a local weights file; (None, None) without
+    one (no file, a URL) or for Caffe2-named files, which the checks skip."""
+    if not path or not os.path.isfile(path):
+        return None, None
+    data = _read_weights(path)
+    state = data.get("model", data) if isinstance(data.get("model"), dict) else data
+    if any(_CAFFE2_NAME.match(str(k)) for k in state):
+        return None, None
+    return data, state
+
+
 def check_backbone_weights(cfg, model) -> None:
     """Refuse MODEL.WEIGHTS that would leave too much of `model`'s backbone random. Skipped
     without weights (a random-init run), for a file that is not local (a URL) and for
     Caffe2-named files."""
     path = cfg.MODEL.WEIGHTS
-    if not path or not os.path.isfile(path):
-        return
-    data = _read_weights(path)
-    state = data.get("model", data) if isinstance(data.get("model"), dict) else data
-    if any(_CAFFE2_NAME.match(str(k)) for k in state):
+    data, state = _local_weights(path)
+    if state is None:
         return
     model = getattr(model, "module", model)  # DistributedDataParallel
     missing, total = unloaded_backbone_tensors(model.state_dict(), state)
@@ -125,3 +134,28 @@ def check_backbone_weights(cfg, model) -> None:
         f"MODEL.WEIGHTS {path} holds {found}, the model builds {built}: {len(missing)} of "
         f"{total} backbone tensors would stay random (first: {missing[0]}); MODEL.BACKBONE."
         f"MAX_RANDOM_FRACTION {limit:g} allows {int(limit * total)}")
+
+
+def check_eval_weights(cfg, model) -> None:
+    """--eval-only scores the model MODEL.WEIGHTS fills: refuse a file that leaves a tensor of
+    it at random (another NUM_CLASSES, a backbone-only file), which would evaluate random
+    layers. Skipped for a file that is not local (a URL) and for Caffe2-named files."""
+    path = cfg.MODEL.WEIGHTS
+    _, state = _local_weights(path)
+    if state is None:
+        return
+    model = getattr(model, "module", model)
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()
+              if not k.endswith("num_batches_tracked")}
+    given = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    missing = [k for k, shape in wanted.items() if given.get(k) != shape]
+    if not missing:
+        return
+    first, key = missing[0], num_classes_key(cfg)
+    found = f"{given[first]} in the file" if first in given else "not in the file"
+    classes = cfg.MODEL.RETINANET.NUM_CLASSES if "RETINANET" in key \
+        else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    raise CheckpointError(
+        f"--eval-only: MODEL.WEIGHTS {path} does not fill {len(missing)} of the model's "
+        f"{len(wanted)} tensors (first: {first}, {found}, {wanted[first]} in the model; "
+        f"{key} {classes}?): the evaluation would score random layers")

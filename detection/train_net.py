@@ -28,10 +28,11 @@ from detection.config import apply_batch_scale, load_detection_cfg, sync_norms_f
 from detection.data_checks import check_detection_data, checked_test_loader, checked_train_loader
 from detection.datasets import register_from_specs
 from detection.launch import launch_cpu
-from detection.output_folder import prepare_detection_output, resume_hint
+from detection.output_folder import last_checkpoint, prepare_detection_output, resume_hint
 from detection.plain_logs import plain_text_logs
 from detection.run_lines import log_end, log_start
-from detection.settings_checks import check_backbone_weights, check_num_classes
+from detection.settings_checks import (check_backbone_weights, check_eval_weights,
+                                       check_num_classes)
 from pretrain.common.cli import apply_trailing_flags, run_entry_point
 from pretrain.common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16, train_in_cpu_bf16
 from pretrain.common.errors import DatasetError, TrainingDivergedError
@@ -157,6 +158,8 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
+        if not (args.resume and last_checkpoint(cfg.OUTPUT_DIR)):  # else the run's own checkpoint
+            check_eval_weights(cfg, model)  # a head of another class count: refused, not scored
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)

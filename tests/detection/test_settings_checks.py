@@ -100,3 +100,25 @@ def test_a_dataset_without_categories_says_so_not_set_num_classes_0():
     with pytest.raises(ConfigError, match="dataset no_categories_test has no categories") as err:
         check_num_classes(cfg)
     assert "NUM_CLASSES 0" not in str(err.value)
+
+
+def test_eval_only_with_a_head_of_another_class_count_is_refused(tmp_path):
+    """A 1-class checkpoint under NUM_CLASSES 2 would be scored with a random head."""
+    from detectron2.modeling import build_model
+
+    from detection.config import load_detection_cfg
+    from detection.settings_checks import check_eval_weights
+
+    bccd = str(REPO / "configs/detection/small/bccd_R_18_C4.yaml")
+    one_class = load_detection_cfg(bccd, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
+                                          "MODEL.ROI_HEADS.NUM_CLASSES", "1"])
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": build_model(one_class).state_dict(), "iteration": 3}, path)
+    same = load_detection_cfg(bccd, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(path),
+                                     "MODEL.ROI_HEADS.NUM_CLASSES", "1"])
+    check_eval_weights(same, build_model(same))  # the model it was trained as: fine
+    two = load_detection_cfg(bccd, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(path),
+                                    "MODEL.ROI_HEADS.NUM_CLASSES", "2"])
+    with pytest.raises(CheckpointError, match=r"--eval-only: .* does not fill 4 of .*"
+                                              r"roi_heads.box_predictor.*ROI_HEADS.NUM_CLASSES 2"):
+        check_eval_weights(two, build_model(two))
