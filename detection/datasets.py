@@ -77,13 +77,19 @@ def holdout_image_ids(image_ids: list, fraction: float, seed: int) -> set:
 
 def holdout_part(spec: str, fields: dict, image_ids: list) -> set | None:
     """The ids of the images this spec's part keeps (holdout=, part=, seed=), or None for all."""
-    holdout = float(fields.get("holdout", 0))
+    try:
+        holdout, seed = float(fields.get("holdout", 0)), int(fields.get("seed", 0))
+    except ValueError:
+        raise DatasetSpecError(spec, f"holdout={fields.get('holdout')} seed={fields.get('seed')}: "
+                               "expected a fraction (0.25) and an integer seed") from None
+    if not 0 <= holdout < 1:
+        raise DatasetSpecError(spec, f"holdout={holdout:g}: expected a fraction in [0, 1)")
     part = fields.get("part", "train")
     if part not in ("train", "test"):
         raise DatasetSpecError(spec, f"part={part}: expected train or test")
     if holdout <= 0:
         return None
-    held_out = holdout_image_ids(image_ids, holdout, int(fields.get("seed", 0)))
+    held_out = holdout_image_ids(image_ids, holdout, seed)
     return {i for i in image_ids if (i in held_out) == (part == "test")}
 
 
@@ -141,6 +147,18 @@ def voc_class_names(xml_files) -> list[str]:
     return sorted(names)
 
 
+def voc_box(obj: ET.Element, xml_file: str) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of a VOC <object>; DatasetError naming the file when its
+    <bndbox> is missing or not numbers."""
+    try:
+        return tuple(float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax",
+                                                                       "ymax"))
+    except (TypeError, ValueError):
+        name = (obj.findtext("name") or "").strip()
+        raise DatasetError(f"VOC annotation {xml_file}: object {name!r} has no <bndbox> with "
+                           "numeric xmin, ymin, xmax, ymax") from None
+
+
 def load_voc_records(root: str, annotations: dict[str, str], ids: list[str],
                      classes: list[str]) -> list[dict]:
     """Detectron2 records of the images `ids`, as detectron2's load_voc_instances makes them
@@ -155,9 +173,7 @@ def load_voc_records(root: str, annotations: dict[str, str], ids: list[str],
             if name not in classes:
                 raise DatasetError(f"VOC annotation {xml_file}: class {name!r} is not one of "
                                    f"the spec's classes {classes}")
-            box = obj.find("bndbox")
-            xmin, ymin, xmax, ymax = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax",
-                                                                        "ymax"))
+            xmin, ymin, xmax, ymax = voc_box(obj, xml_file)
             instances.append({"category_id": classes.index(name),
                               "bbox": [xmin - 1.0, ymin - 1.0, xmax, ymax],
                               "bbox_mode": BoxMode.XYXY_ABS})
@@ -187,8 +203,8 @@ def write_voc_view(xml_of_id: dict[str, str], split: str) -> str:
             for flag in ("truncated", "difficult"):
                 ET.SubElement(item, flag).text = str(int(float(obj.findtext(flag) or 0)))
             box = ET.SubElement(item, "bndbox")
-            for key in ("xmin", "ymin", "xmax", "ymax"):
-                ET.SubElement(box, key).text = str(int(float(obj.findtext(f"bndbox/{key}"))))
+            for key, value in zip(("xmin", "ymin", "xmax", "ymax"), voc_box(obj, xml_file)):
+                ET.SubElement(box, key).text = str(int(value))
         ET.ElementTree(out).write(os.path.join(view, "Annotations", image_id + ".xml"))
     with open(os.path.join(view, "ImageSets", "Main", split + ".txt"), "w") as f:
         f.writelines(image_id + "\n" for image_id in xml_of_id)

@@ -331,3 +331,25 @@ def test_mask_rcnn_on_a_box_only_dataset_is_refused_before_training(shared_data,
     with pytest.raises(DatasetError, match=f"dataset {name}: MODEL.MASK_ON, but its annotations "
                                            "hold no masks"):
         check_detection_data(cfg, [name])
+
+
+def test_a_voc_object_without_a_box_and_a_bad_holdout_are_one_line_errors(shared_data, tmp_path):
+    from detectron2.data import DatasetCatalog
+
+    from pretrain.common.errors import DatasetError
+
+    ids = copy_bccd(shared_data, tmp_path / "voc", n=2)
+    xml = tmp_path / "voc/Annotations" / f"{ids[0]}.xml"
+    tree = ET.parse(xml)
+    first = tree.getroot().find("object")
+    first.remove(first.find("bndbox"))
+    tree.write(xml)
+    root = tmp_path / "voc"
+    (name,) = register_from_specs([f"name=t_nobox_{tmp_path.name} format=voc root={root} "
+                                   f"split=test {CLASSES}"])
+    with pytest.raises(DatasetError, match=f"VOC annotation {xml}: object .* has no <bndbox>"):
+        DatasetCatalog.get(name)
+    for holdout in ("abc", "1.5"):
+        with pytest.raises(ConfigError, match=f"holdout={holdout}"):
+            register_from_specs([f"name=t_h{holdout}_{tmp_path.name} format=voc root={root} "
+                                 f"holdout={holdout} {CLASSES}"])
