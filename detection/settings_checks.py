@@ -159,3 +159,15 @@ def check_eval_weights(cfg, model) -> None:
         f"--eval-only: MODEL.WEIGHTS {path} does not fill {len(missing)} of the model's "
         f"{len(wanted)} tensors (first: {first}, {found}, {wanted[first]} in the model; "
         f"{key} {classes}?): the evaluation would score random layers")
+
+
+# MODEL.WEIGHTS that Detectron2 fetches or resolves itself, not local paths.
+REMOTE_WEIGHTS = ("detectron2://", "catalog://", "http://", "https://", "s3://", "gs://")
+
+
+def check_weights_path(cfg) -> None:
+    """A local MODEL.WEIGHTS that does not exist: one line, not Detectron2's assertion."""
+    path = cfg.MODEL.WEIGHTS
+    if path and not path.startswith(REMOTE_WEIGHTS) and not os.path.isfile(path):
+        raise CheckpointError(f"MODEL.WEIGHTS {path}: no such file (tools/convert.py writes one "
+                              "from a pretraining checkpoint; empty for random init)")

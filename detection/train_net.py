@@ -32,7 +32,7 @@ from detection.output_folder import last_checkpoint, prepare_detection_output, r
 from detection.plain_logs import plain_text_logs
 from detection.run_lines import log_end, log_start
 from detection.settings_checks import (check_backbone_weights, check_eval_weights,
-                                       check_num_classes)
+                                       check_num_classes, check_weights_path)
 from pretrain.common.cli import apply_trailing_flags, run_entry_point
 from pretrain.common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16, train_in_cpu_bf16
 from pretrain.common.errors import DatasetError, TrainingDivergedError
@@ -125,6 +125,8 @@ def setup(args):
     register_from_specs(cfg.DATASETS.REGISTER)
     check_dataset_paths(cfg)
     check_num_classes(cfg)
+    if not getattr(args, "resume", False):  # a resume continues from the run's own checkpoint
+        check_weights_path(cfg)
     if comm.is_main_process():  # before anything (bad_images.txt, config.yaml) is written there
         args.folder_state = prepare_detection_output(cfg, args)
     check_detection_data(cfg, list(cfg.DATASETS.TEST) if getattr(args, "eval_only", False)

@@ -44,3 +44,15 @@ def test_a_missing_base_names_it(tool, tmp_path):
 def test_a_detection_override_error_blames_the_command_line_not_the_file():
     assert_one_line(run("detection/train_net.py", "--config-file", BCCD, "MODEL.NOPE", "1"),
                     "command-line override", "MODEL.NOPE")
+
+
+def test_a_missing_detection_weights_file_is_one_line(tmp_path):
+    assert_one_line(run("detection/train_net.py", "--config-file", BCCD, "MODEL.WEIGHTS",
+                        str(tmp_path / "nothere.pkl"), "OUTPUT_DIR", str(tmp_path / "out")),
+                    "MODEL.WEIGHTS", "nothere.pkl: no such file")
+
+
+def test_a_flat_folder_given_as_labelled_images_is_one_line(shared_data):
+    flat = str(shared_data / "bccd" / "JPEGImages")
+    assert_one_line(run("tools/knn.py", "--train-root", flat, "--test-root", flat),
+                    f"labelled image folder {flat}", "one subfolder of images per class")

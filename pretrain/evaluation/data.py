@@ -64,7 +64,12 @@ def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0, on_bad:
     if not os.path.isdir(root):
         raise DatasetError(f"labelled image folder {root}: no such folder")
     check_choice("on_bad", on_bad)
-    dataset = torchvision.datasets.ImageFolder(root, transform=transform, loader=named_rgb_loader)
+    try:
+        dataset = torchvision.datasets.ImageFolder(root, transform=transform,
+                                                   loader=named_rgb_loader)
+    except FileNotFoundError as err:  # no class subfolders, or no image in them
+        raise DatasetError(f"labelled image folder {root}: {err} (a labelled set is one "
+                           "subfolder of images per class, as ImageNet's train/)") from None
     bad = unreadable_files(root, [path for path, _ in dataset.samples])
     if bad and on_bad == "error":
         raise BadImageError(f"{bad[0][0]}: {bad[0][1]} ({len(bad)} unreadable images in {root})")
