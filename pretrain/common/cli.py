@@ -1,9 +1,11 @@
-"""What every entry point does with errors: a UserError becomes one line on stderr and exit
-status 2; Ctrl-C becomes one line and status 130 (no traceback either way). Also: switches
+"""What every entry point does with errors: a UserError, a full disk or a folder that cannot be
+written becomes one line on stderr and exit status 2; Ctrl-C becomes one line and status 130
+(no traceback either way). Also: switches
 accepted anywhere on a command line that ends in KEY VALUE overrides."""
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Callable, Iterable, Union
 
@@ -11,6 +13,8 @@ from .errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+# Errors of a full disk or a folder that cannot be written: the user's to fix, one line.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 Hint = Union[str, Callable[[], str]]
 # A hint a run registers once it knows its output folder (set_interrupted_hint); used when the
@@ -40,6 +44,13 @@ def run_entry_point(main: Callable[[], object], interrupted_hint: Hint = "") -> 
         main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        # The atomic writes leave no partial file; the user's fix is the disk or the folder.
+        print(f"error: {error.filename or 'writing'}: {error.strerror} (free space or choose a "
+              "writable folder; files being written were not left half-written)", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         hint = _hint_text(interrupted_hint or _registered_hint)

@@ -52,3 +52,24 @@ def test_pretrain_takes_resume_after_the_pairs():
 
     args = parse_args(["SEED", "1", "--resume", "--check-data"])
     assert args.resume and args.check_data and not args.force and args.opts == ["SEED", "1"]
+
+
+def test_a_full_disk_is_one_line_and_other_os_errors_stay_tracebacks(capsys):
+    import errno
+    import os
+
+    def full_disk():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "out/checkpoint_00000020.pth")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry_point(full_disk)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out/checkpoint_00000020.pth: No space left on device")
+    assert err.count("\n") == 1
+
+    def a_bug():
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    with pytest.raises(OSError):  # not the user's to fix: the traceback stays
+        run_entry_point(a_bug)
