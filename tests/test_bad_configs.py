@@ -56,3 +56,10 @@ def test_a_flat_folder_given_as_labelled_images_is_one_line(shared_data):
     flat = str(shared_data / "bccd" / "JPEGImages")
     assert_one_line(run("tools/knn.py", "--train-root", flat, "--test-root", flat),
                     f"labelled image folder {flat}", "one subfolder of images per class")
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_file_that_is_not_a_config_is_one_line(tool, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    assert_one_line(run(tool, "--config-file", str(text)), str(text), "not a config file")

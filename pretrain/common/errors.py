@@ -38,8 +38,10 @@ class LaunchError(UserError, RuntimeError):
 
 
 # What reading a config file can raise: yacs's unknown or mistyped keys (KeyError,
-# AssertionError, ValueError), YAML syntax (yaml.YAMLError), a _BASE_ that is missing (OSError).
-FILE_ERRORS = (KeyError, AssertionError, ValueError, yaml.YAMLError, OSError)
+# AssertionError, ValueError), YAML syntax (yaml.YAMLError), a _BASE_ that is missing (OSError),
+# a file whose YAML is not a mapping of keys (AttributeError, TypeError in yacs's merge).
+FILE_ERRORS = (KeyError, AssertionError, ValueError, yaml.YAMLError, OSError, AttributeError,
+               TypeError)
 
 
 def file_error_text(err: Exception) -> str:
@@ -48,4 +50,6 @@ def file_error_text(err: Exception) -> str:
         return f"{err.filename or ''}: {err.strerror or err} (a _BASE_ it names?)"
     if isinstance(err, yaml.YAMLError):
         return "not valid YAML: " + " ".join(str(err).split())
+    if isinstance(err, (AttributeError, TypeError)):
+        return "not a config file (a YAML mapping of KEY: value)"
     return " ".join(str(err.args[0]).split()) if err.args else type(err).__name__
