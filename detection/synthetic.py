@@ -48,17 +48,60 @@ ALL_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shi
 LAYOUT = 3
 
 
-def ensure_fashion_mnist() -> str:
-    if os.path.isdir(FASHION_DIR):
-        return FASHION_DIR
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise DatasetError(f"{FASHION_DIR} is missing: install Debian's {FASHION_PACKAGE} "
-                         f"(apt-get install {FASHION_PACKAGE})")
-    print(f"installing Debian's {FASHION_PACKAGE} ...", flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", FASHION_PACKAGE]):
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    return FASHION_DIR
+FASHION_ENV = "FASHION_MNIST_DIR"  # a folder of the four idx files, for a machine without root
+FASHION_FILES = tuple(f"{split}-{kind}-idx{n}-ubyte.gz" for split in ("train", "t10k")
+                      for kind, n in (("images", 3), ("labels", 1)))
+
+
+def _holds_fashion(folder: str) -> bool:
+    return all(os.path.isfile(os.path.join(folder, name)) for name in FASHION_FILES)
+
+
+def user_cache_dir() -> str:
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                        "infomin-det", "fashion-mnist")
+
+
+def ensure_fashion_mnist(debian_dir: str = FASHION_DIR, cache_dir: str | None = None) -> str:
+    """The folder of Fashion-MNIST's four idx files, the first of: $FASHION_MNIST_DIR; Debian's
+    dataset-fashion-mnist (installed with apt-get when missing and running as root); a download
+    by torchvision into the user's cache (~/.cache/infomin-det/fashion-mnist), where the network
+    allows. Else a DatasetError that says each way to provide it."""
+    given = os.environ.get(FASHION_ENV, "")
+    if given:
+        if not _holds_fashion(given):
+            raise DatasetError(f"${FASHION_ENV} {given}: expected the files "
+                               f"{', '.join(FASHION_FILES)} there")
+        return given
+    if _holds_fashion(debian_dir):
+        return debian_dir
+    cache_dir = cache_dir or user_cache_dir()
+    raw = os.path.join(cache_dir, "FashionMNIST", "raw")
+    if _holds_fashion(raw):
+        return raw
+    if os.geteuid() == 0 and shutil.which("apt-get") and debian_dir == FASHION_DIR:
+        print(f"installing Debian's {FASHION_PACKAGE} ...", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for cmd in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", FASHION_PACKAGE]):
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        if _holds_fashion(debian_dir):
+            return debian_dir
+    try:
+        import torchvision
+
+        print(f"downloading Fashion-MNIST into {cache_dir} ...", flush=True)
+        for train in (True, False):
+            torchvision.datasets.FashionMNIST(cache_dir, train=train, download=True)
+    except Exception as err:  # no network, a proxy, a full disk: the message below says what to do
+        raise DatasetError(
+            f"Fashion-MNIST (the demo's objects) is not on this machine and could not be "
+            f"downloaded ({type(err).__name__}); either set ${FASHION_ENV} to a folder holding "
+            f"{', '.join(FASHION_FILES)}, or install Debian's {FASHION_PACKAGE} (as root: "
+            f"apt-get install {FASHION_PACKAGE})") from None
+    if not _holds_fashion(raw):
+        raise DatasetError(f"{raw}: the Fashion-MNIST download left no {FASHION_FILES[0]}")
+    return raw
 
 
 def load_fashion(split: str, detection_classes: bool = True) -> tuple[np.ndarray, np.ndarray]:
