@@ -13,7 +13,7 @@ import sys
 import torch
 
 from ..common.errors import ConfigError
-from ..models.memory_bank import MEMORY_BANK_METHODS, check_memory_bank
+from .inputs import INDEXED_INPUTS, PAIR
 from .bad_data import BadImageLog, check_choice
 from .images import EncodedImages, ImageViews, collate_encoded, collate_views
 from .instances import InstanceViews
@@ -38,7 +38,10 @@ class ViewPipeline:
     for the training step, and `record_bad(bad)`: what happens to the unreadable files a batch
     met (DATA.ON_BAD_IMAGE)."""
 
-    def __init__(self, cfg, images, device: str):
+    def __init__(self, cfg, images, device: str, inputs: str = PAIR):
+        """`inputs`: what the method's step reads (data/inputs.py; the method contract's
+        `views`); a method that takes a sample's index gets one view and the index, after its
+        own check of the data settings (models/memory_bank.py check_memory_bank)."""
         self.kind = cfg.DATA.PIPELINE
         if self.kind not in PIPELINES:
             raise ConfigError(f"DATA.PIPELINE {self.kind!r}: expected one of {PIPELINES}")
@@ -49,9 +52,7 @@ class ViewPipeline:
             raise ConfigError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
                              "makes both views from one image")
         check_view_family(cfg)  # the GPU pipeline makes only the augment family
-        with_index = cfg.MODEL.METHOD in MEMORY_BANK_METHODS
-        if with_index:
-            check_memory_bank(cfg)  # one view per image, CPU pipeline
+        with_index = inputs in INDEXED_INPUTS
         check_multi_crop(cfg)  # and no small crops
         if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
             raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM "
@@ -70,10 +71,10 @@ class ViewPipeline:
             self.collate = collate_encoded
             self.batched_views = BatchedViews(cfg, device)
         elif cfg.DATA.VIEWS_FROM == "folder":
-            self.dataset = InstanceViews(images, build_views(cfg), seed=cfg.SEED)
+            self.dataset = InstanceViews(images, build_views(cfg, inputs), seed=cfg.SEED)
             self.collate = collate_views
         else:
-            self.dataset = ImageViews(images, build_views(cfg), seed=cfg.SEED,
+            self.dataset = ImageViews(images, build_views(cfg, inputs), seed=cfg.SEED,
                                       with_index=with_index)
             self.collate = collate_views
 

@@ -8,7 +8,7 @@ import torch
 import torchvision.transforms as T
 from timm.data.auto_augment import rand_augment_transform
 
-from ..models.memory_bank import MEMORY_BANK_METHODS
+from .inputs import INDEXED_INPUTS, PAIR
 from .color_spaces import check_split, describe_split, normalize, split_channels, to_space
 from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
                       blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
@@ -154,9 +154,10 @@ def build_channel_split_views(cfg):
                              cfg.DATA.COLOR_SPACE, tuple(cfg.DATA.CHANNEL_SPLIT))
 
 
-def build_views(cfg):
-    """ContrastiveViews of the recipe, CMC's channel split, or the DATA.VIEW_FAMILY pair maker
-    (view_families.py)."""
+def build_views(cfg, inputs: str = PAIR):
+    """ContrastiveViews of the recipe, CMC's channel split, the DATA.VIEW_FAMILY pair maker
+    (view_families.py), or one view for a method whose `inputs` (data/inputs.py, the method's
+    declared views) take a sample's index."""
     if cfg.MODEL.CMC.ENABLED:
         if cfg.DATA.VIEW_FAMILY != "augment":
             raise ViewConfigError(f"MODEL.CMC.ENABLED splits one augmented image's channels: "
@@ -168,7 +169,7 @@ def build_views(cfg):
     jig = cfg.MODEL.JIGSAW
     jigsaw = jigsaw_augmentation(jig.GRID, jig.CELL, jig.PATCH) if jig.ENABLED else None
     recipe = recipe_from_cfg(cfg)
-    if cfg.MODEL.METHOD in MEMORY_BANK_METHODS:
+    if inputs in INDEXED_INPUTS:
         return OneView(compose(recipe), jigsaw)
     if cfg.DATA.MULTI_CROP.NUM_SMALL:  # two large crops and N small ones (multi_crop.py)
         return build_multi_crop_views(cfg, recipe, compose)

@@ -16,7 +16,7 @@ from ..data.pipelines import ViewPipeline
 from ..evaluation.knn import knn_of_config
 from ..models.ema import run_length_momentum
 from ..models.optim import build_solver, group_lr_factors
-from ..models.registry import build_model
+from ..models.registry import build_model, method_class
 from ..models.sync_bn import convert_to_sync_bn
 from ..common import distributed as du
 from ..common.preemption import CheckpointBeforeRequeue
@@ -155,8 +155,10 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     rank, world_size = du.get_rank(), du.get_world_size()
     # The folder first: the data check below writes its result there.
     start = open_run_folder(cfg, MODEL_KEYS, "iteration", resume=resume, force=force)
+    method = method_class(cfg)
+    method.check_cfg(cfg)  # its settings, data ones included, before the data check's cost
     images = checked_images(cfg, rank, world_size)  # less the bad ones (DATA.CHECK)
-    pipeline = ViewPipeline(cfg, images, device)
+    pipeline = ViewPipeline(cfg, images, device, method.views)  # what its step reads
     samples = len(pipeline.dataset)  # images, or instances with DATA.VIEWS_FROM folder
     iters_per_epoch = batches_per_epoch(samples, cfg.SOLVER.BATCH_SIZE, cfg.DATA.ROOT)
     total_iters = cfg.SOLVER.MAX_ITER or cfg.SOLVER.EPOCHS * iters_per_epoch

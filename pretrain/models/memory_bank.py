@@ -33,7 +33,6 @@ from ..common.errors import ConfigError
 from ..losses import similarity_dtype
 from .method import Method
 
-MEMORY_BANK_METHODS = ("insdis", "pirl")
 LOSSES = ("nce", "infonce")
 
 

@@ -35,14 +35,15 @@ import torch.nn as nn
 
 from ..common.errors import ConfigError
 from ..common import distributed as du
+from ..data import inputs
 
-# What one step feeds forward(), per sample:
-VIEWS_PAIR = "pair"                    # two augmented views of one image
-VIEWS_PAIR_JIGSAW = "pair+jigsaw"      # two views, JigSaw patches of the first with JIGSAW
-VIEWS_INDEXED = "image+index"          # one view and the sample's index (a memory bank's row)
-VIEWS_INDEXED_JIGSAW = "image+jigsaw+index"
-VIEWS_MULTI_CROP = "multi-crop"        # two large crops, then DATA.MULTI_CROP.NUM_SMALL small
-VIEWS_CHANNEL_GROUPS = "channel-groups"  # one image split into DATA.CHANNEL_SPLIT's groups
+# What one step feeds forward(), per sample (data/inputs.py: the data pipeline builds from them).
+VIEWS_PAIR = inputs.PAIR
+VIEWS_PAIR_JIGSAW = inputs.PAIR_JIGSAW
+VIEWS_INDEXED = inputs.INDEXED
+VIEWS_INDEXED_JIGSAW = inputs.INDEXED_JIGSAW
+VIEWS_MULTI_CROP = inputs.MULTI_CROP
+VIEWS_CHANNEL_GROUPS = inputs.CHANNEL_GROUPS
 
 
 class StepOutput(NamedTuple):
