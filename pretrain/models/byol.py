@@ -4,9 +4,9 @@ view; the target (backbone, projector) is an EMA of the online one with tau anne
 tau_base to 1 (ema.py); no negatives. The loss is symmetric, each term Eq. 2's
 ||q/|q| - z'/|z'| ||^2 = 2 - 2 cos(q, z'), summed over the two directions.
 
-Built on MoCo's machinery (moco.py): `query_encoder` is the online backbone + projector,
-`key_encoder` the target, updated by `momentum_update()` after each optimizer step; no queue and
-no shuffle-BN (BYOL uses global BN: MODEL.SYNC_BN)."""
+`query_encoder` is the online backbone + projector, `key_encoder` the target (names shared with
+MoCo so that the readouts and tools/convert.py --encoder key find them), an EMA of it after each
+optimizer step (ema.py); no queue and no shuffle-BN (BYOL uses global BN: MODEL.SYNC_BN)."""
 from __future__ import annotations
 
 import torch
@@ -14,10 +14,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..losses import info_nce, mean_cosine
-from .ema import MomentumSchedule
+from .ema import MomentumSchedule, ema_update, frozen_copy
 from .heads import build_predictor
 from .method import VIEWS_PAIR, Method, StepOutput, register_method
-from .moco import Encoder, MoCo
+from .moco import Encoder
 
 
 def batch_logits(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -37,36 +37,39 @@ def online_and_target_from_cfg(cls, cfg) -> Method:
 
 
 @register_method("byol")
-class BYOL(MoCo):
+class BYOL(Method):
     """No negatives: the log prints no I_NCE. Terms "1->2", "2->1": 2 - 2 cos each, in [0, 4]."""
     views = VIEWS_PAIR
-    info_nce_terms = ()
     anneals_momentum = True
-    paper_head = ""
+    legacy_keys = ("queue", "queue_ptr")  # empty buffers of when BYOL was built on MoCo
 
     def __init__(self, online: Encoder, predictor: nn.Module, feat_dim: int, momentum: float,
                  momentum_cosine: bool, temperature: float):
         """`temperature` only scales the fresh-key probes (evaluation/fresh_keys.py)."""
-        super().__init__(online, feat_dim, queue_size=0, momentum=momentum,
-                         temperature=temperature, shuffle_bn=False)
+        super().__init__()
+        self.query_encoder = online
+        self.key_encoder = frozen_copy(online)
+        self.temperature = temperature
         self.predictor = predictor
+        self.momentum = momentum
         self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine)
 
     @classmethod
     def from_cfg(cls, cfg) -> "Method":
         return online_and_target_from_cfg(cls, cfg)
 
-    def num_negatives(self, global_batch_size: int) -> int:
-        return 0
-
     def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
         self.momentum_schedule.total_steps = total_iters  # tau annealed over the whole run
 
-    @torch.no_grad()
-    def momentum_update(self) -> None:
+    def after_optimizer_step(self) -> None:
         """xi <- tau_k xi + (1 - tau_k) theta, after the optimizer step of step k."""
         self.momentum = self.momentum_schedule.next()
-        super().momentum_update()
+        ema_update(self.key_encoder, self.query_encoder, self.momentum)
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        """The target's projections, L2-normalised."""
+        return self.key_encoder(images)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """q_theta(g_theta(f_theta(v))): the online prediction, not normalised."""

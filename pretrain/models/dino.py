@@ -17,8 +17,9 @@ layer without bias to K = MODEL.DINO.OUT_DIM outputs whose norm g is fixed to 1
 MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS and each student gradient is clipped to norm
 MODEL.DINO.CLIP_GRAD on its own (`adjust_gradients`, called between backward and the step).
 
-Built on MoCo's machinery (moco.py): the student is `query_encoder`, the teacher `key_encoder`
-(so tools/convert.py --encoder key converts the teacher, the network DINO evaluates)."""
+The student is `query_encoder`, the teacher `key_encoder` (MoCo's names: tools/convert.py
+--encoder key converts the teacher, the network DINO evaluates), an EMA of the student after each
+optimizer step (ema.py)."""
 from __future__ import annotations
 
 import torch
@@ -28,9 +29,9 @@ import torch.nn.functional as F
 from ..common import distributed as du
 from ..common.errors import ConfigError
 from .backbone import backbone_of_cfg
-from .ema import MomentumSchedule
-from .method import VIEWS_MULTI_CROP, StepOutput, register_method
-from .moco import Encoder, MoCo
+from .ema import MomentumSchedule, ema_update, frozen_copy
+from .method import VIEWS_MULTI_CROP, Method, StepOutput, register_method
+from .moco import Encoder
 from .swav import agreement_logits, at_least_float32, crop_features
 
 
@@ -81,22 +82,23 @@ def teacher_temperature(epoch: int, warmup: float, final: float, warmup_epochs: 
 
 
 @register_method("dino")
-class DINO(MoCo):
+class DINO(Method):
     """No negatives: the log prints no I_NCE. Term "cross_entropy": the student-teacher
     cross-entropy averaged over the crop pairs."""
     views = VIEWS_MULTI_CROP
-    info_nce_terms = ()
     adjusts_gradients = True
     anneals_momentum = True
-    paper_head = ""
+    legacy_keys = ("queue", "queue_ptr")  # empty buffers of when DINO was built on MoCo
 
     def __init__(self, student: Encoder, out_dim: int, momentum: float, momentum_cosine: bool,
                  student_temp: float, teacher_temp: float, warmup_teacher_temp: float,
                  warmup_teacher_temp_epochs: int, center_momentum: float,
                  freeze_last_layer_epochs: float, clip_grad: float):
         """`student_temp` also scales the fresh-key probes (evaluation/fresh_keys.py)."""
-        super().__init__(student, out_dim, queue_size=0, momentum=momentum,
-                         temperature=student_temp, shuffle_bn=False)
+        super().__init__()
+        self.query_encoder = student
+        self.key_encoder = frozen_copy(student)
+        self.temperature, self.momentum = student_temp, momentum
         self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine)
         self.student_temp, self.teacher_temp = student_temp, teacher_temp
         self.warmup_teacher_temp = warmup_teacher_temp
@@ -142,17 +144,18 @@ class DINO(MoCo):
                                "run's epoch length, for the temperature and freeze schedules)")
         return self.iteration // self.iters_per_epoch
 
-    @torch.no_grad()
-    def momentum_update(self) -> None:
-        """Teacher <- lambda_k teacher + (1 - lambda_k) student, after the step of step k."""
-        self.momentum = self.momentum_schedule.next()
-        super().momentum_update()
-
     def before_optimizer_step(self) -> None:
         self.adjust_gradients()
 
     def after_optimizer_step(self) -> None:
-        self.momentum_update()
+        """Teacher <- lambda_k teacher + (1 - lambda_k) student, after the step of step k."""
+        self.momentum = self.momentum_schedule.next()
+        ema_update(self.key_encoder, self.query_encoder, self.momentum)
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's outputs, L2-normalised (the fresh-key probes)."""
+        return self.key_encoder(images)
 
     def adjust_gradients(self) -> None:
         """After backward, before the optimizer step: each student gradient clipped to norm

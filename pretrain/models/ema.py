@@ -5,10 +5,28 @@ k the current training step (0 for the first), K the run's total steps; MoCo v3'
 anneals its m the same way (official code, --moco-m-cos)."""
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn as nn
+
+
+def frozen_copy(network: nn.Module) -> nn.Module:
+    """A copy of `network` that no optimizer step moves: a key encoder, target or teacher."""
+    target = copy.deepcopy(network)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target <- m target + (1 - m) online, parameters only: the target's BN keeps its own
+    running statistics, computed in train mode on what it encodes."""
+    target_params, online_params = list(target.parameters()), list(online.parameters())
+    torch._foreach_mul_(target_params, momentum)
+    torch._foreach_add_(target_params, online_params, alpha=1.0 - momentum)
 
 
 def run_length_momentum(base: float, reference_iters: int, total_iters: int) -> float:

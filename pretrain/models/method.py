@@ -125,6 +125,14 @@ class Method(nn.Module):
         """Stored negatives the fresh-key probe can score against (0: none)."""
         return 0
 
+    # Buffers older checkpoints of the method hold and it no longer has (dropped on load).
+    legacy_keys: ClassVar[tuple[str, ...]] = ()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if self.legacy_keys:
+            state_dict = {k: v for k, v in state_dict.items() if k not in self.legacy_keys}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
 
 METHODS: dict[str, type[Method]] = {}
 

@@ -4,8 +4,6 @@ The model holds everything a resumed run needs besides the optimizer: both encod
 with its write pointer, all in `state_dict()`."""
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -14,6 +12,7 @@ from ..common import distributed as du
 from ..common.errors import ConfigError
 from ..losses import info_nce
 from .backbone import backbone_of_cfg
+from .ema import ema_update, frozen_copy
 from .heads import build_head
 from .method import VIEWS_PAIR_JIGSAW, Method, StepOutput, register_method
 from .split_bn import bn_splits, convert_to_split_bn
@@ -78,9 +77,7 @@ class MoCo(Method):
         self.query_encoder = query_encoder
         self.jigsaw_head = jigsaw_head  # query side only: keys never come from patches
         self.jigsaw_weight = jigsaw_weight
-        self.key_encoder = copy.deepcopy(query_encoder)
-        for p in self.key_encoder.parameters():
-            p.requires_grad_(False)
+        self.key_encoder = frozen_copy(query_encoder)
         self.momentum = momentum
         self.temperature = temperature
         self.shuffle_bn = shuffle_bn
@@ -117,12 +114,8 @@ class MoCo(Method):
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        """theta_k <- m * theta_k + (1 - m) * theta_q, parameters only: the key encoder's BN keeps
-        its own running statistics, computed in train mode on the key views."""
-        q_params = list(self.query_encoder.parameters())
-        k_params = list(self.key_encoder.parameters())
-        torch._foreach_mul_(k_params, self.momentum)
-        torch._foreach_add_(k_params, q_params, alpha=1.0 - self.momentum)
+        """theta_k <- m * theta_k + (1 - m) * theta_q (ema.py)."""
+        ema_update(self.key_encoder, self.query_encoder, self.momentum)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

@@ -5,10 +5,10 @@ view's keys of the whole (global) batch, the batch's other keys the negatives, n
     loss = ctr(q1, k2) + ctr(q2, k1),  ctr(q, k) = 2 T * CrossEntropy(q k^T / T, own index).
 The momentum m may be annealed to 1 by a half cosine as in the official ResNet recipes (ema.py).
 
-Built on MoCo's machinery (moco.py): `query_encoder` / `key_encoder` with the EMA
-`momentum_update()` after each optimizer step, and MoCo's InfoNCE with in-batch keys (the same
-cross-entropy, its positive moved to column 0). No shuffle-BN: MoCo v3 uses global BN
-(MODEL.SYNC_BN)."""
+`query_encoder` / `key_encoder` (MoCo's names, which the readouts and tools/convert.py read), the
+key encoder an EMA of the query one after each optimizer step (ema.py), and MoCo's InfoNCE with
+in-batch keys (the same cross-entropy, its positive moved to column 0). No shuffle-BN: MoCo v3
+uses global BN (MODEL.SYNC_BN)."""
 from __future__ import annotations
 
 import torch
@@ -17,25 +17,28 @@ import torch.nn.functional as F
 
 from ..common import distributed as du
 from ..losses import info_nce
-from .ema import MomentumSchedule
 from .byol import online_and_target_from_cfg
+from .ema import MomentumSchedule, ema_update, frozen_copy
 from .method import VIEWS_PAIR, Method, StepOutput, register_method
-from .moco import Encoder, MoCo
+from .moco import Encoder
 
 
 @register_method("mocov3")
-class MoCoV3(MoCo):
+class MoCoV3(Method):
     """Terms "1->2", "2->1": each direction's InfoNCE (before the 2 T factor); the log's I_NCE
     is from their mean, against the global batch's other keys."""
     views = VIEWS_PAIR
     info_nce_terms = ("1->2", "2->1")
     anneals_momentum = True
-    paper_head = ""
+    legacy_keys = ("queue", "queue_ptr")  # empty buffers of when MoCo v3 was built on MoCo
 
     def __init__(self, query_encoder: Encoder, predictor: nn.Module, feat_dim: int,
                  momentum: float, momentum_cosine: bool, temperature: float):
-        super().__init__(query_encoder, feat_dim, queue_size=0, momentum=momentum,
-                         temperature=temperature, shuffle_bn=False, batch_negatives=True)
+        super().__init__()
+        self.query_encoder = query_encoder
+        self.key_encoder = frozen_copy(query_encoder)
+        self.temperature = temperature
+        self.momentum = momentum
         self.predictor = predictor
         # The release's update at the start of iteration k + 1 with m_{k+1} (ema.py, lead 1).
         self.momentum_schedule = MomentumSchedule(momentum, momentum_cosine, lead=1)
@@ -47,10 +50,18 @@ class MoCoV3(MoCo):
     def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
         self.momentum_schedule.total_steps = total_iters  # m annealed over the whole run
 
-    @torch.no_grad()
-    def momentum_update(self) -> None:
+    def num_negatives(self, global_batch_size: int) -> int:
+        """The global batch's other keys."""
+        return global_batch_size - 1
+
+    def after_optimizer_step(self) -> None:
         self.momentum = self.momentum_schedule.next()
-        super().momentum_update()
+        ema_update(self.key_encoder, self.query_encoder, self.momentum)
+
+    @torch.no_grad()
+    def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
+        """The key encoder's projections, L2-normalised."""
+        return self.key_encoder(images)
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
         """The predictor's output on the projection, L2-normalised."""

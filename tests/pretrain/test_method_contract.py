@@ -184,3 +184,21 @@ def test_simsiam_sets_its_lr_once_per_epoch_as_its_release():
         assert groups[True]["lr"] == pytest.approx(groups[True]["initial_lr"])
         optimizer.step()
         scheduler.step()
+
+
+def test_no_method_subclasses_another():
+    """Shared parts (EMA target, memory bank, queue) are held, not inherited from MoCo."""
+    for name, cls in METHODS.items():
+        others = [base for base in cls.__mro__[1:] if base in METHODS.values()]
+        assert not others, f"{name} subclasses {others}"
+
+
+@pytest.mark.parametrize("name", ["byol", "mocov3", "dino"])
+def test_checkpoints_from_before_the_contract_still_load(name):
+    """Before the contract these were built on MoCo and their checkpoints hold MoCo's empty
+    queue and its pointer; a resume or a readout of such a checkpoint still loads."""
+    model, _ = tiny_model(name)
+    old = {**model.state_dict(), "queue": torch.zeros(0, 16), "queue_ptr": torch.zeros(())}
+    fresh, _ = tiny_model(name)
+    fresh.load_state_dict(old)  # strict
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
