@@ -114,12 +114,17 @@ def _test_cell(test: dict | None) -> str:
     return f"{test['difference']:+.1f} [{low:+.1f}, {high:+.1f}], p {test['p']:.3g}"
 
 
+def _cell(label: str) -> str:
+    """A label as a table cell: a view split such as "L | ab" must not end the cell."""
+    return label.replace("|", "\\|")
+
+
 def markdown(summary: dict, missing: list[str], readout: str) -> str:
     name = READOUT_NAMES[readout]
     lines = [f"| setting | seeds | I_NCE (nats, mean ± SD) | {name} top-1 (%, mean ± SD) "
              f"| vs random init: diff [95% CI], p | mark |", "|---|---|---|---|---|---|"]
     for s in summary["settings"]:
-        lines.append(f"| {s['label']} | {len(s['seeds'])} | {_pm(s['i_nce'], 3)} "
+        lines.append(f"| {_cell(s['label'])} | {len(s['seeds'])} | {_pm(s['i_nce'], 3)} "
                      f"| {_pm(s['accuracy'], 2)} | {_test_cell(s['vs_random_init'])} "
                      f"| {s['mark'] or '-'} |")
     lines.append("")
@@ -149,7 +154,7 @@ def markdown(summary: dict, missing: list[str], readout: str) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for s in summary["settings"]:
         for r in s["runs"]:
-            lines.append(f"| {r['label']} | {r.get('seed', '-')} | {_fmt(r['i_nce'])} "
+            lines.append(f"| {_cell(r['label'])} | {r.get('seed', '-')} | {_fmt(r['i_nce'])} "
                          f"| {_fmt(r['i_nce_bound'])} | {_fmt(r['accuracy'], 2)} "
                          f"| {_fmt(r['heldout_loss'])} | {_fmt(r['train_loss'])} "
                          f"| {r['iterations']} | {_fmt(r['seconds'], 0)} |")

@@ -1,5 +1,6 @@
 """The sweep's verdicts come from paired tests (pretrain/sweep_report.py): constructed runs whose
 answer is known, with no pretraining."""
+import re
 import zlib
 
 import numpy as np
@@ -56,3 +57,15 @@ def test_a_reverse_u_needs_the_peak_inside_and_both_sides_significant(tmp_path):
     assert "| c=0.6 | 3 |" in table and "| above |" in table
     assert summary["spearman"]["n"] == 3
     assert (tmp_path / "reverse_u.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_view_split_label_keeps_its_table_row_whole(tmp_path):
+    rows = runs("random_init", 0.28, 0.0, random_init=True) + runs("lab", 0.35, 0.3)
+    for row in rows[3:]:
+        row["label"] = "L | ab"
+    write_sweep_report(rows, [], "knn", str(tmp_path))
+    table_rows = [line for line in (tmp_path / "results.md").read_text().splitlines()
+                  if line.startswith("| L \\| ab |")]
+    assert len(table_rows) == 4  # the summary row and one per seed
+    cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in table_rows]
+    assert cells == [6, 9, 9, 9]  # as many cells as the header: the split did not add one
