@@ -40,6 +40,10 @@ RESULT_FILE = "result.json"
 BASELINE = "random_init"
 
 
+# A config key in --heldout: "{DATA.ROOT}/../heldout".
+HELDOUT_KEY = re.compile(r"\{([A-Z][A-Z0-9_]*(?:\.[A-Z][A-Z0-9_]*)*)\}")
+
+
 class SweepError(ValueError):
     """A sweep that cannot run as asked (grid, folders, readout); the message says which."""
 
@@ -102,7 +106,7 @@ class Sweep:
     fixed: list[str]  # KEY VALUE overrides of every point
     axes: list[tuple[str, list[str]]]
     output_dir: str
-    heldout: str  # images for I_NCE, not seen in pretraining
+    heldout: str  # images for I_NCE, not seen in pretraining; may name config keys ({DATA.ROOT})
     heldout_n: int = 512
     readout: str = "knn"
     linear_opts: list[str] = field(default_factory=list)  # KEY VALUE for the linear readout
@@ -112,14 +116,15 @@ class Sweep:
     def __post_init__(self):
         self.config_file = os.path.abspath(self.config_file) if self.config_file else ""
         self.output_dir = os.path.abspath(self.output_dir)
-        self.heldout = os.path.abspath(self.heldout)
+        if not HELDOUT_KEY.search(self.heldout):  # a template is resolved point by point
+            self.heldout = os.path.abspath(self.heldout)
         if self.readout not in READOUTS:
             raise SweepError(f"--readout {self.readout!r}: expected one of {READOUTS}")
         if len(self.fixed) % 2 or len(self.linear_opts) % 2:
             raise SweepError("overrides must be KEY VALUE pairs")
         if "OUTPUT_DIR" in self.fixed[::2] or any(k == "OUTPUT_DIR" for k, _ in self.axes):
             raise SweepError("OUTPUT_DIR is set by the sweep (each point's folder under --output)")
-        if not os.path.isdir(self.heldout):
+        if not HELDOUT_KEY.search(self.heldout) and not os.path.isdir(self.heldout):
             raise SweepError(f"--heldout {self.heldout}: no such folder")
         if len(set(self.seeds)) != len(self.seeds):
             raise SweepError(f"--seeds {self.seeds}: a seed given twice")
@@ -144,6 +149,20 @@ class Sweep:
         return load_cfg(self.config_file, [*self.fixed, *point.overrides,
                                            "OUTPUT_DIR", self.point_dir(point)])
 
+    def heldout_root(self, cfg) -> str:
+        """The held-out images of a point: --heldout, with each {KEY} replaced by the point's
+        config value (e.g. "{DATA.ROOT}/../heldout": each point's own held-out views, where the
+        points are different worlds of views)."""
+        def value(match) -> str:
+            node = cfg
+            for part in match.group(1).split("."):
+                if not hasattr(node, part):
+                    raise SweepError(f"--heldout {self.heldout}: no config key {match.group(1)}")
+                node = getattr(node, part)
+            return str(node)
+
+        return os.path.normpath(os.path.abspath(HELDOUT_KEY.sub(value, self.heldout)))
+
     def check(self) -> None:
         """Load every point's config and check the readout has its data: a typo fails here,
         before hours of pretraining."""
@@ -156,6 +175,9 @@ class Sweep:
                                      f"the readout needs labelled train and test folders")
             if not cfg.DATA.ROOT:
                 raise SweepError(f"point {point.name}: DATA.ROOT is not set")
+            if not os.path.isdir(self.heldout_root(cfg)):
+                raise SweepError(f"point {point.name}: --heldout {self.heldout_root(cfg)}: no "
+                                 f"such folder")
             if cfg.MODEL.CMC.ENABLED and self.readout == "linear":
                 raise SweepError(f"point {point.name}: --readout linear reads one RGB backbone; "
                                  "a CMC sweep reads both view encoders out with --readout knn")
@@ -226,12 +248,13 @@ def run_point(sweep: Sweep, point: SweepPoint) -> dict | None:
         accuracy = linear_readout(sweep, cfg, checkpoint)
     # A model of its own: measuring in train mode (--heldout-bn train) moves BN running
     # statistics, which the readout must not see.
-    info = measure_info_nce(trained_model(), cfg, sweep.heldout, sweep.heldout_n,
+    info = measure_info_nce(trained_model(), cfg, sweep.heldout_root(cfg), sweep.heldout_n,
                             bn=sweep.heldout_bn)
     result = {
         "name": point.name, "label": point.label, "setting": dict(point.setting),
         "random_init": point.random_init, "seed": cfg.SEED, "i_nce": info["i_nce"],
-        "i_nce_bound": info["bound"], "heldout_bn": info["bn"],
+        "i_nce_bound": info["bound"], "heldout": sweep.heldout_root(cfg),
+        "heldout_bn": info["bn"],
         "heldout_images": info["n"], "heldout_loss": info["loss"], "heldout_acc": info["acc"],
         "readout": sweep.readout, "accuracy": accuracy, "train_loss": train_loss,
         "iterations": iterations, "seconds": time.perf_counter() - start,

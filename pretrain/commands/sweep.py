@@ -24,6 +24,8 @@ report gives mean ± SD over seeds and marks a point above or below random init 
 bootstrap over the seeds and the kNN's test images is significant (p < 0.05), with Spearman's rho
 of I_NCE and accuracy across the settings and a test of the reverse U. I_NCE is measured with batch
 norm in eval mode (a fixed critic; --heldout-bn train encodes with batch statistics instead).
+Where the grid changes the views' data (DATA.ROOT over tools/view_world.py's worlds), --heldout
+"{DATA.ROOT}/../heldout" measures each point on held-out views of its own world.
 The table (DIR/results.md, .csv, .json) and plot (DIR/reverse_u.png) are written at the end, or
 from whatever has finished with --collect.
 
@@ -57,7 +59,10 @@ def parse_args(argv=None):
     parser.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY VALUE",
                         help="KEY VALUE [KEY VALUE ...] overrides shared by every point")
     parser.add_argument("--heldout", required=True, metavar="DIR",
-                        help="images for I_NCE, not used in pretraining (any DATA.ROOT layout)")
+                        help="images for I_NCE, not used in pretraining (any DATA.ROOT layout); "
+                        "{KEY} is replaced by each point's config value, e.g. "
+                        "\"{DATA.ROOT}/../heldout\" where the grid's points are worlds of views "
+                        "(tools/view_world.py)")
     parser.add_argument("--heldout-n", type=int, default=512, help="held-out images (N)")
     parser.add_argument("--heldout-bn", choices=("eval", "train"), default="eval",
                         help="batch norm while measuring I_NCE (eval: a fixed critic)")

@@ -61,3 +61,38 @@ def test_instance_folders_share_exactly_the_chosen_factors(tmp_path, monkeypatch
 def test_an_unknown_factor_is_refused():
     with pytest.raises(ValueError, match=r"unknown view factor\(s\) \['shape'\]"):
         check_factors(["object", "shape"])
+
+
+def drawn_factors(monkeypatch, shared, n_instances: int, renderings: int, tmp_path) -> list:
+    """The factors of every rendering write_instance_views draws, instance by instance."""
+    photos, objects = photos_and_objects()
+    drawn = []
+    monkeypatch.setattr(factor_views, "render",
+                        lambda p, o, factors, size: drawn.append(factors) or render(p, o, factors,
+                                                                                   size))
+    factor_views.write_instance_views(str(tmp_path), photos, objects, shared,
+                                      n_instances=n_instances, renderings=renderings, size=8)
+    return [drawn[i:i + renderings] for i in range(0, len(drawn), renderings)]
+
+
+def test_a_dialled_factor_is_shared_by_that_fraction_of_instances(tmp_path, monkeypatch):
+    instances = drawn_factors(monkeypatch, {"object": 1.0, "background": 0.3}, 300, 2, tmp_path)
+    assert all(a["object"] == b["object"] for a, b in instances)
+    shared = sum(a["background"] == b["background"] for a, b in instances) / len(instances)
+    assert 0.2 < shared < 0.4  # 0.3, binomial SD 0.026
+    assert not any(a["position"] == b["position"] for a, b in instances)
+
+
+def test_always_and_never_draw_the_renderings_they_drew_before_dialling_existed(
+        tmp_path, monkeypatch):
+    """The demo's and Table 4's views (a list of factors) are unchanged by the dial: the same
+    settings as probabilities 1 and 0 draw the very same factors."""
+    as_list = drawn_factors(monkeypatch, ["object"], 20, 3, tmp_path / "list")
+    as_probabilities = drawn_factors(monkeypatch, {"object": 1.0, "background": 0.0}, 20, 3,
+                                     tmp_path / "probabilities")
+    assert repr(as_list) == repr(as_probabilities)
+
+
+def test_a_share_probability_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match=r"\[0, 1\]: \{'object': 1.5\}"):
+        factor_views.share_probabilities({"object": 1.5})
