@@ -57,8 +57,9 @@ def add_project_config(cfg) -> None:
     # One-line dataset specs registered before training (see detection/datasets.py).
     cfg.DATASETS.REGISTER = []
     # The check of the train and test images before training (detection/data_checks.py):
-    # "header" opens each image (missing, unreadable, wrong size, boxes outside it); "decode" also
-    # decodes it, finding truncated files (train_net.py --check-data); "off".
+    # "header" opens each image (missing, unreadable, cut short: no JPEG / PNG end marker, wrong
+    # size, boxes outside it); "decode" also decodes it, finding damage inside a file
+    # (train_net.py --check-data); "off".
     cfg.DATASETS.CHECK = "header"
     # A bad image: "skip" leaves it out and lists it in OUTPUT_DIR/bad_images.txt; "error" stops
     # with one line naming it.

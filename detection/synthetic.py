@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from pretrain.common.errors import DatasetError
+from pretrain.common.user_cache import user_cache_dir as cache_folder
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_PACKAGE = "dataset-fashion-mnist"
@@ -58,8 +59,7 @@ def _holds_fashion(folder: str) -> bool:
 
 
 def user_cache_dir() -> str:
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                        "infomin-det", "fashion-mnist")
+    return cache_folder("fashion-mnist")
 
 
 def ensure_fashion_mnist(debian_dir: str = FASHION_DIR, cache_dir: str | None = None) -> str:

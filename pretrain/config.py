@@ -131,9 +131,13 @@ _C.DATA.CROP_SIZE = 224
 _C.DATA.CROP_SCALE = (0.2, 1.0)
 _C.DATA.NUM_WORKERS = 8  # per process
 # The check of DATA.ROOT's images before training (pretrain/data/checks.py): "header" reads each
-# file's first bytes (finds missing, empty and non-image files); "decode" decodes every image (also
-# finds truncated ones; tools/pretrain.py --check-data); "off". Kept in OUTPUT_DIR/data_check.json.
+# file's first and last bytes (finds missing, empty and non-image files, and JPEGs / PNGs cut
+# short); "decode" decodes every image (also finds damage inside a file; tools/pretrain.py
+# --check-data); "off". Kept in OUTPUT_DIR/data_check.json.
 _C.DATA.CHECK = "header"
+# Keep each file's verdict in ~/.cache/infomin-det/image_checks (by path, size and modification
+# time): another run on the same images checks only the files that changed.
+_C.DATA.CHECK_CACHE = True
 # An image the check or the loader cannot use: "skip" leaves it out (a loader draws another image)
 # and lists it in OUTPUT_DIR/bad_images.txt; "error" stops with one line naming it.
 _C.DATA.ON_BAD_IMAGE = "skip"

@@ -16,12 +16,18 @@ from ..common.atomic_io import atomic_write_text
 from ..common.errors import ConfigError, DatasetError
 
 ON_BAD_CHOICES = ("skip", "error")
-# How deep the check before training looks: "off"; "header" (read each file's first bytes: finds
-# missing, empty and non-image files, cheap); "decode" (decode every image fully:
-# also finds truncated files, as slow as an epoch of reading; what --check-data asks for).
+# How deep the check before training looks: "off"; "header" (read each file's first and last bytes:
+# finds missing, empty and non-image files, and JPEGs and PNGs cut short, cheap); "decode" (decode
+# every image fully: also finds damage inside a file, as slow as an epoch of reading; what
+# --check-data asks for).
 CHECK_DEPTHS = ("off", "header", "decode")
 BAD_IMAGES_FILE = "bad_images.txt"
 HEADER_BYTES = 16  # enough for the format signatures below
+TAIL_BYTES = 32  # where the end markers below sit in a complete file (padding included)
+# A complete JPEG ends with its EOI marker, a PNG with its IEND chunk: the usual damage, a copy or
+# download cut short, loses them. A file whose last bytes lack the marker is decoded to decide, so
+# a complete file with bytes after its end (some cameras append data) is never called bad.
+END_MARKERS = ((b"\xff\xd8\xff", b"\xff\xd9"), (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"))
 # The first bytes of the formats of IMAGE_EXTENSIONS (and GIF, JPEG 2000): a file that starts so
 # passes the cheap check; any other is opened with Pillow to decide.
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"GIF87a",
@@ -72,15 +78,48 @@ def image_problem(data: bytes, decode: bool) -> str | None:
     return None
 
 
+def ends_complete(head: bytes, tail: bytes) -> bool:
+    """Whether a file that starts with `head` and ends with `tail` has its format's end marker
+    (True for the formats without one)."""
+    for signature, marker in END_MARKERS:
+        if head.startswith(signature):
+            return marker in tail
+    return True
+
+
+def cheap_problem(head: bytes, tail: bytes, read_all: Callable[[], bytes]) -> str | None:
+    """The cheap check of one file from its first HEADER_BYTES and last TAIL_BYTES: its format's
+    signature, and its end marker; a file without the marker is read whole (read_all) and decoded
+    to decide."""
+    problem = image_problem(head, decode=False)
+    if problem is None and not ends_complete(head, tail):
+        return image_problem(read_all(), decode=True)
+    return problem
+
+
+def read_tail(f, size: int) -> bytes:
+    """The last `size` bytes of an open binary file (all of a shorter one)."""
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - size))
+    return f.read()
+
+
 def file_problem(path: str, decode: bool) -> str | None:
     """image_problem of the file at `path` ("no such file" when missing); without `decode` only
-    its first bytes are read."""
+    its first and last bytes are read (cheap_problem)."""
     try:
         with open(path, "rb") as f:
-            data = f.read() if decode else f.read(HEADER_BYTES)
+            if decode:
+                return image_problem(f.read(), decode=True)
+            head, tail = f.read(HEADER_BYTES), read_tail(f, TAIL_BYTES)
+
+            def read_all() -> bytes:
+                f.seek(0)
+                return f.read()
+
+            return cheap_problem(head, tail, read_all)
     except OSError as err:
         return "no such file" if isinstance(err, FileNotFoundError) else f"unreadable ({err})"
-    return image_problem(data, decode)
 
 
 def problems_of(items: Sequence, problem: Callable, threads: int = 8,

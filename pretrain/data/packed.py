@@ -20,6 +20,7 @@ import tempfile
 import numpy as np
 
 from ..common.errors import DatasetError
+from .bad_data import read_tail
 from .images import list_images
 
 PACK_FORMAT = "infomin-det/pack/v1"
@@ -48,6 +49,24 @@ class FolderImages:
         with open(self.paths[index], "rb") as f:
             return f.read(size)
 
+    def tail(self, index: int, size: int) -> bytes:
+        """The last `size` bytes (where a format's end marker sits)."""
+        with open(self.paths[index], "rb") as f:
+            return read_tail(f, size)
+
+    def stamp(self, index: int) -> str | None:
+        """What identifies this version of the file (size and modification time), None when it
+        cannot be read: a check's verdict on it holds while the stamp is the same."""
+        try:
+            stat = os.stat(self.paths[index])
+        except OSError:
+            return None
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    def key(self, index: int) -> str:
+        """The image's name in the check's verdict cache (check_cache.py)."""
+        return os.path.abspath(self.paths[index])
+
 
 class PackedImages:
     """A pack built by build_pack; the data file is mapped lazily, once per process, so the object
@@ -74,6 +93,7 @@ class PackedImages:
             raise DatasetError(f"pack {root}: index, names and images.bin disagree "
                                f"(truncated copy?); rebuild it with tools/pack_images.py")
         self._data = None
+        self._stamp = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -96,6 +116,22 @@ class PackedImages:
         start, end = int(self.offsets[index]), int(self.offsets[index + 1])
         return self._data[start:min(end, start + size)].tobytes()
 
+    def tail(self, index: int, size: int) -> bytes:
+        if self._data is None:
+            self._data = np.memmap(os.path.join(self.root, "images.bin"), dtype=np.uint8, mode="r")
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        return self._data[max(start, end - size):end].tobytes()
+
+    def stamp(self, index: int) -> str | None:
+        """A pack is written once; its data file's size and time stand for every image in it."""
+        if self._stamp is None:
+            stat = os.stat(os.path.join(self.root, "images.bin"))
+            self._stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{self._stamp}:{int(self.offsets[index])}"
+
+    def key(self, index: int) -> str:
+        return f"{os.path.abspath(self.root)}:{self.names[index]}"
+
 
 class ImageSubset:
     """Some images of a FolderImages / PackedImages, by index (the ones the check before training
@@ -116,6 +152,15 @@ class ImageSubset:
 
     def head(self, index: int, size: int) -> bytes:
         return self.images.head(int(self.keep[index]), size)
+
+    def tail(self, index: int, size: int) -> bytes:
+        return self.images.tail(int(self.keep[index]), size)
+
+    def stamp(self, index: int) -> str | None:
+        return self.images.stamp(int(self.keep[index]))
+
+    def key(self, index: int) -> str:
+        return self.images.key(int(self.keep[index]))
 
 
 def is_pack(root: str) -> bool:

@@ -70,19 +70,33 @@ def bad_folder(cifar_sample, tmp_path):
     return tmp_path / "images", folders
 
 
-def test_truncated_files_pass_the_header_check_and_fail_the_decode_check(bad_folder):
+def test_truncated_files_are_found_by_the_default_check_from_their_missing_end(bad_folder):
+    """A JPEG cut short lacks its end marker: the cheap check reads each file's last bytes and
+    decodes only the files without it."""
     root, folders = bad_folder
     images = FolderImages(str(root))
-    assert find_bad_images(images, "header") == []
-    bad = find_bad_images(images, "decode")
-    assert sorted(images.name(i) for i, _ in bad) == sorted(map(str, folders["frog"]))
-    assert all("truncated" in reason for _, reason in bad)
+    for depth in ("header", "decode"):
+        bad, _ = find_bad_images(images, depth)
+        assert sorted(images.name(i) for i, _ in bad) == sorted(map(str, folders["frog"]))
+        assert all("truncated" in reason for _, reason in bad)
+
+
+def test_the_end_check_spares_trailing_bytes_and_decode_finds_damage_inside(cifar_sample,
+                                                                            tmp_path):
+    good = sorted((cifar_sample / "bird").iterdir())[0].read_bytes()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "camera.jpg").write_bytes(good + b"MAKERNOTE" * 8)  # data after the end
+    (tmp_path / "c" / "inside.jpg").write_bytes(b"\xff\xd8\xff" + b"\x13" * 300 + b"\xff\xd9")
+    images = FolderImages(str(tmp_path / "c"))
+    assert find_bad_images(images, "header")[0] == []  # signature and end marker are there
+    bad, _ = find_bad_images(images, "decode")
+    assert [images.name(i) for i, _ in bad] == [str(tmp_path / "c" / "inside.jpg")]
 
 
 def test_a_whole_bad_class_folder_is_survived_and_counted_once_per_file(bad_folder, tmp_path):
     root, folders = bad_folder
-    cfg = cfg_for(root, tmp_path / "out")
-    pipeline = ViewPipeline(cfg, checked_images(cfg), "cpu")  # the header check keeps them all
+    cfg = cfg_for(root, tmp_path / "out", "DATA.CHECK", "off")
+    pipeline = ViewPipeline(cfg, checked_images(cfg), "cpu")  # unchecked: the loader meets them
     assert len(pipeline.dataset) == 37
     counted = 0
     for epoch in range(2):  # the second epoch meets the same files again: counted once
@@ -98,7 +112,7 @@ def test_a_whole_bad_class_folder_is_survived_and_counted_once_per_file(bad_fold
 
 def test_a_bad_file_stops_the_run_naming_it_when_configured(bad_folder, tmp_path):
     root, folders = bad_folder
-    cfg = cfg_for(root, tmp_path / "out", "DATA.ON_BAD_IMAGE", "error")
+    cfg = cfg_for(root, tmp_path / "out", "DATA.ON_BAD_IMAGE", "error", "DATA.CHECK", "off")
     pipeline = ViewPipeline(cfg, checked_images(cfg), "cpu")
     index = sorted(map(str, folders["frog"] + folders["bird"])).index(str(folders["frog"][0]))
     _, bad = collate_views([pipeline.dataset[(0, index)]])
@@ -167,18 +181,21 @@ def test_check_data_leaves_bad_files_out_and_a_resume_keeps_the_same_list(bad_fo
     assert read_metrics(out)[-1]["skipped_images"] == 0
 
 
-def test_readout_folders_leave_out_headerless_files_and_name_undecodable_ones(bad_folder):
+def test_readout_folders_leave_out_bad_files_and_name_undecodable_ones(bad_folder):
     from pretrain.evaluation.data import eval_transform, labelled_folder
 
     root, folders = bad_folder
     folders["bird"][0].write_bytes(b"")  # no header at all: left out up front
+    inside = folders["bird"][1]  # damaged inside, its ends intact: only decoding finds it
+    inside.write_bytes(b"\xff\xd8\xff" + b"\x13" * 300 + b"\xff\xd9")
     dataset = labelled_folder(str(root), eval_transform(32))
-    assert len(dataset) == 36 and dataset.classes == ["bird", "frog"]
+    # The empty file and the 17 truncated frogs (no end marker) are left out up front.
+    assert len(dataset) == 19 and {label for _, label in dataset.samples} == {0}
     with pytest.raises(BadImageError, match=f"{folders['bird'][0]}: empty file"):
         labelled_folder(str(root), eval_transform(32), on_bad="error")
-    first_frog = [path for path, _ in dataset.samples].index(str(folders["frog"][0]))
-    with pytest.raises(BadImageError, match=f"{folders['frog'][0]}: OSError: .*truncated"):
-        dataset[first_frog]  # truncated: decoding fails, the error names the file
+    index = [path for path, _ in dataset.samples].index(str(inside))
+    with pytest.raises(BadImageError, match=f"{inside}: "):
+        dataset[index]  # decoding fails, the error names the file
 
 
 def _check_in_two_processes(root: str, out: str) -> None:
