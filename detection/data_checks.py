@@ -109,6 +109,32 @@ def check_masks(names) -> None:
                                "or give a dataset with masks")
 
 
+def report_unannotated(cfg, names, is_main_process: bool = True) -> dict[str, int]:
+    """Detectron2 leaves the training images without annotations (or with only crowd ones) out of
+    training (DATALOADER.FILTER_EMPTY_ANNOTATIONS) and logs only a count among its own lines; an
+    export with many background images loses them unseen. Says so in one line per dataset and
+    refuses a training set with none left; returns {dataset: images left out}."""
+    if not cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        return {}
+    dropped = {}
+    for name in dict.fromkeys(names):
+        records = DatasetCatalog.get(name)
+        empty = sum(1 for r in records
+                    if not any(a.get("iscrowd", 0) == 0 for a in r.get("annotations", [])))
+        if not empty:
+            continue
+        dropped[name] = empty
+        if records and empty == len(records):
+            raise DatasetError(f"dataset {name}: none of its {len(records)} images has an "
+                               "annotation (other than crowd ones), so there is nothing to train "
+                               "on; check the annotation file or the dataset's categories")
+        if is_main_process:
+            print(f"warning: dataset {name}: {empty} of {len(records)} training images have no "
+                  "annotations and are left out of training (DATALOADER.FILTER_EMPTY_ANNOTATIONS "
+                  "False keeps them, as background)", file=sys.stderr, flush=True)
+    return dropped
+
+
 def check_detection_data(cfg, names, is_main_process: bool = True) -> dict[str, str]:
     """Check the datasets `names` as DATASETS.CHECK says; returns {file: reason} of the bad
     images (left out of the catalog, or a BadImageError with DATASETS.ON_BAD_IMAGE error)."""

@@ -25,7 +25,8 @@ from detectron2.utils import comm
 
 from detection.compat import check_config_ops, has_compiled_ops
 from detection.config import apply_batch_scale, load_detection_cfg, sync_norms_for_cpu_processes
-from detection.data_checks import check_detection_data, checked_test_loader, checked_train_loader
+from detection.data_checks import (check_detection_data, checked_test_loader,
+                                   checked_train_loader, report_unannotated)
 from detection.datasets import register_from_specs
 from detection.launch import launch_cpu
 from detection.output_folder import last_checkpoint, prepare_detection_output, resume_hint
@@ -131,6 +132,8 @@ def setup(args):
         args.folder_state = prepare_detection_output(cfg, args)
     check_detection_data(cfg, list(cfg.DATASETS.TEST) if getattr(args, "eval_only", False)
                          else [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST], comm.is_main_process())
+    if not getattr(args, "eval_only", False):
+        report_unannotated(cfg, cfg.DATASETS.TRAIN, comm.is_main_process())
     check_config_ops(cfg)
     cfg.freeze()
     # The other processes write their log.txt.rank<N> into the folder: only after rank 0 looked

@@ -13,10 +13,10 @@ import torch
 
 import detection  # noqa: F401  (before detectron2)
 from detection.config import load_detection_cfg
-from detection.data_checks import (CheckedDatasetMapper, SkippingMapDataset,
+from detection.data_checks import (CheckedDatasetMapper, SkippingMapDataset, report_unannotated,
                                    check_detection_data)
 from detection.datasets import register_from_specs
-from pretrain.common.errors import ConfigError
+from pretrain.common.errors import ConfigError, DatasetError
 from pretrain.data.bad_data import BAD_IMAGES_FILE, BadImageError
 from tests.conftest import REPO
 
@@ -356,3 +356,29 @@ def test_a_voc_object_without_a_box_and_a_bad_holdout_are_one_line_errors(shared
         with pytest.raises(ConfigError, match=f"holdout={holdout}"):
             register_from_specs([f"name=t_h{holdout}_{tmp_path.name} format=voc root={root} "
                                  f"holdout={holdout} {CLASSES}"])
+
+
+def test_training_images_without_annotations_are_counted_in_one_line(shared_data, tmp_path,
+                                                                     capsys):
+    """Detectron2 drops them from training (FILTER_EMPTY_ANNOTATIONS); background images of an
+    export (282 of 2,583 in the issue's) must not vanish unseen."""
+    def unannotate_three(coco):
+        keep = {image["id"] for image in coco["images"][3:]}
+        coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+
+    spec = coco_variant(shared_data, tmp_path / "a", unannotate_three)
+    (name,) = register_from_specs([f"name=t_bg_{tmp_path.name} {spec}"])
+    assert report_unannotated(cfg_for(tmp_path), [name]) == {name: 3}
+    assert "3 of 18 training images have no annotations and are left out of training" in \
+        capsys.readouterr().err
+    keep = cfg_for(tmp_path, "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "False")
+    assert report_unannotated(keep, [name]) == {}
+
+    def crowds_only(coco):
+        for annotation in coco["annotations"]:
+            annotation["iscrowd"] = 1
+
+    spec = coco_variant(shared_data, tmp_path / "b", crowds_only)
+    (name,) = register_from_specs([f"name=t_crowd_{tmp_path.name} {spec}"])
+    with pytest.raises(DatasetError, match="none of its 18 images has an annotation"):
+        report_unannotated(cfg_for(tmp_path), [name])
