@@ -1,7 +1,7 @@
 """Weighted kNN accuracy of a backbone's features on labelled image folders.
 
     python tools/knn.py --checkpoint output/pretrain/.../model_final.pth \
-        --train-root cifar10/train --test-root cifar10/test --crop 64 [--train-limit 10000] \
+        --train-root cifar10/train --test-root cifar10/test [--crop 64] [--train-limit 10000] \
         [--json result.json]
 
 Without --checkpoint it measures a randomly initialised backbone (the baseline). The flags are the
@@ -38,15 +38,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--encoder", default="query", choices=("query", "key"))
     parser.add_argument("--train-root", required=True)
     parser.add_argument("--test-root", required=True)
-    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--crop", type=int, default=0,
+                        help="evaluation crop; default: the checkpoint's pretraining crop "
+                             "(recorded in a pretraining checkpoint), else 224")
     parser.add_argument("--train-limit", type=int, default=0)
     parser.add_argument("--test-limit", type=int, default=0)
     parser.add_argument("--k", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.07,
                         help="each neighbour votes exp(cosine / T)")
     parser.add_argument("--crop-fraction", type=float, default=0.875,
-                        help="resize to crop / fraction, centre-crop; 1.0: the whole image "
-                             "(small images at their own size, e.g. CIFAR with --crop 32)")
+                        help="resize to crop / fraction, centre-crop; 1.0: the whole image; "
+                             "an image no larger than the crop is shown whole either way")
     parser.add_argument("--seed", type=int, default=0, help="initialisation of a random backbone")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", default="", metavar="PATH", help="also write the result there")

@@ -23,10 +23,11 @@ class LoadedBackbone(NamedTuple):
     dim: int  # of the pooled features
     stem: str  # the one rebuilt
     arch: str  # the one rebuilt
+    crop: int | None = None  # DATA.CROP_SIZE the checkpoint's pretraining used, where recorded
 
 
-def recorded_model(ckpt) -> dict | None:
-    """The MODEL section of the config a tools/pretrain.py checkpoint stores; None for every other
+def recorded_section(ckpt, section: str) -> dict | None:
+    """A section of the config a tools/pretrain.py checkpoint stores; None for every other
     format, which records no config."""
     if not isinstance(ckpt, dict) or "cfg" not in ckpt:
         return None
@@ -35,7 +36,18 @@ def recorded_model(ckpt) -> dict | None:
             return None
     except ConversionError:
         return None
-    return CfgNode.load_cfg(ckpt["cfg"]).get("MODEL", {})
+    return CfgNode.load_cfg(ckpt["cfg"]).get(section, {})
+
+
+def recorded_model(ckpt) -> dict | None:
+    """The MODEL section of the config a tools/pretrain.py checkpoint stores, or None."""
+    return recorded_section(ckpt, "MODEL")
+
+
+def recorded_crop(ckpt) -> int | None:
+    """DATA.CROP_SIZE of the config a tools/pretrain.py checkpoint stores, or None."""
+    crop = (recorded_section(ckpt, "DATA") or {}).get("CROP_SIZE")
+    return int(crop) if crop else None
 
 
 def recorded_stem(ckpt) -> str | None:
@@ -102,4 +114,4 @@ def load_backbone(arch: str, checkpoint: str = "", encoder: str = "query", width
     if missing or unexpected:
         raise BackboneLoadError(f"checkpoint {checkpoint} does not fit MODEL.ARCH {arch}: "
                                 f"missing {missing[:4]}, unexpected {unexpected[:4]}")
-    return LoadedBackbone(trunk, dim, stem, arch)
+    return LoadedBackbone(trunk, dim, stem, arch, recorded_crop(ckpt))

@@ -17,15 +17,28 @@ from ..data.images import to_rgb
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 
 
+class EvalResize:
+    """Resize the short side to crop / crop_fraction, except that an image no larger than the crop
+    is resized to the crop itself: a small image (CIFAR at 32 px) is shown whole, not resized up
+    and cropped back down, which would show what a training crop of scale ~0.8 shows (a confound
+    in a crop sweep)."""
+
+    def __init__(self, crop_size: int, crop_fraction: float):
+        self.crop_size = crop_size
+        self.resize = T.Resize(int(round(crop_size / crop_fraction)))
+        self.fit = T.Resize(crop_size)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return self.fit(img) if min(img.size) <= self.crop_size else self.resize(img)
+
+
 def eval_transform(crop_size: int, crop_fraction: float = 0.875) -> T.Compose:
-    """Resize the short side to crop / crop_fraction and centre-crop: 0.875 is the usual ImageNet
-    evaluation (it shows about 77% of a square image's area); 1.0 shows the whole image, which a
-    readout of small images (CIFAR at 32 px) wants: 0.875 would resize them up and crop back,
-    showing what a training crop of scale ~0.8 shows, a confound in a crop sweep
-    (EVAL.CROP_FRACTION)."""
+    """EvalResize and a centre crop: 0.875 is the usual ImageNet evaluation (it shows about 77% of
+    a square image's area), 1.0 shows the whole image; an image no larger than the crop is shown
+    whole either way (EVAL.CROP_FRACTION)."""
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"crop fraction {crop_fraction}: expected a value in (0, 1]")
-    return T.Compose([T.Resize(int(round(crop_size / crop_fraction))), T.CenterCrop(crop_size),
+    return T.Compose([EvalResize(crop_size, crop_fraction), T.CenterCrop(crop_size),
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 

@@ -10,6 +10,9 @@ from .backbone_loading import load_backbone
 from .data import eval_transform, labelled_folder
 from .readout_checks import require_neighbours
 
+# The ImageNet evaluation crop, where neither the request nor the checkpoint names one.
+DEFAULT_CROP = 224
+
 
 @torch.no_grad()
 def extract_features(backbone, dataset, device: str, batch_size: int = 256, num_workers: int = 2):
@@ -85,12 +88,15 @@ def knn_probe(arch: str, train_root: str, test_root: str, checkpoint: str = "",
               num_workers: int = 2, temperature: float = 0.07,
               crop_fraction: float = 0.875) -> dict:
     """The kNN readout of a backbone from `checkpoint` (any format pretrain.formats reads; ""
-    = random init, drawn from `seed`), on the GPU when there is one. Returns {"top1" (%),
+    = random init, drawn from `seed`), on the GPU when there is one; `crop_size` 0 takes the
+    checkpoint's pretraining crop where it records one, else DEFAULT_CROP. Returns {"top1" (%),
     "test_images", "k", "arch", "checkpoint", "stem" (the one rebuilt), "predictions", "labels"
     (per test image, for paired tests)}."""
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    backbone, _, stem, arch = load_backbone(arch, checkpoint, encoder, width, stem)
+    backbone, _, stem, arch, recorded = load_backbone(arch, checkpoint, encoder, width, stem)
+    crop_size = crop_size or recorded or DEFAULT_CROP
     result = knn_evaluate(backbone.to(device), train_root, test_root, crop_size, device,
                           train_limit, test_limit, k, num_workers, temperature, crop_fraction)
-    return {**result, "k": k, "arch": arch, "checkpoint": checkpoint, "stem": stem}
+    return {**result, "k": k, "arch": arch, "checkpoint": checkpoint, "stem": stem,
+            "crop": crop_size}

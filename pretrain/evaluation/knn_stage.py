@@ -24,7 +24,7 @@ _C.MODEL.ENCODER = "query"  # or "key": which encoder of a MoCo checkpoint
 _C.DATA = CN()
 _C.DATA.ROOT = ""  # labelled class folders: the neighbours
 _C.DATA.VAL_ROOT = ""  # labelled class folders: the images classified
-_C.DATA.CROP_SIZE = 224
+_C.DATA.CROP_SIZE = 0  # 0: the checkpoint's pretraining crop (its DATA.CROP_SIZE), else 224
 _C.DATA.LIMIT = 0  # neighbour images; 0 = all
 _C.DATA.VAL_LIMIT = 0
 _C.DATA.NUM_WORKERS = 2
@@ -63,7 +63,8 @@ def run_knn(cfg) -> dict:
 def report(cfg, result: dict) -> str:
     """The line tools/knn.py prints."""
     return (f"kNN (k={cfg.KNN.K}) top-1: {result['top1']:.2f}%  "
-            f"[{cfg.MODEL.WEIGHTS or 'random init'}, {result['stem']} stem]")
+            f"[{cfg.MODEL.WEIGHTS or 'random init'}, {result['arch']}, {result['stem']} stem, "
+            f"{result['crop']} px]")
 
 
 def run_stage(cfg, resume: bool = False) -> dict:

@@ -32,17 +32,33 @@ def test_knn_probe_of_a_seeded_random_backbone_repeats_and_says_what_it_measured
 
 @pytest.mark.integration
 def test_knn_tool_reads_a_pretraining_checkpoint(cifar10, tmp_path):
-    run_tool("tools/pretrain.py", "MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "32",
-             "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
-             "SOLVER.MAX_ITER", "1", "DATA.ROOT", str(cifar10 / "test"),
+    run_tool("tools/pretrain.py", "MODEL.ARCH", "resnet18", "MODEL.STEM", "tinyimagenet",
+             "MODEL.QUEUE_SIZE", "32", "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",
+             "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "1", "DATA.ROOT", str(cifar10 / "test"),
              "OUTPUT_DIR", str(tmp_path))
-    run_tool("tools/knn.py", "--arch", "resnet18", "--checkpoint",
-             str(tmp_path / "model_final.pth"), "--train-root", str(cifar10 / "test"),
-             "--test-root", str(cifar10 / "test"), "--crop", "32", "--train-limit", "200",
-             "--test-limit", "100", "--workers", "0", "--json", str(tmp_path / "knn.json"))
+    # No --arch, --stem or --crop: the checkpoint's own.
+    run_tool("tools/knn.py", "--checkpoint", str(tmp_path / "model_final.pth"),
+             "--train-root", str(cifar10 / "test"), "--test-root", str(cifar10 / "test"),
+             "--train-limit", "200", "--test-limit", "100", "--workers", "0",
+             "--json", str(tmp_path / "knn.json"))
     result = json.loads((tmp_path / "knn.json").read_text())
     assert 0.0 <= result["top1"] <= 100.0 and result["test_images"] == 100
     assert result["checkpoint"] == str(tmp_path / "model_final.pth")
+    assert (result["arch"], result["stem"], result["crop"]) == ("resnet18", "tinyimagenet", 32)
+
+
+def test_a_small_image_is_shown_whole_and_a_large_one_resized_then_centre_cropped():
+    from PIL import Image
+
+    from pretrain.evaluation.data import eval_transform
+
+    small = Image.effect_noise((32, 32), 60).convert("RGB")
+    whole = eval_transform(32, crop_fraction=1.0)(small)
+    assert torch.equal(eval_transform(32)(small), whole)  # not resized to 37 and cropped back
+    large = Image.effect_noise((64, 64), 60).convert("RGB")
+    expected = eval_transform(32, 1.0)(large.resize((37, 37), Image.BILINEAR).crop(
+        (2, 2, 34, 34)))
+    assert torch.allclose(eval_transform(32)(large), expected, atol=0.05)
 
 
 @pytest.mark.integration
