@@ -63,3 +63,14 @@ def test_a_file_that_is_not_a_config_is_one_line(tool, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello\n")
     assert_one_line(run(tool, "--config-file", str(text)), str(text), "not a config file")
+
+
+@pytest.mark.parametrize("override, expected", [
+    (("MODEL.HEAD", "bogus"), "MODEL.HEAD 'bogus': expected 'linear', 'mlp'"),
+    (("DATA.AUGMENTATION", "bogus"), "DATA.AUGMENTATION 'bogus': expected one of"),
+    (("MODEL.BN_SPLITS", "3"), "MODEL.BN_SPLITS 3 does not divide the per-process batch of 8"),
+])
+def test_a_bad_pretraining_value_is_one_line(cifar10, tmp_path, override, expected):
+    assert_one_line(run("tools/pretrain.py", "DATA.ROOT", str(cifar10 / "test"), "OUTPUT_DIR",
+                        str(tmp_path / "out"), "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "1",
+                        "DATA.CHECK", "off", *override), expected)

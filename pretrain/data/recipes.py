@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..common.errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # RandAugment's fill for the pixels its affine ops uncover: the ImageNet mean as uint8 (PyContrast).
@@ -21,7 +23,7 @@ REFERENCE_SIZE = 224  # the crop the published strengths are stated for
 STEPS = ("flip", "jitter", "grayscale", "blur", "rand_augment")
 
 
-class ViewConfigError(ValueError):
+class ViewConfigError(ConfigError):
     """A DATA.AUGMENTATION / DATA.VIEWS value that makes no valid view."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ..common.errors import ConfigError
+
 # The projection MLPs of the papers' ResNet recipes, as (layers, last_bn, last_bias): hidden
 # layers are Linear (no bias: BN follows) - BN - ReLU; the last Linear is followed by
 #   "none": nothing - BYOL's projector (Grill et al. 2020, App. A; its release's last Linear has no
@@ -54,7 +56,7 @@ def build_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Modu
     if kind in METHOD_HEADS:
         layers, last_bn, last_bias = METHOD_HEADS[kind]
         return build_mlp(in_dim, hidden_dim, out_dim, layers, last_bn, last_bias)
-    raise ValueError(f"MODEL.HEAD {kind!r}: expected 'linear', 'mlp' or one of "
+    raise ConfigError(f"MODEL.HEAD {kind!r}: expected 'linear', 'mlp' or one of "
                      f"{', '.join(METHOD_HEADS)}")
 
 

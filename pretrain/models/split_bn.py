@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..common.errors import ConfigError
 from .sync_bn import replace_batch_norms
 
 TARGET_GROUPS = 8  # MoCo's 8 GPUs
@@ -65,7 +66,7 @@ def bn_splits(requested: int, batch_per_process: int, world_size: int) -> int:
     shuffles."""
     if requested > 0:
         if batch_per_process % requested:
-            raise ValueError(f"MODEL.BN_SPLITS {requested} does not divide the per-process batch "
+            raise ConfigError(f"MODEL.BN_SPLITS {requested} does not divide the per-process batch "
                              f"of {batch_per_process}")
         return requested
     splits = math.ceil(TARGET_GROUPS / world_size)
