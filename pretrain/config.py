@@ -80,12 +80,16 @@ _C.MODEL.JIGSAW.GRID = 3
 _C.MODEL.JIGSAW.CELL = 85
 _C.MODEL.JIGSAW.PATCH = 64
 _C.MODEL.JIGSAW.LOSS_WEIGHT = 0.5  # loss = (1 - w) * L_instance + w * L_jigsaw
-# CMC (Tian et al. 2019), MoCo style: the two views are the channel groups DATA.CHANNEL_SPLIT of one
-# augmented image in DATA.COLOR_SPACE; one encoder per view (its first conv takes that view's
-# channels), each with its own momentum key encoder and queue; loss = L(q1 vs k2, queue 2) +
-# L(q2 vs k1, queue 1) (pretrain/models/cmc.py). The other MODEL keys apply to both encoders.
+# CMC (Tian et al. 2019), MoCo style: the views are the channel groups DATA.CHANNEL_SPLIT of one
+# augmented image in DATA.COLOR_SPACE (two, or three); one encoder per view (its first conv takes
+# that view's channels), each with its own momentum key encoder and queue; loss = L(q1 vs k2,
+# queue 2) + L(q2 vs k1, queue 1) for two views (pretrain/models/cmc.py). The other MODEL keys
+# apply to every encoder.
 _C.MODEL.CMC = CN()
 _C.MODEL.CMC.ENABLED = False
+# Which pairs of views are contrasted (CMC Sec. 3.3): "core" (view 1 with each other view) or
+# "full" (every pair); the same with two views.
+_C.MODEL.CMC.GRAPH = "core"
 # The memory bank of insdis and pirl (pretrain/models/memory_bank.py): one embedding per training
 # image, the positive's key and the negatives' source.
 _C.MODEL.MEMORY_BANK = CN()
@@ -205,7 +209,8 @@ _C.DATA.FREQUENCY.LOW_PASS_VIEW = "random"
 # augmented RGB view is converted to, one of rgb, lab, luv, xyz, ycbcr, yiq, ydbdr, hsv
 # (pretrain/data/color_spaces.py), each channel then mapped from its range over the RGB cube to
 # [-1, 1]; and (k1, k2): the first k1 channels are view 1, the other k2 view 2. (1, 2) is luma |
-# chroma for lab (L | ab), ydbdr, ycbcr, yiq, luv; H | SV for hsv; R | GB for rgb.
+# chroma for lab (L | ab), ydbdr, ycbcr, yiq, luv; H | SV for hsv; R | GB for rgb. (1, 1, 1):
+# three views of one channel each (L | a | b), contrasted over MODEL.CMC.GRAPH.
 # "learned" instead of a colour space: the views are g(x) split by CHANNEL_SPLIT, g the frozen
 # generator in the file DATA.LEARNED_VIEWS (tools/learn_views.py; InfoMin Sec. 4.2), applied to
 # the ImageNet-normalised augmented image; the readouts apply g too.

@@ -225,24 +225,27 @@ def normalize(x: torch.Tensor, space: str) -> torch.Tensor:
     return (x - low) / (high - low) * 2 - 1
 
 
-def check_split(space: str, split) -> tuple[int, int]:
-    """(k1, k2): the first k1 channels make view 1, the other k2 view 2."""
+def check_split(space: str, split) -> tuple[int, ...]:
+    """(k1, k2, ...): the first k1 channels make view 1, the next k2 view 2, and so on; two views
+    (CMC's L | ab) or three (CMC's L | a | b, one channel each)."""
     _check_space(space)
     split = tuple(int(k) for k in split)
-    if len(split) != 2 or min(split) < 1 or sum(split) != 3:
-        raise ColorSpaceError(f"DATA.CHANNEL_SPLIT {split}: two channel counts >= 1 that sum to "
-                              "3, e.g. (1, 2) for L | ab")
+    if len(split) < 2 or min(split) < 1 or sum(split) != 3:
+        raise ColorSpaceError(f"DATA.CHANNEL_SPLIT {split}: two or three channel counts >= 1 that "
+                              "sum to 3, e.g. (1, 2) for L | ab or (1, 1, 1) for L | a | b")
     return split
 
 
-def split_channels(x: torch.Tensor, split) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first k1 channels (dim -3) and the other k2."""
-    first, _ = split
-    return x.narrow(-3, 0, first), x.narrow(-3, first, x.shape[-3] - first)
+def split_channels(x: torch.Tensor, split) -> tuple[torch.Tensor, ...]:
+    """The channel groups of `split` (dim -3), in order; the last takes the remaining channels."""
+    starts = [sum(split[:i]) for i in range(len(split))]
+    ends = starts[1:] + [x.shape[-3]]
+    return tuple(x.narrow(-3, start, end - start) for start, end in zip(starts, ends))
 
 
 def describe_split(space: str, split) -> str:
-    """'L | ab' for lab and (1, 2)."""
+    """'L | ab' for lab and (1, 2); 'L | a | b' for (1, 1, 1)."""
     names = CHANNELS[space]
-    first, _ = check_split(space, split)
-    return f"{''.join(names[:first])} | {''.join(names[first:])}"
+    split = check_split(space, split)
+    starts = [sum(split[:i]) for i in range(len(split) + 1)]
+    return " | ".join("".join(names[a:b]) for a, b in zip(starts, starts[1:]))

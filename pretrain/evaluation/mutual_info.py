@@ -37,8 +37,8 @@ BN_MODES = ("eval", "train")
 
 
 def heldout_views(cfg, images_root: str, n: int,
-                  order_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query views, key views) of n images of `images_root` drawn at random without replacement
+                  order_seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """(query views, key views) of n images (for CMC, every channel group: one tensor per view) of `images_root` drawn at random without replacement
     from `order_seed`, in that random order (not the first n, nor n in folder order: in class
     folders each batch would then hold one or two classes), n rounded down to whole batches of
     SOLVER.BATCH_SIZE, made by the config's views (epoch 0 of its seed, per image, so an image's
@@ -56,6 +56,8 @@ def heldout_views(cfg, images_root: str, n: int,
                            f"{batch} (SOLVER.BATCH_SIZE) to measure with")
     chosen = torch.randperm(samples, generator=torch.Generator().manual_seed(order_seed))[:n]
     views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in chosen.tolist()])
+    if cfg.MODEL.CMC.ENABLED:
+        return tuple(views)  # every channel group
     return views[0], views[1]
 
 
@@ -85,19 +87,24 @@ def measure_info_nce(model, cfg, images_root: str, n: int, bn: str = "eval",
                      order_seed: int = 0) -> dict:
     """I_NCE of `model` (built from `cfg`) on two views of up to n images of `images_root` (a
     random sample in random order from `order_seed`), batch norm in `bn` mode. For CMC, between
-    its two colour-space views, each way (view 1's queries against view 2's keys and back, InfoMin
-    Fig. 4), averaged; the two directions are also returned."""
+    its colour-space views, each way, over the pairs it was trained on (view 1's queries against
+    view 2's keys and back, InfoMin Fig. 4), averaged; each direction is also returned
+    ("i_nce_12", "i_nce_21", ...)."""
     from ..models.cmc import CMC, CrossViewPair
 
-    queries, keys = heldout_views(cfg, images_root, n, order_seed)
     device = next(model.parameters()).device
-    queries, keys = queries.to(device), keys.to(device)
+    views = [v.to(device) for v in heldout_views(cfg, images_root, n, order_seed)]
     batch = cfg.SOLVER.BATCH_SIZE
     if not isinstance(model, CMC):
-        return info_nce_estimate(model, queries, keys, batch, seed=cfg.SEED, bn=bn)
-    forward = info_nce_estimate(CrossViewPair(model.view1, model.view2), queries, keys, batch,
-                                seed=cfg.SEED, bn=bn)
-    backward = info_nce_estimate(CrossViewPair(model.view2, model.view1), keys, queries, batch,
-                                 seed=cfg.SEED, bn=bn)
-    mean = {key: (forward[key] + backward[key]) / 2 for key in ("i_nce", "loss", "acc")}
-    return {**forward, **mean, "i_nce_12": forward["i_nce"], "i_nce_21": backward["i_nce"]}
+        return info_nce_estimate(model, views[0], views[1], batch, seed=cfg.SEED, bn=bn)
+    # Every direction of the pairs the model was trained on (its MODEL.CMC.GRAPH), averaged.
+    branches, found = model.branches, {}
+    for i, j in model.pairs:
+        for a, b in ((i, j), (j, i)):
+            found[f"{a + 1}{b + 1}"] = info_nce_estimate(
+                CrossViewPair(branches[a], branches[b]), views[a], views[b], batch,
+                seed=cfg.SEED, bn=bn)
+    first = next(iter(found.values()))
+    mean = {key: sum(r[key] for r in found.values()) / len(found)
+            for key in ("i_nce", "loss", "acc")}
+    return {**first, **mean, **{f"i_nce_{name}": r["i_nce"] for name, r in found.items()}}

@@ -1,12 +1,15 @@
 """Contrastive Multiview Coding with momentum encoders (Tian, Krishnan, Isola 2019, the MoCo-style
-variant InfoMin uses): two views (channel groups of one image, e.g. L and ab), one encoder each.
+variant InfoMin uses): two or more views (channel groups of one image, e.g. L | ab, or L | a | b),
+one encoder each.
 
 Each view is a MoCo branch of moco.py: a query encoder whose first conv takes that view's channels,
 its momentum key encoder (with the same shuffle-BN) and a queue of that key encoder's embeddings.
-The views are contrasted across, both ways:
-    loss = L(q1 vs k2, queue 2) + L(q2 vs k1, queue 1),
-each L MoCo's InfoNCE (pretrain/losses.py). Both queues are read before either is written.
-`state_dict()` holds both branches (`view1.*`, `view2.*`: encoders, queues, pointers)."""
+Views are contrasted across, both ways, over the pairs of a graph (CMC Sec. 3.3, MODEL.CMC.GRAPH):
+    loss = sum over the graph's pairs (i, j) of L(qi vs kj, queue j) + L(qj vs ki, queue i),
+each L MoCo's InfoNCE (pretrain/losses.py). "core": view 1 with each other view (L(V1, Vj),
+j = 2..M); "full": every pair. With two views both are L(q1 vs k2) + L(q2 vs k1). Every queue is
+read before any is written. `state_dict()` holds the branches as `view1.*`, `view2.*`, ...
+(encoders, queues, pointers)."""
 from __future__ import annotations
 
 import copy
@@ -38,20 +41,43 @@ def replace_first_conv(backbone: nn.Module, in_channels: int) -> None:
     backbone.conv1 = new.to(old.weight.dtype)
 
 
+GRAPHS = ("core", "full")
+
+
+def graph_pairs(views: int, graph: str) -> list[tuple[int, int]]:
+    """The pairs (i, j), i < j, 0-based, that CMC's `graph` contrasts among `views` views."""
+    if graph not in GRAPHS:
+        raise CMCConfigError(f"MODEL.CMC.GRAPH {graph!r}: expected one of {GRAPHS}")
+    if graph == "core":
+        return [(0, j) for j in range(1, views)]
+    return [(i, j) for i in range(views) for j in range(i + 1, views)]
+
+
 class CMC(Method):
     """MODEL.METHOD moco with MODEL.CMC.ENABLED (registered as moco: MoCo.from_cfg builds it).
-    The loss sums two InfoNCE terms, "1->2" and "2->1"; the log's I_NCE is from their mean, per
-    direction, comparable with MoCo's (InfoMin Fig. 4)."""
+    The loss sums the InfoNCE terms "i->j" of the graph's pairs, both directions; the log's I_NCE
+    is from their mean, per direction, comparable with MoCo's (InfoMin Fig. 4)."""
     views = VIEWS_CHANNEL_GROUPS
-    info_nce_terms = ("1->2", "2->1")
     paper_head = None
 
-    def __init__(self, view1: MoCo, view2: MoCo):
+    def __init__(self, *branches: MoCo, graph: str = "core"):
         super().__init__()
-        if view1.queue_size != view2.queue_size or view1.batch_negatives != view2.batch_negatives:
-            raise CMCConfigError("CMC: both views need the same queue size and negatives")
-        self.view1 = view1
-        self.view2 = view2
+        if len(branches) < 2:
+            raise CMCConfigError("CMC: two views or more")
+        first = branches[0]
+        if any(b.queue_size != first.queue_size or b.batch_negatives != first.batch_negatives
+               for b in branches):
+            raise CMCConfigError("CMC: every view needs the same queue size and negatives")
+        self.num_views = len(branches)
+        for i, branch in enumerate(branches):
+            self.add_module(f"view{i + 1}", branch)  # view1, view2: the two-view checkpoints' keys
+        self.pairs = graph_pairs(len(branches), graph)
+        self.info_nce_terms = tuple(term for i, j in self.pairs
+                                    for term in (f"{i + 1}->{j + 1}", f"{j + 1}->{i + 1}"))
+
+    @property
+    def branches(self) -> list[MoCo]:
+        return [getattr(self, f"view{i + 1}") for i in range(self.num_views)]
 
     @classmethod
     def check_cfg(cls, cfg) -> None:
@@ -60,8 +86,9 @@ class CMC(Method):
                                  "branch; turn one off")
         if cfg.EVAL.KNN_PERIOD and cfg.EVAL.KNN_FEATURES == "embedding":
             raise CMCConfigError("EVAL.KNN_FEATURES embedding with MODEL.CMC.ENABLED: CMC has "
-                                 "one embedding per view; the kNN monitor reads both backbones "
+                                 "one embedding per view; the kNN monitor reads every backbone "
                                  "(EVAL.KNN_FEATURES backbone)")
+        graph_pairs(2, cfg.MODEL.CMC.GRAPH)
 
     @property
     def queue_size(self) -> int:
@@ -73,14 +100,14 @@ class CMC(Method):
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        self.view1.momentum_update()
-        self.view2.momentum_update()
+        for branch in self.branches:
+            branch.momentum_update()
 
     def after_optimizer_step(self) -> None:
         self.momentum_update()
 
     def readout_backbone(self, cfg) -> nn.Module:
-        """Both query backbones as one feature extractor of RGB images (CMCReadoutBackbone)."""
+        """Every query backbone as one feature extractor of RGB images (CMCReadoutBackbone)."""
         learned = _learned_views(cfg)  # one load serves the split and the readout
         return CMCReadoutBackbone(self, cfg.DATA.COLOR_SPACE or "rgb", _split(cfg, learned),
                                   learned)
@@ -96,21 +123,29 @@ class CMC(Method):
             if branch.batch_negatives else {}
         return info_nce(queries, keys, negatives, branch.temperature, **batch)
 
-    def forward(self, view1_images: torch.Tensor, view2_images: torch.Tensor):
-        """The loss, logits of both directions stacked along the batch, and the two directions'
-        terms. The keys are enqueued after the loss used the queues; `after_optimizer_step()`
+    def forward(self, *view_images: torch.Tensor):
+        """The loss, logits of every direction stacked along the batch, and each direction's
+        term. The keys are enqueued after the loss used the queues; `after_optimizer_step()`
         moves the key encoders."""
-        q1 = self.view1.query_encoder(view1_images)
-        q2 = self.view2.query_encoder(view2_images)
-        k1 = self.view1.encode_keys(view1_images)  # shuffle-BN draws: view 1's, then view 2's
-        k2 = self.view2.encode_keys(view2_images)
-        all_k1, all_k2 = du.all_gather_cat(k1), du.all_gather_cat(k2)
-        loss12, logits12 = self._contrast(q1, k2, all_k2, self.view2.queue.clone(), self.view2)
-        loss21, logits21 = self._contrast(q2, k1, all_k1, self.view1.queue.clone(), self.view1)
-        self.view1.enqueue(all_k1)
-        self.view2.enqueue(all_k2)
-        return StepOutput(loss12 + loss21, torch.cat([logits12, logits21]),
-                          {"1->2": loss12.detach(), "2->1": loss21.detach()})
+        branches = self.branches
+        if len(view_images) != len(branches):
+            raise CMCConfigError(f"CMC with {len(branches)} views was given {len(view_images)} "
+                                 "channel groups (DATA.CHANNEL_SPLIT)")
+        queries = [b.query_encoder(x) for b, x in zip(branches, view_images)]
+        keys = [b.encode_keys(x) for b, x in zip(branches, view_images)]  # shuffle-BN in order
+        all_keys = [du.all_gather_cat(k) for k in keys]
+        queues = [b.queue.clone() for b in branches]
+        loss, logits, terms = 0, [], {}
+        for i, j in self.pairs:
+            for a, b in ((i, j), (j, i)):
+                term, term_logits = self._contrast(queries[a], keys[b], all_keys[b], queues[b],
+                                                   branches[b])
+                loss = loss + term
+                logits.append(term_logits)
+                terms[f"{a + 1}->{b + 1}"] = term.detach()
+        for branch, gathered in zip(branches, all_keys):
+            branch.enqueue(gathered)
+        return StepOutput(loss, torch.cat(logits), terms)
 
 
 def _view_branch(cfg, in_channels: int) -> MoCo:
@@ -125,8 +160,8 @@ def _view_branch(cfg, in_channels: int) -> MoCo:
 
 def build_cmc(cfg) -> CMC:
     CMC.check_cfg(cfg)
-    k1, k2 = _split(cfg, _learned_views(cfg))
-    return CMC(_view_branch(cfg, k1), _view_branch(cfg, k2))
+    return CMC(*(_view_branch(cfg, k) for k in _split(cfg, _learned_views(cfg))),
+               graph=cfg.MODEL.CMC.GRAPH)
 
 
 def _learned_views(cfg):
@@ -136,9 +171,9 @@ def _learned_views(cfg):
     return learned_views_of(cfg) if cfg.DATA.COLOR_SPACE == LEARNED_SPACE else None
 
 
-def _split(cfg, learned=None) -> tuple[int, int]:
-    """(k1, k2) of DATA.CHANNEL_SPLIT, checked against the colour space, or the generator's split
-    with `learned` (_learned_views)."""
+def _split(cfg, learned=None) -> tuple[int, ...]:
+    """(k1, k2, ...) of DATA.CHANNEL_SPLIT, checked against the colour space, or the generator's
+    split with `learned` (_learned_views)."""
     from ..data.color_spaces import check_split
 
     if learned is not None:
@@ -147,15 +182,14 @@ def _split(cfg, learned=None) -> tuple[int, int]:
 
 
 class CMCReadoutBackbone(nn.Module):
-    """Both query backbones of a CMC model as one feature extractor for the readouts (kNN,
+    """Every query backbone of a CMC model as one feature extractor for the readouts (kNN,
     linear), as CMC evaluates (Tian et al. 2019, Sec. 4.1): an ImageNet-normalised RGB batch is
     taken back to [0, 1], converted to the model's colour space and normalised as in training,
-    split, each part encoded by its view's backbone, and the two features concatenated."""
+    split, each part encoded by its view's backbone, and the features concatenated."""
 
-    def __init__(self, model: CMC, space: str, split: tuple[int, int], learned=None):
+    def __init__(self, model: CMC, space: str, split: tuple[int, ...], learned=None):
         super().__init__()
-        self.view1 = model.view1.query_encoder.backbone
-        self.view2 = model.view2.query_encoder.backbone
+        self.encoders = nn.ModuleList(b.query_encoder.backbone for b in model.branches)
         self.space, self.split = space, split
         # With learned views: the frozen generator (a module of its own, moved with this one).
         self.generator = learned.generator if learned is not None else None
@@ -166,12 +200,11 @@ class CMCReadoutBackbone(nn.Module):
 
         if self.generator is not None:  # g reads the ImageNet-normalised images as they are
             with torch.no_grad():
-                first, second = split_channels(self.generator(images), self.split)
-            return torch.cat([self.view1(first), self.view2(second)], dim=1)
-        rgb = denormalize(images, IMAGENET_MEAN, IMAGENET_STD).clamp(0, 1)
-        first, second = split_channels(normalize(to_space(rgb, self.space), self.space),
-                                       self.split)
-        return torch.cat([self.view1(first), self.view2(second)], dim=1)
+                groups = split_channels(self.generator(images), self.split)
+        else:
+            rgb = denormalize(images, IMAGENET_MEAN, IMAGENET_STD).clamp(0, 1)
+            groups = split_channels(normalize(to_space(rgb, self.space), self.space), self.split)
+        return torch.cat([encode(x) for encode, x in zip(self.encoders, groups)], dim=1)
 
 
 class CrossViewPair(nn.Module):

@@ -170,3 +170,30 @@ def test_cmc_pretrains_on_learned_views(bccd, tmp_path):
     state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert state["iteration"] == 2
     assert state["model"]["view2.query_encoder.backbone.conv1.weight"].shape[1] == 2
+
+
+def test_three_views_are_three_channel_groups_measured_over_their_graph(bccd):
+    """L | a | b (CMC's three views of one image): one encoder each, I_NCE measured in every
+    direction of the graph the model was trained on, and the readout concatenating all three."""
+    from pretrain.evaluation.mutual_info import measure_info_nce
+
+    opts = ["DATA.CHANNEL_SPLIT", "(1, 1, 1)", "SOLVER.BATCH_SIZE", "8", "MODEL.ARCH",
+            "resnet18", "DATA.CROP_SIZE", "32"]
+    cfg = load_cfg(CPU_CONFIG, opts)
+    with seeded_rngs(5):
+        groups = build_views(cfg)(first_image(bccd))
+    assert [g.shape[0] for g in groups] == [1, 1, 1]
+    with pytest.raises(CMCConfigError, match="MODEL.CMC.GRAPH 'ring'"):
+        build_cmc(load_cfg(CPU_CONFIG, [*opts, "MODEL.CMC.GRAPH", "ring"]))
+    for graph, directions in (("core", {"12", "21", "13", "31"}),
+                              ("full", {"12", "21", "13", "31", "23", "32"})):
+        cfg = load_cfg(CPU_CONFIG, [*opts, "MODEL.CMC.GRAPH", graph])
+        torch.manual_seed(0)
+        model = build_cmc(cfg)
+        result = measure_info_nce(model, cfg, str(bccd), 16)
+        found = {key[len("i_nce_"):] for key in result if key.startswith("i_nce_")}
+        assert found == directions
+        assert result["i_nce"] == pytest.approx(
+            sum(result[f"i_nce_{d}"] for d in directions) / len(directions))
+    features = model.readout_backbone(cfg).eval()(torch.randn(2, 3, 32, 32))
+    assert features.shape == (2, 3 * 512)

@@ -1,7 +1,8 @@
 """Our CMC stepped side by side with a minimal independent implementation of the paper's
 two-view contrastive objective with momentum encoders and queues (Tian, Krishnan, Isola 2019,
 "Contrastive Multiview Coding", Sec. 3 and its MoCo-style variant), in float64, for three SGD
-steps on the same batches.
+steps on the same batches; two views, and three with the core-view and full-graph objectives
+(Sec. 3.3).
 
 The reference below is written from the paper, not from pretrain/: view 1 has encoder f1 (its
 first conv reads view 1's k1 channels), view 2 has f2 (k2 channels); each has a momentum copy
@@ -39,11 +40,16 @@ def view_encoder(in_channels: int, head: str) -> nn.ModuleDict:
 
 
 class ReferenceCMC:
-    def __init__(self, split: tuple[int, int], head: str):
-        self.f = [view_encoder(k, head) for k in split]  # f1, f2: trained by SGD
-        self.g = [view_encoder(k, head) for k in split]  # g1, g2: momentum copies
+    def __init__(self, split: tuple[int, ...], head: str, graph: str = "core"):
+        self.f = [view_encoder(k, head) for k in split]  # f1, f2, ...: trained by SGD
+        self.g = [view_encoder(k, head) for k in split]  # g1, g2, ...: momentum copies
         self.queues = [torch.zeros(QUEUE, FEAT_DIM, dtype=torch.float64) for _ in split]
-        self.ptrs = [0, 0]
+        self.ptrs = [0] * len(split)
+        # CMC Sec. 3.3: the core view L_C = sum_{j=2..M} L(V1, Vj); the full graph
+        # L_F = sum_{1 <= i < j <= M} L(Vi, Vj); L(Vi, Vj) = L_contrast(Vi->Vj) + L_contrast(Vj->Vi).
+        views = range(len(split))
+        self.edges = ([(0, j) for j in views if j > 0] if graph == "core" else
+                      [(i, j) for i in views for j in views if i < j])
         # SGD's momentum buffers from zero: mu * 0 + d is d, PyTorch's first buffer, exactly
         self.velocity = [torch.zeros_like(p) for f in self.f for p in f.parameters()]
 
@@ -58,15 +64,15 @@ class ReferenceCMC:
                            dim=1) / T
         return (torch.logsumexp(scores, dim=1) - scores[:, 0]).mean()
 
-    def step(self, v1: torch.Tensor, v2: torch.Tensor) -> float:
-        z = [self.embed(f, v) for f, v in zip(self.f, (v1, v2))]
+    def step(self, *views: torch.Tensor) -> float:
+        z = [self.embed(f, v) for f, v in zip(self.f, views)]
         keys = []
         with torch.no_grad():
-            for g, v in zip(self.g, (v1, v2)):
+            for g, v in zip(self.g, views):
                 shuffle = torch.randperm(len(v))
                 keys.append(self.embed(g, v[shuffle])[torch.argsort(shuffle)])
-        loss = (self.contrast(z[0], keys[1], self.queues[1])
-                + self.contrast(z[1], keys[0], self.queues[0]))
+        loss = sum(self.contrast(z[i], keys[j], self.queues[j])
+                   + self.contrast(z[j], keys[i], self.queues[i]) for i, j in self.edges)
         params = [p for f in self.f for p in f.parameters()]
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
@@ -84,13 +90,14 @@ class ReferenceCMC:
 
 # ------------------------------------------------------------------------------ the comparison
 
-def project_cmc(split: tuple[int, int], head: str):
+def project_cmc(split: tuple[int, ...], head: str, graph: str = "core"):
     return project_model(build_cmc, "MODEL.CMC.ENABLED", "True", "DATA.COLOR_SPACE", "lab",
-                         "DATA.CHANNEL_SPLIT", str(split), "MODEL.HEAD", head)
+                         "DATA.CHANNEL_SPLIT", str(split), "MODEL.HEAD", head,
+                         "MODEL.CMC.GRAPH", graph)
 
 
 def branches(model):
-    return (model.view1, model.view2)
+    return [getattr(model, f"view{i + 1}") for i in range(model.num_views)]
 
 
 def copy_initial_state(model, reference: ReferenceCMC) -> None:
@@ -116,26 +123,29 @@ def assert_same_state(model, reference: ReferenceCMC, step: int) -> None:
         assert int(branch.queue_ptr) == reference.ptrs[view], f"step {step}: pointer {view + 1}"
 
 
-@pytest.mark.parametrize("split, head", [
-    ((1, 2), "mlp"),  # L | ab, MoCo v2's head
-    ((2, 1), "linear"),  # the other way round, CMC's / MoCo v1's linear head
+@pytest.mark.parametrize("split, head, graph, directions", [
+    ((1, 2), "mlp", "core", 2),  # L | ab, MoCo v2's head
+    ((2, 1), "linear", "full", 2),  # the other way round, CMC's / MoCo v1's linear head
+    ((1, 1, 1), "mlp", "core", 4),  # L | a | b, L the core view: L-a, L-b, both ways
+    ((1, 1, 1), "linear", "full", 6),  # every pair: L-a, L-b, a-b, both ways
 ])
-def test_cmc_steps_like_the_paper(split, head):
-    model, optimizer, scheduler = project_cmc(split, head)
-    assert model.view1.query_encoder.backbone.conv1.in_channels == split[0]
-    assert model.view2.key_encoder.backbone.conv1.in_channels == split[1]
-    reference = ReferenceCMC(split, head)
+def test_cmc_steps_like_the_paper(split, head, graph, directions):
+    model, optimizer, scheduler = project_cmc(split, head, graph)
+    for branch, k in zip(branches(model), split):
+        assert branch.query_encoder.backbone.conv1.in_channels == k
+        assert branch.key_encoder.backbone.conv1.in_channels == k
+    reference = ReferenceCMC(split, head, graph)
     copy_initial_state(model, reference)
     assert_same_state(model, reference, step=0)
 
     g = torch.Generator().manual_seed(1)
     for step in range(STEPS):
         image = torch.randn(BATCH, 3, 16, 16, generator=g, dtype=torch.float64)
-        v1, v2 = image[:, :split[0]], image[:, split[0]:]
+        views = torch.split(image, list(split), dim=1)
         seed = 1000 + step  # as the trainer does: a fresh seed before each step
 
         torch.manual_seed(seed)  # ours, as pretrain/engine/trainer.py steps it
-        loss, logits, terms = model(v1, v2)
+        loss, logits, terms = model(*views)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -143,9 +153,9 @@ def test_cmc_steps_like_the_paper(split, head):
         model.after_optimizer_step()
 
         torch.manual_seed(seed)  # the same permutations for the reference's shuffle-BN
-        reference_loss = reference.step(v1, v2)
+        reference_loss = reference.step(*views)
 
-        assert logits.shape == (2 * BATCH, 1 + QUEUE)
-        assert abs(loss.item() - sum(terms.values()).item()) <= TOL  # its two directions
+        assert logits.shape == (directions * BATCH, 1 + QUEUE) and len(terms) == directions
+        assert abs(loss.item() - sum(terms.values()).item()) <= TOL  # its directions
         assert abs(loss.item() - reference_loss) <= TOL, f"step {step}: loss"
         assert_same_state(model, reference, step + 1)
