@@ -38,7 +38,8 @@ BN_MODES = ("eval", "train")
 
 def heldout_views(cfg, images_root: str, n: int,
                   order_seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """(query views, key views) of n images (for CMC, every channel group: one tensor per view) of `images_root` drawn at random without replacement
+    """(query views, key views) (for CMC, every channel group: one tensor per view) of n images
+    of `images_root` drawn at random without replacement
     from `order_seed`, in that random order (not the first n, nor n in folder order: in class
     folders each batch would then hold one or two classes), n rounded down to whole batches of
     SOLVER.BATCH_SIZE, made by the config's views (epoch 0 of its seed, per image, so an image's

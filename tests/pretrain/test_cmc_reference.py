@@ -46,7 +46,8 @@ class ReferenceCMC:
         self.queues = [torch.zeros(QUEUE, FEAT_DIM, dtype=torch.float64) for _ in split]
         self.ptrs = [0] * len(split)
         # CMC Sec. 3.3: the core view L_C = sum_{j=2..M} L(V1, Vj); the full graph
-        # L_F = sum_{1 <= i < j <= M} L(Vi, Vj); L(Vi, Vj) = L_contrast(Vi->Vj) + L_contrast(Vj->Vi).
+        # L_F = sum_{1 <= i < j <= M} L(Vi, Vj); L(Vi, Vj) = L_contrast(Vi->Vj)
+        # + L_contrast(Vj->Vi).
         views = range(len(split))
         self.edges = ([(0, j) for j in views if j > 0] if graph == "core" else
                       [(i, j) for i in views for j in views if i < j])
