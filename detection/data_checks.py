@@ -33,13 +33,18 @@ EXIF_ORIENTATION = 0x0112
 SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # rotated a quarter turn: Detectron2 swaps width and height
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) as Detectron2's read_image gives it: after the EXIF rotation."""
+# Pillow modes of more than 8 bits per channel: Detectron2's read_image converts them with
+# Pillow's convert("RGB"), which clips at 255, so a 16-bit scan trains as an all-white image.
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def image_size(path: str) -> tuple[int, int, str]:
+    """(width, height, Pillow mode) as Detectron2's read_image sees it: after the EXIF rotation."""
     with Image.open(path) as img:
         width, height = img.size
         if img.getexif().get(EXIF_ORIENTATION) in SWAPPED_ORIENTATIONS:
             width, height = height, width
-    return width, height
+        return width, height, img.mode
 
 
 def record_problem(record: dict, decode: bool) -> str | None:
@@ -49,9 +54,12 @@ def record_problem(record: dict, decode: bool) -> str | None:
     if problem:
         return problem
     try:
-        width, height = image_size(path)  # Pillow reads the header (the cheap check did not)
+        width, height, mode = image_size(path)  # Pillow reads the header (the cheap check did not)
     except Exception as err:  # Pillow raises many types for a corrupt header
         return f"not an image file ({type(err).__name__}: {err})".replace("\n", " ")
+    if mode in WIDE_MODES:
+        return (f"a {'16-bit' if mode.startswith('I;16') else 'wide'} image (Pillow mode {mode}): "
+                "Detectron2 would read it clipped to white; convert it to 8 bits per channel")
     expected = (record.get("width"), record.get("height"))
     if all(expected) and expected != (width, height):
         return f"image is {width}x{height}, its annotation says {expected[0]}x{expected[1]}"

@@ -382,3 +382,24 @@ def test_training_images_without_annotations_are_counted_in_one_line(shared_data
     (name,) = register_from_specs([f"name=t_crowd_{tmp_path.name} {spec}"])
     with pytest.raises(DatasetError, match="none of its 18 images has an annotation"):
         report_unannotated(cfg_for(tmp_path), [name])
+
+
+def test_a_16_bit_image_is_named_not_trained_on_as_white(shared_data, tmp_path):
+    """Detectron2 reads a 16-bit grayscale scan through Pillow's convert("RGB"), which clips it
+    at 255: the check names it instead."""
+    import numpy as np
+    from PIL import Image
+
+    def sixteen_bit_first_image(coco):
+        coco["images"][0]["file_name"] = "scan16.png"
+
+    spec = coco_variant(shared_data, tmp_path, sixteen_bit_first_image)
+    with Image.open(shared_data / "fruits_nuts" / "images" / "0.jpg") as img:
+        gray = np.asarray(img.convert("L"), dtype=np.uint16) * 257  # the full 16-bit range
+    Image.fromarray(gray).save(tmp_path / "fn" / "images" / "scan16.png")
+    assert Image.open(tmp_path / "fn" / "images" / "scan16.png").mode.startswith("I")
+    (name,) = register_from_specs([f"name=t_16bit_{tmp_path.name} {spec}"])
+    bad = check_detection_data(cfg_for(tmp_path), [name])
+    (reason,) = bad.values()
+    assert list(bad) == [str(tmp_path / "fn" / "images" / "scan16.png")]
+    assert "16-bit image" in reason and "convert it to 8 bits per channel" in reason
