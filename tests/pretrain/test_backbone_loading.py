@@ -37,7 +37,7 @@ def assert_loaded(trunk, source: dict) -> None:
                                          ("imagenet", True)])
 def test_pretraining_checkpoint_rebuilds_its_own_stem(tmp_path, stem, pools):
     source = pretraining_checkpoint(tmp_path / "model.pth", stem)
-    trunk, dim, found, _ = load_backbone("resnet18", str(tmp_path / "model.pth"))
+    trunk, dim, found, *_ = load_backbone("resnet18", str(tmp_path / "model.pth"))
     assert found == stem and dim == 512 and isinstance(trunk.maxpool, torch.nn.MaxPool2d) == pools
     assert_loaded(trunk, source)
 
@@ -52,7 +52,7 @@ def test_a_stem_other_than_the_recorded_one_is_refused(tmp_path, stem, asked):
 
 def test_checkpoint_from_before_stems_is_imagenet(tmp_path):
     source = pretraining_checkpoint(tmp_path / "old.pth", "imagenet", record_stem=False)
-    trunk, _, stem, _ = load_backbone("resnet18", str(tmp_path / "old.pth"))
+    trunk, _, stem, *_ = load_backbone("resnet18", str(tmp_path / "old.pth"))
     assert stem == "imagenet" and trunk.conv1.kernel_size == (7, 7)
     assert_loaded(trunk, source)
 
