@@ -34,8 +34,14 @@ def end_line(written: list[str], next_step: str) -> str:
     return f"wrote {', '.join(written)}; next: {next_step}"
 
 
-def pretrain_end_line(final_checkpoint: str) -> str:
-    """After pretraining: the checkpoint, and the conversion that makes it Detectron2 weights."""
+def pretrain_end_line(final_checkpoint: str, convertible: bool = True) -> str:
+    """After pretraining: the checkpoint, and the conversion that makes it Detectron2 weights
+    (or, for a model that does not convert, such as CMC's colour-space encoders, its readout)."""
+    if not convertible:
+        return end_line([final_checkpoint],
+                        "read it out with tools/sweep.py (kNN over every view's encoder); its "
+                        "encoders read colour-space channels, so it does not convert to "
+                        "Detectron2")
     backbone = os.path.join(os.path.dirname(final_checkpoint), "backbone_d2.pkl")
     return end_line([final_checkpoint],
                     f"python tools/convert.py {final_checkpoint} {backbone} "

@@ -270,5 +270,6 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     checkpoint(iteration, "model_final.pth")
     progress.close()
     if du.is_main_process():
-        print(pretrain_end_line(os.path.join(cfg.OUTPUT_DIR, "model_final.pth")), flush=True)
+        print(pretrain_end_line(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"),
+                                convertible=not cfg.MODEL.CMC.ENABLED), flush=True)
     return os.path.join(cfg.OUTPUT_DIR, "model_final.pth")

@@ -76,6 +76,7 @@ def test_cmc_pretrains_checkpoints_resumes_and_is_refused_by_the_converter(bccd,
     assert (out / "checkpoint_00000001.pth").exists()
     resumed = run_tool("tools/pretrain.py", "--resume", *common, "SOLVER.MAX_ITER", "3").stdout
     assert "resumed from" in resumed and "iter 3/3" in resumed
+    assert "does not convert to Detectron2" in resumed and "tools/convert.py" not in resumed
 
     with open(out / "metrics.jsonl") as f:
         first = json.loads(f.readline())
