@@ -9,9 +9,7 @@ state dict (classifier included), which tools/convert.py exports to Detectron2. 
 and defaults: pretrain/config.py (get_supervised_cfg)."""
 from __future__ import annotations
 
-import itertools
 import os
-import time
 import warnings
 
 import torch
@@ -20,10 +18,11 @@ import torch.nn as nn
 from .config import load_supervised_cfg  # noqa: F401 (the stage's config, imported from here)
 from .engine.checkpoint import atomic_torch_save, rng_state, save_checkpoint, set_rng_state
 from .engine.metrics import MetricsLog
-from .engine.progress import Eta
+from .engine.loop import TrainLoop, every
+from .engine.progress import LossLine
 from .engine.run_folder import open_run_folder
 from .engine.sampler import batches_per_epoch, seeded_batches
-from .engine.schedule import warmup_cosine_lr
+from .engine.schedule import batch_scaled_lr, warmup_cosine_lr
 from .evaluation.data import eval_transform, folder_classes, labelled_folder, train_transform
 from .evaluation.linear import top1
 from .models.backbone import build_backbone
@@ -50,8 +49,9 @@ def train_supervised(cfg, resume: bool = False, force: bool = False) -> float | 
     # SGD's lr 1 times the schedule's value: the lr is the schedule's value to the last bit.
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=solver.MOMENTUM,
                                 weight_decay=solver.WEIGHT_DECAY)
+    peak = batch_scaled_lr(solver.BASE_LR, solver.BATCH_SIZE)
     scheduler = warmup_cosine_lr(optimizer, int(solver.WARMUP_FRACTION * solver.MAX_ITER),
-                                 solver.MAX_ITER, peak=solver.BASE_LR * solver.BATCH_SIZE / 256)
+                                 solver.MAX_ITER, peak=peak)
     iteration = start.step("iteration")
     if start.state:
         model.load_state_dict(start.state["model"])
@@ -66,42 +66,37 @@ def train_supervised(cfg, resume: bool = False, force: bool = False) -> float | 
                 scheduler.step()
         print(f"resumed from {start.checkpoint} at iteration {iteration}", flush=True)
 
-    def checkpoint(name: str) -> None:
-        save_checkpoint(cfg.OUTPUT_DIR, name, {
-            "cfg": cfg.dump(), "iteration": iteration, "model": model.state_dict(),
+    def checkpoint(done: int) -> None:
+        save_checkpoint(cfg.OUTPUT_DIR, f"checkpoint_{done:08d}.pth", {
+            "cfg": cfg.dump(), "iteration": done, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": rng_state(), "classes": classes})
 
     model.train()
     log = MetricsLog(cfg.OUTPUT_DIR, "supervised", resumed_at=iteration if start.state else None)
-    eta = Eta(iteration, solver.MAX_ITER)
     batches = seeded_batches(train_set, solver.BATCH_SIZE, cfg.SEED, iteration, with_epoch=False,
                              resumed_rng=start.state["rng"] if start.state else None,
                              num_workers=cfg.DATA.NUM_WORKERS, pin_memory=device == "cuda")
-    began, seen, loss_sum = time.perf_counter(), 0, 0.0
+
+    def step(epoch_batch, _iteration: int) -> tuple[float, int]:
+        _, (images, labels) = epoch_batch
+        loss = nn.functional.cross_entropy(model(images.to(device, non_blocking=True)),
+                                           labels.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss.item(), len(labels)
+
+    loop = TrainLoop(step, checkpoint, iteration, solver.MAX_ITER,
+                     every(solver.CHECKPOINT_PERIOD),
+                     [LossLine(log, cfg.LOG_PERIOD, scheduler, solver.MAX_ITER, iteration)],
+                     device)
+    if not loop.run(batches):
+        log.close()
+        return None  # a scheduler's signal: checkpointed; submitit requeues the job
+    iteration = loop.iteration
     with log:
-        # The batches still due: none on a resumed run that had finished.
-        for _, (images, labels) in itertools.islice(batches, max(0, solver.MAX_ITER - iteration)):
-            lr = scheduler.get_last_lr()[0]
-            loss = nn.functional.cross_entropy(model(images.to(device, non_blocking=True)),
-                                               labels.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            iteration += 1
-            seen += len(labels)
-            loss_sum += loss.item() * len(labels)
-            if iteration % cfg.LOG_PERIOD == 0 or iteration == solver.MAX_ITER:
-                record = {"loss": loss_sum / seen, "lr": lr,
-                          "img_per_s": seen / (time.perf_counter() - began)}
-                log.write(iteration, record)
-                print(f"iter {iteration}/{solver.MAX_ITER} loss {record['loss']:.4f} lr {lr:.4g} "
-                      f"{record['img_per_s']:.0f} img/s eta {eta.minutes(iteration):.1f} min",
-                      flush=True)
-                began, seen, loss_sum = time.perf_counter(), 0, 0.0
-            if iteration % solver.CHECKPOINT_PERIOD == 0 and iteration < solver.MAX_ITER:
-                checkpoint(f"checkpoint_{iteration:08d}.pth")
         acc = None
         if cfg.DATA.VAL_ROOT:
             val_set = labelled_folder(cfg.DATA.VAL_ROOT, eval_transform(cfg.DATA.CROP_SIZE),
@@ -111,5 +106,5 @@ def train_supervised(cfg, resume: bool = False, force: bool = False) -> float | 
             log.write(iteration, {"val_top1": acc})
             print(f"supervised top-1 on {cfg.DATA.VAL_ROOT}: {acc:.2f}%", flush=True)
     atomic_torch_save(model.state_dict(), os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
-    checkpoint(f"checkpoint_{iteration:08d}.pth")
+    checkpoint(iteration)
     return acc

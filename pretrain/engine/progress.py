@@ -8,6 +8,7 @@ import time
 
 from ..losses import mutual_information_bound
 from ..common import distributed as du
+from .loop import Hook
 from .metrics import METRICS_FILE, MetricsLog, read_metrics  # noqa: F401 (their old home)
 
 
@@ -22,6 +23,38 @@ class Eta:
     def minutes(self, step: int) -> float:
         done = max(1, step - self.start_step)
         return (time.perf_counter() - self.started) / done * (self.total - step) / 60
+
+
+class LossLine(Hook):
+    """The progress of a classifier's loop (supervised baseline, linear readout) as a loop hook:
+    every `period` steps and at the last, the mean loss of the steps since the previous line, the
+    lr the last step used, img/s and the ETA, printed and logged. The step returns
+    (loss, images)."""
+
+    def __init__(self, log: MetricsLog, period: int, scheduler, total: int, start_step: int):
+        self.log, self.period, self.scheduler, self.total = log, period, scheduler, total
+        self.eta = Eta(start_step, total)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.began, self.seen, self.loss_sum = time.perf_counter(), 0, 0.0
+
+    def before_step(self, loop) -> None:
+        self.lr = self.scheduler.get_last_lr()[0]
+
+    def after_step(self, loop) -> None:
+        loss, images = loop.output
+        self.seen += images
+        self.loss_sum += loss * images
+        if loop.iteration % self.period and loop.iteration != self.total:
+            return
+        record = {"loss": self.loss_sum / self.seen, "lr": self.lr,
+                  "img_per_s": self.seen / (time.perf_counter() - self.began)}
+        self.log.write(loop.iteration, record)
+        print(f"iter {loop.iteration}/{self.total} loss {record['loss']:.4f} lr {self.lr:.4g} "
+              f"{record['img_per_s']:.0f} img/s eta {self.eta.minutes(loop.iteration):.1f} min",
+              flush=True)
+        self._reset()
 
 
 class Progress:

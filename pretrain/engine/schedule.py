@@ -8,6 +8,21 @@ import torch
 from fvcore.common.param_scheduler import CosineParamScheduler
 
 
+LR_SCALINGS = ("linear", "sqrt")
+
+
+def batch_scaled_lr(base_lr: float, batch_size: int, scaling: str = "linear") -> float:
+    """The lr rule of every loop: `base_lr` is for a batch of 256; "linear" scales it by
+    batch / 256 (Goyal et al.; MoCo, BYOL, the readouts), "sqrt" by sqrt(batch / 256)
+    (SimCLR's rule for small batches, SOLVER.LR_SCALING)."""
+    if scaling not in LR_SCALINGS:
+        from ..common.errors import ConfigError
+
+        raise ConfigError(f"SOLVER.LR_SCALING {scaling!r}: expected one of {LR_SCALINGS}")
+    ratio = batch_size / 256
+    return base_lr * (ratio if scaling == "linear" else ratio ** 0.5)
+
+
 # SOLVER.WARMUP_RULE: the linear warm-up's value at iteration `it` (0-based) of W warm-up steps,
 # as a fraction of the peak. The releases differ in where the ramp starts:
 WARMUP_RULES = {

@@ -1,9 +1,9 @@
 """The pretraining loop: one code path for 1 CPU process, N local processes and multi-node jobs."""
 from __future__ import annotations
 
-import itertools
 import os
 import time
+from typing import Any, NamedTuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -19,12 +19,12 @@ from ..models.optim import build_solver, group_lr_factors
 from ..models.registry import build_model, method_class
 from ..models.sync_bn import convert_to_sync_bn
 from ..common import distributed as du
-from ..common.preemption import CheckpointBeforeRequeue
+from .loop import Hook, TrainLoop
 from .checkpoint import last_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .progress import Progress
 from .run_folder import open_run_folder
 from .sampler import batches_per_epoch, seeded_batches
-from .schedule import warmup_cosine, warmup_steps
+from .schedule import batch_scaled_lr, warmup_cosine, warmup_steps
 
 CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
 # A resume must not change these (pretrain/engine/run_folder.py): they define the model, its
@@ -34,16 +34,9 @@ MODEL_KEYS = ("SEED", "MODEL", "DATA.AUGMENTATION", "DATA.CROP_SIZE", "DATA.CROP
               "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT", "DATA.LEARNED_VIEWS", "DATA.MULTI_CROP")
 
 
-LR_SCALINGS = ("linear", "sqrt")
-
-
 def scaled_lr(cfg) -> float:
     """SOLVER.BASE_LR (for a batch of 256) at SOLVER.BATCH_SIZE by SOLVER.LR_SCALING."""
-    ratio = cfg.SOLVER.BATCH_SIZE / 256
-    if cfg.SOLVER.LR_SCALING not in LR_SCALINGS:
-        raise ConfigError(f"SOLVER.LR_SCALING {cfg.SOLVER.LR_SCALING!r}: expected one of "
-                          f"{LR_SCALINGS}")
-    return cfg.SOLVER.BASE_LR * (ratio if cfg.SOLVER.LR_SCALING == "linear" else ratio ** 0.5)
+    return batch_scaled_lr(cfg.SOLVER.BASE_LR, cfg.SOLVER.BATCH_SIZE, cfg.SOLVER.LR_SCALING)
 
 
 def model_cfg_for_run(cfg, total_iters: int):
@@ -133,17 +126,49 @@ def check_finite_loss(loss: torch.Tensor, iteration: int, output_dir: str, lr: f
         raise diverged(output_dir, f"the loss is {loss.item()}", iteration, lr)
 
 
-def knn_monitor(cfg, model, iteration: int, device: str, log) -> None:
-    """kNN accuracy of the method's readout backbone (or its embedding, EVAL.KNN_FEATURES),
-    computed on rank 0 while the others wait."""
-    if du.is_main_process():
-        features = (model.query_encoder if cfg.EVAL.KNN_FEATURES == "embedding"
-                    else model.readout_backbone(cfg))
-        acc = knn_of_config(features, cfg, device)["top1"]
-        log.write(iteration, {"knn_acc": acc})
-        print(f"iter {iteration}: kNN top-1 {acc:.2f}%", flush=True)
-    if du.is_distributed():
-        torch.distributed.barrier()
+class PretrainStep(NamedTuple):
+    out: Any  # the method's StepOutput (models/method.py)
+    epoch: int
+    skipped: int  # unreadable images met in this batch
+    view_time: float  # seconds spent making the batch's views
+
+
+class ProgressHook(Hook):
+    """Pretraining's progress line and metrics every LOG_PERIOD steps and at the last."""
+
+    def __init__(self, progress: Progress, period: int, scheduler):
+        self.progress, self.period, self.scheduler = progress, period, scheduler
+
+    def after_step(self, loop: TrainLoop) -> None:
+        step = loop.output
+        self.progress.add(step.out, loop.data_time + step.view_time, step.skipped)
+        if loop.iteration % self.period == 0 or loop.iteration == loop.max_iter:
+            self.progress.report(loop.iteration, step.epoch, self.scheduler.get_last_lr()[0],
+                                 loop.device)
+
+    def after_train(self, loop: TrainLoop) -> None:
+        self.progress.close()
+
+
+class KnnHook(Hook):
+    """kNN accuracy of the method's readout backbone (or its embedding, EVAL.KNN_FEATURES)
+    every EVAL.KNN_PERIOD steps and at the last, computed on rank 0 while the others wait."""
+
+    def __init__(self, cfg, model, log):
+        self.cfg, self.model, self.log = cfg, model, log
+
+    def after_step(self, loop: TrainLoop) -> None:
+        period = self.cfg.EVAL.KNN_PERIOD
+        if loop.iteration % period and loop.iteration != loop.max_iter:
+            return
+        if du.is_main_process():
+            features = (self.model.query_encoder if self.cfg.EVAL.KNN_FEATURES == "embedding"
+                        else self.model.readout_backbone(self.cfg))
+            acc = knn_of_config(features, self.cfg, loop.device)["top1"]
+            self.log.write(loop.iteration, {"knn_acc": acc})
+            print(f"iter {loop.iteration}: kNN top-1 {acc:.2f}%", flush=True)
+        if du.is_distributed():
+            torch.distributed.barrier()
 
 
 def train(cfg, resume: bool = False, force: bool = False) -> str:
@@ -221,54 +246,49 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE,
                         model.num_negatives(cfg.SOLVER.BATCH_SIZE), model.info_nce_terms,
                         start_iter, total_iters)
+
+    def step(epoch_batch, iteration: int) -> PretrainStep:
+        epoch, (batch, bad) = epoch_batch
+        began = time.perf_counter()
+        views, undecodable = pipeline.views(batch)
+        skipped = pipeline.record_bad(bad + undecodable)  # files not met before
+        view_time = time.perf_counter() - began
+        # The step's own randomness (shuffle-BN's permutation, JigSaw's patch order) from a
+        # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else
+        # (e.g. a new DataLoader's base seed) drew from the global generator meanwhile.
+        torch.manual_seed((cfg.SEED * 1_000_003 + rank) * 1_000_003 + iteration)
+        with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            out = step_model(*views)
+        check_finite_loss(out.loss, iteration + 1, cfg.OUTPUT_DIR, scheduler.get_last_lr()[0],
+                          device)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out.loss).backward()
+        if model.adjusts_gradients:  # SwAV, DINO: frozen layers, clipping
+            scaler.unscale_(optimizer)
+            model.before_optimizer_step()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        model.after_optimizer_step()  # EMA targets, step counters
+        return PretrainStep(out, epoch, skipped, view_time)
+
     batches = seeded_batches(pipeline.dataset, cfg.SOLVER.BATCH_SIZE, cfg.SEED, start_iter, rank,
                              world_size, num_workers=cfg.DATA.NUM_WORKERS,
                              collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
-    iteration = start_iter
-    with CheckpointBeforeRequeue() as preemption:
-        fetch_start = time.perf_counter()
-        for epoch, (batch, bad) in itertools.islice(batches, max(0, total_iters - start_iter)):
-            views, undecodable = pipeline.views(batch)
-            skipped = pipeline.record_bad(bad + undecodable)  # files not met before
-            data_time = time.perf_counter() - fetch_start
-            # The step's own randomness (shuffle-BN's permutation, JigSaw's patch order) from a
-            # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else
-            # (e.g. a new DataLoader's base seed) drew from the global generator meanwhile.
-            torch.manual_seed((cfg.SEED * 1_000_003 + rank) * 1_000_003 + iteration)
-            with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                out = step_model(*views)
-            check_finite_loss(out.loss, iteration + 1, cfg.OUTPUT_DIR,
-                              scheduler.get_last_lr()[0], device)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.loss).backward()
-            if model.adjusts_gradients:  # SwAV, DINO: frozen layers, clipping
-                scaler.unscale_(optimizer)
-                model.before_optimizer_step()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            model.after_optimizer_step()  # EMA targets, step counters
-            iteration += 1
-            progress.add(out, data_time, skipped)
-            last = iteration == total_iters
-            if iteration % cfg.LOG_PERIOD == 0 or last:
-                progress.report(iteration, epoch, scheduler.get_last_lr()[0], device)
-            if cfg.EVAL.KNN_PERIOD and (iteration % cfg.EVAL.KNN_PERIOD == 0 or last):
-                knn_monitor(cfg, model, iteration, device, progress.log)
-            if last:
-                break
-            stop = preemption.requested(device)
-            if (iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or stop
-                    or iteration % iters_per_epoch == 0):
-                checkpoint(iteration, f"checkpoint_{iteration:08d}.pth")
-            if stop:
-                progress.close()
-                preemption.hand_over()  # submitit requeues the job and exits here
-                return ""
-            fetch_start = time.perf_counter()
+    hooks = [ProgressHook(progress, cfg.LOG_PERIOD, scheduler)]
+    if cfg.EVAL.KNN_PERIOD:
+        hooks.append(KnnHook(cfg, model, progress.log))
+    # A checkpoint at every epoch's end too: an epoch is the unit people resume from.
+    loop = TrainLoop(step, lambda done: checkpoint(done, f"checkpoint_{done:08d}.pth"),
+                     start_iter, total_iters,
+                     lambda done: (done % cfg.SOLVER.CHECKPOINT_PERIOD == 0
+                                   or done % iters_per_epoch == 0),
+                     hooks, device)
+    if not loop.run(batches):
+        return ""  # a scheduler's signal: checkpointed; submitit requeues the job
+    iteration = loop.iteration
     checkpoint(iteration, "model_final.pth")
-    progress.close()
     if du.is_main_process():
         print(pretrain_end_line(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"),
                                 convertible=not cfg.MODEL.CMC.ENABLED), flush=True)

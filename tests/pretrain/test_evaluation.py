@@ -72,6 +72,6 @@ def test_linear_readout_trains_logs_and_resumes(cifar10, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]  # the second run continued, not restarted
     assert all(0.0 <= r["val_top1"] <= 100.0 and r["loss"] > 0 for r in records)
-    state = torch.load(tmp_path / "checkpoint_00000002.pth", weights_only=False)
-    assert state["scheduler"]["last_epoch"] == 2
+    state = torch.load(tmp_path / "checkpoint_00000008.pth", weights_only=False)  # 4 per epoch
+    assert state["scheduler"]["last_epoch"] == 2 and state["epoch"] == 2
     assert state["optimizer"]["param_groups"][0]["lr"] == 30.0 * 64 / 256 * 0.2  # x0.2 at epoch 1

@@ -55,9 +55,10 @@ def test_a_killed_supervised_run_resumes_bit_for_bit(cifar10, tmp_path):
 def test_a_killed_linear_readout_resumes_bit_for_bit(cifar10, tmp_path):
     opts = small(cifar10, "DATA.LIMIT", "64", "SOLVER.EPOCHS", "5", "SOLVER.MILESTONES", "(2,)")
     whole, killed = whole_and_resumed(tmp_path, "tools/lincls.py", run_linear_readout,
-                                      load_lincls_cfg, opts, "checkpoint_00000002.pth")
+                                      load_lincls_cfg, opts, "checkpoint_00000008.pth")
     assert [r["epoch"] for r in rows(killed)] == [1, 2, 3, 4, 5]
     assert rows(killed) == rows(whole)
-    a, b = (torch.load(f / "checkpoint_00000005.pth", weights_only=False)["classifier"]
+    # 4 batches an epoch: checkpoints are named by iteration, the last at 5 x 4.
+    a, b = (torch.load(f / "checkpoint_00000020.pth", weights_only=False)["classifier"]
             for f in (whole, killed))
     assert all(torch.equal(a[k], b[k]) for k in a)
