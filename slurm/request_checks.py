@@ -47,6 +47,10 @@ def input_paths(stage: str, cfg) -> list[tuple[str, str]]:
         return paths + ([("MODEL.WEIGHTS", weights)] if _local(weights) else [])
     if stage == "sweep":  # its points' configs are checked by the sweep itself (Sweep.check)
         return []
+    if stage == "learn_views":
+        from pretrain.commands.learn_views import input_paths as learn_views_inputs
+
+        return learn_views_inputs(cfg)
     from detection.datasets import parse_spec
 
     paths = [("MODEL.WEIGHTS", cfg.MODEL.WEIGHTS)] if _local(cfg.MODEL.WEIGHTS) else []

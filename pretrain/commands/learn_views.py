@@ -6,7 +6,11 @@ approximator, optionally with classifier terms on a labelled folder, and save th
         --kind vp --steps 600 --warmup 100 --output-dir output/learned_views/vp
 
 Writes OUTPUT_DIR/generator.pth (load with pretrain.views_learned.LearnedViews.from_file) and
-resumable checkpoints; rerunning the same command resumes."""
+resumable checkpoints; rerunning the same command resumes. On SLURM, the same arguments after `--`:
+
+    python slurm/submit.py learn_views --timeout-min 60 -- --images cifar10/train ... \
+        --output-dir output/learned_views/vp
+"""
 import argparse
 import json
 import os
@@ -57,8 +61,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def arguments_from(config_file: str, arguments: list[str]) -> argparse.Namespace:
+    """The learn_views stage's config (pretrain/stages.py): this tool's arguments (after `--`)."""
+    if config_file:
+        raise ConfigError(f"learn_views takes no config file ({config_file}): give this tool's "
+                          "arguments after --")
+    if arguments[:1] == ["--"]:
+        arguments = arguments[1:]
+    try:
+        return parse_args(arguments)
+    except SystemExit:  # argparse printed the problem and the usage
+        raise ConfigError(f"learn_views arguments {' '.join(arguments)!r}: see "
+                          "tools/learn_views.py --help") from None
+
+
+def describe(args: argparse.Namespace) -> str:
+    return json.dumps(vars(args), indent=1)
+
+
+def input_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(argument, path) of each folder the stage reads (slurm/request_checks.py)."""
+    return [(f"--{name.replace('_', '-')}", getattr(args, name))
+            for name in ("images", "labelled", "held_out") if getattr(args, name)]
+
+
+def run_stage(args: argparse.Namespace, resume: bool = True) -> str | None:
+    """The stage: learns (resuming from OUTPUT_DIR's checkpoint, as every rerun does); the saved
+    generator's path, or None when a scheduler's signal stopped it (submitit requeues it)."""
+    return learn_views(args)
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    learn_views(parse_args(argv))
+    return 0
+
+
+def learn_views(args: argparse.Namespace) -> str | None:
     torch.manual_seed(args.seed)
     try:
         images = ImageBank.from_folder(args.images, args.size, args.limit, args.seed)
@@ -86,14 +124,17 @@ def main(argv=None) -> int:
                         args.save_every, args.eval_every, args.seed)
     history = train_views(learner, images, schedule, args.output_dir, labelled, held_out,
                           log=lambda line: print(line, flush=True))
+    if history is None:
+        return None  # a scheduler's signal: checkpointed, requeued
     if held_out is not None:
         probes.update(_probe(learner, images, held_out, args, "end"))
     save_generator(os.path.join(args.output_dir, "generator.pth"), generator, args.split,
                    {"args": vars(args), "history": history, "probes": probes})
     with open(os.path.join(args.output_dir, "history.json"), "w") as f:
         json.dump({"history": history, "probes": probes}, f, indent=1)
-    print(f"saved {os.path.join(args.output_dir, 'generator.pth')}")
-    return 0
+    path = os.path.join(args.output_dir, "generator.pth")
+    print(f"saved {path}")
+    return path
 
 
 def _probe(learner, images, held_out, args, when: str) -> dict:

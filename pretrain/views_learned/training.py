@@ -1,6 +1,7 @@
-"""The view-learning loop: resumable from OUTPUT_DIR's last checkpoint (written atomically by
-engine.checkpoint), with a warm-up in which only f1, f2 (and c1, c2) learn on the initial g, so the
-first I_NCE and accuracies reported measure g at its start, not untrained estimators."""
+"""View learning on the project's training loop (engine/loop.py): resumable from OUTPUT_DIR's
+last checkpoint (written atomically by engine.checkpoint), requeued on SLURM like every stage,
+with a warm-up in which only f1, f2 (and c1, c2) learn on the initial g, so the first I_NCE and
+accuracies reported measure g at its start, not untrained estimators."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from ..engine.loop import Hook, TrainLoop, every
 from ..engine.checkpoint import (last_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                                  set_rng_state)
 from .bank import ImageBank
@@ -28,9 +30,11 @@ class Schedule:
 
 def train_views(learner: ViewLearner, images: ImageBank, schedule: Schedule, output_dir: str,
                 labelled: ImageBank | None = None, held_out: tuple | None = None,
-                log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or resume) the min-max for schedule.steps steps; returns the evaluations made on
-    `held_out` = (images, labelled images, labels) every eval_every steps and at the end."""
+                log: Callable[[str], None] = print) -> list[dict] | None:
+    """Run (or resume) the min-max for schedule.steps steps on the project's training loop
+    (engine/loop.py); returns the evaluations made on `held_out` = (images, labelled images,
+    labels) every eval_every steps and at the end, or None when a scheduler's signal stopped it
+    (checkpointed; submitit requeues the job)."""
     os.makedirs(output_dir, exist_ok=True)
     start, history = 0, []
     resume = last_checkpoint(output_dir)
@@ -40,24 +44,44 @@ def train_views(learner: ViewLearner, images: ImageBank, schedule: Schedule, out
         set_rng_state(state["rng"])
         start, history = state["step"], state["history"]
         log(f"resumed from {resume} at step {start}")
-    for step in range(start, schedule.steps):
-        adversarial = step >= schedule.warmup_steps
-        if held_out is not None and step % schedule.eval_every == 0 and adversarial:
-            history.append(_evaluate(learner, held_out, step, log))
-        x, _ = images.batch(step, schedule.batch_size, schedule.seed)
+
+    def step(index: int, _iteration: int) -> None:
+        x, _ = images.batch(index, schedule.batch_size, schedule.seed)
         xl = yl = None
         if labelled is not None:
-            xl, yl = labelled.batch(step, schedule.labelled_batch_size, schedule.seed + 1)
+            xl, yl = labelled.batch(index, schedule.labelled_batch_size, schedule.seed + 1)
         learner.approximator_step(x)
-        learner.generator_step(x, xl, yl, update_generator=adversarial)
-        done = step + 1
-        if done % schedule.save_every == 0 or done == schedule.steps:
-            save_checkpoint(output_dir, f"checkpoint_{done:07d}.pth",
-                            {"learner": learner.full_state(), "rng": rng_state(), "step": done,
-                             "history": history})
+        learner.generator_step(x, xl, yl, update_generator=index >= schedule.warmup_steps)
+
+    def checkpoint(done: int) -> None:
+        save_checkpoint(output_dir, f"checkpoint_{done:07d}.pth",
+                        {"learner": learner.full_state(), "rng": rng_state(), "step": done,
+                         "history": history})
+
+    hooks = [] if held_out is None else [HeldOutEvaluation(learner, held_out, schedule, history,
+                                                           log)]
+    loop = TrainLoop(step, checkpoint, start, schedule.steps, every(schedule.save_every), hooks)
+    if not loop.run(range(start, schedule.steps)):
+        return None
+    if start < schedule.steps:
+        checkpoint(schedule.steps)
     if held_out is not None and (not history or history[-1]["step"] != schedule.steps):
         history.append(_evaluate(learner, held_out, schedule.steps, log))
     return history
+
+
+class HeldOutEvaluation(Hook):
+    """Held-out I_NCE and accuracies before every eval_every-th step once g learns (after the
+    warm-up), appended to the run's history (which each checkpoint holds)."""
+
+    def __init__(self, learner, held_out, schedule: Schedule, history: list, log):
+        self.learner, self.held_out, self.schedule = learner, held_out, schedule
+        self.history, self.log = history, log
+
+    def before_step(self, loop) -> None:
+        index = loop.iteration
+        if index % self.schedule.eval_every == 0 and index >= self.schedule.warmup_steps:
+            self.history.append(_evaluate(self.learner, self.held_out, index, self.log))
 
 
 def _evaluate(learner: ViewLearner, held_out: tuple, step: int, log) -> dict:

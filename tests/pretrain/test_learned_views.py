@@ -1,6 +1,8 @@
 """Learned views (InfoMin Sec. 4.2): the pixel-wise invertible flow, the I_NCE approximator, the
 direction of each side's step in the min-max, bit-exact resume, and the frozen-generator views."""
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -213,3 +215,40 @@ def test_learn_views_tool_trains_resumes_and_saves_a_usable_generator(cifar10, t
     saved = torch.load(out / "generator.pth", weights_only=False)
     assert [h["step"] for h in saved["history"]] == [2, 3]
     assert set(saved["probes"]) == {"start", "end"}
+
+
+def test_a_schedulers_signal_checkpoints_and_the_requeued_run_ends_as_an_uninterrupted_one(
+        cifar_bank, tmp_path):
+    """USR2 in the middle of step 3 (of 5, checkpoints every 4): the loop checkpoints at step 3,
+    hands the signal on (submitit's handler would requeue), and the rerun resumes there and ends
+    in the uninterrupted run's state and history."""
+    labelled = ImageBank(cifar_bank.images[:48], cifar_bank.labels[:48])
+    held = cifar_bank.head(32)
+    schedule = dict(batch_size=16, labelled_batch_size=8, warmup_steps=1, save_every=4,
+                    eval_every=2)
+    whole = _learner(seed=0)
+    history = train_views(whole, cifar_bank, Schedule(5, **schedule), str(tmp_path / "whole"),
+                          labelled, (held[0], *held), log=lambda _: None)
+    stopped, handed_over = _learner(seed=0), []
+    real_step, calls = stopped.approximator_step, []
+
+    def approximator_step(x):  # the signal arrives while step 3 runs
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return real_step(x)
+
+    stopped.approximator_step = approximator_step
+    previous = signal.signal(signal.SIGUSR2, lambda *_: handed_over.append(True))
+    try:
+        assert train_views(stopped, cifar_bank, Schedule(5, **schedule), str(tmp_path / "parts"),
+                           labelled, (held[0], *held), log=lambda _: None) is None
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert handed_over == [True] and (tmp_path / "parts" / "checkpoint_0000003.pth").exists()
+    resumed, lines = _learner(seed=7), []
+    assert train_views(resumed, cifar_bank, Schedule(5, **schedule), str(tmp_path / "parts"),
+                       labelled, (held[0], *held), log=lines.append) == history
+    assert lines[0].startswith("resumed from") and "step 3" in lines[0]
+    for a, b in zip(whole.full_state()["model"].values(), resumed.full_state()["model"].values()):
+        assert torch.equal(a, b)

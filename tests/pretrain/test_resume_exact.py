@@ -2,6 +2,8 @@
 reproduces the uninterrupted run bit for bit: the same metrics rows, none repeated, the same
 weights. (Pretraining's: tests/pretrain/test_distributed.py.)"""
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -61,4 +63,38 @@ def test_a_killed_linear_readout_resumes_bit_for_bit(cifar10, tmp_path):
     # 4 batches an epoch: checkpoints are named by iteration, the last at 5 x 4.
     a, b = (torch.load(f / "checkpoint_00000020.pth", weights_only=False)["classifier"]
             for f in (whole, killed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_linear_readout_stopped_by_a_schedulers_signal_mid_epoch_resumes_bit_for_bit(
+        cifar10, tmp_path, monkeypatch):
+    """USR2 during the 6th step (epoch 2 of 3, 4 steps an epoch): a checkpoint at step 6, in the
+    middle of an epoch, the signal handed on (submitit would requeue); the rerun resumes there
+    and reports epoch 2 and 3 as the uninterrupted run did."""
+    opts = small(cifar10, "DATA.LIMIT", "64", "SOLVER.EPOCHS", "3", "SOLVER.MILESTONES", "(2,)")
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    accuracy = run_linear_readout(load_lincls_cfg(opts=[*opts, "OUTPUT_DIR", str(whole)]))
+    real_loss, calls, handed_over = torch.nn.functional.cross_entropy, [], []
+
+    def loss_then_signal(*args, **kwargs):  # the readout's step computes one loss
+        calls.append(1)
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", loss_then_signal)
+    previous = signal.signal(signal.SIGUSR2, lambda *_: handed_over.append(True))
+    try:
+        assert run_linear_readout(load_lincls_cfg(opts=[*opts, "OUTPUT_DIR", str(stopped)])) \
+            is None
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    monkeypatch.undo()
+    assert handed_over == [True]
+    assert torch.load(stopped / "checkpoint_00000006.pth", weights_only=False)["epoch"] == 1
+    assert run_linear_readout(load_lincls_cfg(opts=[*opts, "OUTPUT_DIR", str(stopped)]),
+                              resume=True) == accuracy
+    assert [r["epoch"] for r in rows(stopped)] == [1, 2, 3] and rows(stopped) == rows(whole)
+    a, b = (torch.load(f / "checkpoint_00000012.pth", weights_only=False)["classifier"]
+            for f in (whole, stopped))
     assert all(torch.equal(a[k], b[k]) for k in a)

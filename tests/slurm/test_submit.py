@@ -80,7 +80,7 @@ def test_single_task_stages_dry_run_without_a_config_file(tmp_path, stage, setti
     (["supervised", "--tasks-per-node", "2"], "supervised runs as one task"),
     (["knn", "MODEL.ARCH", "resnet18"], "DATA.ROOT: required"),
     (["nosuch"], "the first argument must be a stage: pretrain, lincls, knn, supervised, "
-                 "detection, sweep"),
+                 "detection, learn_views, sweep"),
 ])
 def test_bad_submissions_are_one_line_errors(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "slurm/submit.py", *args[:1], "--dry-run", *args[1:]],
@@ -180,6 +180,48 @@ def test_preempted_supervised_job_requeues_and_resumes(slurm_cluster, cifar10, t
     assert requeued.keys() == whole.keys()
     differ = [name for name, tensor in whole.items() if not torch.equal(requeued[name], tensor)]
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+
+
+def test_preempted_readout_and_view_learning_jobs_requeue_and_resume(slurm_cluster, cifar10,
+                                                                    tmp_path):
+    """The linear readout and view learning through the same registry, side by side (one CPU
+    each): each signalled once its first checkpoint exists, each requeues, resumes from the
+    checkpoint its signal wrote and ends as an uninterrupted run of the same work ends."""
+    data = str(cifar10 / "test")
+    readout = ["MODEL.ARCH", "resnet18", "DATA.CROP_SIZE", "32", "SOLVER.BATCH_SIZE", "16",
+               "DATA.NUM_WORKERS", "0", "DATA.LIMIT", "128", "DATA.VAL_LIMIT", "32",
+               "SOLVER.EPOCHS", "40", "SOLVER.MILESTONES", "(20,)", "DATA.ROOT", data,
+               "DATA.VAL_ROOT", data]
+    views = ["--images", data, "--limit", "256", "--size", "16", "--blocks", "2", "--hidden",
+             "8", "--width", "8", "--batch-size", "16", "--steps", "600", "--warmup", "10",
+             "--save-every", "20"]
+    jobs, runs = tmp_path / "jobs", {"lincls": tmp_path / "lincls", "views": tmp_path / "views"}
+    lincls_job = submit(jobs, "lincls", "--timeout-min", "20", *readout,
+                        "OUTPUT_DIR", str(runs["lincls"]))
+    views_job = submit(jobs, "learn_views", "--timeout-min", "20", "--", *views,
+                       "--output-dir", str(runs["views"]))
+    for job, run in ((lincls_job, runs["lincls"]), (views_job, runs["views"])):
+        deadline = time.time() + 300
+        while not (run / "last_checkpoint").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    for job in (lincls_job, views_job):
+        wait_for(job, timeout=900, release_held=True)
+    for job, stage, unit in ((lincls_job, "lincls", "iteration"), (views_job, "learn_views",
+                                                                    "step")):
+        log = task_log(jobs, job)
+        assert f"[{stage}] task 0/1" in log and "(restart 1)" in log, log[-3000:]
+        assert re.search(rf"resumed from .* at {unit} [1-9]", log), log[-3000:]
+    run_tool("tools/lincls.py", *readout, "OUTPUT_DIR", str(tmp_path / "lincls_direct"))
+    run_tool("tools/learn_views.py", *views, "--output-dir", str(tmp_path / "views_direct"))
+    requeued, direct = (torch.load(run / "checkpoint_00000320.pth", weights_only=False)
+                        for run in (runs["lincls"], tmp_path / "lincls_direct"))
+    assert all(torch.equal(requeued["classifier"][k], v) for k, v in direct["classifier"].items())
+    assert requeued["val_top1"] == direct["val_top1"]
+    requeued, direct = (torch.load(run / "generator.pth", weights_only=False)
+                        for run in (runs["views"], tmp_path / "views_direct"))
+    assert requeued["state_dict"].keys() == direct["state_dict"].keys()
+    assert all(torch.equal(requeued["state_dict"][k], v) for k, v in direct["state_dict"].items())
 
 
 @pytest.mark.slow
