@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 INSTALL_INPUTS := requirements.txt requirements-test.txt setup.cfg pyproject.toml Makefile \
-                  detection/install_detectron2.py
+                  tools/install_detectron2.py
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 
 .PHONY: install demo test test-fast test-slow clean-venv
@@ -19,7 +19,7 @@ $(STAMP): $(INSTALL_INPUTS)
 	$(PIP) install --upgrade pip "setuptools<81" wheel
 	$(PIP) install -r requirements.txt
 	$(PIP) install -r requirements-test.txt
-	$(PY) detection/install_detectron2.py
+	$(PY) tools/install_detectron2.py
 	$(PIP) install --no-build-isolation -e .
 	$(PY) -m detection
 	@touch $(STAMP)

@@ -2,7 +2,7 @@
 
 Two builds are supported:
   * "compiled": the official detectron2 built from source, with `detectron2._C` (CUDA/C++ ops);
-  * "python-only": the official v0.6 Python sources from the registry (see install_detectron2.py),
+  * "python-only": the official v0.6 Python sources from the registry (tools/install_detectron2.py),
     which lack `_C`. We register a placeholder `_C` whose every attribute raises an error naming the
     op, so the standard models (Faster/Mask/Cascade R-CNN, RetinaNet) run and anything that needs a
     compiled op fails loudly instead of silently.

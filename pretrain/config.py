@@ -151,7 +151,7 @@ _C.DATA.ON_BAD_IMAGE = "skip"
 _C.DATA.PIPELINE = "cpu"
 # Where the two views come from: "image", two draws of DATA.AUGMENTATION on one image; "folder",
 # each folder under DATA.ROOT is one instance and its views are two of its images, each put through
-# DATA.AUGMENTATION (pretrain/data/instances.py; e.g. detection/factor_views.py's renderings).
+# DATA.AUGMENTATION (pretrain/data/instances.py; e.g. pretrain/demo/factor_views.py's renderings).
 _C.DATA.VIEWS_FROM = "image"
 # The strengths of the DATA.AUGMENTATION preset's view, one key each (pretrain/data/recipes.py);
 # both pipelines read them. -1 (numbers) or () (tuples): the preset's value, so a config that sets

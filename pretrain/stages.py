@@ -32,12 +32,18 @@ class Stage:
     # The runner takes (config_file, opts, resume) and loads the config itself (Detectron2's setup).
     runner_loads: bool = False
     describer: str = "pretrain.stages:_dump"  # config -> text (the resolved config a job records)
+    # config -> [(key, path)] of what the stage reads, checked before a job is submitted
+    # (slurm/request_checks.py); "" where slurm/request_checks.py knows the config's keys.
+    inputs: str = ""
 
     def load_config(self, config_file: str, opts: list[str]):
         return _resolve(self.loader)(config_file, list(opts))
 
     def describe(self, config) -> str:
         return _resolve(self.describer)(config)
+
+    def input_paths(self, config) -> list[tuple[str, str]] | None:
+        return _resolve(self.inputs)(config) if self.inputs else None
 
     def run(self, config_file: str, opts: list[str], resume: bool):
         if self.runner_loads:
@@ -47,7 +53,7 @@ class Stage:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("pretrain", "contrastive pretraining (tools/pretrain.py)",
-          "pretrain.config:load_cfg", "pretrain.engine.trainer:train"),
+          "pretrain.config:load_cfg", "pretrain.pretraining:train"),
     Stage("lincls", "linear readout (tools/lincls.py)", "pretrain.config:load_lincls_cfg",
           "pretrain.evaluation.linear:run_linear_readout", distributed=False),
     Stage("knn", "kNN readout (tools/knn.py's flags as MODEL.*, DATA.*, KNN.K keys)",
@@ -61,7 +67,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           runner_loads=True),
     Stage("learn_views", "view learning (tools/learn_views.py's arguments)",
           "pretrain.commands.learn_views:arguments_from", "pretrain.commands.learn_views:run_stage",
-          distributed=False, describer="pretrain.commands.learn_views:describe"),
+          distributed=False, describer="pretrain.commands.learn_views:describe",
+          inputs="pretrain.commands.learn_views:input_paths"),
     Stage("sweep", "a sweep's points one after the other (tools/sweep.py's arguments)",
           "pretrain.commands.sweep:sweep_from_arguments", "pretrain.commands.sweep:run_stage",
           distributed=False, describer="pretrain.commands.sweep:describe"),

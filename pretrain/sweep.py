@@ -30,7 +30,7 @@ import torch
 from .config import load_cfg
 from .engine.checkpoint import atomic_write_text, last_checkpoint, load_checkpoint
 from .engine.progress import read_metrics
-from .engine.trainer import train
+from .pretraining import train
 from .evaluation.knn import knn_of_config
 from .evaluation.mutual_info import BN_MODES, measure_info_nce
 from .models.registry import build_model

@@ -4,8 +4,8 @@ whenever it (re)starts.
 Every task of a job runs `StageJob()`; its rank, world size and master come from the job's
 environment (pretrain.common.distributed_env, as for srun and torchrun). On a time-out or
 preemption submitit calls `checkpoint()`, which resubmits the same job: it then resumes
-(pretraining, supervised, lincls and view learning at their last checkpoint, detection through Detectron2's
---resume, a sweep at its unfinished points), so a requeue loses at most one checkpoint period.
+(pretraining, supervised, lincls and view learning at their last checkpoint, which the signal
+itself wrote; detection through Detectron2's --resume; a sweep at its unfinished points).
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from pretrain.common.errors import ConfigError, DatasetError
+from pretrain.stages import get_stage
 
 # argument -> the smallest value that makes sense
 _MINIMUM = {"nodes": 1, "gpus_per_node": 0, "tasks_per_node": 0, "cpus_per_task": 1,
@@ -33,6 +34,9 @@ def _local(path: str) -> bool:
 
 def input_paths(stage: str, cfg) -> list[tuple[str, str]]:
     """(config key, path) of every file or folder the stage reads, as the job will see them."""
+    declared = get_stage(stage).input_paths(cfg)
+    if declared is not None:
+        return declared
     if stage == "pretrain":
         paths = [("DATA.ROOT", cfg.DATA.ROOT)]
         if cfg.EVAL.KNN_PERIOD:
@@ -47,10 +51,6 @@ def input_paths(stage: str, cfg) -> list[tuple[str, str]]:
         return paths + ([("MODEL.WEIGHTS", weights)] if _local(weights) else [])
     if stage == "sweep":  # its points' configs are checked by the sweep itself (Sweep.check)
         return []
-    if stage == "learn_views":
-        from pretrain.commands.learn_views import input_paths as learn_views_inputs
-
-        return learn_views_inputs(cfg)
     from detection.datasets import parse_spec
 
     paths = [("MODEL.WEIGHTS", cfg.MODEL.WEIGHTS)] if _local(cfg.MODEL.WEIGHTS) else []

@@ -26,7 +26,7 @@ cp .cache/wheels/detectron2-*.whl .device.tmp/wheels/
 
 cp -r ../shared/data/bccd/JPEGImages .device.tmp/pretrain/JPEGImages
 cp ../shared/data/cifar10-images.tar.gz .device.tmp/pretrain/
-synthetic() { .venv/bin/python -c "from detection import synthetic; $1"; }
+synthetic() { .venv/bin/python -c "from pretrain.demo import synthetic; $1"; }
 cp -r "$(synthetic 'print(synthetic.ensure_fashion_mnist())')" .device.tmp/detection/fashion-mnist
 synthetic "synthetic.load_photos('.cache/demo')" >/dev/null
 cp .cache/demo/scikit_image-*.whl .device.tmp/detection/

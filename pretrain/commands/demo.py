@@ -1,10 +1,10 @@
 """The point of the project in one command (`make demo`): contrastive pretraining with views chosen
 by InfoMin's principle makes detection better. On real images the package registries provide
-(detection/synthetic.py: Fashion-MNIST objects on real photographs), with no dataset download and
+(pretrain/demo/synthetic.py: Fashion-MNIST objects on real photos), with no dataset download and
 no GPU needed (one is used when present, for longer runs: DEFAULTS_ON):
 
   1. pretraining of a ResNet-18 on unlabelled views that share only the object
-     (detection/factor_views.py: the same object rendered twice, each time with a new colour,
+     (pretrain/demo/factor_views.py: the same object rendered twice, each time with a new colour,
      size, place and photo; no label enters)                           (tools/pretrain.py)
      and two probes of it: does it tell images apart (tools/fresh_keys.py), and does it know the
      objects: kNN on held-out labelled objects, against random init    (tools/knn.py)
@@ -146,7 +146,7 @@ def knn_readout(arch: str, crop: int, checkpoint: str, train_root: str, test_roo
 def pretrain_stage(config_file: str, opts: list[str], resume: bool) -> None:
     """One pretraining, tools/pretrain.py's work, in each process launch() starts."""
     from pretrain.config import load_cfg
-    from pretrain.engine.trainer import train
+    from pretrain.pretraining import train
 
     train(load_cfg(config_file, opts), resume=resume)
 
@@ -192,10 +192,10 @@ def export_to_detectron2(checkpoint: str, weights: str, detection_config: str) -
 
 
 def build_data(args) -> dict:
-    """The built-in sets (detection/synthetic.py, factor_views.py), each built once into .cache/:
+    """The built-in sets (pretrain/demo/: synthetic.py, factor_views.py), built once into .cache/:
     {"train", "test" (dataset specs), "objects" (labelled folders), "views" {condition: folder}}."""
-    from detection import factor_views
-    from detection.synthetic import LAYOUT, build
+    from pretrain.demo import factor_views
+    from pretrain.demo.synthetic import LAYOUT, build
 
     cache = os.path.join(REPO, ".cache")
     print("building the demo's images (Fashion-MNIST objects on real photographs) ...",
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     if not (args.train and args.test) or not args.pretrain_images:
         data = build_data(args)
         train_spec, test_spec = train_spec or data["train"], test_spec or data["test"]
-        data_note = "built-in composites (detection/synthetic.py)"
+        data_note = "built-in composites (pretrain/demo/synthetic.py)"
         pretrain_sets = pretrain_sets or data["views"]
         if not labelled_train:
             labelled_train, labelled_test = data["objects"]

@@ -12,7 +12,7 @@ from pretrain.common.cli import parse_run_folder_args, run_entry_point, run_fold
 from pretrain.common.launch import launch
 from pretrain.config import load_cfg
 from pretrain.engine.run_folder import check_run_folder
-from pretrain.engine.trainer import MODEL_KEYS, train
+from pretrain.pretraining import MODEL_KEYS, train
 
 
 def parse_args(argv=None):

@@ -6,7 +6,7 @@ toy, for sweeping views from too little shared information to too much (a revers
 
 --share FACTOR=P ...: the probability that the renderings of an instance share each factor
 (object, colour, size, position, background; unnamed factors are never shared), decided once per
-instance (detection/factor_views.py). Writes, each once and atomically:
+instance (pretrain/demo/factor_views.py). Writes, each once and atomically:
   OUTPUT/train     instance folders for pretraining (DATA.ROOT, with DATA.VIEWS_FROM folder),
                    from Fashion-MNIST's training items;
   OUTPUT/heldout   instances with the same sharing from the test items, for tools/sweep.py's
@@ -30,7 +30,7 @@ SETTINGS_FILE = "world.json"
 
 
 def parse_share(tokens: list[str]) -> dict[str, float]:
-    from detection.factor_views import share_probabilities
+    from pretrain.demo.factor_views import share_probabilities
 
     share = {}
     for token in tokens:
@@ -59,7 +59,7 @@ def check_settings(output: str, settings: dict) -> None:
 def write_world(output: str, share: dict[str, float], instances: int, renderings: int,
                 heldout_instances: int, seed: int) -> dict[str, str]:
     """The world's folders: {"train", "heldout", "objects_train", "objects_test"}."""
-    from detection import factor_views, synthetic
+    from pretrain.demo import factor_views, synthetic
     from pretrain.common.atomic_io import atomic_write_text
 
     settings = {"share": share, "instances": instances, "renderings": renderings,

@@ -23,7 +23,7 @@ def start_line(stage: str, images: int, source: str, device: str, processes: int
 def pretrain_start_line(cfg, samples: int, device: str, processes: int, total_iters: int,
                         start_iter: int, lr: float) -> str:
     """start_line for tools/pretrain.py's config; lr: SOLVER.BASE_LR as the trainer scaled it to
-    the batch (engine/trainer.py scaled_lr, the one place that rule lives)."""
+    the batch (pretraining.py scaled_lr, the one place that rule lives)."""
     return start_line("pretrain", samples, f"DATA.ROOT {cfg.DATA.ROOT}", device, processes,
                       cfg.SOLVER.BATCH_SIZE, lr, total_iters, cfg.OUTPUT_DIR,
                       start_iter=start_iter)

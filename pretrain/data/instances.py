@@ -1,7 +1,7 @@
 """DATA.VIEWS_FROM "folder": the two views of an instance are two different images of it.
 
 Where the data holds several images of one thing (renderings that share chosen factors,
-detection/factor_views.py; frames of one video; photos of one object from several cameras), the
+pretrain/demo/factor_views.py; frames of one video; photos of one object from several cameras), the
 views need not come from augmenting one image: each folder is an instance, and a sample is two
 distinct images of one folder, each then put through the view recipe (DATA.AUGMENTATION). What the
 images of a folder share is what the contrastive task can learn from (InfoMin, Sec. 3).

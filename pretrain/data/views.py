@@ -142,11 +142,11 @@ class ChannelSplitViews:
 
 def build_channel_split_views(cfg):
     """ChannelSplitViews of DATA.COLOR_SPACE, or with "learned" the views of the frozen generator
-    DATA.LEARNED_VIEWS (views_learned/views.py)."""
+    DATA.LEARNED_VIEWS (data/learned_views.py)."""
     if not cfg.DATA.COLOR_SPACE:
         raise ViewConfigError("MODEL.CMC.ENABLED needs DATA.COLOR_SPACE (e.g. lab for CMC's "
                               "L | ab views)")
-    from ..views_learned.views import LEARNED_SPACE, LearnedChannelViews, learned_views_of
+    from .learned_views import LEARNED_SPACE, LearnedChannelViews, learned_views_of
 
     if cfg.DATA.COLOR_SPACE == LEARNED_SPACE:  # g reads ImageNet-normalised RGB
         return LearnedChannelViews(compose(recipe_from_cfg(cfg)), learned_views_of(cfg))

@@ -166,7 +166,7 @@ def build_cmc(cfg) -> CMC:
 
 def _learned_views(cfg):
     """The frozen generator of DATA.COLOR_SPACE learned (loaded and checked), else None."""
-    from ..views_learned.views import LEARNED_SPACE, learned_views_of
+    from ..data.learned_views import LEARNED_SPACE, learned_views_of
 
     return learned_views_of(cfg) if cfg.DATA.COLOR_SPACE == LEARNED_SPACE else None
 

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .approximator import NCEApproximator, i_nce
-from .flow import PixelFlow, split_views
+from ..data.flow import PixelFlow, split_views
 
 
 @dataclass

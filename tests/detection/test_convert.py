@@ -1,6 +1,7 @@
 """tools/convert.py on checkpoints built in every source format from real torchvision models,
 loaded back through Detectron2 (FPN and C4) and compared tensor by tensor."""
 import pickle
+import runpy
 import subprocess
 import sys
 import tarfile
@@ -123,7 +124,8 @@ def test_detectron2_file_passes_through(tmp_path):
 
 def test_agrees_with_detectron2s_own_torchvision_converter(tmp_path):
     """Detectron2 ships tools/convert-torchvision-to-d2.py (in the registry sdist)."""
-    from detection.install_detectron2 import registry_sdist
+    # The installer is a script (tools/), not library code: its function read from the file.
+    registry_sdist = runpy.run_path(str(REPO / "tools" / "install_detectron2.py"))["registry_sdist"]
 
     with tarfile.open(registry_sdist()) as tar:
         member = next(m for m in tar.getmembers()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torchvision
 
 from pretrain.config import load_cfg
-from pretrain.engine.trainer import build_optimizer
+from pretrain.pretraining import build_optimizer
 from pretrain.models.registry import build_model
 
 BATCH, FEAT_DIM, HIDDEN, PRED_HIDDEN = 8, 8, 16, 8
@@ -121,7 +121,7 @@ def load_into(reference: nn.Module, ours: nn.Module) -> None:
 
 
 def trainer_step(model, optimizer, scheduler, *views, step_model=None) -> float:
-    """One step as pretrain/engine/trainer.py takes it (through `step_model`, e.g. DDP's
+    """One step as pretrain/pretraining.py takes it (through `step_model`, e.g. DDP's
     wrapper of `model`, if given)."""
     loss = (step_model or model)(*views).loss
     optimizer.zero_grad(set_to_none=True)

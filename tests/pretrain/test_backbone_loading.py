@@ -6,7 +6,7 @@ import torch
 import yaml
 
 from pretrain.config import get_cfg
-from pretrain.engine.trainer import CHECKPOINT_FORMAT
+from pretrain.pretraining import CHECKPOINT_FORMAT
 from pretrain.evaluation.backbone_loading import BackboneLoadError, load_backbone
 from pretrain.models.backbone import build_backbone
 from pretrain.models.moco import build_moco

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pretrain.config import load_cfg
-from pretrain.engine.trainer import train
+from pretrain.pretraining import train
 from tests.conftest import REPO
 
 CIFAR = REPO / "configs" / "pretrain" / "cifar10"

@@ -145,7 +145,7 @@ def test_cmc_steps_like_the_paper(split, head, graph, directions):
         views = torch.split(image, list(split), dim=1)
         seed = 1000 + step  # as the trainer does: a fresh seed before each step
 
-        torch.manual_seed(seed)  # ours, as pretrain/engine/trainer.py steps it
+        torch.manual_seed(seed)  # ours, as pretrain/pretraining.py steps it
         loss, logits, terms = model(*views)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

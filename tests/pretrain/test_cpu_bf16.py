@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pretrain.common.cpu_bf16 import cpu_has_native_bf16, train_in_cpu_bf16
-from pretrain.engine.trainer import mixed_precision
+from pretrain.pretraining import mixed_precision
 
 native = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
 

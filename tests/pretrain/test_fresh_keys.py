@@ -7,7 +7,7 @@ import torch
 
 from pretrain.config import load_cfg
 from pretrain.common.errors import CheckpointError
-from pretrain.engine.trainer import CHECKPOINT_FORMAT
+from pretrain.pretraining import CHECKPOINT_FORMAT
 from pretrain.evaluation.fresh_key_probe import COLUMNS, as_json, probe_checkpoints, table
 from pretrain.evaluation.fresh_keys import fresh_key_scores
 from pretrain.evaluation.mutual_info import heldout_views

@@ -11,7 +11,7 @@ import torch
 from pretrain.views_learned import (GeneratorFileError, ImageBank, LearnedViews, NCEApproximator,
                                     PixelFlow, Schedule, ViewLearner, load_generator,
                                     save_generator, split_views, symmetric_info_nce, train_views)
-from pretrain.views_learned.flow import FlowConfigError
+from pretrain.data.flow import FlowConfigError
 
 
 def _scrambled(kind: str, seed: int = 0, blocks: int = 4, hidden: int = 8) -> PixelFlow:

@@ -20,7 +20,7 @@ STEPS, BATCH, IMAGES = 3, 8, 40
 
 def _steps(out_dir: str, method: str) -> None:
     import pretrain.common.distributed as du
-    from pretrain.engine.trainer import build_optimizer
+    from pretrain.pretraining import build_optimizer
     from pretrain.models.registry import build_model
     from pretrain.models.sync_bn import convert_to_sync_bn
 

@@ -13,7 +13,7 @@ import torch
 
 from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
-from pretrain.engine.trainer import build_optimizer, train
+from pretrain.pretraining import build_optimizer, train
 from pretrain.models.registry import build_model
 from tests.conftest import REPO
 from tests.pretrain.test_methods import (TINY, assert_backbone_converts,

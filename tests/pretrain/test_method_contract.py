@@ -152,7 +152,7 @@ RELEASE_WARMUPS = {
 
 @pytest.mark.parametrize("name", list(RELEASE_WARMUPS))
 def test_warm_ups_ramp_as_the_releases_do(name):
-    from pretrain.engine.trainer import build_optimizer
+    from pretrain.pretraining import build_optimizer
 
     cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES[name]),
                    [*TINY, "SOLVER.WARMUP_EPOCHS", "2.0"])
@@ -170,7 +170,7 @@ def test_warm_ups_ramp_as_the_releases_do(name):
 def test_simsiam_sets_its_lr_once_per_epoch_as_its_release():
     """main_simsiam.py: lr_e = lr * 0.5 * (1 + cos(pi e / E)) at each epoch's start; the
     predictor's group stays at lr (fix_pred_lr)."""
-    from pretrain.engine.trainer import build_optimizer
+    from pretrain.pretraining import build_optimizer
 
     cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES["simsiam"]), TINY)
     model = build_model(cfg)

@@ -17,7 +17,7 @@ import torch
 from detection.convert import ConversionError, convert
 from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
-from pretrain.engine.trainer import build_optimizer, train
+from pretrain.pretraining import build_optimizer, train
 from pretrain.models.registry import build_model
 from tests.conftest import REPO
 

@@ -35,7 +35,7 @@ def steps_on_crops(out_dir: str, cfg, sizes: tuple[int, ...], iters_per_epoch: i
     """STEPS trainer steps of the config's model in float64 on random crops of `sizes` px (the
     process's share of each global batch); rank 0 saves the losses and the model's state."""
     import pretrain.common.distributed as du
-    from pretrain.engine.trainer import build_optimizer
+    from pretrain.pretraining import build_optimizer
     from pretrain.models.registry import build_model
     from pretrain.models.sync_bn import convert_to_sync_bn
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import torchvision
 
 from pretrain.config import load_cfg
-from pretrain.engine.trainer import build_optimizer
+from pretrain.pretraining import build_optimizer
 from pretrain.models.moco import build_moco
 
 BATCH, GROUPS, QUEUE, FEAT_DIM, HIDDEN = 8, 2, 16, 8, 16
@@ -222,7 +222,7 @@ def test_moco_steps_like_algorithm_1_of_the_paper(head, batch_negatives, jigsaw)
                               dtype=torch.float64) if jigsaw else None
         seed = 1000 + step  # as the trainer does: a fresh seed before each step
 
-        torch.manual_seed(seed)  # ours, as pretrain/engine/trainer.py steps it
+        torch.manual_seed(seed)  # ours, as pretrain/pretraining.py steps it
         loss = model(x_q, x_k, *([patches] if jigsaw else [])).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, threading
     from pretrain.config import load_cfg
-    from pretrain.engine.trainer import train
+    from pretrain.pretraining import train
 
     def requeue_handler(signum, frame):  # stands in for submitit's: record, then exit
         open(os.path.join({out!r}, "handler_called"), "w").write("yes")

@@ -12,7 +12,7 @@ from pretrain.engine.checkpoint import save_checkpoint
 from pretrain.engine.metrics import METRICS_FILE, read_metrics
 from pretrain.engine.run_folder import open_run_folder
 from pretrain.engine.schedule import warmup_cosine
-from pretrain.engine.trainer import MODEL_KEYS, train
+from pretrain.pretraining import MODEL_KEYS, train
 
 
 def supervised_cfg(output_dir, *opts):

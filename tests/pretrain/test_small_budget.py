@@ -8,7 +8,7 @@ import torch
 
 from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
-from pretrain.engine.trainer import build_optimizer, model_cfg_for_run, scaled_lr
+from pretrain.pretraining import build_optimizer, model_cfg_for_run, scaled_lr
 from pretrain.models.registry import build_model
 from pretrain.models.ema import run_length_momentum
 from tests.conftest import REPO

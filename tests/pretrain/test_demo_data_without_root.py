@@ -20,7 +20,7 @@ NOBODY = 65534
 STEP = """
 import os, sys
 import torchvision  # imported while root: the interpreter's folder is root's own
-from detection.synthetic import ensure_fashion_mnist, load_fashion
+from pretrain.demo.synthetic import ensure_fashion_mnist, load_fashion
 from pretrain.common.errors import DatasetError
 os.setgid({uid}); os.setuid({uid})
 assert os.geteuid() != 0

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detection import factor_views
-from detection.factor_views import FACTORS, check_factors, draw_factors, render
+from pretrain.demo import factor_views
+from pretrain.demo.factor_views import FACTORS, check_factors, draw_factors, render
 
 
 def photos_and_objects():

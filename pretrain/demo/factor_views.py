@@ -1,5 +1,5 @@
 """Views that share chosen factors of the demo's world: the InfoMin paper's Table 4 (Colorful
-Moving-MNIST) on detection/synthetic.py's objects and photographs.
+Moving-MNIST) on pretrain/demo/synthetic.py's objects and photographs.
 
 An object-centred image of this world is made of five independent factors: which object (a
 Fashion-MNIST item), its colour, its size, its position, and the background (a crop of a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.checkpoint import atomic_torch_save
+from ..common.atomic_io import atomic_torch_save
 from .flow import PixelFlow, split_views
 
 GENERATOR_FORMAT = "infomin-det/learned-views/v1"

@@ -8,23 +8,23 @@ from typing import Any, NamedTuple
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16
-from ..common.errors import ConfigError, TrainingDivergedError
-from ..common.run_lines import pretrain_end_line, pretrain_start_line
-from ..data.checks import checked_images
-from ..data.pipelines import ViewPipeline
-from ..evaluation.knn import knn_of_config
-from ..models.ema import run_length_momentum
-from ..models.optim import build_solver, group_lr_factors
-from ..models.registry import build_model, method_class
-from ..models.sync_bn import convert_to_sync_bn
-from ..common import distributed as du
-from .loop import Hook, TrainLoop
-from .checkpoint import last_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .progress import Progress
-from .run_folder import open_run_folder
-from .sampler import batches_per_epoch, seeded_batches
-from .schedule import batch_scaled_lr, warmup_cosine, warmup_steps
+from .common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16
+from .common.errors import ConfigError, TrainingDivergedError
+from .common.run_lines import pretrain_end_line, pretrain_start_line
+from .data.checks import checked_images
+from .data.pipelines import ViewPipeline
+from .evaluation.knn import knn_of_config
+from .models.ema import run_length_momentum
+from .models.optim import build_solver, group_lr_factors
+from .models.registry import build_model, method_class
+from .models.sync_bn import convert_to_sync_bn
+from .common import distributed as du
+from .engine.loop import Hook, TrainLoop
+from .engine.checkpoint import last_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .engine.progress import Progress
+from .engine.run_folder import open_run_folder
+from .engine.sampler import batches_per_epoch, seeded_batches
+from .engine.schedule import batch_scaled_lr, warmup_cosine, warmup_steps
 
 CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
 # A resume must not change these (pretrain/engine/run_folder.py): they define the model, its

@@ -10,7 +10,7 @@ Order (first that works wins):
      `detectron2._C` with a placeholder that names the op whenever one is used.
 
 Run with the interpreter of the target environment:
-`.venv/bin/python detection/install_detectron2.py`.
+`.venv/bin/python tools/install_detectron2.py`.
 Set D2_BUILD=registry to skip the source attempt, D2_BUILD=source to insist on it.
 """
 from __future__ import annotations
