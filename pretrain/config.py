@@ -236,9 +236,13 @@ _C.SOLVER.BASE_LR = 0.03  # for a global batch of 256; scaled with the batch by 
 _C.SOLVER.LR_SCALING = "linear"
 _C.SOLVER.MOMENTUM = 0.9
 # "sgd" | "lars" (pretrain/models/optim.py: trust ratio eta * |w| / |g + wd w|; biases and BN
-# parameters excluded from adaptation and weight decay, as SimCLR, BYOL and MoCo v3 do).
+# parameters excluded from adaptation and weight decay, as SimCLR, BYOL and MoCo v3 do) | "larc"
+# (SwAV's apex LARC: eta * |w| / (|g| + wd |w| + eps), every parameter adapted and decayed).
 _C.SOLVER.OPTIMIZER = "sgd"
-_C.SOLVER.LARS_TRUST_COEFFICIENT = 0.001  # eta (SimCLR's, BYOL's and MoCo v3's 1e-3)
+_C.SOLVER.LARS_TRUST_COEFFICIENT = 0.001  # eta of LARS and LARC (SimCLR's, BYOL's, SwAV's 1e-3)
+# False: biases and norm parameters (1-D tensors) get no weight decay under SGD, as DINO's
+# release groups them (utils.get_params_groups); LARS never decays them.
+_C.SOLVER.DECAY_BIAS_AND_NORM = True
 # The predictor's learning rate stays at its start value, unscheduled (SimSiam Table 1, last row).
 _C.SOLVER.PREDICTOR_FIXED_LR = False
 _C.SOLVER.WEIGHT_DECAY = 1e-4

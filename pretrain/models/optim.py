@@ -1,6 +1,7 @@
-"""The optimizer a config asks for (SOLVER.OPTIMIZER): SGD as MoCo's recipes, or LARS as SimCLR's,
-BYOL's and MoCo v3's; and the per-group learning-rate factors of the schedule (SimSiam keeps its
-predictor's learning rate fixed)."""
+"""The optimizer a config asks for (SOLVER.OPTIMIZER): SGD as MoCo's recipes, LARS as SimCLR's,
+BYOL's and MoCo v3's, or LARC as SwAV's; the parameter groups (biases and norms without weight
+decay where a release leaves them out); and the per-group learning-rate factors of the schedule
+(SimSiam keeps its predictor's learning rate fixed)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -53,11 +54,55 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+class LARC(torch.optim.Optimizer):
+    """Layer-wise adaptive rate control as SwAV's release runs it (NVIDIA apex's LARC with
+    clip=False around SGD with momentum 0.9, all parameters in one group). It differs from LARS
+    above in two places: every parameter is adapted and decayed, biases and BN included; and the
+    trust ratio divides by ||g|| + wd ||w|| + eps, the raw gradient's norm plus the decay's, not by
+    the norm of their sum. Where ||w|| or ||g|| is 0 the gradient goes on unscaled and undecayed.
+    Then heavy-ball momentum (the first buffer the step itself) and the rate, as torch's SGD."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001, eps: float = 1e-8):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            wd, eta = group["weight_decay"], group["trust_coefficient"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(p.grad)
+                adapted = (w_norm != 0) & (g_norm != 0)
+                ratio = torch.where(adapted, eta * w_norm / (g_norm + w_norm * wd + group["eps"]),
+                                    torch.ones_like(w_norm))
+                decay = torch.where(adapted, wd, 0.0)  # apex decays only what it adapts
+                d = (p.grad + decay * p) * ratio
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = d
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(d)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+OPTIMIZERS = ("sgd", "lars", "larc")
+
+
 def parameter_groups(cfg, model: nn.Module) -> list[dict]:
     """The trainable parameters in groups. SGD without SOLVER.PREDICTOR_FIXED_LR: one group of
-    all of them (MoCo's recipes, unchanged). LARS: biases and BN parameters (tensors of one
-    dimension) in a group without weight decay or adaptation. SOLVER.PREDICTOR_FIXED_LR: the
-    predictor's parameters in groups marked `fixed_lr` (SimSiam Table 1, last row)."""
+    all of them (MoCo's recipes, unchanged). LARS, or SOLVER.DECAY_BIAS_AND_NORM False (DINO's
+    release): biases and BN parameters (tensors of one dimension) in a group without weight decay
+    (and, under LARS, without adaptation). LARC (SwAV's release) adapts every parameter.
+    SOLVER.PREDICTOR_FIXED_LR: the predictor's parameters in groups marked `fixed_lr` (SimSiam
+    Table 1, last row)."""
     s = cfg.SOLVER
     predictor = getattr(model, "predictor", None)
     if s.PREDICTOR_FIXED_LR and predictor is None:
@@ -68,7 +113,7 @@ def parameter_groups(cfg, model: nn.Module) -> list[dict]:
     groups: dict[tuple[bool, bool], list] = {}
     for p in model.parameters():
         if p.requires_grad:
-            excluded = s.OPTIMIZER == "lars" and p.ndim <= 1
+            excluded = p.ndim <= 1 and (s.OPTIMIZER == "lars" or not s.DECAY_BIAS_AND_NORM)
             groups.setdefault((id(p) in in_predictor, excluded), []).append(p)
     result = []
     for (fixed, excluded), params in groups.items():
@@ -90,7 +135,12 @@ def build_solver(cfg, model: nn.Module, lr: float) -> torch.optim.Optimizer:
     if s.OPTIMIZER == "lars":
         return LARS(groups, lr=lr, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY,
                     trust_coefficient=s.LARS_TRUST_COEFFICIENT)
-    raise ConfigError(f"SOLVER.OPTIMIZER {s.OPTIMIZER!r}: expected 'sgd' or 'lars'")
+    if s.OPTIMIZER == "larc":
+        for group in groups:
+            group.pop("adapt", None)
+        return LARC(groups, lr=lr, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY,
+                    trust_coefficient=s.LARS_TRUST_COEFFICIENT)
+    raise ConfigError(f"SOLVER.OPTIMIZER {s.OPTIMIZER!r}: expected one of {OPTIMIZERS}")
 
 
 def _fixed(iteration: int) -> float:

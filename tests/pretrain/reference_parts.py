@@ -83,16 +83,25 @@ def cosine_lr(step: int, total: int) -> float:
 class ReferenceOptimizer:
     """SGD with momentum 0.9 and weight decay, or LARS as the papers' releases compute it: for
     every weight tensor of more than one dimension, d = grad + wd w scaled by
-    TRUST * |w| / |d|; biases and BN parameters get neither weight decay nor the scaling."""
+    TRUST * |w| / |d|; biases and BN parameters get neither weight decay nor the scaling.
+    `decay_1d` False: SGD without weight decay on biases and norms (DINO's parameter groups).
+    `larc`: apex's LARC (clip False) as SwAV's release wraps its SGD: every tensor, 1-D included,
+    d = (grad + wd w) TRUST |w| / (|grad| + wd |w| + 1e-8) where both norms are non-zero."""
 
-    def __init__(self, lars: bool):
-        self.lars = lars
+    def __init__(self, lars: bool, decay_1d: bool = True, larc: bool = False):
+        self.lars, self.decay_1d, self.larc = lars, decay_1d, larc
         self.velocity: dict[int, torch.Tensor] = {}
 
     @torch.no_grad()
     def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], lrs: list[float]):
         for i, (p, g, lr) in enumerate(zip(params, grads, lrs)):
-            if self.lars and p.ndim == 1:
+            if self.larc:
+                w_norm, g_norm = p.norm(), g.norm()
+                d = g.clone()
+                if w_norm != 0 and g_norm != 0:
+                    d = (g + WEIGHT_DECAY * p) * (
+                        TRUST * w_norm / (g_norm + w_norm * WEIGHT_DECAY + 1e-8))
+            elif (self.lars or not self.decay_1d) and p.ndim == 1:
                 d = g.clone()
             else:
                 d = g + WEIGHT_DECAY * p

@@ -52,7 +52,8 @@ class ReferenceDINO:
     def __init__(self):
         self.gs, self.gt = network(ReferenceHead()), network(ReferenceHead())
         self.C = torch.zeros(OUT_DIM, dtype=torch.float64)
-        self.optimizer = ReferenceOptimizer(lars=False)
+        # The release's groups (utils.get_params_groups): no weight decay on biases and norms.
+        self.optimizer = ReferenceOptimizer(lars=False, decay_1d=False)
         self.k = 0
         self.clipped = 0
 
@@ -110,7 +111,8 @@ def test_dino_steps_like_algorithm_1_of_the_paper():
         "MODEL.DINO.WARMUP_TEACHER_TEMP_EPOCHS", str(TPT_EPOCHS),
         "MODEL.DINO.CENTER_MOMENTUM", str(CENTER_M), "MODEL.DINO.CLIP_GRAD", str(CLIP),
         "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS", str(float(FREEZE_STEPS)),
-        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), total_iters=TOTAL)
+        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.DECAY_BIAS_AND_NORM", "False",
+        total_iters=TOTAL)
     model.start_run(0, iters_per_epoch=1, total_iters=TOTAL)
     reference = ReferenceDINO()
     reference.gs.load_state_dict(model.query_encoder.state_dict())

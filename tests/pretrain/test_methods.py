@@ -120,6 +120,25 @@ def test_lars_leaves_biases_and_bn_alone_and_simsiam_keeps_its_predictor_rate():
     assert {id(p) for p in fixed["params"]} == predictor
 
 
+def test_swavs_larc_adapts_every_parameter_and_dinos_sgd_leaves_biases_and_norms_undecayed():
+    """The releases' optimizers (their reference tests step them): SwAV's apex LARC over all
+    parameters in one group; DINO's SGD with biases and norms in a group without weight decay."""
+    recipes = REPO / "configs" / "pretrain"
+    swav = load_cfg(str(recipes / "swav_R50_800ep.yaml"), TINY)
+    model = build_model(swav)
+    optimizer, _ = build_optimizer(swav, model, iters_per_epoch=10, total_iters=100)
+    (group,) = optimizer.param_groups
+    assert type(optimizer).__name__ == "LARC" and group["weight_decay"] == swav.SOLVER.WEIGHT_DECAY
+    assert len(group["params"]) == len([p for p in model.parameters() if p.requires_grad])
+    dino = load_cfg(str(recipes / "dino_R50_100ep.yaml"), TINY)
+    model = build_model(dino)
+    optimizer, _ = build_optimizer(dino, model, iters_per_epoch=10, total_iters=100)
+    decayed, undecayed = optimizer.param_groups
+    assert isinstance(optimizer, torch.optim.SGD) and undecayed["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and decayed["weight_decay"] == 1e-4
+    assert all(p.ndim == 1 for p in undecayed["params"])
+
+
 def test_the_default_method_is_moco_with_one_sgd_group():
     cfg = load_cfg(opts=["MODEL.ARCH", "resnet18"])
     model = build_model(cfg)

@@ -1,7 +1,7 @@
 """Our SwAV stepped side by side with a minimal independent implementation of the paper's method
 (Caron et al. 2020, "Unsupervised Learning of Visual Features by Contrasting Cluster
 Assignments": Sec. 3.1 Eqs. 1-3, Sec. 3.2 multi-crop, App. A, and the pseudo-code of Algorithm 1),
-in float64, for three LARS steps on the same crops: two large and two small per image.
+in float64, for three LARC steps on the same crops: two large and two small per image.
 
 The reference below is written from the paper, not from pretrain/: at each step the prototypes
 C are normalised (Algorithm 1: "normalize prototypes"); z = g(f(x)) L2-normalised, with the
@@ -11,7 +11,8 @@ q_t = sinkhorn(scores_t) exactly as the pseudo-code writes it (exp(scores / eps)
 then 3 rounds of u = row sums, Q *= r / u, Q *= c / column sums, with r = 1/K, c = 1/B, and the
 columns made distributions at the end), no gradient; the loss of Eq. 1 summed over the other
 crops (Sec. 3.2), -sum_k q_t log softmax(scores_v / T), averaged over the batch, the other
-crops (V - 1) and the two large crops (the release's normalisation); then a LARS step with the
+crops (V - 1) and the two large crops (the release's normalisation); then a step of apex's
+LARC around SGD, every parameter adapted and decayed (the release's optimizer), with the
 prototypes' gradient dropped during the first epoch(s) ("we freeze the prototypes during the
 first epoch", App. A) - here 2 of the 3 steps, so both regimes are checked. With the queue of
 App. A.1: the embeddings of the last batches of each large crop, kept from a start step on, join
@@ -46,7 +47,7 @@ class ReferenceSwAV:
         self.stored: list[list[torch.Tensor]] = [[], []]  # per large crop, oldest first
         self.net = network(mlp([512, HIDDEN, FEAT_DIM], last="none"))
         self.C = nn.Linear(FEAT_DIM, K, bias=False).double()  # one row per prototype
-        self.optimizer = ReferenceOptimizer(lars=True)
+        self.optimizer = ReferenceOptimizer(lars=False, larc=True)  # the release's apex LARC
         self.k = 0
 
     @staticmethod
@@ -100,7 +101,7 @@ def test_swav_steps_like_the_paper(queue_length):
         "MODEL.TEMPERATURE", str(T), "MODEL.SWAV.NUM_PROTOTYPES", str(K),
         "MODEL.SWAV.EPSILON", str(EPS), "MODEL.SWAV.SINKHORN_ITERATIONS", str(SINKHORN_ITERS),
         "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", str(float(FREEZE_STEPS)),
-        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "lars")
+        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "larc")
     model.start_run(0, iters_per_epoch=1, total_iters=10 ** 9)
     reference = ReferenceSwAV(queue_length)
     load_into(reference.net, model.query_encoder)
