@@ -258,6 +258,9 @@ _C.SOLVER.WARMUP_RULE = "one_based"
 # "iteration": the schedule moves every step; "epoch": held at each epoch's first value (SimSiam's
 # release sets its lr once per epoch).
 _C.SOLVER.LR_GRANULARITY = "iteration"
+# Where the cosine ends, as a fraction of the peak lr: 0 (MoCo's, SimCLR's, ...), or the floor a
+# release decays to (SwAV's final_lr, DINO's min_lr, VISSL's PIRL end_value).
+_C.SOLVER.COSINE_FLOOR = 0.0
 # Mixed precision on GPU: "bf16" | "fp16" (with a grad scaler, e.g. V100) | "off".
 _C.SOLVER.AMP = "bf16"
 # bf16 autocast and channels-last on a CPU that computes bf16 natively (AMX / AVX512-BF16;

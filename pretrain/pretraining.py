@@ -77,7 +77,7 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
         warmup_epochs = 5 if cfg.SOLVER.BATCH_SIZE > 256 else 0
     warmup_iters = int(warmup_epochs * iters_per_epoch)
     rule = cfg.SOLVER.WARMUP_RULE
-    schedule = warmup_cosine(1.0, warmup_iters, total_iters, rule)
+    schedule = warmup_cosine(1.0, warmup_iters, total_iters, rule, cfg.SOLVER.COSINE_FLOOR)
     if cfg.SOLVER.LR_STEPS:  # InsDis's steps, in epochs
         schedule = warmup_steps(warmup_iters, [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS],
                                 rule=rule)

@@ -44,14 +44,21 @@ def warmup_rule(name: str) -> Callable[[int, int], float]:
 
 
 def warmup_cosine(peak: float, warmup_iters: int, total_iters: int,
-                  rule: str = "one_based") -> Callable[[int], float]:
+                  rule: str = "one_based", floor: float = 0.0) -> Callable[[int], float]:
     """Value at iteration `it` (0-based): a linear warm-up to `peak` over `warmup_iters` by
-    `rule` (WARMUP_RULES), then a half cosine from `peak` to 0 at `total_iters`.
+    `rule` (WARMUP_RULES), then a half cosine from `peak` to `floor` x `peak` at `total_iters`
+    (floor + (1 - floor) (1 + cos) / 2 of the peak: SwAV's final_lr, DINO's min_lr, VISSL's
+    end_value; 0 as MoCo's).
 
     The warm-up is written out, not fvcore's LinearParamScheduler: that one computes
     peak * ((it + 1) / warmup), which differs from the peak * (it + 1) / warmup the runs so far
     used in the last bit, and the loops must stay bit for bit what they were."""
-    decay = CosineParamScheduler(peak, 0.0)
+    if not 0.0 <= floor < 1.0:
+        from ..common.errors import ConfigError
+
+        raise ConfigError(f"SOLVER.COSINE_FLOOR {floor}: expected a fraction of the peak lr in "
+                          "[0, 1)")
+    decay = CosineParamScheduler(peak, floor * peak)
     ramp = warmup_rule(rule)
 
     def value(it: int) -> float:

@@ -6,8 +6,9 @@ one L2-normalised embedding per training image, the positive's key and the sourc
   process holds the same bank; after each step the global batch's entries become
   v <- normalise(m v + (1 - m) f) (momentum m, 0.5 in both papers), the batch's indices and
   embeddings gathered from every process first, so the banks stay equal.
-- Negatives: K indices per anchor, uniform over the bank (InsDis's noise distribution P_n = 1/n);
-  PIRL draws them "from the dataset excluding image I" (`exclude_own`). Step s's draws come from
+- Negatives: K indices per anchor, uniform over the bank (InsDis's noise distribution P_n = 1/n,
+  the image's own entry included, as both releases draw them; `exclude_own` draws them "from the
+  dataset excluding image I" as PIRL's paper words it). Step s's draws come from
   a generator seeded with seed * 1_000_003 + s (s counted in the `step` buffer), one (B, K) draw
   for the whole global batch of which each process takes its rows: reproducible, the same for any
   number of processes, and resumed exactly from a checkpoint, which holds the bank and `step`.
@@ -63,7 +64,8 @@ class MemoryBank(nn.Module):
                  nce_eps: float = 0.0):
         """`z_with_own`: NCE's Z from all 1 + K columns of the first batch (the own entry too),
         and `nce_eps` added to NCE's denominators, as InsDis's release (lemniscate.pytorch,
-        NCEAverage and NCECriterion, eps 1e-7); PIRL keeps Eq. 7's K noise columns and no eps."""
+        NCEAverage and NCECriterion, eps 1e-7) and PIRL's (VISSL's nce_loss_with_memory, float32's
+        eps); without them Eq. 7's K noise columns and no eps."""
         super().__init__()
         self.z_with_own, self.nce_eps = z_with_own, nce_eps
         if loss not in LOSSES:
@@ -106,14 +108,18 @@ class MemoryBank(nn.Module):
         if self.size < 2:
             raise RuntimeError("the memory bank is not allocated: call allocate(num_images) "
                                "(the trainer does) or load a checkpoint")
-        device = self.vectors.device
-        generator = torch.Generator(device=device)
+        generator = torch.Generator(device=self.vectors.device)
         generator.manual_seed(self.seed * 1_000_003 + int(self.step))
+        return self.draw_more(all_indices, generator), generator
+
+    def draw_more(self, all_indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Another (B, K) draw of negatives from the step's generator (PIRL's second term)."""
+        device = self.vectors.device
         shape = (len(all_indices), self.num_negatives)
         if not self.exclude_own:
-            return torch.randint(self.size, shape, generator=generator, device=device), generator
+            return torch.randint(self.size, shape, generator=generator, device=device)
         others = torch.randint(self.size - 1, shape, generator=generator, device=device)
-        return others + (others >= all_indices.unsqueeze(1)).long(), generator
+        return others + (others >= all_indices.unsqueeze(1)).long()
 
     def logits(self, embeddings: torch.Tensor, indices: torch.Tensor,
                negatives: torch.Tensor) -> torch.Tensor:

@@ -6,13 +6,16 @@ moco.JigsawHead) are L2-normalised; both are contrasted with the image's memory-
 against N negatives drawn from the bank (memory_bank.py):
     L = lambda * L_NCE(m_I, g(v_I^t)) + (1 - lambda) * L_NCE(m_I, f(v_I))     (Eq. 5)
 with lambda = MODEL.JIGSAW.LOSS_WEIGHT (0.5) and T = 0.07; the bank is then updated with f(v_I)
-(momentum 0.5). Both terms use the same negatives; the NCE normaliser Z is estimated once, on
-the first step's JigSaw term (the authors' release, VISSL's nce_loss_with_memory, does both:
-Eq. 3 of the paper writes h without Z, which at T = 0.07 leaves h near 1 for every pair).
+(momentum 0.5). As the authors' release computes it (VISSL's nce_loss_with_memory, which the
+reference test steps): each term draws its own K negatives uniformly over the whole bank (the
+image's own entry may be among them); the NCE normaliser Z is estimated once, on the first
+step's JigSaw term, from all 1 + K columns, and float32's eps sits in NCE's denominators. (The
+paper's Eq. 3 writes h without Z, which at T = 0.07 leaves h near 1 for every pair, and words
+the negatives "excluding image I".)
 
-Each step draws the negatives and then the patch order of the global batch from the bank's step
-generator, so one process and several take the same step. The encoder is `query_encoder`
-(moco.Encoder), as in every model of the project."""
+Each step draws the JigSaw term's negatives, the image term's, then the patch order of the
+global batch from the bank's step generator, so one process and several take the same step.
+The encoder is `query_encoder` (moco.Encoder), as in every model of the project."""
 from __future__ import annotations
 
 import torch
@@ -23,6 +26,9 @@ from .heads import build_head
 from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
 from .method import VIEWS_INDEXED_JIGSAW, StepOutput, register_method
 from .moco import Encoder, JigsawHead
+
+
+NCE_EPS = float(torch.finfo(torch.float32).eps)  # VISSL's NCECriterion eps
 
 
 @register_method("pirl")
@@ -38,13 +44,14 @@ class PIRL(MemoryBankMethod):
 
     @classmethod
     def from_cfg(cls, cfg) -> "PIRL":
-        """Negatives "excluding image I" (PIRL Sec. 3.1)."""
+        """The bank as VISSL's nce_loss_with_memory runs it (module docstring)."""
         m = cfg.MODEL
         backbone, dim = backbone_of_cfg(cfg)
         encoder = Encoder(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
         jigsaw = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
                             m.JIGSAW.GRID ** 2, m.FEAT_DIM)
-        return cls(encoder, jigsaw, MemoryBank.from_cfg(cfg, exclude_own=True),
+        return cls(encoder, jigsaw, MemoryBank.from_cfg(cfg, z_with_own=True,
+                                                    nce_eps=NCE_EPS),
                    m.JIGSAW.LOSS_WEIGHT)
 
     def forward(self, images: torch.Tensor, patches: torch.Tensor,
@@ -56,15 +63,16 @@ class PIRL(MemoryBankMethod):
         patch_features = self.query_encoder.backbone(patches.flatten(0, 1))
         all_indices = du.all_gather_cat(indices)
         negatives, generator = self.memory_bank.draw(all_indices)
+        image_negatives = self.memory_bank.draw_more(all_indices, generator)
         order = torch.rand(len(all_indices), patches.shape[1], generator=generator,
                            device=generator.device).argsort(dim=1)
         mine = len(indices)
         jigsaw = self.jigsaw_head(patch_features, len(patches), this_process_rows(order, mine))
-        negatives = this_process_rows(negatives, mine)
         bank = self.memory_bank
-        jigsaw_logits = bank.logits(jigsaw, indices, negatives)
+        jigsaw_logits = bank.logits(jigsaw, indices, this_process_rows(negatives, mine))
         jigsaw_loss = bank.loss(jigsaw_logits)  # first: the step that sets Z sets it here
-        image_logits = bank.logits(image_embeddings, indices, negatives)
+        image_logits = bank.logits(image_embeddings, indices,
+                                   this_process_rows(image_negatives, mine))
         image_loss = bank.loss(image_logits)
         loss = self.jigsaw_weight * jigsaw_loss + (1 - self.jigsaw_weight) * image_loss
         bank.update(all_indices, du.all_gather_cat(image_embeddings.detach()))

@@ -56,3 +56,17 @@ def test_the_model_is_built_with_the_run_length_momentum_and_the_config_keeps_it
     assert model.momentum_schedule.base == pytest.approx(0.996 ** 10)
     assert model_cfg_for_run(load_cfg(BYOL), 100) is not None
     assert model_cfg_for_run(load_cfg(BYOL), 100).MODEL.MOMENTUM == 0.996  # the key off
+
+
+def test_a_cosine_ends_at_the_floor_a_release_decays_to():
+    """SOLVER.COSINE_FLOOR (SwAV's final_lr, DINO's min_lr, VISSL's PIRL end_value): the cosine
+    goes from the peak to floor x peak; 0 leaves MoCo's cosine to the last bit."""
+    from pretrain.engine.schedule import warmup_cosine
+
+    floored, plain = warmup_cosine(2.0, 2, 12, floor=0.001), warmup_cosine(2.0, 2, 12)
+    assert floored(1) == plain(1) == 2.0 and floored(12) == pytest.approx(0.002)
+    assert floored(7) == pytest.approx(0.002 + (2.0 - 0.002) * 0.5)
+    assert [warmup_cosine(2.0, 2, 12, floor=0.0)(i) for i in range(13)] == \
+        [plain(i) for i in range(13)]
+    with pytest.raises(ConfigError, match=r"SOLVER.COSINE_FLOOR 1.5: expected a fraction"):
+        warmup_cosine(2.0, 2, 12, floor=1.5)
