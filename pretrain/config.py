@@ -371,6 +371,47 @@ _L.SOLVER.WEIGHT_DECAY = 0.0
 _register_renamed(_L)
 
 
+# Semi-supervised fine-tuning (tools/finetune.py): the whole pretrained backbone and a new linear
+# classifier trained on a labelled fraction, SimCLR's protocol (Chen et al. 2020, App. B.5):
+# Nesterov momentum 0.9, lr 0.05 x batch / 256 (0.8 at 4096), no warm-up, no weight decay or other
+# regularisation, 60 epochs on 1% of the labels (30 on 10%), random crop and flip only; then a
+# cosine to 0 (the release's schedule with --warmup_epochs 0); evaluation at the centre crop.
+_F = CN()
+_readout_nodes(_F)
+_F.MODEL.STEM = ""  # as the linear readout's: "" = the checkpoint's own
+_F.MODEL.WEIGHTS = ""  # any format tools/convert.py reads; "" = random init (the baseline)
+_F.MODEL.ENCODER = "query"
+# The labelled fraction of DATA.ROOT: PERCENT of each class's images (at least one), drawn with
+# SEED; or SUBSET_FILE, a file of image file names (one per line, e.g. SimCLR's published
+# 1percent.txt / 10percent.txt for ImageNet), which then takes the place of PERCENT.
+_F.DATA.PERCENT = 1.0
+_F.DATA.SUBSET_FILE = ""
+_F.DATA.CROP_SCALE = (0.08, 1.0)
+_F.SOLVER.BATCH_SIZE = 4096
+_F.SOLVER.BASE_LR = 0.05  # for a batch of 256, scaled linearly
+_F.SOLVER.NESTEROV = True
+_F.SOLVER.WEIGHT_DECAY = 0.0
+_F.SOLVER.EPOCHS = 60  # SimCLR: 60 on 1% of the labels, 30 on 10%
+_F.SOLVER.CHECKPOINT_PERIOD = 500  # iterations; a checkpoint at every epoch's end too
+_F.LOG_PERIOD = 50
+
+
+def get_finetune_cfg() -> CN:
+    return _F.clone()
+
+
+def load_finetune_cfg(config_file: str = "", opts=()) -> CN:
+    """The fine-tuning stage's config, frozen; a fraction in (0, 100] or a subset file."""
+    cfg = merge_overrides(get_finetune_cfg(), config_file, opts, stage="finetune")
+    if not cfg.DATA.SUBSET_FILE and not 0 < cfg.DATA.PERCENT <= 100:
+        raise ConfigError(f"DATA.PERCENT {cfg.DATA.PERCENT}: expected a percentage in (0, 100] "
+                          "(or a DATA.SUBSET_FILE)")
+    if cfg.SOLVER.EPOCHS < 1:
+        raise ConfigError(f"SOLVER.EPOCHS {cfg.SOLVER.EPOCHS}: need at least one epoch")
+    cfg.freeze()
+    return cfg
+
+
 def get_supervised_cfg() -> CN:
     return _S.clone()
 

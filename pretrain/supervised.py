@@ -70,7 +70,7 @@ def train_supervised(cfg, resume: bool = False, force: bool = False) -> float | 
         save_checkpoint(cfg.OUTPUT_DIR, f"checkpoint_{done:08d}.pth", {
             "cfg": cfg.dump(), "iteration": done, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": rng_state(), "classes": classes})
+            "rng": rng_state(), "classes": classes, "window": progress.window()})
 
     model.train()
     log = MetricsLog(cfg.OUTPUT_DIR, "supervised", resumed_at=iteration if start.state else None)
@@ -88,10 +88,10 @@ def train_supervised(cfg, resume: bool = False, force: bool = False) -> float | 
         scheduler.step()
         return loss.item(), len(labels)
 
+    progress = LossLine(log, cfg.LOG_PERIOD, scheduler, solver.MAX_ITER, iteration,
+                        start.state.get("window") if start.state else None)
     loop = TrainLoop(step, checkpoint, iteration, solver.MAX_ITER,
-                     every(solver.CHECKPOINT_PERIOD),
-                     [LossLine(log, cfg.LOG_PERIOD, scheduler, solver.MAX_ITER, iteration)],
-                     device)
+                     every(solver.CHECKPOINT_PERIOD), [progress], device)
     if not loop.run(batches):
         log.close()
         return None  # a scheduler's signal: checkpointed; submitit requeues the job

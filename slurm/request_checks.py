@@ -43,8 +43,10 @@ def input_paths(stage: str, cfg) -> list[tuple[str, str]]:
             paths += [("EVAL.KNN_TRAIN_ROOT", cfg.EVAL.KNN_TRAIN_ROOT),
                       ("EVAL.KNN_TEST_ROOT", cfg.EVAL.KNN_TEST_ROOT)]
         return paths
-    if stage in ("lincls", "knn", "supervised"):  # one naming scheme (pretrain/config.py)
+    if stage in ("lincls", "knn", "supervised", "finetune"):  # one naming (pretrain/config.py)
         paths = [("DATA.ROOT", cfg.DATA.ROOT)]
+        if cfg.DATA.get("SUBSET_FILE", ""):
+            paths.append(("DATA.SUBSET_FILE", cfg.DATA.SUBSET_FILE))
         if cfg.DATA.VAL_ROOT or stage != "supervised":
             paths.append(("DATA.VAL_ROOT", cfg.DATA.VAL_ROOT))
         weights = cfg.MODEL.get("WEIGHTS", "")

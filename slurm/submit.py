@@ -3,7 +3,7 @@
 process group built from the job's environment, requeued after a time-out or preemption and resumed
 from the stage's last checkpoint.
 
-    python slurm/submit.py {pretrain,lincls,knn,supervised,detection,learn_views,sweep} [--config-file CFG] [--nodes N]
+    python slurm/submit.py {pretrain,lincls,knn,supervised,finetune,detection,learn_views,sweep} [--config-file CFG] [--nodes N]
         [--gpus-per-node G] [--tasks-per-node T] [--cpus-per-task C] [--mem-gb M] [--partition P]
         [--timeout-min T] [--account A] [--qos Q] [--constraint C] [--comment TEXT]
         [--job-dir DIR] [--dry-run] [--wait] [KEY VALUE ...]
@@ -12,8 +12,8 @@ The job's logs, its resolved config and a submission record go to JOB_DIR/<job i
 The stages (pretrain/stages.py) take a config file and/or KEY VALUE overrides; knn takes
 tools/knn.py's settings as keys (MODEL.ARCH, MODEL.WEIGHTS, DATA.ROOT, DATA.VAL_ROOT, ...), sweep
 takes tools/sweep.py's arguments after `--` (a sweep's points run one after the other in the job),
-learn_views tools/learn_views.py's arguments after `--`. lincls, knn, supervised, learn_views and
-sweep run as one task.
+learn_views tools/learn_views.py's arguments after `--`. lincls, knn, supervised, finetune,
+learn_views and sweep run as one task.
 """  # noqa: E501 (the usage lines are --help's text as printed: a rewrap would change it)
 from __future__ import annotations
 
@@ -64,8 +64,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", metavar="FILE",
-                        help="the stage's config (pretrain, lincls, knn, supervised: optional, "
-                             "the defaults and KEY VALUE overrides may do)")
+                        help="the stage's config (pretrain, lincls, knn, supervised, "
+                             "finetune: optional, the defaults and KEY VALUE overrides may do; "
+                             "learn_views: none)")
     add_resource_arguments(parser)
     parser.add_argument("--job-dir", default="", help="default: output/slurm/<stage>")
     parser.add_argument("--dry-run", action="store_true",

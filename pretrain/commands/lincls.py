@@ -23,7 +23,8 @@ def main(argv=None) -> int:
         raise CheckpointError(str(err)) from None
     except UnknownStemError as err:
         raise ConfigError(str(err)) from None
-    print(f"linear readout top-1: {acc:.2f}%")
+    if acc is not None:  # None: a scheduler's signal stopped it (checkpointed)
+        print(f"linear readout top-1: {acc:.2f}%")
     return 0
 
 

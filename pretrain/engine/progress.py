@@ -29,12 +29,19 @@ class LossLine(Hook):
     """The progress of a classifier's loop (supervised baseline, linear readout) as a loop hook:
     every `period` steps and at the last, the mean loss of the steps since the previous line, the
     lr the last step used, img/s and the ETA, printed and logged. The step returns
-    (loss, images)."""
+    (loss, images). The running sums go into each checkpoint (`window()`), so a run resumed
+    between two lines prints the line the uninterrupted run printed."""
 
-    def __init__(self, log: MetricsLog, period: int, scheduler, total: int, start_step: int):
+    def __init__(self, log: MetricsLog, period: int, scheduler, total: int, start_step: int,
+                 window: dict | None = None):
         self.log, self.period, self.scheduler, self.total = log, period, scheduler, total
         self.eta = Eta(start_step, total)
         self._reset()
+        if window:
+            self.seen, self.loss_sum = window["seen"], window["loss_sum"]
+
+    def window(self) -> dict:
+        return {"seen": self.seen, "loss_sum": self.loss_sum}
 
     def _reset(self) -> None:
         self.began, self.seen, self.loss_sum = time.perf_counter(), 0, 0.0

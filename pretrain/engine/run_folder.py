@@ -28,11 +28,11 @@ from .metrics import METRICS_FILE, drop_rows_after
 CONFIG_FILE = "config.yaml"
 # What a start writes before its first step: a folder holding only these (a start that failed on
 # a typo or on its data) is no run, and a rerun starts there without --force.
-START_FILES = (CONFIG_FILE, "data_check.json", "bad_images.txt")
+START_FILES = (CONFIG_FILE, "data_check.json", "bad_images.txt", "subset.txt")
 # What a training run writes into its folder; --force deletes these and nothing else.
 # The data check's files (pretrain/data/checks.py) belong to the run too: --force starts over.
 RUN_FILES = ("last_checkpoint", "model_final.pth", METRICS_FILE, CONFIG_FILE, "data_check.json",
-             "bad_images.txt", "log.txt")
+             "bad_images.txt", "log.txt", "subset.txt", "result.json")
 RUN_FOLDERS = ("tensorboard",)
 
 

@@ -6,8 +6,8 @@ from pretrain.stages import STAGES, _resolve, get_stage
 
 
 def test_every_stage_names_functions_that_exist():
-    assert set(STAGES) == {"pretrain", "lincls", "knn", "supervised", "detection",
-                           "learn_views", "sweep"}
+    assert set(STAGES) == {"pretrain", "lincls", "knn", "supervised", "finetune",
+                           "detection", "learn_views", "sweep"}
     for stage in STAGES.values():
         for target in (stage.loader, stage.runner, stage.describer):
             assert callable(_resolve(target)), (stage.name, target)

@@ -48,4 +48,5 @@ def test_help_exits_zero():
                           capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert (proc.returncode == 0
-            and "{pretrain,lincls,knn,supervised,detection,learn_views,sweep}" in proc.stdout)
+            and "{pretrain,lincls,knn,supervised,finetune,detection,learn_views,sweep}"
+            in proc.stdout)

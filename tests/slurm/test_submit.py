@@ -79,7 +79,7 @@ def test_single_task_stages_dry_run_without_a_config_file(tmp_path, stage, setti
 @pytest.mark.parametrize("args, message", [
     (["supervised", "--tasks-per-node", "2"], "supervised runs as one task"),
     (["knn", "MODEL.ARCH", "resnet18"], "DATA.ROOT: required"),
-    (["nosuch"], "the first argument must be a stage: pretrain, lincls, knn, supervised, "
+    (["nosuch"], "the first argument must be a stage: pretrain, lincls, knn, supervised, finetune, "
                  "detection, learn_views, sweep"),
 ])
 def test_bad_submissions_are_one_line_errors(tmp_path, args, message):
