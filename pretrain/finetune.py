@@ -28,7 +28,7 @@ from .engine.sampler import batches_per_epoch, seeded_batches
 from .engine.schedule import batch_scaled_lr, warmup_cosine_lr
 from .evaluation.backbone_loading import load_backbone
 from .evaluation.data import eval_transform, folder_classes, labelled_folder, train_transform
-from .evaluation.linear import top1
+from .evaluation.linear import predict
 from .evaluation.readout_checks import warn_random_backbone
 from .evaluation.subsets import labelled_subset
 
@@ -118,16 +118,19 @@ def run_finetune(cfg, resume: bool = False, force: bool = False) -> float | None
         log.close()
         return None
     with log:
-        acc = top1(model, torch.utils.data.DataLoader(val_set, batch_size=solver.BATCH_SIZE,
-                                                      **loader_args), device)
+        predicted, labels = predict(model, torch.utils.data.DataLoader(
+            val_set, batch_size=solver.BATCH_SIZE, **loader_args), device)
+        acc = 100.0 * sum(p == t for p, t in zip(predicted, labels)) / max(1, len(labels))
         log.write(total, {"val_top1": acc})
     print(f"fine-tuned top-1 on {cfg.DATA.VAL_ROOT}: {acc:.2f}% ({len(train_set)} labelled "
           f"images, {'random init' if not cfg.MODEL.WEIGHTS else cfg.MODEL.WEIGHTS})", flush=True)
     atomic_torch_save(model.state_dict(), os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
     atomic_write_text(json.dumps({"top1": acc, "labelled_images": len(train_set),
                                   "weights": cfg.MODEL.WEIGHTS, "percent": cfg.DATA.PERCENT,
-                                  "subset_file": cfg.DATA.SUBSET_FILE, "seed": cfg.SEED},
-                                 indent=1), os.path.join(cfg.OUTPUT_DIR, "result.json"))
+                                  "subset_file": cfg.DATA.SUBSET_FILE, "seed": cfg.SEED,
+                                  # per image, for paired tests (evaluation/paired_tests.py)
+                                  "predictions": predicted, "labels": labels}),
+                       os.path.join(cfg.OUTPUT_DIR, "result.json"))
     if loop.iteration > iteration:  # a finished run resumed has its last checkpoint already
         checkpoint(total)
     return acc

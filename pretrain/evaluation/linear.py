@@ -48,14 +48,19 @@ class LinearReadout(nn.Module):
 
 
 @torch.no_grad()
-def top1(model, loader, device) -> float:
+def predict(model, loader, device) -> tuple[list[int], list[int]]:
+    """(predicted class, label) of every image of `loader`, in its order (eval mode)."""
     model.eval()
-    correct = total = 0
-    for images, labels in loader:
-        logits = model(images.to(device))
-        correct += (logits.argmax(1).cpu() == labels).sum().item()
-        total += len(labels)
-    return 100.0 * correct / max(1, total)
+    predicted, labels = [], []
+    for images, targets in loader:
+        predicted += model(images.to(device)).argmax(1).cpu().tolist()
+        labels += targets.tolist()
+    return predicted, labels
+
+
+def top1(model, loader, device) -> float:
+    predicted, labels = predict(model, loader, device)
+    return 100.0 * sum(p == t for p, t in zip(predicted, labels)) / max(1, len(labels))
 
 
 def run_linear_readout(cfg, resume: bool = False, force: bool = False) -> float | None:
