@@ -35,11 +35,6 @@ def resolved_cfg(stage: str, config_file: str, opts: list[str]):
     return get_stage(stage).load_config(config_file, opts)
 
 
-def resolved_config(stage: str, config_file: str, opts: list[str]) -> str:
-    """resolved_cfg as the text the job records."""
-    return get_stage(stage).describe(resolved_cfg(stage, config_file, opts))
-
-
 def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
     """What a job asks SLURM for (read by `slurm_parameters`); shared with tools/sweep.py."""
     parser.add_argument("--nodes", type=int, default=1)

@@ -2,7 +2,6 @@
 images, plus PIRL's jigsaw patches."""
 from __future__ import annotations
 
-from functools import partial
 
 import torch
 import torchvision.transforms as T
@@ -15,9 +14,9 @@ from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRe
 from .multi_crop import build_multi_crop_views
 from .view_families import build_family_views
 
-__all__ = ["AUGMENTATIONS", "ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
+__all__ = ["ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
            "IMAGENET_STD", "JigsawPatches", "OneView", "blur_kernel_size", "build_views", "compose",
-           "jigsaw_augmentation"]
+           "jigsaw_augmentation", "preset_augmentation"]
 
 
 def _maybe_applied(transform, p: float):
@@ -50,20 +49,9 @@ def compose(recipe: ViewRecipe, imagenet_normalize: bool = True) -> T.Compose:
                      + ([T.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if imagenet_normalize else []))
 
 
-def _preset_augmentation(name: str, crop_size: int, scale: tuple[float, float]) -> T.Compose:
+def preset_augmentation(name: str, crop_size: int, scale: tuple[float, float]) -> T.Compose:
+    """A preset recipe (data/recipes.py: mocov1, mocov2, infomin, flip) as a CPU transform."""
     return compose(preset(name, crop_size, scale))
-
-
-mocov1_augmentation = partial(_preset_augmentation, "mocov1")
-mocov2_augmentation = partial(_preset_augmentation, "mocov2")
-# InfoMin Aug (Tian et al. 2020, PyContrast): MoCo v2 with stronger colour jitter and timm's
-# RandAugment (2 ops of 15, magnitude 10 +- 0.5, each applied with p = 0.5, ImageNet-mean fill).
-infomin_augmentation = partial(_preset_augmentation, "infomin")
-# The crop and a flip only, for views that already differ by construction (DATA.VIEWS_FROM
-# folder), where any further change adds to what the views do not share.
-flip_augmentation = partial(_preset_augmentation, "flip")
-AUGMENTATIONS = {"mocov1": mocov1_augmentation, "mocov2": mocov2_augmentation,
-                 "infomin": infomin_augmentation, "flip": flip_augmentation}
 
 
 class JigsawPatches:

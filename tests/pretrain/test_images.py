@@ -5,7 +5,7 @@ from PIL import Image
 from pretrain.common.errors import UserError
 from pretrain.data.images import ImageViews, collate_views, list_images
 from pretrain.data.packed import FolderImages
-from pretrain.data.views import ContrastiveViews, mocov2_augmentation
+from pretrain.data.views import ContrastiveViews, preset_augmentation
 
 
 def write_images(folder, n, size=(40, 30)):
@@ -34,7 +34,7 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     write_images(tmp_path, 3)
     (tmp_path / "img1.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
     dataset = ImageViews(FolderImages(str(tmp_path)),
-                         ContrastiveViews(mocov2_augmentation(16, (0.2, 1.0))))
+                         ContrastiveViews(preset_augmentation("mocov2", 16, (0.2, 1.0))))
     (views, skipped) = collate_views([dataset[(0, i)] for i in range(3)])
     assert [name for name, _ in skipped] == [str(tmp_path / "img1.jpg")]
     assert views[0].shape == views[1].shape == (3, 3, 16, 16)
@@ -43,7 +43,7 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
 def test_augmentation_depends_only_on_seed_epoch_and_index(tmp_path):
     write_images(tmp_path, 2)
     dataset = ImageViews(FolderImages(str(tmp_path)),
-                         ContrastiveViews(mocov2_augmentation(16, (0.2, 1.0))))
+                         ContrastiveViews(preset_augmentation("mocov2", 16, (0.2, 1.0))))
     a, _ = dataset[(3, 1)]
     torch.manual_seed(1234)  # the caller's RNG state must not matter ...
     b, _ = dataset[(3, 1)]
