@@ -30,3 +30,9 @@ def test_pipeline_knn_bench_prints_a_row_per_pipeline(cifar10, tmp_path):
         match = re.search(rf"^{pipeline}\s+([0-9.]+)\s+([0-9.]+)\s+0\.0$", out, re.MULTILINE)
         assert match and 0 <= float(match.group(1)) <= 100, out
         assert (tmp_path / f"{pipeline}_seed0" / "model_final.pth").is_file()
+
+
+def test_split_bn_bench_prints_both_sides_and_the_ratio():
+    out = run_tool("bench/split_bn.py", "--batch", "16", "--groups", "2", "--repeats", "1").stdout
+    assert "one call ms" in out and "per group ms" in out
+    assert len([line for line in out.splitlines() if line.strip().startswith("ResNet-18")]) == 1

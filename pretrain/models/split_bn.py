@@ -4,7 +4,8 @@ MoCo (He et al. 2020, Sec. 3.3) computes each GPU's BN statistics on its own 32 
 shuffles the keys across 8 GPUs, so a query and its positive key never share statistics; with
 plain BN they do, and the model can solve InfoNCE through the batch statistics instead of the
 images (the paper reports the cheating and a worse linear readout). `SplitBatchNorm2d` computes
-training statistics per contiguous group of the batch, as if each group were one GPU;
+training statistics per group of the batch (images s with the same s mod G, as MoCo's one-GPU
+CIFAR-10 demo groups them), as if each group were one GPU;
 `MoCo.encode_keys` permutes the keys before the key encoder, so a key lands in another group than
 its query's. In eval mode it is plain BN, and its parameters and buffers are BatchNorm2d's, so
 checkpoints, conversion and evaluation see no difference."""
@@ -37,26 +38,29 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         if len(x) % self.splits:
             raise ValueError(f"SplitBatchNorm2d: a batch of {len(x)} does not split into "
                              f"{self.splits} equal groups (MODEL.BN_SPLITS)")
-        # torch's own batch norm on each group (cuDNN on GPU, bf16 activations kept as they are):
-        # chunks along the batch are views in any memory format, channels_last included. Each
-        # group updates its own copy of the running statistics; their average is kept.
-        momentum, running_mean, running_var = 0.0, [None] * self.splits, [None] * self.splits
+        # One batch-norm call, as MoCo's CIFAR-10 demo makes it: the batch viewed as n / G
+        # samples of G x C channels, so image s's channels sit in group s mod G (no copy for a
+        # contiguous batch; channels_last is copied once). Each group updates its own copy of
+        # the running statistics; their average is kept.
+        n, c = x.shape[:2]
+        groups = self.splits
+        momentum, running_mean, running_var = 0.0, None, None
         if self.track_running_stats:
             self.num_batches_tracked.add_(1)
             momentum = self.momentum
             if momentum is None:  # BatchNorm2d's cumulative average
                 momentum = 1.0 / float(self.num_batches_tracked)
-            running_mean = self.running_mean.repeat(self.splits, 1)
-            running_var = self.running_var.repeat(self.splits, 1)
-        out = torch.cat([
-            F.batch_norm(group, running_mean[i], running_var[i], self.weight, self.bias,
-                         True, momentum, self.eps)
-            for i, group in enumerate(x.chunk(self.splits))])
+            running_mean = self.running_mean.repeat(groups)
+            running_var = self.running_var.repeat(groups)
+        weight = self.weight.repeat(groups) if self.weight is not None else None
+        bias = self.bias.repeat(groups) if self.bias is not None else None
+        out = F.batch_norm(x.reshape(n // groups, groups * c, *x.shape[2:]), running_mean,
+                           running_var, weight, bias, True, momentum, self.eps)
         if self.track_running_stats:
             with torch.no_grad():
-                self.running_mean.copy_(running_mean.mean(dim=0))
-                self.running_var.copy_(running_var.mean(dim=0))
-        return out
+                self.running_mean.copy_(running_mean.view(groups, c).mean(dim=0))
+                self.running_var.copy_(running_var.view(groups, c).mean(dim=0))
+        return out.reshape(x.shape)
 
 
 def bn_splits(requested: int, batch_per_process: int, world_size: int) -> int:

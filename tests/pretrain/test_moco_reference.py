@@ -34,8 +34,9 @@ TOL = 1e-6
 # ----------------------------------------------------------------- the reference, from the paper
 
 class GroupBatchNorm(nn.Module):
-    """Training-mode BN with statistics per contiguous group of the batch (each group one 'GPU');
-    every group updates the running statistics as plain BN would, and their average is kept."""
+    """Training-mode BN with statistics per group of the batch (each group one 'GPU'), grouped as
+    the demo's SplitBatchNorm views the batch, (N / G, G x C): image s in group s mod G; every
+    group updates the running statistics as plain BN would, and their average is kept."""
 
     def __init__(self, channels: int, groups: int, eps: float, momentum: float):
         super().__init__()
@@ -48,9 +49,9 @@ class GroupBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        grouped = x.reshape(self.groups, n // self.groups, c, h, w)
-        mean = grouped.mean(dim=(1, 3, 4), keepdim=True)
-        var = ((grouped - mean) ** 2).mean(dim=(1, 3, 4), keepdim=True)  # biased, to normalise
+        grouped = x.reshape(n // self.groups, self.groups, c, h, w)
+        mean = grouped.mean(dim=(0, 3, 4), keepdim=True)
+        var = ((grouped - mean) ** 2).mean(dim=(0, 3, 4), keepdim=True)  # biased, to normalise
         out = (grouped - mean) / torch.sqrt(var + self.eps)
         out = out * self.weight.view(1, 1, c, 1, 1) + self.bias.view(1, 1, c, 1, 1)
         with torch.no_grad():
