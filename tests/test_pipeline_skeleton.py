@@ -33,8 +33,9 @@ SMALL_CONFIGS = {"voc": "configs/detection/small/bccd_R_18_C4.yaml",
 @pytest.fixture(scope="module")
 def pretrained(cifar10, tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain")
-    run_tool("tools/pretrain.py", *PRETRAIN_ARGS, "DATA.ROOT", str(cifar10 / "train"),
-             "OUTPUT_DIR", str(out))
+    log = run_tool("tools/pretrain.py", *PRETRAIN_ARGS, "DATA.ROOT", str(cifar10 / "train"),
+                   "OUTPUT_DIR", str(out)).stdout
+    (out.parent / f"{out.name}_stdout.txt").write_text(log)
     checkpoint = out / "model_final.pth"
     converted = out / "backbone_d2.pkl"
     log = run_tool("tools/convert.py", str(checkpoint), str(converted)).stdout
@@ -48,6 +49,10 @@ def test_pretraining_logged_progress_and_checkpoint(pretrained):
              for line in (checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in lines] == [2, 4]
     assert all(row["loss"] > 0 and "I_NCE" in row and row["img_per_s"] > 0 for row in lines)
+    # The progress line's I_NCE is explained once, before the first line that shows it.
+    stdout = (checkpoint.parent.parent / f"{checkpoint.parent.name}_stdout.txt").read_text()
+    assert stdout.count("I_NCE = log(K + 1) - the InfoNCE loss") == 1
+    assert stdout.index("I_NCE = log(K + 1)") < stdout.index(" I_NCE ")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert state["iteration"] == 4 and state["arch"] == "resnet18"
 

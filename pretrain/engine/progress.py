@@ -4,6 +4,7 @@ negatives, lr, img/s, data time, ETA) and written by global rank 0, with the los
 (loss/<term>), as JSON lines and TensorBoard scalars."""
 from __future__ import annotations
 
+import math
 import time
 
 from ..losses import mutual_information_bound
@@ -76,6 +77,7 @@ class Progress:
         self.total_iters = total_iters
         self.eta = Eta(start_iter, total_iters)
         self.skipped_images = 0
+        self.explained = False  # the I_NCE legend is printed once, before the first line
         self._reset(time.perf_counter())
 
     def _reset(self, now: float) -> None:
@@ -107,6 +109,12 @@ class Progress:
             mean = sum(terms[name] for name in self.info_nce_terms) / len(self.info_nce_terms)
             metrics["I_NCE"] = mutual_information_bound(mean, self.num_negatives)
             info_nce = f"I_NCE {metrics['I_NCE']:.3f} "
+            if not self.explained and du.is_main_process():
+                print(f"I_NCE = log(K + 1) - the InfoNCE loss, K = {self.num_negatives} negatives: "
+                      "the InfoNCE lower bound on the views' mutual information, in nats (at most "
+                      f"log(K + 1) = {math.log(self.num_negatives + 1):.3f}; below 0 while the "
+                      "loss is above chance's, as early in a run)", flush=True)
+            self.explained = True
         metrics.update({"lr": lr, "img_per_s": n * self.batch_size / (now - self.window_start),
                         "data_time": self.data_time / n, "skipped_images": self.skipped_images})
         self.log.write(iteration, metrics)
