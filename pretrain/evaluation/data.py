@@ -11,7 +11,7 @@ import torchvision
 import torchvision.transforms as T
 from PIL import Image
 
-from ..common.errors import DatasetError
+from ..common.errors import ConfigError, DatasetError
 from ..data.bad_data import BadImageError, check_choice, file_problem, problems_of
 from ..data.images import to_rgb
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
@@ -37,7 +37,8 @@ def eval_transform(crop_size: int, crop_fraction: float = 0.875) -> T.Compose:
     a square image's area), 1.0 shows the whole image; an image no larger than the crop is shown
     whole either way (EVAL.CROP_FRACTION)."""
     if not 0 < crop_fraction <= 1:
-        raise ValueError(f"crop fraction {crop_fraction}: expected a value in (0, 1]")
+        raise ConfigError(f"crop fraction {crop_fraction} (EVAL.CROP_FRACTION): expected a value "
+                          "in (0, 1]")
     return T.Compose([EvalResize(crop_size, crop_fraction), T.CenterCrop(crop_size),
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 

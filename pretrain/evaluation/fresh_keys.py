@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..common.errors import ConfigError
 from ..losses import info_nce
 
 
@@ -31,7 +32,8 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
       query_cosine: mean cosine between the queries of different images."""
     n = len(query_images)
     if n < 2 or n % batch_size:
-        raise ValueError(f"{n} image pairs: need at least 2, in whole batches of {batch_size}")
+        raise ConfigError(f"{n} probe image pairs (--n): need at least 2, in whole batches of "
+                          f"{batch_size}")
     was_training = model.training
     model.train(train_bn)
     try:
