@@ -9,6 +9,7 @@ first (error). A file that still fails to decode while training is skipped (a tr
 stops the run naming it (a test image: evaluating another image in its place would be wrong)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -19,12 +20,13 @@ from detectron2.data.build import _train_loader_from_config
 from detectron2.data.common import MapDataset
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pretrain.data.bad_data import (CHECK_DEPTHS, BadImageError, BadImageLog, check_choice,
                                     file_problem, problems_of, write_bad_list)
 from pretrain.common.errors import DatasetError
-from pretrain.data.images import MAX_CONSECUTIVE_FAILURES
+from pretrain.common.user_cache import user_cache_dir
+from pretrain.data.images import MAX_CONSECUTIVE_FAILURES, to_rgb
 
 # A box may reach this far past the image edge (px): annotation tools round outwards, and VOC's
 # inclusive 1-based xmax equals the width.
@@ -34,8 +36,31 @@ SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # rotated a quarter turn: Detectron2 swaps 
 
 
 # Pillow modes of more than 8 bits per channel: Detectron2's read_image converts them with
-# Pillow's convert("RGB"), which clips at 255, so a 16-bit scan trains as an all-white image.
-WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# Pillow's convert("RGB"), which clips at 255, so a 16-bit scan would train as an all-white image.
+# The check gives such images 8-bit copies scaled by their bit depth instead (scaled_copy).
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class WideImage(str):
+    """record_problem's answer for a usable image of more than 8 bits per channel: no problem,
+    but it is read from an 8-bit copy (its Pillow mode is the text)."""
+
+
+def scaled_copy(path: str) -> str:
+    """An 8-bit RGB PNG of the wide image `path`, scaled by its bit depth as pretraining reads it
+    (pretrain/data/images.py to_rgb), written once into the user's cache and keyed by the file's
+    path, size and modification time (an edited file gets a new copy)."""
+    stat = os.stat(path)
+    key = hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    copy = user_cache_dir("scaled_images", f"{key.hexdigest()}.png")
+    if not os.path.isfile(copy):
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        with Image.open(path) as img:
+            rgb = to_rgb(ImageOps.exif_transpose(img))
+        temp = f"{copy}.{os.getpid()}.tmp"
+        rgb.save(temp, format="PNG")
+        os.replace(temp, copy)  # atomic: processes checking at once write the same bytes
+    return copy
 
 
 def image_size(path: str) -> tuple[int, int, str]:
@@ -57,9 +82,8 @@ def record_problem(record: dict, decode: bool) -> str | None:
         width, height, mode = image_size(path)  # Pillow reads the header (the cheap check did not)
     except Exception as err:  # Pillow raises many types for a corrupt header
         return f"not an image file ({type(err).__name__}: {err})".replace("\n", " ")
-    if mode in WIDE_MODES:
-        return (f"a {'16-bit' if mode.startswith('I;16') else 'wide'} image (Pillow mode {mode}): "
-                "Detectron2 would read it clipped to white; convert it to 8 bits per channel")
+    if mode == "F":  # floating-point pixels: no bit depth to scale by
+        return f"a floating-point image (Pillow mode {mode}): convert it to 8 bits per channel"
     expected = (record.get("width"), record.get("height"))
     if all(expected) and expected != (width, height):
         return f"image is {width}x{height}, its annotation says {expected[0]}x{expected[1]}"
@@ -74,14 +98,32 @@ def record_problem(record: dict, decode: bool) -> str | None:
                 or y1 > height + BOX_TOLERANCE):
             return (f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) falls outside the {width}x{height} "
                     "image")
-    return None
+    return WideImage(mode) if mode in WIDE_MODES else None
 
 
-def find_bad_records(records: list[dict], decode: bool, threads: int = 8) -> dict[str, str]:
-    """{file_name: reason} of the records that fail record_problem."""
+def find_bad_records(records: list[dict], decode: bool, threads: int = 8,
+                     wide: list[str] | None = None) -> dict[str, str]:
+    """{file_name: reason} of the records that fail record_problem; the file names of usable
+    images of more than 8 bits per channel are appended to `wide`."""
     numbered = list(range(len(records)))
-    return {records[i]["file_name"]: reason for i, reason in
-            problems_of(numbered, lambda i: record_problem(records[i], decode), threads)}
+    bad = {}
+    for i, reason in problems_of(numbered, lambda i: record_problem(records[i], decode), threads):
+        if isinstance(reason, WideImage):
+            if wide is not None:
+                wide.append(records[i]["file_name"])
+        else:
+            bad[records[i]["file_name"]] = reason
+    return bad
+
+
+def _read_from_copies(name: str, copies: dict[str, str]) -> None:
+    """Re-register dataset `name` with its wide images read from their 8-bit copies (the records
+    keep their ids, so evaluators that read the ground truth from the original files agree)."""
+    load = DatasetCatalog[name]
+    DatasetCatalog.remove(name)
+    DatasetCatalog.register(name, lambda: [dict(r, file_name=copies.get(r["file_name"],
+                                                                     r["file_name"]))
+                                           for r in load()])
 
 
 def _drop_from_catalog(name: str, records: list[dict], bad: set[str]) -> None:
@@ -159,7 +201,14 @@ def check_detection_data(cfg, names, is_main_process: bool = True) -> dict[str, 
         if is_main_process:
             print(f"checking the {len(records)} images of dataset {name} (DATASETS.CHECK "
                   f"{depth})", file=sys.stderr, flush=True)
-        bad = find_bad_records(records, depth == "decode", cfg.DATALOADER.NUM_WORKERS)
+        wide: list[str] = []
+        bad = find_bad_records(records, depth == "decode", cfg.DATALOADER.NUM_WORKERS, wide)
+        if wide:
+            _read_from_copies(name, {path: scaled_copy(path) for path in wide})
+            if is_main_process:
+                print(f"dataset {name}: {len(wide)} images of more than 8 bits per channel (e.g. "
+                      f"{wide[0]}) are read from 8-bit copies scaled by their bit depth, in "
+                      f"{user_cache_dir('scaled_images')}", file=sys.stderr)
         if bad and on_bad == "skip":
             _drop_from_catalog(name, records, set(bad))
             if is_main_process:

@@ -384,22 +384,34 @@ def test_training_images_without_annotations_are_counted_in_one_line(shared_data
         report_unannotated(cfg_for(tmp_path), [name])
 
 
-def test_a_16_bit_image_is_named_not_trained_on_as_white(shared_data, tmp_path):
+def test_a_16_bit_image_is_read_scaled_to_8_bits_not_clipped_to_white(shared_data, tmp_path,
+                                                                       monkeypatch, capsys):
     """Detectron2 reads a 16-bit grayscale scan through Pillow's convert("RGB"), which clips it
-    at 255: the check names it instead."""
+    at 255: the check gives the dataset an 8-bit copy scaled by the bit depth (cached in the
+    user's cache folder), and Detectron2's own reader then sees the scan's grey levels."""
     import numpy as np
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.detection_utils import read_image
     from PIL import Image
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
     def sixteen_bit_first_image(coco):
         coco["images"][0]["file_name"] = "scan16.png"
 
     spec = coco_variant(shared_data, tmp_path, sixteen_bit_first_image)
     with Image.open(shared_data / "fruits_nuts" / "images" / "0.jpg") as img:
-        gray = np.asarray(img.convert("L"), dtype=np.uint16) * 257  # the full 16-bit range
-    Image.fromarray(gray).save(tmp_path / "fn" / "images" / "scan16.png")
-    assert Image.open(tmp_path / "fn" / "images" / "scan16.png").mode.startswith("I")
+        gray8 = np.asarray(img.convert("L"), dtype=np.uint16)
+    scan = tmp_path / "fn" / "images" / "scan16.png"
+    Image.fromarray(gray8 * 257).save(scan)  # the full 16-bit range
+    assert Image.open(scan).mode.startswith("I")
+    assert (read_image(str(scan), format="RGB") == 255).mean() > 0.9  # what Detectron2 alone sees
     (name,) = register_from_specs([f"name=t_16bit_{tmp_path.name} {spec}"])
-    bad = check_detection_data(cfg_for(tmp_path), [name])
-    (reason,) = bad.values()
-    assert list(bad) == [str(tmp_path / "fn" / "images" / "scan16.png")]
-    assert "16-bit image" in reason and "convert it to 8 bits per channel" in reason
+    assert check_detection_data(cfg_for(tmp_path), [name]) == {}
+    copies = [r["file_name"] for r in DatasetCatalog.get(name)
+              if r["file_name"].startswith(str(tmp_path / "cache" / "infomin-det"))]
+    assert len(copies) == 1 and str(scan) not in [r["file_name"] for r in DatasetCatalog.get(name)]
+    record = {"file_name": copies[0]}
+    seen = read_image(record["file_name"], format="RGB")
+    assert np.array_equal(seen, np.repeat(gray8[:, :, None], 3, axis=2).astype(np.uint8))
+    assert "read from 8-bit copies scaled by their bit depth" in capsys.readouterr().err
