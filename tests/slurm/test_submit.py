@@ -190,10 +190,10 @@ def test_preempted_readout_and_view_learning_jobs_requeue_and_resume(slurm_clust
     data = str(cifar10 / "test")
     readout = ["MODEL.ARCH", "resnet18", "DATA.CROP_SIZE", "32", "SOLVER.BATCH_SIZE", "16",
                "DATA.NUM_WORKERS", "0", "DATA.LIMIT", "128", "DATA.VAL_LIMIT", "32",
-               "SOLVER.EPOCHS", "40", "SOLVER.MILESTONES", "(20,)", "DATA.ROOT", data,
+               "SOLVER.EPOCHS", "20", "SOLVER.MILESTONES", "(10,)", "DATA.ROOT", data,
                "DATA.VAL_ROOT", data]
     views = ["--images", data, "--limit", "256", "--size", "16", "--blocks", "2", "--hidden",
-             "8", "--width", "8", "--batch-size", "16", "--steps", "600", "--warmup", "10",
+             "8", "--width", "8", "--batch-size", "16", "--steps", "300", "--warmup", "10",
              "--save-every", "20"]
     jobs, runs = tmp_path / "jobs", {"lincls": tmp_path / "lincls", "views": tmp_path / "views"}
     lincls_job = submit(jobs, "lincls", "--timeout-min", "20", *readout,
@@ -214,7 +214,7 @@ def test_preempted_readout_and_view_learning_jobs_requeue_and_resume(slurm_clust
         assert re.search(rf"resumed from .* at {unit} [1-9]", log), log[-3000:]
     run_tool("tools/lincls.py", *readout, "OUTPUT_DIR", str(tmp_path / "lincls_direct"))
     run_tool("tools/learn_views.py", *views, "--output-dir", str(tmp_path / "views_direct"))
-    requeued, direct = (torch.load(run / "checkpoint_00000320.pth", weights_only=False)
+    requeued, direct = (torch.load(run / "checkpoint_00000160.pth", weights_only=False)
                         for run in (runs["lincls"], tmp_path / "lincls_direct"))
     assert all(torch.equal(requeued["classifier"][k], v) for k, v in direct["classifier"].items())
     assert requeued["val_top1"] == direct["val_top1"]
