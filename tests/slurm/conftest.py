@@ -48,7 +48,9 @@ def _start_munge() -> bool:
     return True
 
 
-def _write_conf(folder) -> str:
+def _write_conf(folder, nodes: tuple[str, ...] = ()) -> str:
+    """One node named after this host; or `nodes`, several slurmd on this machine (each its own
+    port, spool, pid and log file: Debian's slurmd runs one per node name, `slurmd -N`)."""
     host = socket.gethostname().split(".")[0]
     cpus = os.cpu_count() or 1
     with open("/proc/meminfo") as f:
@@ -78,6 +80,25 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """)
     for sub in ("state", "spool"):
         (folder / sub).mkdir()
+    if nodes:  # one line per node, and per-node files (%n: the node's name)
+        text = conf.read_text()
+        for key in ("SlurmdSpoolDir", "SlurmdPidFile", "SlurmdLogFile"):
+            start = text.index(f"{key}=")
+            end = text.index("\n", start)
+            path = text[start + len(key) + 1:end]
+            stem, dot, ext = path.rpartition(".") if key != "SlurmdSpoolDir" else (path, "", "")
+            text = text[:start] + f"{key}={stem}-%n{dot}{ext}" + text[end:]
+        node_lines = "".join(
+            f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={free_port()} "
+            f"CPUs={cpus} RealMemory={mem_mb * 3 // 4 // len(nodes)} State=UNKNOWN\n"
+            for name in nodes)
+        start = text.index("NodeName=")
+        text = (text[:start] + node_lines
+                + f"PartitionName=debug Nodes={','.join(nodes)} Default=YES MaxTime=INFINITE "
+                  "State=UP\n")
+        conf.write_text(text)
+        for name in nodes:
+            (folder / f"spool-{name}").mkdir()
     return str(conf)
 
 
@@ -116,3 +137,61 @@ def slurm_cluster(tmp_path_factory):
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = old_conf
+
+
+def _local_names(host: str) -> list[str]:
+    """Names of this machine that resolve to a loopback address, the host's own first: node names
+    a job can use as its master address. ("localhost" is not one: SLURM reads it as the host.)"""
+    names = [host]
+    with open("/etc/hosts") as f:
+        for line in f:
+            fields = line.split("#")[0].split()
+            if len(fields) >= 2 and fields[0].startswith("127."):
+                names += fields[1:]
+    usable = []
+    for name in dict.fromkeys(names):
+        if name == "localhost" or "." in name:
+            continue
+        try:
+            if socket.gethostbyname(name).startswith("127."):
+                usable.append(name)
+        except OSError:
+            pass
+    return usable
+
+
+@pytest.fixture
+def two_node_cluster(slurm_cluster, tmp_path):
+    """A second cluster of two nodes on this machine, each its own slurmd (`slurmd -N`), named
+    after two of the machine's loopback names (so the job's first node is a master address its
+    tasks reach); SLURM_CONF points at it while the test runs. Built beside the session's cluster,
+    whose munged it shares."""
+    host = socket.gethostname().split(".")[0]
+    nodes = tuple(_local_names(host)[:2])
+    if len(nodes) < 2:
+        pytest.skip(f"this machine has one loopback name ({nodes}): add a second to /etc/hosts "
+                    "(127.0.0.1 node2) for the two-node test")
+    folder = tmp_path / "two_nodes"
+    folder.mkdir()
+    conf = _write_conf(folder, nodes=nodes)
+    old_conf = os.environ["SLURM_CONF"]
+    os.environ["SLURM_CONF"] = conf
+    _run("slurmctld", "-f", conf)
+    for name in nodes:
+        _run("slurmd", "-f", conf, "-N", name)
+    deadline, state = time.time() + 60, ""
+    while time.time() < deadline:
+        state = _run("sinfo", "-h", "-o", "%D %t", check=False).stdout.strip()
+        if state == "2 idle":
+            break
+        time.sleep(1)
+    try:
+        if state != "2 idle":
+            logs = "".join(p.read_text()[-800:] for p in folder.glob("*.log"))
+            pytest.fail(f"the two-node cluster did not come up (sinfo: {state!r})\n{logs}")
+        yield folder
+    finally:
+        _run("scancel", "--user", "root", check=False)
+        _run("scontrol", "shutdown", check=False)
+        time.sleep(2)
+        os.environ["SLURM_CONF"] = old_conf
