@@ -420,6 +420,19 @@ def get_lincls_cfg() -> CN:
     return _L.clone()
 
 
+def _floats_where_floats(cfg: CN, opts: list) -> list:
+    """KEY VALUE pairs with a whole number given for a float key written as a float ("1" -> "1.0"
+    for DATA.PERCENT or SOLVER.BASE_LR): the config's type check would refuse the int."""
+    out = list(opts)
+    for i in range(0, len(out) - 1, 2):
+        node, value = cfg, out[i + 1]
+        for part in str(out[i]).split("."):
+            node = node.get(part) if isinstance(node, CN) else None
+        if isinstance(node, float) and isinstance(value, str) and value.lstrip("+-").isdigit():
+            out[i + 1] = f"{float(value)!r}"
+    return out
+
+
 def merge_overrides(cfg: CN, config_file: str = "", opts=(), stage: str = "") -> CN:
     """cfg <- config file (with _BASE_) <- KEY VALUE overrides, in place; errors (ConfigError)
     name the file and key. Shared by every config of the project's tools (pretraining, readouts,
@@ -436,7 +449,7 @@ def merge_overrides(cfg: CN, config_file: str = "", opts=(), stage: str = "") ->
         if len(opts) % 2:
             raise ConfigError(f"overrides must be KEY VALUE pairs, got {list(opts)}")
         try:
-            cfg.merge_from_list(list(opts))
+            cfg.merge_from_list(_floats_where_floats(cfg, list(opts)))
         except (KeyError, AssertionError, ValueError) as err:
             raise ConfigError(f"command-line override: {err.args[0]}") from None
     if stage and not cfg.OUTPUT_DIR:
