@@ -67,7 +67,8 @@ def test_simclrs_protocol_is_the_default_and_bad_fractions_are_refused():
     assert solver.NESTEROV and solver.WEIGHT_DECAY == 0.0 and solver.EPOCHS == 60
     assert cfg.DATA.PERCENT == 1.0
     # A whole number for a float key, as people type it, is read as the float.
-    assert load_finetune_cfg(opts=["DATA.PERCENT", "10", "SOLVER.BASE_LR", "1"]).DATA.PERCENT == 10.0
+    typed = load_finetune_cfg(opts=["DATA.PERCENT", "10", "SOLVER.BASE_LR", "1"])
+    assert typed.DATA.PERCENT == 10.0 and typed.SOLVER.BASE_LR == 1.0
     with pytest.raises(ConfigError, match=r"DATA.PERCENT 0.0: expected a percentage in \(0, 100\]"):
         load_finetune_cfg(opts=["DATA.PERCENT", "0.0"])
 
