@@ -304,7 +304,9 @@ def test_seeds_run_every_point_and_random_init_per_seed_and_pair_them(cifar10, t
     runs = [json.loads((output / NAMES[0] / f"seed{s}" / "result.json").read_text())
             for s in (0, 1)]
     expected = sum(r["accuracy"] - i["accuracy"] for r, i in zip(runs, inits)) / 2
-    assert setting["vs_random_init"]["difference"] == pytest.approx(expected)
+    # The report pairs per-image predictions (exact); result.json's accuracies carry float32
+    # rounding (a 3.7e-7 difference where two runs scored the same), hence the absolute tolerance.
+    assert setting["vs_random_init"]["difference"] == pytest.approx(expected, abs=1e-4)
     assert setting["accuracy"][1] is not None  # an SD over two seeds
 
 
