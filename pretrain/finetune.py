@@ -20,7 +20,7 @@ import torch.nn as nn
 from .common.atomic_io import atomic_torch_save, atomic_write_text
 from .config import load_finetune_cfg  # noqa: F401 (the stage's config, imported from here)
 from .engine.checkpoint import rng_state, save_checkpoint, set_rng_state
-from .engine.loop import TrainLoop
+from .engine.loop import TrainLoop, classifier_step
 from .engine.metrics import MetricsLog
 from .engine.progress import LossLine
 from .engine.run_folder import open_run_folder
@@ -93,17 +93,6 @@ def run_finetune(cfg, resume: bool = False, force: bool = False) -> float | None
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": rng_state(), "window": progress.window()})
 
-    def step(epoch_batch, _iteration: int) -> tuple[float, int]:
-        _, (images, labels) = epoch_batch
-        model.train()  # batch norm too: the whole network is fine-tuned
-        loss = nn.functional.cross_entropy(model(images.to(device, non_blocking=True)),
-                                           labels.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        return loss.item(), len(labels)
-
     loader_args = dict(num_workers=cfg.DATA.NUM_WORKERS, pin_memory=device == "cuda")
     batches = seeded_batches(train_set, solver.BATCH_SIZE, cfg.SEED, iteration, with_epoch=False,
                              resumed_rng=start.state["rng"] if start.state else None,
@@ -111,6 +100,7 @@ def run_finetune(cfg, resume: bool = False, force: bool = False) -> float | None
     log = MetricsLog(cfg.OUTPUT_DIR, "finetune", resumed_at=iteration if start.state else None)
     progress = LossLine(log, cfg.LOG_PERIOD, scheduler, total, iteration,
                         start.state.get("window") if start.state else None)
+    step = classifier_step(model, optimizer, scheduler, device)
     loop = TrainLoop(step, checkpoint, iteration, total,
                      lambda done: done % solver.CHECKPOINT_PERIOD == 0 or done % per_epoch == 0,
                      [progress], device)

@@ -18,7 +18,7 @@ import torch.nn as nn
 from .config import load_supervised_cfg  # noqa: F401 (the stage's config, imported from here)
 from .engine.checkpoint import atomic_torch_save, rng_state, save_checkpoint, set_rng_state
 from .engine.metrics import MetricsLog
-from .engine.loop import TrainLoop, every
+from .engine.loop import TrainLoop, classifier_step, every
 from .engine.progress import LossLine
 from .engine.run_folder import open_run_folder
 from .engine.sampler import batches_per_epoch, seeded_batches
@@ -78,18 +78,9 @@ def train_supervised(cfg, resume: bool = False, force: bool = False) -> float | 
                              resumed_rng=start.state["rng"] if start.state else None,
                              num_workers=cfg.DATA.NUM_WORKERS, pin_memory=device == "cuda")
 
-    def step(epoch_batch, _iteration: int) -> tuple[float, int]:
-        _, (images, labels) = epoch_batch
-        loss = nn.functional.cross_entropy(model(images.to(device, non_blocking=True)),
-                                           labels.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        return loss.item(), len(labels)
-
     progress = LossLine(log, cfg.LOG_PERIOD, scheduler, solver.MAX_ITER, iteration,
                         start.state.get("window") if start.state else None)
+    step = classifier_step(model, optimizer, scheduler, device)
     loop = TrainLoop(step, checkpoint, iteration, solver.MAX_ITER,
                      every(solver.CHECKPOINT_PERIOD), [progress], device)
     if not loop.run(batches):

@@ -85,6 +85,24 @@ class TrainLoop:
             hook.after_train(self)
 
 
+def classifier_step(model, optimizer, scheduler, device: str) -> Callable[[Any, int], tuple]:
+    """The step of a classifier trained end to end (supervised baseline, fine-tuning): cross-
+    entropy on a seeded_batches (epoch, (images, labels)) item, one optimizer and scheduler step;
+    returns (loss, images) for LossLine."""
+    import torch.nn.functional as F
+
+    def step(epoch_batch, _iteration: int) -> tuple[float, int]:
+        _, (images, labels) = epoch_batch
+        model.train()  # batch norm too: the whole network trains
+        loss = F.cross_entropy(model(images.to(device, non_blocking=True)), labels.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss.item(), len(labels)
+    return step
+
+
 def every(period: int) -> Callable[[int], bool]:
     """checkpoint_due for a period in steps (0: never)."""
     return lambda iteration: period > 0 and iteration % period == 0
