@@ -127,6 +127,15 @@ _C.MODEL.DINO.WARMUP_TEACHER_TEMP = 0.04
 _C.MODEL.DINO.WARMUP_TEACHER_TEMP_EPOCHS = 0
 _C.MODEL.DINO.CENTER_MOMENTUM = 0.9
 _C.MODEL.DINO.CLIP_GRAD = 3.0
+# Entropy and reconstruction (Rodríguez-Gálvez et al. 2023; pretrain/entropy_reconstruction.py):
+# every method logs H, Rec and I_ER = H - Rec of the pair its step exposes, with a von
+# Mises-Fisher kernel of concentration KAPPA on the sphere (the release's default, 10). With
+# OBJECTIVE True (byol, dino, swav: the paper's ER variants) the loss becomes
+# Rec - ENTROPY_WEIGHT * H of the branch that gets gradients (each method's docstring says which).
+_C.MODEL.ER = CN()
+_C.MODEL.ER.KAPPA = 10.0
+_C.MODEL.ER.OBJECTIVE = False
+_C.MODEL.ER.ENTROPY_WEIGHT = 1.0
 
 _C.DATA = CN()
 _C.DATA.ROOT = ""  # image folder (class folders or flat) or a .txt list; else $PRETRAIN_DATA_ROOT

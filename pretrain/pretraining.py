@@ -245,7 +245,7 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
 
     progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE,
                         model.num_negatives(cfg.SOLVER.BATCH_SIZE), model.info_nce_terms,
-                        start_iter, total_iters)
+                        start_iter, total_iters, cfg.MODEL.ER.KAPPA)
 
     def step(epoch_batch, iteration: int) -> PretrainStep:
         epoch, (batch, bad) = epoch_batch

@@ -20,6 +20,7 @@ import torch.nn as nn
 from ..common import distributed as du
 from ..common.errors import ConfigError
 from ..losses import info_nce
+from ..entropy_reconstruction import SPHERE, ERPair
 from .method import VIEWS_CHANNEL_GROUPS, Method, StepOutput
 from .moco import MoCo, build_moco
 
@@ -145,7 +146,9 @@ class CMC(Method):
                 terms[f"{a + 1}->{b + 1}"] = term.detach()
         for branch, gathered in zip(branches, all_keys):
             branch.enqueue(gathered)
-        return StepOutput(loss, torch.cat(logits), terms)
+        first, second = self.pairs[0]  # the core view and the next
+        return StepOutput(loss, torch.cat(logits), terms,
+                          ERPair(SPHERE, queries[first].detach(), keys[second]))
 
 
 def _view_branch(cfg, in_channels: int) -> MoCo:

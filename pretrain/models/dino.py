@@ -30,6 +30,7 @@ from ..common import distributed as du
 from ..common.errors import ConfigError
 from .backbone import backbone_of_cfg
 from .ema import MomentumSchedule, ema_update, frozen_copy
+from ..entropy_reconstruction import DISCRETE, ERObjective, ERPair, entropy
 from .method import VIEWS_MULTI_CROP, Method, StepOutput, register_method
 from .moco import Encoder
 from .swav import agreement_logits, at_least_float32, crop_features
@@ -84,10 +85,18 @@ def teacher_temperature(epoch: int, warmup: float, final: float, warmup_epochs: 
 @register_method("dino")
 class DINO(Method):
     """No negatives: the log prints no I_NCE. Term "cross_entropy": the student-teacher
-    cross-entropy averaged over the crop pairs."""
+    cross-entropy averaged over the crop pairs.
+
+    DINO-ER (MODEL.ER.OBJECTIVE; Rodríguez-Gálvez et al. 2023, Sec. 5): DINO's cross-entropy
+    is the reconstruction term (discrete support); the loss subtracts w times the discrete
+    entropy of the student's batch-mean distribution P_s over the K outputs, averaged over the
+    two global crops (the teacher, which the paper's H(W2) is of, gets no gradient; centring
+    and sharpening stay). Terms "cross_entropy" and "entropy"."""
     views = VIEWS_MULTI_CROP
     adjusts_gradients = True
     anneals_momentum = True
+    has_er_variant = True
+    er: ERObjective | None = None  # set by from_cfg
     legacy_keys = ("queue", "queue_ptr")  # empty buffers of when DINO was built on MoCo
 
     def __init__(self, student: Encoder, out_dim: int, momentum: float, momentum_cosine: bool,
@@ -120,10 +129,12 @@ class DINO(Method):
         m, d = cfg.MODEL, cfg.MODEL.DINO
         backbone, dim = backbone_of_cfg(cfg)
         head = DINOHead(dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM, d.OUT_DIM, d.NORM_LAST_LAYER)
-        return cls(Encoder(backbone, head), d.OUT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE,
-                   d.STUDENT_TEMP, d.TEACHER_TEMP, d.WARMUP_TEACHER_TEMP,
-                   d.WARMUP_TEACHER_TEMP_EPOCHS, d.CENTER_MOMENTUM, d.FREEZE_LAST_LAYER_EPOCHS,
-                   d.CLIP_GRAD)
+        model = cls(Encoder(backbone, head), d.OUT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE,
+                    d.STUDENT_TEMP, d.TEACHER_TEMP, d.WARMUP_TEACHER_TEMP,
+                    d.WARMUP_TEACHER_TEMP_EPOCHS, d.CENTER_MOMENTUM,
+                    d.FREEZE_LAST_LAYER_EPOCHS, d.CLIP_GRAD)
+        model.er = ERObjective.from_cfg(cfg)
+        return model
 
     def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
         """The temperature and freeze schedules are by epoch; the momentum's over the run."""
@@ -200,6 +211,11 @@ class DINO(Method):
             own = torch.zeros_like(cross, dtype=torch.bool)
             own[0, 0] = own[1, 1] = True
             loss = cross[~own].mean()
+            terms = {"cross_entropy": loss.detach()}
+            if self.er is not None:
+                h = sum(entropy(log_p[i].exp(), DISCRETE, self.er.kappa) for i in (0, 1)) / 2
+                terms["entropy"] = h.detach()
+                loss = self.er.loss(loss, h)
         self.update_center(teacher_out)
-        return StepOutput(loss, agreement_logits(log_p[1].detach(), targets[0]),
-                          {"cross_entropy": loss.detach()})
+        return StepOutput(loss, agreement_logits(log_p[1].detach(), targets[0]), terms,
+                          ERPair(DISCRETE, log_p[1].detach().exp(), targets[0].detach()))

@@ -16,6 +16,7 @@ import torch
 
 from ..common import distributed as du
 from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
+from ..entropy_reconstruction import SPHERE, ERPair
 from .method import VIEWS_INDEXED, StepOutput, register_method
 from .moco import Encoder
 
@@ -40,5 +41,7 @@ class InsDis(MemoryBankMethod):
         logits = self.memory_bank.logits(embeddings, indices,
                                          this_process_rows(negatives, len(indices)))
         loss = self.memory_bank.loss(logits)
+        own_entries = self.memory_bank.vectors[indices].clone()  # what the embedding must match
         self.memory_bank.update(all_indices, du.all_gather_cat(embeddings.detach()))
-        return StepOutput(loss, logits, {"instance": loss.detach()})
+        return StepOutput(loss, logits, {"instance": loss.detach()},
+                          ERPair(SPHERE, embeddings.detach(), own_entries))

@@ -8,7 +8,9 @@ not have. What a method declares:
 - `views`: what one training step feeds `forward`, per sample (VIEWS_* below); the data pipeline
   builds exactly that.
 - `forward(*views) -> StepOutput`: the loss to minimise, logits for the log's accuracy (positive
-  in column 0) and a named breakdown of the loss (`terms`, detached).
+  in column 0), a named breakdown of the loss (`terms`, detached) and the pair of
+  representations the ER monitor measures (`er`: entropy, reconstruction and I_ER are logged
+  for every method, entropy_reconstruction.py).
 - `info_nce_terms`: the names in `terms` that are InfoNCE losses against `num_negatives(B)`
   negatives; the log's I_NCE = log(K + 1) - their mean is printed for those methods only (a
   method without negatives has no such bound to print).
@@ -36,6 +38,7 @@ import torch.nn as nn
 from ..common.errors import ConfigError
 from ..common import distributed as du
 from ..data import inputs
+from ..entropy_reconstruction import ERPair
 
 # What one step feeds forward(), per sample (data/inputs.py: the data pipeline builds from them).
 VIEWS_PAIR = inputs.PAIR
@@ -50,6 +53,9 @@ class StepOutput(NamedTuple):
     loss: torch.Tensor    # what backward() takes
     logits: torch.Tensor  # positive in column 0: the log's accuracy (argmax == 0)
     terms: dict           # name -> detached scalar: the loss's parts, logged as loss/<name>
+    # The two sides one view's representation is reconstructed from and into, for the log's
+    # entropy, reconstruction and I_ER (entropy_reconstruction.py): every method shows one.
+    er: ERPair | None = None
 
 
 class Method(nn.Module):
@@ -57,6 +63,7 @@ class Method(nn.Module):
     views: ClassVar[str] = VIEWS_PAIR
     info_nce_terms: ClassVar[tuple[str, ...]] = ()
     adjusts_gradients: ClassVar[bool] = False
+    has_er_variant: ClassVar[bool] = False  # MODEL.ER.OBJECTIVE applies (the paper's ER variants)
     anneals_momentum: ClassVar[bool] = False  # MODEL.MOMENTUM_COSINE applies
     # MODEL.HEAD of the paper ("": MODEL.METHOD's own name; None: several papers, no note)
     paper_head: ClassVar[str | None] = ""
@@ -78,6 +85,13 @@ class Method(nn.Module):
         if m.CMC.ENABLED and cls.name != "moco":
             raise ConfigError(f"MODEL.CMC.ENABLED with MODEL.METHOD {m.METHOD}: CMC is built on "
                               "moco's branches; set MODEL.METHOD moco")
+        if m.ER.KAPPA <= 0:
+            raise ConfigError(f"MODEL.ER.KAPPA {m.ER.KAPPA}: the von Mises-Fisher concentration "
+                              "must be positive (the release's default is 10)")
+        if m.ER.OBJECTIVE and not cls.has_er_variant:
+            raise ConfigError(f"MODEL.ER.OBJECTIVE with MODEL.METHOD {m.METHOD}: only "
+                              f"{', '.join(n for n, c in METHODS.items() if c.has_er_variant)} "
+                              "have an ER variant")
         if m.JIGSAW.ENABLED and cls.views not in (VIEWS_PAIR_JIGSAW, VIEWS_INDEXED_JIGSAW):
             raise ConfigError(f"MODEL.JIGSAW.ENABLED with MODEL.METHOD {m.METHOD}: only moco "
                               "(InfoMin's branch) and pirl have a JigSaw loss")

@@ -14,6 +14,7 @@ from ..losses import info_nce
 from .backbone import backbone_of_cfg
 from .ema import ema_update, frozen_copy
 from .heads import build_head
+from ..entropy_reconstruction import SPHERE, ERPair
 from .method import VIEWS_PAIR_JIGSAW, Method, StepOutput, register_method
 from .split_bn import bn_splits, convert_to_split_bn
 
@@ -163,7 +164,7 @@ class MoCo(Method):
             terms["jigsaw"] = jigsaw_loss.detach()
             loss = (1 - self.jigsaw_weight) * loss + self.jigsaw_weight * jigsaw_loss
         self.enqueue(all_keys)
-        return StepOutput(loss, logits, terms)
+        return StepOutput(loss, logits, terms, ERPair(SPHERE, queries.detach(), keys))
 
 
 def build_moco(cfg) -> MoCo:

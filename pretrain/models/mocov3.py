@@ -19,6 +19,7 @@ from ..common import distributed as du
 from ..losses import info_nce
 from .byol import online_and_target_from_cfg
 from .ema import MomentumSchedule, ema_update, frozen_copy
+from ..entropy_reconstruction import SPHERE, ERPair
 from .method import VIEWS_PAIR, Method, StepOutput, register_method
 from .moco import Encoder
 
@@ -82,4 +83,5 @@ class MoCoV3(Method):
         loss12, logits12 = self._contrast(q1, k2)
         loss21, logits21 = self._contrast(q2, k1)
         return StepOutput(2 * self.temperature * (loss12 + loss21), torch.cat([logits12, logits21]),
-                          {"1->2": loss12.detach(), "2->1": loss21.detach()})
+                          {"1->2": loss12.detach(), "2->1": loss21.detach()},
+                          ERPair(SPHERE, q1.detach(), k2))

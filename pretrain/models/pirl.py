@@ -24,6 +24,7 @@ from ..common import distributed as du
 from .backbone import backbone_of_cfg
 from .heads import build_head
 from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
+from ..entropy_reconstruction import SPHERE, ERPair
 from .method import VIEWS_INDEXED_JIGSAW, StepOutput, register_method
 from .moco import Encoder, JigsawHead
 
@@ -77,4 +78,5 @@ class PIRL(MemoryBankMethod):
         loss = self.jigsaw_weight * jigsaw_loss + (1 - self.jigsaw_weight) * image_loss
         bank.update(all_indices, du.all_gather_cat(image_embeddings.detach()))
         return StepOutput(loss, image_logits,
-                          {"jigsaw": jigsaw_loss.detach(), "image": image_loss.detach()})
+                          {"jigsaw": jigsaw_loss.detach(), "image": image_loss.detach()},
+                          ERPair(SPHERE, jigsaw.detach(), image_embeddings.detach()))

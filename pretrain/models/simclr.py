@@ -15,6 +15,7 @@ import torch
 
 from ..common import distributed as du
 from ..losses import nt_xent
+from ..entropy_reconstruction import SPHERE, ERPair
 from .method import Method, StepOutput, register_method
 from .moco import Encoder
 
@@ -57,4 +58,5 @@ class SimCLR(Method):
         z1, z2 = self.query_encoder(torch.cat([view1, view2])).chunk(2)
         mean, logits = nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1),
                                all_gather_with_grad(z2), offset=du.get_rank() * len(z1))
-        return StepOutput(2 * mean, logits, {"nt_xent": mean.detach()})
+        return StepOutput(2 * mean, logits, {"nt_xent": mean.detach()},
+                          ERPair(SPHERE, z1.detach(), z2.detach()))

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..losses import mean_cosine
 from .byol import batch_logits
 from .heads import build_predictor
+from ..entropy_reconstruction import SPHERE, ERPair
 from .method import Method, StepOutput, register_method
 from .moco import Encoder
 
@@ -45,4 +47,6 @@ class SimSiam(Method):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         d12, d21 = -mean_cosine(p1, z2) / 2, -mean_cosine(p2, z1) / 2  # z detached in mean_cosine
         return StepOutput(d12 + d21, batch_logits(p1, z2),
-                          {"1->2": d12.detach(), "2->1": d21.detach()})
+                          {"1->2": d12.detach(), "2->1": d21.detach()},
+                          ERPair(SPHERE, F.normalize(p1.detach(), dim=1),
+                                 F.normalize(z2.detach(), dim=1)))

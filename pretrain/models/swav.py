@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..common import distributed as du
 from ..common.errors import ConfigError
 from ..losses import similarity_dtype
+from ..entropy_reconstruction import DISCRETE, ERObjective, ERPair, entropy
 from .method import VIEWS_MULTI_CROP, Method, StepOutput, register_method
 from .moco import Encoder
 
@@ -78,9 +79,18 @@ def at_least_float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
 @register_method("swav")
 class SwAV(Method):
     """No negatives: the log prints no I_NCE (its stored features, `feature_queue`, enter the
-    codes' Sinkhorn, not a contrast). Term "swapped_prediction"."""
+    codes' Sinkhorn, not a contrast). Term "swapped_prediction".
+
+    SwAV-ER (MODEL.ER.OBJECTIVE; Rodríguez-Gálvez et al. 2023, Sec. 5): the swapped prediction
+    is the reconstruction term (discrete support); the loss subtracts w times the discrete
+    entropy of the batch-mean prediction softmax(z C^T / T) over the prototypes, averaged over
+    the two large crops. The codes keep their Sinkhorn-Knopp equipartition (which is how SwAV
+    already keeps H(W) high, the paper's point); the explicit term puts it on the predictions,
+    which get gradients. Terms "swapped_prediction" and "entropy"."""
     views = VIEWS_MULTI_CROP
     adjusts_gradients = True
+    has_er_variant = True
+    er: ERObjective | None = None  # set by from_cfg
 
     def __init__(self, encoder: Encoder, feat_dim: int, num_prototypes: int, temperature: float,
                  epsilon: float, sinkhorn_iterations: int, freeze_prototypes_epochs: float,
@@ -107,9 +117,11 @@ class SwAV(Method):
         if s.QUEUE_LENGTH % du.get_world_size():
             raise ConfigError(f"MODEL.SWAV.QUEUE_LENGTH {s.QUEUE_LENGTH} is not divisible by "
                               f"the {du.get_world_size()} processes")
-        return cls(Encoder.from_cfg(cfg), m.FEAT_DIM, s.NUM_PROTOTYPES, m.TEMPERATURE, s.EPSILON,
-                   s.SINKHORN_ITERATIONS, s.FREEZE_PROTOTYPES_EPOCHS, s.QUEUE_LENGTH,
-                   s.QUEUE_START_EPOCH)
+        model = cls(Encoder.from_cfg(cfg), m.FEAT_DIM, s.NUM_PROTOTYPES, m.TEMPERATURE,
+                    s.EPSILON, s.SINKHORN_ITERATIONS, s.FREEZE_PROTOTYPES_EPOCHS, s.QUEUE_LENGTH,
+                    s.QUEUE_START_EPOCH)
+        model.er = ERObjective.from_cfg(cfg)
+        return model
 
     def start_run(self, samples: int, iters_per_epoch: int, total_iters: int) -> None:
         """The prototypes' freeze and the queue's start are counted in epochs."""
@@ -177,5 +189,10 @@ class SwAV(Method):
                                 weight.detach()) for i in (0, 1)]
             loss = sum(-(codes[i] * log_p[[v for v in range(len(crops)) if v != i]])
                        .sum(dim=2).mean() for i in (0, 1)) / 2
-        return StepOutput(loss, agreement_logits(scores[1].detach(), codes[0]),
-                          {"swapped_prediction": loss.detach()})
+            terms = {"swapped_prediction": loss.detach()}
+            if self.er is not None:
+                h = sum(entropy(log_p[i].exp(), DISCRETE, self.er.kappa) for i in (0, 1)) / 2
+                terms["entropy"] = h.detach()
+                loss = self.er.loss(loss, h)
+        return StepOutput(loss, agreement_logits(scores[1].detach(), codes[0]), terms,
+                          ERPair(DISCRETE, log_p[1].detach().exp(), codes[0]))

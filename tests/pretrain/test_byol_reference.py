@@ -12,24 +12,33 @@ z' = g_xi(f_xi(v')) and symmetrically; the loss l = -2/B sum [<q(z), z'> / (|q(z
 <q(z~'), z~> / ...] of Algorithm 1, which is our symmetric Eq. 2 loss minus 4; a LARS step on
 theta with the cosine rate eta_k (biases, BN excluded, App. A); then
 xi <- tau_k xi + (1 - tau_k) theta with tau_k = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2
-(Sec. 3.2), k the step just taken (0 first)."""
+(Sec. 3.2), k the step just taken (0 first).
+
+BYOL-ER (Rodríguez-Gálvez et al. 2023) on the same reference: the loss is, over both
+directions, the release's vMF reconstruction of z' from q (both normalised) minus w times the
+release's vMF entropy of the online projections z (tests/pretrain/reference_er.py, the
+constant without the release's +1e-7, which at 8 dimensions moves no digit that matters)."""
 from __future__ import annotations
 
 import copy
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from tests.pretrain.reference_parts import (FEAT_DIM, HIDDEN, PRED_HIDDEN, ReferenceOptimizer,
                                             assert_same, batches, cosine_lr, load_into, mlp,
                                             network, project, trainer_step)
+from tests.pretrain.reference_er import release_entropy, release_reconstruction
 
 TAU_BASE, TOTAL = 0.9, 4  # tau_base far from 1 and a short run, so that the schedule shows
+KAPPA, ENTROPY_WEIGHT = 4.0, 0.7  # not the defaults, so that each must be read
 
 
 class ReferenceBYOL:
-    def __init__(self):
+    def __init__(self, er: bool = False):
+        self.er = er
         self.online = network(mlp([512, HIDDEN, FEAT_DIM], last="none", last_bias=False))
         self.predictor = mlp([FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none",
                              last_bias=False).double()
@@ -45,12 +54,22 @@ class ReferenceBYOL:
         return net["head"](net["backbone"](v))
 
     def step(self, v: torch.Tensor, v_prime: torch.Tensor) -> float:
-        q, q_tilde = (self.predictor(self.project(self.online, x)) for x in (v, v_prime))
+        z, z_online_prime = self.project(self.online, v), self.project(self.online, v_prime)
+        q, q_tilde = self.predictor(z), self.predictor(z_online_prime)
         with torch.no_grad():  # v first: the order the target's BN running statistics see
             z_tilde, z_prime = self.project(self.target, v), self.project(self.target, v_prime)
         b = len(v)
-        loss = -2 / b * (F.cosine_similarity(q, z_prime).sum()
-                         + F.cosine_similarity(q_tilde, z_tilde).sum())
+        if self.er:
+            def unit(x):
+                return F.normalize(x, dim=1)
+            rec = sum(release_reconstruction(unit(a), unit(t), "sphere", KAPPA, with_eps=False)
+                      for a, t in ((q, z_prime), (q_tilde, z_tilde)))
+            h = sum(release_entropy(unit(y), "sphere", KAPPA, with_eps=False)
+                    for y in (z, z_online_prime))
+            loss = rec - ENTROPY_WEIGHT * h
+        else:
+            loss = -2 / b * (F.cosine_similarity(q, z_prime).sum()
+                             + F.cosine_similarity(q_tilde, z_tilde).sum())
         params = list(self.online.parameters()) + list(self.predictor.parameters())
         rate = cosine_lr(self.k, TOTAL)
         self.optimizer.step(params, torch.autograd.grad(loss, params), [rate] * len(params))
@@ -62,17 +81,21 @@ class ReferenceBYOL:
         return loss.item()
 
 
-def test_byol_steps_like_algorithm_1_of_the_paper():
+@pytest.mark.parametrize("er", [False, True], ids=["byol", "byol-er"])
+def test_byol_steps_like_algorithm_1_of_the_paper(er):
+    er_opts = ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.KAPPA", str(KAPPA),
+               "MODEL.ER.ENTROPY_WEIGHT", str(ENTROPY_WEIGHT)] if er else []
     model, optimizer, scheduler = project(
         "byol", "MODEL.MOMENTUM", str(TAU_BASE), "MODEL.MOMENTUM_COSINE", "True",
-        "SOLVER.OPTIMIZER", "lars", total_iters=TOTAL)
-    reference = ReferenceBYOL()
+        "SOLVER.OPTIMIZER", "lars", *er_opts, total_iters=TOTAL)
+    reference = ReferenceBYOL(er)
     load_into(reference.online, model.query_encoder)
     load_into(reference.predictor, model.predictor)
     reference.start()
     for step, (v, v_prime) in enumerate(batches(3)):
         loss = trainer_step(model, optimizer, scheduler, v, v_prime)
-        assert abs(loss - 4 - reference.step(v, v_prime)) <= 1e-6, f"step {step}: loss"
+        offset = 0 if er else 4  # Algorithm 1's loss is our Eq. 2 sum minus 4
+        assert abs(loss - offset - reference.step(v, v_prime)) <= 1e-6, f"step {step}: loss"
         assert_same(model.query_encoder, reference.online, "online", step + 1)
         assert_same(model.predictor, reference.predictor, "predictor", step + 1)
         assert_same(model.key_encoder, reference.target, "target", step + 1)

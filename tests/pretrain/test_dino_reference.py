@@ -15,12 +15,17 @@ for multi-crop); an SGD step on the student after each gradient is clipped to no
 and, during the first epoch, the last layer's dropped (the release's recipe), the rate on its
 cosine; then
 g_t <- l g_t + (1 - l) g_s with l on a cosine from l_base to 1, and
-C <- m C + (1 - m) mean(t1, t2). tau_t is linear from 0.04 to 0.07 over the first epochs."""
+C <- m C + (1 - m) mean(t1, t2). tau_t is linear from 0.04 to 0.07 over the first epochs.
+
+DINO-ER (Rodríguez-Gálvez et al. 2023) on the same reference: the loss minus w times the
+release's discrete entropy (tests/pretrain/reference_er.py) of the student's batch-mean
+softmax(s / tau_s), averaged over the two global crops."""
 from __future__ import annotations
 
 import math
 import warnings
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,10 +33,12 @@ import torch.nn.functional as F
 from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, ReferenceOptimizer,
                                             assert_same, cosine_lr, network, project,
                                             trainer_step)
+from tests.pretrain.reference_er import release_entropy
 from tests.pretrain.test_swav_reference import NUM_SMALL, multi_crop_batches
 
 OUT_DIM, TPS, TPT_START, TPT_END, TPT_EPOCHS = 32, 0.1, 0.04, 0.07, 3
 L_BASE, TOTAL, CENTER_M, CLIP, FREEZE_STEPS = 0.9, 4, 0.9, 0.5, 1
+ENTROPY_WEIGHT = 0.7
 
 
 class ReferenceHead(nn.Module):
@@ -49,7 +56,8 @@ class ReferenceHead(nn.Module):
 
 
 class ReferenceDINO:
-    def __init__(self):
+    def __init__(self, er: bool = False):
+        self.er = er
         self.gs, self.gt = network(ReferenceHead()), network(ReferenceHead())
         self.C = torch.zeros(OUT_DIM, dtype=torch.float64)
         # The release's groups (utils.get_params_groups): no weight decay on biases and norms.
@@ -79,6 +87,9 @@ class ReferenceDINO:
 
         pairs = [(i, v) for i in (0, 1) for v in range(len(s)) if v != i]
         loss = sum(H(t[i], s[v]) for i, v in pairs) / len(pairs)
+        if self.er:
+            loss = loss - ENTROPY_WEIGHT * sum(
+                release_entropy(F.softmax(s[i] / TPS, dim=1), "discrete") for i in (0, 1)) / 2
 
         named = [(n, p) for n, p in self.gs.named_parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss, [p for _, p in named])
@@ -103,7 +114,10 @@ class ReferenceDINO:
         return loss.item()
 
 
-def test_dino_steps_like_algorithm_1_of_the_paper():
+@pytest.mark.parametrize("er", [False, True], ids=["dino", "dino-er"])
+def test_dino_steps_like_algorithm_1_of_the_paper(er):
+    er_opts = ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.ENTROPY_WEIGHT",
+               str(ENTROPY_WEIGHT)] if er else []
     model, optimizer, scheduler = project(
         "dino", "MODEL.MOMENTUM", str(L_BASE), "MODEL.MOMENTUM_COSINE", "True",
         "MODEL.DINO.OUT_DIM", str(OUT_DIM), "MODEL.DINO.STUDENT_TEMP", str(TPS),
@@ -112,9 +126,9 @@ def test_dino_steps_like_algorithm_1_of_the_paper():
         "MODEL.DINO.CENTER_MOMENTUM", str(CENTER_M), "MODEL.DINO.CLIP_GRAD", str(CLIP),
         "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS", str(float(FREEZE_STEPS)),
         "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.DECAY_BIAS_AND_NORM", "False",
-        total_iters=TOTAL)
+        *er_opts, total_iters=TOTAL)
     model.start_run(0, iters_per_epoch=1, total_iters=TOTAL)
-    reference = ReferenceDINO()
+    reference = ReferenceDINO(er)
     reference.gs.load_state_dict(model.query_encoder.state_dict())
     reference.start()
     last_layer = model.query_encoder.head.last_layer.weight_v.detach().clone()

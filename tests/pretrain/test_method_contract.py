@@ -13,7 +13,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from pretrain.common.errors import ConfigError
 from pretrain.config import load_cfg
+from pretrain.entropy_reconstruction import DISCRETE, SPHERE
 from pretrain.models.backbone import backbone_of_cfg
 from pretrain.models import method as contract
 from pretrain.models.method import METHODS, Method, StepOutput
@@ -92,6 +94,12 @@ def test_a_method_answers_the_contract(name):
     if info_nce:
         assert model.num_negatives(BATCH) > 0
 
+    # Every method shows the ER monitor a pair: the log's entropy, reconstruction and I_ER.
+    assert out.er is not None and not out.er.source.requires_grad
+    assert out.er.support == (DISCRETE if name in ("swav", "dino") else SPHERE)
+    assert out.er.source.shape == out.er.target.shape
+    assert all(math.isfinite(x) for x in out.er.measure(cfg.MODEL.ER.KAPPA))
+
     out.loss.backward()
     if model.adjusts_gradients:
         model.before_optimizer_step()
@@ -102,6 +110,32 @@ def test_a_method_answers_the_contract(name):
     with torch.no_grad():
         features = backbone.eval()(torch.randn(2, 3, SIZE, SIZE))
     assert features.shape[0] == 2 and features.ndim == 2
+
+
+ER_RECIPES = {"byol": "byol_er_R50_1000ep.yaml", "dino": "dino_er_R50_100ep.yaml",
+              "swav": "swav_er_R50_800ep.yaml"}
+
+
+@pytest.mark.parametrize("name", list(ER_RECIPES))
+def test_the_er_variants_loss_is_reconstruction_minus_entropy(name):
+    """The ER recipes (MODEL.ER.OBJECTIVE) build their parent method, whose loss is its
+    reconstruction term minus the entropy term, both logged; other methods refuse the key."""
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / ER_RECIPES[name]), TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.start_run(SAMPLES, iters_per_epoch=4, total_iters=8)
+    assert model.name == name and model.has_er_variant
+    out = model(*step_inputs(model, cfg))
+    rec = {"byol": "reconstruction", "dino": "cross_entropy", "swav": "swapped_prediction"}[name]
+    assert set(out.terms) == {rec, "entropy"}
+    w = cfg.MODEL.ER.ENTROPY_WEIGHT
+    assert out.loss.item() == pytest.approx((out.terms[rec] - w * out.terms["entropy"]).item(),
+                                            rel=1e-6)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.query_encoder.backbone.parameters())
+    with pytest.raises(ConfigError, match="MODEL.ER.OBJECTIVE with MODEL.METHOD simclr"):
+        build_model(load_cfg(str(REPO / "configs" / "pretrain" / RECIPES["simclr"]),
+                             [*TINY, "MODEL.ER.OBJECTIVE", "True"]))
 
 
 def test_each_direction_and_branch_is_a_named_term():

@@ -45,6 +45,12 @@ def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tm
         assert int(weights["momentum_schedule.step"]) == 3  # the annealing resumes from here
     losses = metrics(out)
     assert list(losses) == [1, 2, 3] and all(math.isfinite(x) for x in losses.values())
+    # I_ER for every method; I_NCE only for those with negatives (SimCLR, MoCo v3).
+    with open(out / "metrics.jsonl") as f:
+        logged = [r for r in map(json.loads, f) if "loss" in r]
+    assert all(math.isfinite(r["I_ER"]) and r["I_ER"] == pytest.approx(
+        r["er/entropy"] - r["er/reconstruction"]) for r in logged)
+    assert all(("I_NCE" in r) == (method in ("simclr", "mocov3")) for r in logged)
 
     assert_backbone_converts(final, weights, tmp_path / f"{method}.pkl")
     if not has_target:  # one encoder: there is no momentum encoder to convert

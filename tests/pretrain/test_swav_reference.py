@@ -17,7 +17,11 @@ prototypes' gradient dropped during the first epoch(s) ("we freeze the prototype
 first epoch", App. A) - here 2 of the 3 steps, so both regimes are checked. With the queue of
 App. A.1: the embeddings of the last batches of each large crop, kept from a start step on, join
 the batch's scores in Sinkhorn once there are enough of them, and only the batch's codes are
-used."""
+used.
+
+SwAV-ER (Rodríguez-Gálvez et al. 2023) on the same reference: the loss minus w times the
+release's discrete entropy (tests/pretrain/reference_er.py) of the batch-mean
+softmax(scores / T), averaged over the two large crops."""
 from __future__ import annotations
 
 import pytest
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, LR, ReferenceOptimizer,
                                             assert_same, load_into, mlp, network, project,
                                             trainer_step)
+from tests.pretrain.reference_er import release_entropy
 
 K, T, EPS, SINKHORN_ITERS, FREEZE_STEPS = 10, 0.1, 0.05, 3, 2
 QUEUE_START_STEP = 1  # with a queue of one batch: filled at step 2, used at step 3
@@ -42,7 +47,8 @@ def multi_crop_batches(steps: int):
 
 
 class ReferenceSwAV:
-    def __init__(self, queue_length: int = 0):
+    def __init__(self, queue_length: int = 0, entropy_weight: float = 0.0):
+        self.entropy_weight = entropy_weight  # SwAV-ER's w (0: SwAV)
         self.queue_batches = queue_length // BATCH  # App. A.1: the last batches' embeddings
         self.stored: list[list[torch.Tensor]] = [[], []]  # per large crop, oldest first
         self.net = network(mlp([512, HIDDEN, FEAT_DIM], last="none"))
@@ -84,6 +90,9 @@ class ReferenceSwAV:
             loss = loss + sum(-(q_t * F.log_softmax(s / T, dim=1)).sum(dim=1).mean()
                               for s in others) / len(others)
         loss = loss / 2
+        if self.entropy_weight:
+            loss = loss - self.entropy_weight * sum(
+                release_entropy(F.softmax(scores[t] / T, dim=1), "discrete") for t in (0, 1)) / 2
         params = list(self.net.parameters()) + [self.C.weight]
         grads = list(torch.autograd.grad(loss, params))
         if self.k < FREEZE_STEPS:  # the prototypes last, so the other velocities keep their index
@@ -93,17 +102,20 @@ class ReferenceSwAV:
         return loss.item()
 
 
-@pytest.mark.parametrize("queue_length", [0, BATCH])
-def test_swav_steps_like_the_paper(queue_length):
+@pytest.mark.parametrize("queue_length, entropy_weight", [(0, 0.0), (BATCH, 0.0), (0, 0.7)],
+                         ids=["swav", "swav-queue", "swav-er"])
+def test_swav_steps_like_the_paper(queue_length, entropy_weight):
+    er_opts = ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.ENTROPY_WEIGHT",
+               str(entropy_weight)] if entropy_weight else []
     model, optimizer, scheduler = project(
         "swav", "MODEL.SWAV.QUEUE_LENGTH", str(queue_length),
         "MODEL.SWAV.QUEUE_START_EPOCH", str(float(QUEUE_START_STEP)),
         "MODEL.TEMPERATURE", str(T), "MODEL.SWAV.NUM_PROTOTYPES", str(K),
         "MODEL.SWAV.EPSILON", str(EPS), "MODEL.SWAV.SINKHORN_ITERATIONS", str(SINKHORN_ITERS),
         "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", str(float(FREEZE_STEPS)),
-        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "larc")
+        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "larc", *er_opts)
     model.start_run(0, iters_per_epoch=1, total_iters=10 ** 9)
-    reference = ReferenceSwAV(queue_length)
+    reference = ReferenceSwAV(queue_length, entropy_weight)
     load_into(reference.net, model.query_encoder)
     reference.C.load_state_dict(model.prototypes.state_dict())
     start = reference.C.weight.detach().clone()
