@@ -253,7 +253,8 @@ def run_point(sweep: Sweep, point: SweepPoint) -> dict | None:
     result = {
         "name": point.name, "label": point.label, "setting": dict(point.setting),
         "random_init": point.random_init, "seed": cfg.SEED, "i_nce": info["i_nce"],
-        "i_nce_bound": info["bound"], "heldout": sweep.heldout_root(cfg),
+        "i_nce_bound": info["bound"], "i_er": info["i_er"], "er_entropy": info["er_entropy"],
+        "er_reconstruction": info["er_reconstruction"], "heldout": sweep.heldout_root(cfg),
         "heldout_bn": info["bn"],
         "heldout_images": info["n"], "heldout_loss": info["loss"], "heldout_acc": info["acc"],
         "readout": sweep.readout, "accuracy": accuracy, "train_loss": train_loss,
@@ -273,7 +274,8 @@ def run_local(sweep: Sweep, log=print) -> list[dict]:
         result = run_point(sweep, point)
         if result is not None:
             log(f"[{i}/{len(points)}] {point.folder}: I_NCE {result['i_nce']:.3f} "
-                f"(bound {result['i_nce_bound']:.3f}), {sweep.readout} {result['accuracy']:.2f}%")
+                f"(bound {result['i_nce_bound']:.3f}), I_ER {result['i_er']:.3f}, "
+                f"{sweep.readout} {result['accuracy']:.2f}%")
     return write_report(sweep)
 
 

@@ -23,7 +23,7 @@ from .engine.checkpoint import atomic_write_text
 from .evaluation.paired_tests import correct_per_image, paired_bootstrap, significant, spearman
 
 READOUT_NAMES = {"knn": "kNN", "linear": "linear readout"}
-RUN_COLUMNS = ("label", "seed", "i_nce", "i_nce_bound", "accuracy", "heldout_loss",
+RUN_COLUMNS = ("label", "seed", "i_nce", "i_nce_bound", "i_er", "accuracy", "heldout_loss",
                "heldout_acc", "train_loss", "iterations", "seconds", "name")
 MARKS = {True: "above", False: "below", None: "n.s."}
 
@@ -58,6 +58,9 @@ def summarise(rows: list[dict]) -> dict:
         entry = {"name": name, "label": runs[0]["label"], "random_init": runs[0]["random_init"],
                  "seeds": [run.get("seed") for run in runs],
                  "i_nce": _mean_sd([run["i_nce"] for run in runs]),
+                 # results written before the ER monitor have no I_ER
+                 "i_er": (_mean_sd([run["i_er"] for run in runs])
+                          if all("i_er" in run for run in runs) else (None, None)),
                  "accuracy": _mean_sd([run["accuracy"] for run in runs]),
                  "vs_random_init": None, "mark": None}
         if baseline is not None and not entry["random_init"]:
@@ -104,6 +107,8 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _pm(mean_sd: tuple[float, float | None], digits: int) -> str:
     mean, sd = mean_sd
+    if mean is None:
+        return "-"
     return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
@@ -121,10 +126,12 @@ def _cell(label: str) -> str:
 
 def markdown(summary: dict, missing: list[str], readout: str) -> str:
     name = READOUT_NAMES[readout]
-    lines = [f"| setting | seeds | I_NCE (nats, mean ± SD) | {name} top-1 (%, mean ± SD) "
-             f"| vs random init: diff [95% CI], p | mark |", "|---|---|---|---|---|---|"]
+    lines = [f"| setting | seeds | I_NCE (nats, mean ± SD) | I_ER (nats, mean ± SD) "
+             f"| {name} top-1 (%, mean ± SD) | vs random init: diff [95% CI], p | mark |",
+             "|---|---|---|---|---|---|---|"]
     for s in summary["settings"]:
         lines.append(f"| {_cell(s['label'])} | {len(s['seeds'])} | {_pm(s['i_nce'], 3)} "
+                     f"| {_pm(s['i_er'], 3)} "
                      f"| {_pm(s['accuracy'], 2)} | {_test_cell(s['vs_random_init'])} "
                      f"| {s['mark'] or '-'} |")
     lines.append("")
@@ -149,13 +156,14 @@ def markdown(summary: dict, missing: list[str], readout: str) -> str:
                          + ("Both sides significant: a reverse U (the peak was picked from these "
                             "runs, which makes the test somewhat optimistic)." if u["holds"] else
                             "Not both sides significant: no reverse U at this budget."))
-    lines += ["", "Runs:", "", "| setting | seed | I_NCE | bound log N | top-1 (%) "
+    lines += ["", "Runs:", "", "| setting | seed | I_NCE | bound log N | I_ER | top-1 (%) "
               "| held-out loss | train loss | iterations | seconds |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary["settings"]:
         for r in s["runs"]:
             lines.append(f"| {_cell(r['label'])} | {r.get('seed', '-')} | {_fmt(r['i_nce'])} "
-                         f"| {_fmt(r['i_nce_bound'])} | {_fmt(r['accuracy'], 2)} "
+                         f"| {_fmt(r['i_nce_bound'])} | {_fmt(r.get('i_er'))} "
+                         f"| {_fmt(r['accuracy'], 2)} "
                          f"| {_fmt(r['heldout_loss'])} | {_fmt(r['train_loss'])} "
                          f"| {r['iterations']} | {_fmt(r['seconds'], 0)} |")
     if missing:
@@ -190,21 +198,33 @@ def write_sweep_report(rows: list[dict], missing: list[str], readout: str, out: 
 
 
 def plot_reverse_u(summary: dict, readout: str, path: str) -> None:
-    """Mean readout accuracy against mean I_NCE per setting, error bars one SD over seeds each
-    way; random init as a dashed line; filled green / red where the paired test puts a setting
-    above / below random init, hollow where it is not significant."""
+    """Mean readout accuracy against mean I_NCE per setting (left) and against mean I_ER
+    (right, where the runs measured it), error bars one SD over seeds each way; random init as a
+    dashed line; filled green / red where the paired test puts a setting above / below random
+    init, hollow where it is not significant."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
     settings = summary["settings"]
+    axes_keys = ["i_nce"] + (["i_er"] if all(s["i_er"][0] is not None for s in settings)
+                             else [])
+    fig, axes = plt.subplots(1, len(axes_keys), figsize=(7 * len(axes_keys), 5), squeeze=False)
+    for ax, key in zip(axes[0], axes_keys):
+        _plot_accuracy_against(ax, settings, key, readout)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_accuracy_against(ax, settings: list[dict], key: str, readout: str) -> None:
+    """One panel of plot_reverse_u: accuracy against the information measure `key`."""
     baseline = next((s for s in settings if s["random_init"]), None)
     if baseline is not None:
         ax.axhline(baseline["accuracy"][0], color="grey", linestyle="--", linewidth=1,
                    label=f"random init ({baseline['accuracy'][0]:.1f}%)")
-        ax.scatter([baseline["i_nce"][0]], [baseline["accuracy"][0]], marker="x", color="grey")
+        ax.scatter([baseline[key][0]], [baseline["accuracy"][0]], marker="x", color="grey")
     styles = {"above": dict(color="tab:green", label="above random init (p < 0.05)"),
               "below": dict(color="tab:red", label="below random init (p < 0.05)"),
               "n.s.": dict(facecolors="none", edgecolors="tab:blue",
@@ -215,21 +235,22 @@ def plot_reverse_u(summary: dict, readout: str, path: str) -> None:
         chosen = [s for s in trained if s["mark"] == mark]
         if not chosen:
             continue
-        ax.errorbar([s["i_nce"][0] for s in chosen], [s["accuracy"][0] for s in chosen],
-                    xerr=[s["i_nce"][1] or 0 for s in chosen],
+        ax.errorbar([s[key][0] for s in chosen], [s["accuracy"][0] for s in chosen],
+                    xerr=[s[key][1] or 0 for s in chosen],
                     yerr=[s["accuracy"][1] or 0 for s in chosen], fmt="none", ecolor="lightgrey")
-        ax.scatter([s["i_nce"][0] for s in chosen], [s["accuracy"][0] for s in chosen], s=60,
+        ax.scatter([s[key][0] for s in chosen], [s["accuracy"][0] for s in chosen], s=60,
                    **style)
     for s in trained:
-        ax.annotate(s["label"], (s["i_nce"][0], s["accuracy"][0]), textcoords="offset points",
+        ax.annotate(s["label"], (s[key][0], s["accuracy"][0]), textcoords="offset points",
                     xytext=(5, 5), fontsize=8)
-    for bound in {round(r["i_nce_bound"], 6) for s in settings for r in s["runs"]}:
-        ax.axvline(bound, color="lightgrey", linestyle=":", linewidth=1)
     seeds = max((len(s["seeds"]) for s in settings), default=1)
-    ax.set_xlabel("I_NCE on held-out views (nats; dotted: log N, the most it can show)")
     ax.set_ylabel(f"{READOUT_NAMES[readout]} top-1 (%), mean ± SD over {seeds} seed(s)")
-    ax.set_title("Readout against the information the views share (InfoMin Fig. 5)")
+    if key == "i_nce":
+        for bound in {round(r["i_nce_bound"], 6) for s in settings for r in s["runs"]}:
+            ax.axvline(bound, color="lightgrey", linestyle=":", linewidth=1)
+        ax.set_xlabel("I_NCE on held-out views (nats; dotted: log N, the most it can show)")
+        ax.set_title("Readout against the information the views share (InfoMin Fig. 5)")
+    else:
+        ax.set_xlabel("I_ER = H - Rec on held-out views (nats; vMF kernel)")
+        ax.set_title("The same against the entropy-reconstruction bound (ER, 2023)")
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

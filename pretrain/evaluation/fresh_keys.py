@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from ..common.errors import ConfigError
+from ..entropy_reconstruction import SPHERE, entropy, reconstruction
 from ..losses import info_nce
 
 
 @torch.no_grad()
 def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor,
-                     batch_size: int, train_bn: bool = True) -> dict:
+                     batch_size: int, train_bn: bool = True, kappa: float = 10.0) -> dict:
     """Score a MoCo model on N image pairs, run in chunks of `batch_size`, in train mode as in
     training (shuffle-BN included), or with `train_bn` False in eval mode (batch norm from its
     running statistics: each embedding a function of its own image alone). Returns:
@@ -29,7 +30,10 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
         for a model without one, MODEL.QUEUE_SIZE 0);
       fresh_loss, fresh_acc: the same against the N - 1 keys of the other images;
       chance_loss: log(N), the fresh loss of embeddings that carry no information;
-      query_cosine: mean cosine between the queries of different images."""
+      query_cosine: mean cosine between the queries of different images;
+      er_entropy, er_reconstruction: the ER bound's H of the N keys and Rec of each key from its
+        query (vMF kernel of concentration `kappa` on the sphere; entropy_reconstruction.py),
+        so that I_ER = er_entropy - er_reconstruction, for any method."""
     n = len(query_images)
     if n < 2 or n % batch_size:
         raise ConfigError(f"{n} probe image pairs (--n): need at least 2, in whole batches of "
@@ -59,4 +63,7 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
         "fresh_acc": (against_fresh.argmax(dim=1) == own).float().mean().item(),
         "chance_loss": math.log(n),
         "query_cosine": ((cosine.sum() - cosine.diagonal().sum()) / (n * (n - 1))).item(),
+        "er_entropy": entropy(keys.double(), SPHERE, kappa).item(),
+        "er_reconstruction": reconstruction(queries.double(), keys.double(), SPHERE,
+                                            kappa).item(),
     }

@@ -63,10 +63,14 @@ def heldout_views(cfg, images_root: str, n: int,
 
 
 def info_nce_estimate(model, query_views: torch.Tensor, key_views: torch.Tensor,
-                      batch_size: int, seed: int = 0, bn: str = "eval") -> dict:
+                      batch_size: int, seed: int = 0, bn: str = "eval",
+                      kappa: float = 10.0) -> dict:
     """I_NCE (nats) of `model` on N view pairs, with what it was computed from:
       i_nce: log(N) - fresh-key InfoNCE loss; bound: log(N); loss, acc: that loss and its top-1;
-      bn: the batch-norm mode it was encoded in.
+      bn: the batch-norm mode it was encoded in;
+      i_er, er_entropy, er_reconstruction: the entropy-reconstruction bound I_ER = H - Rec on
+        the same pairs (vMF kernel of concentration `kappa`; H of the N keys, Rec of each key
+        from its query), the measure of the ER paper for methods with or without negatives.
     Encoded in batches of `batch_size` (fresh_key_scores) with batch norm in `bn` mode: "eval"
     (the default: a fixed critic, independent of the order and grouping of the pairs) or "train"
     (the step's statistics; it moves the BN running statistics of `model`, so measure on a model
@@ -78,10 +82,11 @@ def info_nce_estimate(model, query_views: torch.Tensor, key_views: torch.Tensor,
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         scores = fresh_key_scores(model, query_views, key_views, batch_size,
-                                  train_bn=bn == "train")
+                                  train_bn=bn == "train", kappa=kappa)
     return {"i_nce": scores["chance_loss"] - scores["fresh_loss"], "bound": scores["chance_loss"],
             "loss": scores["fresh_loss"], "acc": scores["fresh_acc"], "n": len(query_views),
-            "bn": bn}
+            "bn": bn, "i_er": scores["er_entropy"] - scores["er_reconstruction"],
+            "er_entropy": scores["er_entropy"], "er_reconstruction": scores["er_reconstruction"]}
 
 
 def measure_info_nce(model, cfg, images_root: str, n: int, bn: str = "eval",
@@ -96,16 +101,18 @@ def measure_info_nce(model, cfg, images_root: str, n: int, bn: str = "eval",
     device = next(model.parameters()).device
     views = [v.to(device) for v in heldout_views(cfg, images_root, n, order_seed)]
     batch = cfg.SOLVER.BATCH_SIZE
+    kappa = cfg.MODEL.ER.KAPPA
     if not isinstance(model, CMC):
-        return info_nce_estimate(model, views[0], views[1], batch, seed=cfg.SEED, bn=bn)
+        return info_nce_estimate(model, views[0], views[1], batch, seed=cfg.SEED, bn=bn,
+                                 kappa=kappa)
     # Every direction of the pairs the model was trained on (its MODEL.CMC.GRAPH), averaged.
     branches, found = model.branches, {}
     for i, j in model.pairs:
         for a, b in ((i, j), (j, i)):
             found[f"{a + 1}{b + 1}"] = info_nce_estimate(
                 CrossViewPair(branches[a], branches[b]), views[a], views[b], batch,
-                seed=cfg.SEED, bn=bn)
+                seed=cfg.SEED, bn=bn, kappa=kappa)
     first = next(iter(found.values()))
     mean = {key: sum(r[key] for r in found.values()) / len(found)
-            for key in ("i_nce", "loss", "acc")}
+            for key in ("i_nce", "loss", "acc", "i_er", "er_entropy", "er_reconstruction")}
     return {**first, **mean, **{f"i_nce_{name}": r["i_nce"] for name, r in found.items()}}

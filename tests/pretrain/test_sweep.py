@@ -20,6 +20,7 @@ from pretrain.config import load_cfg
 from pretrain.evaluation.mutual_info import heldout_views, info_nce_estimate
 from pretrain.models.moco import build_moco
 from pretrain.sweep import Sweep, SweepError, SweepPoint, grid_points, run_point
+from tests.pretrain.reference_er import release_entropy, release_reconstruction
 from tests.conftest import REPO
 
 BATCH = 8
@@ -107,9 +108,17 @@ def test_the_estimate_equals_an_independent_float64_computation():
     keys_in = queries_in + 0.1 * noise_images(4 * BATCH, 4)
     expected = reference_i_nce(encode(model, queries_in, model.query_encoder),
                                encode(model, keys_in, model.key_encoder), 0.2)
-    measured = info_nce_estimate(model, queries_in, keys_in, BATCH)["i_nce"]
+    measured = info_nce_estimate(model, queries_in, keys_in, BATCH)
     assert 0.05 < expected < math.log(4 * BATCH)
-    assert measured == pytest.approx(expected, abs=1e-5)  # the model runs in float32
+    assert measured["i_nce"] == pytest.approx(expected, abs=1e-5)  # the model runs in float32
+    # I_ER on the same pairs, as the ER release's estimators compute it (tests/pretrain/
+    # reference_er.py): H of the keys, Rec of each key from its query.
+    queries = encode(model, queries_in, model.query_encoder).double()
+    keys = encode(model, keys_in, model.key_encoder).double()
+    h = release_entropy(keys, "sphere", with_eps=False).item()
+    rec = release_reconstruction(queries, keys, "sphere", with_eps=False).item()
+    assert measured["er_entropy"] == pytest.approx(h, abs=1e-4)
+    assert measured["i_er"] == pytest.approx(h - rec, abs=1e-4)
     # bn="train": each batch's own statistics, as the training step encodes.
     model = tiny_moco("MODEL.TEMPERATURE", "0.2")
     expected = reference_i_nce(encode(model, queries_in, model.query_encoder, train_bn=True),
@@ -198,6 +207,7 @@ def test_a_grid_runs_locally_and_writes_results_table_and_plot(finished_sweep):
     assert tuple(cfg.DATA.CROP_SCALE) == (0.6, 1.0) and cfg.OUTPUT_DIR == str(output / NAMES[1])
     table = (output / "results.md").read_text()
     assert "| random init |" in table and "| CROP_SCALE (0.6,1.0) |" in table
+    assert "I_ER (nats, mean ± SD)" in table
     assert len((output / "results.csv").read_text().splitlines()) == 1 + 3
     assert "Spearman's rho" in table
     image = matplotlib.image.imread(str(output / "reverse_u.png"))
@@ -222,6 +232,9 @@ def test_a_points_i_nce_is_measured_on_held_out_views_at_the_end(finished_sweep,
     keys = encode(model, keys_in, model.key_encoder)
     expected = reference_i_nce(queries, keys, cfg.MODEL.TEMPERATURE)
     assert result["i_nce"] == pytest.approx(expected, abs=1e-5)
+    i_er = (release_entropy(keys.double(), "sphere", with_eps=False)
+            - release_reconstruction(queries.double(), keys.double(), "sphere", with_eps=False))
+    assert result["i_er"] == pytest.approx(i_er.item(), abs=1e-4)
     logged = [json.loads(line) for line in (point_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(abs(row["I_NCE"] - result["i_nce"]) > 1e-3 for row in logged if "I_NCE" in row)
 
