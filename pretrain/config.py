@@ -127,6 +127,15 @@ _C.MODEL.DINO.WARMUP_TEACHER_TEMP = 0.04
 _C.MODEL.DINO.WARMUP_TEACHER_TEMP_EPOCHS = 0
 _C.MODEL.DINO.CENTER_MOMENTUM = 0.9
 _C.MODEL.DINO.CLIP_GRAD = 3.0
+# AMDIM (Bachman et al. 2019; pretrain/models/amdim.py): the global feature (pooled layer4) and
+# the maps of LOCAL_STAGES (the release's 5x5 and 7x7 maps: the first also predicts itself) in
+# MODEL.FEAT_DIM dimensions (n_rkhs); scores soft-clipped to +-TCLIP, REG_WEIGHT x their mean
+# square added; HIDDEN_BN: batch norm inside the 1x1 embeddings (the release's --use_bn).
+_C.MODEL.AMDIM = CN()
+_C.MODEL.AMDIM.LOCAL_STAGES = (3, 2)
+_C.MODEL.AMDIM.TCLIP = 20.0
+_C.MODEL.AMDIM.REG_WEIGHT = 0.05
+_C.MODEL.AMDIM.HIDDEN_BN = False
 # Entropy and reconstruction (Rodríguez-Gálvez et al. 2023; pretrain/entropy_reconstruction.py):
 # every method logs H, Rec and I_ER = H - Rec of the pair its step exposes, with a von
 # Mises-Fisher kernel of concentration KAPPA on the sphere (the release's default, 10). With
@@ -241,13 +250,16 @@ _C.SOLVER.BATCH_SIZE = 256  # global, over all processes
 _C.SOLVER.BASE_LR = 0.03  # for a global batch of 256; scaled with the batch by LR_SCALING
 # "linear": lr = BASE_LR x batch / 256 (Goyal et al.; MoCo, BYOL, ...); "sqrt": BASE_LR x
 # sqrt(batch / 256), SimCLR's rule for small batches and long runs (App. B.1: 0.075 x sqrt(batch)
-# is BASE_LR 1.2 here).
+# is BASE_LR 1.2 here); "none": BASE_LR at any batch (AMDIM's Adam).
 _C.SOLVER.LR_SCALING = "linear"
 _C.SOLVER.MOMENTUM = 0.9
 # "sgd" | "lars" (pretrain/models/optim.py: trust ratio eta * |w| / |g + wd w|; biases and BN
 # parameters excluded from adaptation and weight decay, as SimCLR, BYOL and MoCo v3 do) | "larc"
-# (SwAV's apex LARC: eta * |w| / (|g| + wd |w| + eps), every parameter adapted and decayed).
+# (SwAV's apex LARC: eta * |w| / (|g| + wd |w| + eps), every parameter adapted and decayed) |
+# "adam" (torch's Adam with ADAM_BETAS, ADAM_EPS and WEIGHT_DECAY as L2 in the gradient: AMDIM).
 _C.SOLVER.OPTIMIZER = "sgd"
+_C.SOLVER.ADAM_BETAS = (0.9, 0.999)
+_C.SOLVER.ADAM_EPS = 1e-8
 _C.SOLVER.LARS_TRUST_COEFFICIENT = 0.001  # eta of LARS and LARC (SimCLR's, BYOL's, SwAV's 1e-3)
 # False: biases and norm parameters (1-D tensors) get no weight decay under SGD, as DINO's
 # release groups them (utils.get_params_groups); LARS never decays them.
@@ -257,8 +269,10 @@ _C.SOLVER.PREDICTOR_FIXED_LR = False
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.EPOCHS = 200
 _C.SOLVER.MAX_ITER = 0  # > 0 overrides EPOCHS (short runs, tests)
-# Epochs at which the lr drops 10x (InsDis's and MoCo v1's step schedule); (): the cosine.
+# Epochs at which the lr is multiplied by LR_STEP_GAMMA (InsDis's and MoCo v1's 10x drops;
+# AMDIM's 0.2); (): the cosine.
 _C.SOLVER.LR_STEPS = ()
+_C.SOLVER.LR_STEP_GAMMA = 0.1
 _C.SOLVER.WARMUP_EPOCHS = -1.0  # -1: the recipe's rule, 5 epochs when the batch exceeds 256, else 0
 # Where the linear warm-up starts (pretrain/engine/schedule.py WARMUP_RULES): "one_based" (step it
 # at (it + 1) / W), "from_zero" (it / W: SimCLR's, BYOL's and MoCo v3's releases) or "linspace"

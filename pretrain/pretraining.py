@@ -80,7 +80,7 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     schedule = warmup_cosine(1.0, warmup_iters, total_iters, rule, cfg.SOLVER.COSINE_FLOOR)
     if cfg.SOLVER.LR_STEPS:  # InsDis's steps, in epochs
         schedule = warmup_steps(warmup_iters, [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS],
-                                rule=rule)
+                                gamma=cfg.SOLVER.LR_STEP_GAMMA, rule=rule)
     schedule = stepped_by(cfg.SOLVER.LR_GRANULARITY, schedule, iters_per_epoch)
     # One factor per parameter group: SimSiam's predictor keeps a fixed rate (models/optim.py).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,

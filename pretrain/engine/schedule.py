@@ -8,17 +8,20 @@ import torch
 from fvcore.common.param_scheduler import CosineParamScheduler
 
 
-LR_SCALINGS = ("linear", "sqrt")
+LR_SCALINGS = ("linear", "sqrt", "none")
 
 
 def batch_scaled_lr(base_lr: float, batch_size: int, scaling: str = "linear") -> float:
     """The lr rule of every loop: `base_lr` is for a batch of 256; "linear" scales it by
     batch / 256 (Goyal et al.; MoCo, BYOL, the readouts), "sqrt" by sqrt(batch / 256)
-    (SimCLR's rule for small batches, SOLVER.LR_SCALING)."""
+    (SimCLR's rule for small batches, SOLVER.LR_SCALING); "none" takes `base_lr` at any batch
+    (AMDIM's release: Adam at 2e-4 whatever the batch)."""
     if scaling not in LR_SCALINGS:
         from ..common.errors import ConfigError
 
         raise ConfigError(f"SOLVER.LR_SCALING {scaling!r}: expected one of {LR_SCALINGS}")
+    if scaling == "none":
+        return base_lr
     ratio = batch_size / 256
     return base_lr * (ratio if scaling == "linear" else ratio ** 0.5)
 

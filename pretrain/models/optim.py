@@ -93,7 +93,7 @@ class LARC(torch.optim.Optimizer):
         return loss
 
 
-OPTIMIZERS = ("sgd", "lars", "larc")
+OPTIMIZERS = ("sgd", "lars", "larc", "adam")
 
 
 def parameter_groups(cfg, model: nn.Module) -> list[dict]:
@@ -140,6 +140,9 @@ def build_solver(cfg, model: nn.Module, lr: float) -> torch.optim.Optimizer:
             group.pop("adapt", None)
         return LARC(groups, lr=lr, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY,
                     trust_coefficient=s.LARS_TRUST_COEFFICIENT)
+    if s.OPTIMIZER == "adam":  # AMDIM's release: Adam with L2 decay in the gradient
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(s.ADAM_BETAS), eps=s.ADAM_EPS,
+                                weight_decay=s.WEIGHT_DECAY)
     raise ConfigError(f"SOLVER.OPTIMIZER {s.OPTIMIZER!r}: expected one of {OPTIMIZERS}")
 
 

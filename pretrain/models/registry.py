@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..common.errors import ConfigError
 # Each module registers its method(s) on import (method.register_method).
-from . import byol, dino, insdis, moco, mocov3, pirl, simclr, simsiam, swav  # noqa: F401
+from . import amdim, byol, dino, insdis, moco, mocov3, pirl, simclr, simsiam, swav  # noqa: F401
 from .method import METHODS, Method
 
 

@@ -26,7 +26,8 @@ RECIPES = {"moco": "mocov2_R50_200ep.yaml", "simclr": "simclr_R50_100ep.yaml",
            "byol": "byol_R50_1000ep.yaml", "simsiam": "simsiam_R50_100ep.yaml",
            "mocov3": "mocov3_R50_100ep.yaml", "insdis": "insdis_R50_200ep.yaml",
            "pirl": "pirl_R50_800ep.yaml", "swav": "swav_R50_800ep.yaml",
-           "dino": "dino_R50_100ep.yaml", "cmc": "cmc_lab_R50_200ep.yaml"}
+           "dino": "dino_R50_100ep.yaml", "amdim": "amdim_R50_IN128_50ep.yaml",
+           "cmc": "cmc_lab_R50_200ep.yaml"}
 TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "32", "MODEL.FEAT_DIM", "16",
         "MODEL.PREDICTOR_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", "4", "MODEL.QUEUE_SIZE", "8",
         "MODEL.MEMORY_BANK.NEGATIVES", "8", "MODEL.DINO.OUT_DIM", "32",
