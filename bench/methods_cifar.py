@@ -34,6 +34,9 @@ METHODS = {
     "byol": ("byol_R50_1000ep.yaml", ["MODEL.MOMENTUM_REFERENCE_ITERS",
                                       str(1000 * IMAGENET // 4096)]),
     "simsiam": ("simsiam_R50_100ep.yaml", []),
+    # The release's Adam at 2e-4, not scaled with the batch; its lr steps (epochs 30, 45) lie
+    # beyond this budget.
+    "amdim": ("amdim_R50_IN128_50ep.yaml", []),
 }
 
 

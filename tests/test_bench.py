@@ -21,6 +21,7 @@ def test_throughput_bench_reports_model_step_and_both_pipelines(shared_data):
     assert "gpu / cpu pipeline end to end:" in out
 
 
+@pytest.mark.slow  # 33 s
 def test_pipeline_knn_bench_prints_a_row_per_pipeline(cifar10, tmp_path):
     out = run_tool("bench/pipeline_knn.py", "--iters", "2", "--seeds", "0", "--knn-train", "64",
                    "--knn-test", "32", "--output", str(tmp_path), "MODEL.ARCH", "resnet18",

@@ -111,8 +111,8 @@ def test_detectron2_loads_every_pretrained_backbone_tensor(pretrained, kind):
         assert torch.equal(loaded[model_key].cpu(), tensor), f"{model_key} differs from {key}"
 
 
-@pytest.mark.parametrize("kind", ["voc", "coco"])
-def test_finetune_and_evaluate(pretrained, kind, tmp_path):
+@pytest.mark.parametrize("kind", [pytest.param("voc", marks=pytest.mark.slow), "coco"])
+def test_finetune_and_evaluate(pretrained, kind, tmp_path):  # VOC's (68 s) in the slow tier
     _, converted = pretrained
     run_tool("detection/train_net.py", "--config-file", SMALL_CONFIGS[kind],
              "MODEL.WEIGHTS", str(converted), "OUTPUT_DIR", str(tmp_path), *FINETUNE_ARGS)

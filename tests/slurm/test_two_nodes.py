@@ -12,7 +12,9 @@ from tests.conftest import run_tool
 from tests.slurm.test_submit import (PRETRAIN_CFG, TINY_PRETRAIN, final_state, submit, task_log,
                                      wait_for)
 
-pytestmark = pytest.mark.integration
+# The slow tier (make test-slow): 107 s on a 2-core machine; pretraining's one-node requeue test
+# stays in the default suite.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_two_node_job_is_one_process_group_and_resumes_exactly_after_a_requeue(
