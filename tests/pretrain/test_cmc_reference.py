@@ -146,7 +146,7 @@ def test_cmc_steps_like_the_paper(split, head, graph, directions):
         seed = 1000 + step  # as the trainer does: a fresh seed before each step
 
         torch.manual_seed(seed)  # ours, as pretrain/pretraining.py steps it
-        loss, logits, terms = model(*views)
+        loss, logits, terms, _ = model(*views)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -159,7 +159,7 @@ def test_the_default_method_is_moco_with_one_sgd_group():
     (["MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
     (["MODEL.METHOD", "byol", "MODEL.JIGSAW.ENABLED", "True"], "MODEL.JIGSAW.ENABLED"),
     (["MODEL.METHOD", "simclr", "SOLVER.PREDICTOR_FIXED_LR", "True"], "has no predictor"),
-    (["MODEL.METHOD", "simclr", "SOLVER.OPTIMIZER", "adam"], "SOLVER.OPTIMIZER 'adam'"),
+    (["MODEL.METHOD", "simclr", "SOLVER.OPTIMIZER", "adagrad"], "SOLVER.OPTIMIZER 'adagrad'"),
 ])
 def test_config_errors_name_the_key(opts, match):
     cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "16", *opts])

@@ -44,7 +44,7 @@ def test_momentum_update_is_an_ema_of_the_query_parameters():
 def test_forward_returns_loss_and_enqueues_keys():
     model = small_moco(queue_size=16)
     images = torch.randn(4, 3, 32, 32)
-    loss, logits, terms = model(images, images.flip(3))
+    loss, logits, terms, _ = model(images, images.flip(3))
     assert logits.shape == (4, 17) and loss.ndim == 0 and terms == {"instance": loss.detach()}
     assert model.queue_ptr.item() == 4
     loss.backward()
@@ -55,7 +55,7 @@ def test_forward_returns_loss_and_enqueues_keys():
 def in_batch_moco(queue_size):
     model = small_moco(queue_size=queue_size, batch_negatives=True)
     images = torch.randn(4, 3, 32, 32)
-    loss, logits, _ = model(images, images.flip(3))
+    loss, logits, _, _ = model(images, images.flip(3))
     return model, loss, logits
 
 

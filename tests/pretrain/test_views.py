@@ -65,7 +65,7 @@ def test_jigsaw_branch_gives_one_normalised_vector_per_image():
     out = model.jigsaw_head(features, num_images=2)
     assert out.shape == (2, 128)
     assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
-    loss, logits, terms = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64),
+    loss, logits, terms, _ = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64),
                                 patches.view(2, 9, 3, 64, 64))
     assert set(terms) == {"instance", "jigsaw"}
     loss.backward()
