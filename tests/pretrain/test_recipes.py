@@ -87,7 +87,12 @@ DELIBERATE = {"byol_R50_1000ep.yaml": {"jitter"}, "mocov3_R50_100ep.yaml": {"jit
               # CIFAR-10 at 32 px: no blur (SimCLR App. B.9); MoCo's CIFAR demo's own jitter
               # (0.4, 0.4, 0.4, 0.1) at p 0.8 and order on MoCo v1's preset; SimCLR's strength 0.5
               "mocov2_R18.yaml": {"steps"}, "simclr_R18.yaml": {"steps"},
-              "moco_demo_R18.yaml": {"jitter", "jitter_p", "steps"}}
+              "moco_demo_R18.yaml": {"jitter", "jitter_p", "steps"},
+              # the ER variants keep their parents' views
+              "byol_er_R50_1000ep.yaml": {"jitter"}, "dino_er_R50_100ep.yaml": {"jitter", "steps"},
+              "swav_er_R50_800ep.yaml": {"jitter", "steps"},
+              # AMDIM's release: flip, jitter, grayscale at p 0.25, no blur
+              "amdim_R50_IN128_50ep.yaml": {"grayscale_p", "steps"}}
 
 
 def test_no_shipped_config_changes_its_preset():
