@@ -15,7 +15,8 @@ from tests.conftest import REPO
 PACKAGES = ("pretrain", "detection", "slurm")
 LAYERS = (
     {"pretrain.common"},
-    {"pretrain.config", "pretrain.formats", "pretrain.losses", "pretrain.stages"},
+    {"pretrain.config", "pretrain.formats", "pretrain.losses", "pretrain.entropy_reconstruction",
+     "pretrain.stages"},
     {"pretrain.engine"},
     {"pretrain.data"},
     {"pretrain.models"},
