@@ -50,6 +50,16 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """As all_gather_cat, but differentiable: the gradient of each part flows back to the
+    process that made it (SimCLR's and AMDIM's negatives from the global batch)."""
+    if not is_distributed():
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()))
+
+
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     if is_distributed():
         dist.broadcast(tensor, src)

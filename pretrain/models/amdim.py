@@ -40,7 +40,6 @@ from ..common.errors import ConfigError
 from ..entropy_reconstruction import SPHERE, ERPair
 from .backbone import backbone_of_cfg
 from .method import VIEWS_PAIR, Method, StepOutput, register_method
-from .simclr import all_gather_with_grad
 
 
 class ResidualEmbedding(nn.Module):
@@ -181,7 +180,7 @@ class AMDIM(Method):
         rows = torch.arange(n, device=a1.device)
         s1, s2 = (a.flatten(2)[rows, :, where] for a, where in zip((a1, a2), locations))
         offset = du.get_rank() * n
-        gathered = {name: all_gather_with_grad(t)
+        gathered = {name: du.all_gather_with_grad(t)
                     for name, t in (("a1", a1), ("a2", a2), ("b1", b1), ("b2", b2))}
         pairs = {f"global->{first}": ((g1, gathered["a2"]), (g2, gathered["a1"])),
                  f"global->{second}": ((g1, gathered["b2"]), (g2, gathered["b1"])),

@@ -20,16 +20,6 @@ from .method import Method, StepOutput, register_method
 from .moco import Encoder
 
 
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Every process's `tensor`, concatenated in rank order, differentiable (the gradient of each
-    part flows back to the process that made it)."""
-    if not du.is_distributed():
-        return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()))
-
-
 @register_method("simclr")
 class SimCLR(Method):
     info_nce_terms = ("nt_xent",)
@@ -56,7 +46,7 @@ class SimCLR(Method):
         a no-op: the biases and BN parameters, which LARS does not rescale, get twice the step
         of a plain mean."""
         z1, z2 = self.query_encoder(torch.cat([view1, view2])).chunk(2)
-        mean, logits = nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1),
-                               all_gather_with_grad(z2), offset=du.get_rank() * len(z1))
+        mean, logits = nt_xent(z1, z2, self.temperature, du.all_gather_with_grad(z1),
+                               du.all_gather_with_grad(z2), offset=du.get_rank() * len(z1))
         return StepOutput(2 * mean, logits, {"nt_xent": mean.detach()},
                           ERPair(SPHERE, z1.detach(), z2.detach()))
