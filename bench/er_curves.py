@@ -16,6 +16,7 @@ scaled linearly (SimCLR by its square-root rule); EMA momenta kept in fractions 
 (SwAV's prototypes, DINO's last layer) and DINO's warm-ups off, since one ImageNet epoch is
 1/100 to 1/800 of the papers' runs and 0 steps of this one. Writes er_curves.png and er.md to
 --output; each run is skipped where its model_final.pth exists."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,41 +30,101 @@ IMAGENET = 1_281_167
 SMALL_CROPS = ["DATA.MULTI_CROP.NUM_SMALL", "2", "DATA.MULTI_CROP.SMALL_SIZE", "16"]
 METHODS = {
     "simclr": ("simclr_R50_100ep.yaml", ["SOLVER.LR_SCALING", "sqrt", "SOLVER.BASE_LR", "1.2"]),
-    "byol": ("byol_R50_1000ep.yaml", ["MODEL.MOMENTUM_REFERENCE_ITERS",
-                                      str(1000 * IMAGENET // 4096)]),
-    "byol-er": ("byol_er_R50_1000ep.yaml", ["MODEL.MOMENTUM_REFERENCE_ITERS",
-                                            str(1000 * IMAGENET // 4096)]),
+    "byol": (
+        "byol_R50_1000ep.yaml",
+        ["MODEL.MOMENTUM_REFERENCE_ITERS", str(1000 * IMAGENET // 4096)],
+    ),
+    "byol-er": (
+        "byol_er_R50_1000ep.yaml",
+        ["MODEL.MOMENTUM_REFERENCE_ITERS", str(1000 * IMAGENET // 4096)],
+    ),
     "swav": ("swav_R50_800ep.yaml", [*SMALL_CROPS, "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", "0.0"]),
-    "swav-er": ("swav_er_R50_800ep.yaml", [*SMALL_CROPS,
-                                           "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", "0.0"]),
-    "dino": ("dino_R50_100ep.yaml", [*SMALL_CROPS, "MODEL.DINO.OUT_DIM", "4096",
-                                     "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS", "0.0",
-                                     "MODEL.MOMENTUM_REFERENCE_ITERS", str(100 * IMAGENET // 512)]),
-    "dino-er": ("dino_er_R50_100ep.yaml", [*SMALL_CROPS, "MODEL.DINO.OUT_DIM", "4096",
-                                           "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS", "0.0",
-                                           "MODEL.MOMENTUM_REFERENCE_ITERS",
-                                           str(100 * IMAGENET // 512)]),
+    "swav-er": (
+        "swav_er_R50_800ep.yaml",
+        [*SMALL_CROPS, "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", "0.0"],
+    ),
+    "dino": (
+        "dino_R50_100ep.yaml",
+        [
+            *SMALL_CROPS,
+            "MODEL.DINO.OUT_DIM",
+            "4096",
+            "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS",
+            "0.0",
+            "MODEL.MOMENTUM_REFERENCE_ITERS",
+            str(100 * IMAGENET // 512),
+        ],
+    ),
+    "dino-er": (
+        "dino_er_R50_100ep.yaml",
+        [
+            *SMALL_CROPS,
+            "MODEL.DINO.OUT_DIM",
+            "4096",
+            "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS",
+            "0.0",
+            "MODEL.MOMENTUM_REFERENCE_ITERS",
+            str(100 * IMAGENET // 512),
+        ],
+    ),
 }
-SUPPORT = {"simclr": "sphere", "byol": "sphere", "byol-er": "sphere", "swav": "discrete",
-           "swav-er": "discrete", "dino": "discrete", "dino-er": "discrete"}
+SUPPORT = {
+    "simclr": "sphere",
+    "byol": "sphere",
+    "byol-er": "sphere",
+    "swav": "discrete",
+    "swav-er": "discrete",
+    "dino": "discrete",
+    "dino-er": "discrete",
+}
 
 
 def protocol(cifar: str, steps: int, seed: int) -> list[str]:
-    return ["DATA.ROOT", f"{cifar}/train", "DATA.CROP_SIZE", "32", "MODEL.STEM", "tinyimagenet",
-            "MODEL.ARCH", "resnet18", "MODEL.SYNC_BN", "False", "SOLVER.BATCH_SIZE", "64",
-            "SOLVER.MAX_ITER", str(steps), "SOLVER.WARMUP_EPOCHS", str(0.1 * steps * 64 / 50_000),
-            "SOLVER.CHECKPOINT_PERIOD", str(steps), "DATA.NUM_WORKERS", "1",
-            "LOG_PERIOD", "10", "SEED", str(seed)]
+    return [
+        "DATA.ROOT",
+        f"{cifar}/train",
+        "DATA.CROP_SIZE",
+        "32",
+        "MODEL.STEM",
+        "tinyimagenet",
+        "MODEL.ARCH",
+        "resnet18",
+        "MODEL.SYNC_BN",
+        "False",
+        "SOLVER.BATCH_SIZE",
+        "64",
+        "SOLVER.MAX_ITER",
+        str(steps),
+        "SOLVER.WARMUP_EPOCHS",
+        str(0.1 * steps * 64 / 50_000),
+        "SOLVER.CHECKPOINT_PERIOD",
+        str(steps),
+        "DATA.NUM_WORKERS",
+        "1",
+        "LOG_PERIOD",
+        "10",
+        "SEED",
+        str(seed),
+    ]
 
 
 def run(method: str, args) -> str:
     out = os.path.join(args.output, method)
     if not os.path.exists(os.path.join(out, "model_final.pth")):
         config, extra = METHODS[method]
-        subprocess.run([sys.executable, os.path.join(REPO, "tools", "pretrain.py"),
-                        "--config-file", os.path.join(REPO, "configs", "pretrain", config),
-                        *protocol(args.cifar, args.steps, args.seed), *extra, "OUTPUT_DIR", out],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(REPO, "tools", "pretrain.py"),
+                "--config-file",
+                os.path.join(REPO, "configs", "pretrain", config),
+                *protocol(args.cifar, args.steps, args.seed),
+                *extra,
+                "OUTPUT_DIR",
+                out,
+            ],
+            check=True,
+        )
     return out
 
 
@@ -85,13 +146,22 @@ def plot(found: dict[str, list[dict]], path: str) -> None:
             for method, records in found.items():
                 if SUPPORT[method] != support:
                     continue
-                ax.plot([r["iteration"] for r in records], [r[key] for r in records],
-                        label=method, linestyle="--" if method.endswith("-er") else "-")
+                ax.plot(
+                    [r["iteration"] for r in records],
+                    [r[key] for r in records],
+                    label=method,
+                    linestyle="--" if method.endswith("-er") else "-",
+                )
             ax.set_xlabel("iteration")
             ax.set_ylabel(f"{key.split('/')[1]} (nats, per batch of 64)")
-            ax.set_title(f"{key.split('/')[1]}, {support} support"
-                         + (" (vMF kernel, kappa 10)" if support == "sphere" else
-                            " (batch-mean distribution)"))
+            ax.set_title(
+                f"{key.split('/')[1]}, {support} support"
+                + (
+                    " (vMF kernel, kappa 10)"
+                    if support == "sphere"
+                    else " (batch-mean distribution)"
+                )
+            )
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -100,21 +170,27 @@ def plot(found: dict[str, list[dict]], path: str) -> None:
 
 def table(found: dict[str, list[dict]]) -> str:
     """First and last logged window of each run: H, Rec, I_ER and their change."""
-    lines = ["| method | support | H first -> last | Rec first -> last | I_ER first -> last |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| method | support | H first -> last | Rec first -> last | I_ER first -> last |",
+        "|---|---|---|---|---|",
+    ]
     for method, records in found.items():
         first, last = records[0], records[-1]
 
         def cell(key):
             return f"{first[key]:.2f} -> {last[key]:.2f} ({last[key] - first[key]:+.2f})"
-        lines.append(f"| {method} | {SUPPORT[method]} | {cell('er/entropy')} "
-                     f"| {cell('er/reconstruction')} | {cell('I_ER')} |")
+
+        lines.append(
+            f"| {method} | {SUPPORT[method]} | {cell('er/entropy')} "
+            f"| {cell('er/reconstruction')} | {cell('I_ER')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cifar", required=True, help="CIFAR-10 class folders (train/, test/)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--steps", type=int, default=200)

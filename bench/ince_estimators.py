@@ -9,6 +9,7 @@ mode: a fixed critic), with a second sample to show the sampling spread.
 
 Prints one row per finished pretraining run of the sweep (tools/sweep.py's folders).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ def estimates(point_dir: str, heldout: str, n: int) -> dict:
         torch.manual_seed(cfg.SEED)
         built = build_model(cfg)
         if result.get("checkpoint"):
-            built.load_state_dict(torch.load(result["checkpoint"], map_location="cpu",
-                                             weights_only=False)["model"])
+            built.load_state_dict(
+                torch.load(result["checkpoint"], map_location="cpu", weights_only=False)["model"]
+            )
         return built
 
     batch = cfg.SOLVER.BATCH_SIZE
@@ -55,22 +57,27 @@ def estimates(point_dir: str, heldout: str, n: int) -> dict:
     rows["folder order, train BN"] = info_nce_estimate(model(), q, k, batch, cfg.SEED, "train")
     for order_seed in (0, 1):
         q, k = heldout_views(cfg, heldout, n, order_seed)
-        rows[f"shuffled {order_seed}, train BN"] = info_nce_estimate(model(), q, k, batch,
-                                                                    cfg.SEED, "train")
-        rows[f"shuffled {order_seed}, eval BN"] = info_nce_estimate(model(), q, k, batch,
-                                                                   cfg.SEED, "eval")
+        rows[f"shuffled {order_seed}, train BN"] = info_nce_estimate(
+            model(), q, k, batch, cfg.SEED, "train"
+        )
+        rows[f"shuffled {order_seed}, eval BN"] = info_nce_estimate(
+            model(), q, k, batch, cfg.SEED, "eval"
+        )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sweep_dir")
     parser.add_argument("--heldout", required=True)
     parser.add_argument("--n", type=int, default=1024)
     args = parser.parse_args()
-    points = sorted(os.path.dirname(p) for p in glob.glob(
-        os.path.join(args.sweep_dir, "**", "result.json"), recursive=True))
+    points = sorted(
+        os.path.dirname(p)
+        for p in glob.glob(os.path.join(args.sweep_dir, "**", "result.json"), recursive=True)
+    )
     header = None
     for point in points:
         if not os.path.isfile(os.path.join(point, "config.yaml")):
@@ -80,8 +87,12 @@ def main() -> None:
         if header is None:
             header = "| setting | seed | " + " | ".join(columns) + " |"
             print(header + "\n" + "|---" * (len(columns) + 2) + "|")
-        print(f"| {rows['label']} | {rows['seed']} | "
-              + " | ".join(f"{rows[c]['i_nce']:.3f}" for c in columns) + " |", flush=True)
+        print(
+            f"| {rows['label']} | {rows['seed']} | "
+            + " | ".join(f"{rows[c]['i_nce']:.3f}" for c in columns)
+            + " |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

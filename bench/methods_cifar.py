@@ -13,6 +13,7 @@ mean ± SD over seeds and the paired bootstrap over seeds and test images agains
 
     python bench/methods_cifar.py --cifar DIR --output DIR [--seeds 0 1] [--methods simclr byol]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,25 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGENET = 1_281_167  # training images: the papers' run lengths in iterations below
 METHODS = {
     "simclr": ("simclr_R50_100ep.yaml", ["SOLVER.LR_SCALING", "sqrt", "SOLVER.BASE_LR", "1.2"]),
-    "mocov2": ("mocov2_R50_200ep.yaml", ["MODEL.QUEUE_SIZE", "0", "MODEL.BATCH_NEGATIVES", "True",
-                                         "MODEL.MOMENTUM_REFERENCE_ITERS",
-                                         str(200 * IMAGENET // 256)]),
-    "mocov3": ("mocov3_R50_100ep.yaml", ["MODEL.MOMENTUM_REFERENCE_ITERS",
-                                         str(100 * IMAGENET // 4096)]),
-    "byol": ("byol_R50_1000ep.yaml", ["MODEL.MOMENTUM_REFERENCE_ITERS",
-                                      str(1000 * IMAGENET // 4096)]),
+    "mocov2": (
+        "mocov2_R50_200ep.yaml",
+        [
+            "MODEL.QUEUE_SIZE",
+            "0",
+            "MODEL.BATCH_NEGATIVES",
+            "True",
+            "MODEL.MOMENTUM_REFERENCE_ITERS",
+            str(200 * IMAGENET // 256),
+        ],
+    ),
+    "mocov3": (
+        "mocov3_R50_100ep.yaml",
+        ["MODEL.MOMENTUM_REFERENCE_ITERS", str(100 * IMAGENET // 4096)],
+    ),
+    "byol": (
+        "byol_R50_1000ep.yaml",
+        ["MODEL.MOMENTUM_REFERENCE_ITERS", str(1000 * IMAGENET // 4096)],
+    ),
     "simsiam": ("simsiam_R50_100ep.yaml", []),
     # The release's Adam at 2e-4, not scaled with the batch; its lr steps (epochs 30, 45) lie
     # beyond this budget. n_rkhs 256 instead of 1536: the 1x1 embeddings of every location at
@@ -44,18 +57,46 @@ METHODS = {
 def protocol(cifar: str) -> list[str]:
     """The views sweeps' budget: ResNet-18, tinyimagenet stem, 32 px, 200 steps of 64, warm-up
     10% of the run, kNN from 5,000 training images onto 2,000 test images (whole images)."""
-    return ["DATA.ROOT", f"{cifar}/train", "DATA.CROP_SIZE", "32", "MODEL.STEM", "tinyimagenet",
-            "MODEL.ARCH", "resnet18", "SOLVER.BATCH_SIZE", "64", "SOLVER.MAX_ITER", "200",
-            "SOLVER.WARMUP_EPOCHS", "0.025", "SOLVER.CHECKPOINT_PERIOD", "50",
-            "SOLVER.CPU_AMP", "True", "DATA.NUM_WORKERS", "1", "LOG_PERIOD", "20",
-            "EVAL.KNN_TRAIN_ROOT", f"{cifar}/train", "EVAL.KNN_TEST_ROOT", f"{cifar}/test",
-            "EVAL.KNN_TRAIN_LIMIT", "5000", "EVAL.KNN_TEST_LIMIT", "2000",
-            "EVAL.CROP_FRACTION", "1.0"]
+    return [
+        "DATA.ROOT",
+        f"{cifar}/train",
+        "DATA.CROP_SIZE",
+        "32",
+        "MODEL.STEM",
+        "tinyimagenet",
+        "MODEL.ARCH",
+        "resnet18",
+        "SOLVER.BATCH_SIZE",
+        "64",
+        "SOLVER.MAX_ITER",
+        "200",
+        "SOLVER.WARMUP_EPOCHS",
+        "0.025",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "50",
+        "SOLVER.CPU_AMP",
+        "True",
+        "DATA.NUM_WORKERS",
+        "1",
+        "LOG_PERIOD",
+        "20",
+        "EVAL.KNN_TRAIN_ROOT",
+        f"{cifar}/train",
+        "EVAL.KNN_TEST_ROOT",
+        f"{cifar}/test",
+        "EVAL.KNN_TRAIN_LIMIT",
+        "5000",
+        "EVAL.KNN_TEST_LIMIT",
+        "2000",
+        "EVAL.CROP_FRACTION",
+        "1.0",
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cifar", required=True, help="CIFAR-10 class folders (train/, test/)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -64,9 +105,15 @@ def main() -> None:
     runs = {}
     for method in args.methods:
         config, extra = METHODS[method]
-        sweep = Sweep(os.path.join(REPO, "configs", "pretrain", config),
-                      protocol(args.cifar) + extra, [], os.path.join(args.output, method),
-                      f"{args.cifar}/test", 512, seeds=args.seeds)
+        sweep = Sweep(
+            os.path.join(REPO, "configs", "pretrain", config),
+            protocol(args.cifar) + extra,
+            [],
+            os.path.join(args.output, method),
+            f"{args.cifar}/test",
+            512,
+            seeds=args.seeds,
+        )
         sweep.check()
         for point in sweep.points():
             if point.random_init and method != args.methods[0]:
@@ -74,21 +121,40 @@ def main() -> None:
             label = "random init" if point.random_init else method
             run_point(sweep, point)
             runs.setdefault(label, []).append(read_result(sweep, point))
-    lines = ["| method | kNN top-1 (%) per seed | mean | vs random init: diff [95% CI], p |",
-             "|---|---|---|---|"]
+    lines = [
+        "| method | kNN top-1 (%) per seed | mean | vs random init: diff [95% CI], p |",
+        "|---|---|---|---|",
+    ]
     for label, results in runs.items():
         accuracies = [r["accuracy"] for r in results]
         test = None if label == "random init" else paired_runs_test(results, runs["random init"])
-        cell = "-" if test is None else (f"{test['difference']:+.1f} [{test['ci'][0]:+.1f}, "
-                                         f"{test['ci'][1]:+.1f}], p {test['p']:.3g}")
-        lines.append(f"| {label} | {', '.join(f'{a:.1f}' for a in accuracies)} "
-                     f"| {sum(accuracies) / len(accuracies):.1f} | {cell} |")
+        cell = (
+            "-"
+            if test is None
+            else (
+                f"{test['difference']:+.1f} [{test['ci'][0]:+.1f}, "
+                f"{test['ci'][1]:+.1f}], p {test['p']:.3g}"
+            )
+        )
+        lines.append(
+            f"| {label} | {', '.join(f'{a:.1f}' for a in accuracies)} "
+            f"| {sum(accuracies) / len(accuracies):.1f} | {cell} |"
+        )
     table = "\n".join(lines) + "\n"
     with open(os.path.join(args.output, "methods.md"), "w") as f:
         f.write(table)
     with open(os.path.join(args.output, "methods.json"), "w") as f:
-        json.dump({label: [{k: v for k, v in r.items() if k not in ("predictions", "labels")}
-                           for r in results] for label, results in runs.items()}, f, indent=1)
+        json.dump(
+            {
+                label: [
+                    {k: v for k, v in r.items() if k not in ("predictions", "labels")}
+                    for r in results
+                ]
+                for label, results in runs.items()
+            },
+            f,
+            indent=1,
+        )
     print(table)
 
 

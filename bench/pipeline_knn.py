@@ -9,6 +9,7 @@ each backbone on the test images: the two columns should agree within their seed
 Runs tools/pretrain.py as a user would; on a GPU the gpu pipeline runs there, without one both run
 on the CPU (slow, but the recipe comparison holds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def final_knn(output_dir: str) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", default="configs/pretrain/demo_R18_infomin.yaml")
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--seeds", default="0,1")
@@ -48,18 +50,44 @@ def main(argv=None) -> int:
     for pipeline in args.pipelines.split(","):
         for seed in args.seeds.split(","):
             out = os.path.join(args.output, f"{pipeline}_seed{seed}")
-            subprocess.run([sys.executable, "tools/pretrain.py", "--config-file", args.config_file,
-                            "--resume", "DATA.ROOT", train, "DATA.PIPELINE", pipeline,
-                            "SEED", seed, "SOLVER.MAX_ITER", str(args.iters),
-                            "EVAL.KNN_PERIOD", str(args.iters), "EVAL.KNN_TRAIN_ROOT", train,
-                            "EVAL.KNN_TEST_ROOT", test, "EVAL.KNN_TRAIN_LIMIT", str(args.knn_train),
-                            "EVAL.KNN_TEST_LIMIT", str(args.knn_test), "OUTPUT_DIR", out,
-                            *args.opts],
-                           cwd=REPO, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "tools/pretrain.py",
+                    "--config-file",
+                    args.config_file,
+                    "--resume",
+                    "DATA.ROOT",
+                    train,
+                    "DATA.PIPELINE",
+                    pipeline,
+                    "SEED",
+                    seed,
+                    "SOLVER.MAX_ITER",
+                    str(args.iters),
+                    "EVAL.KNN_PERIOD",
+                    str(args.iters),
+                    "EVAL.KNN_TRAIN_ROOT",
+                    train,
+                    "EVAL.KNN_TEST_ROOT",
+                    test,
+                    "EVAL.KNN_TRAIN_LIMIT",
+                    str(args.knn_train),
+                    "EVAL.KNN_TEST_LIMIT",
+                    str(args.knn_test),
+                    "OUTPUT_DIR",
+                    out,
+                    *args.opts,
+                ],
+                cwd=REPO,
+                check=True,
+            )
             results.setdefault(pipeline, []).append(final_knn(out))
 
-    print(f"\nkNN top-1 (%) after {args.iters} iterations of {args.config_file} on CIFAR-10 "
-          f"({args.knn_train} train / {args.knn_test} test images), seeds {args.seeds}")
+    print(
+        f"\nkNN top-1 (%) after {args.iters} iterations of {args.config_file} on CIFAR-10 "
+        f"({args.knn_train} train / {args.knn_test} test images), seeds {args.seeds}"
+    )
     print(f"{'pipeline':<10}{'runs':>24}{'mean':>8}{'spread':>8}")
     for pipeline, accs in results.items():
         runs = ", ".join(f"{a:.1f}" for a in accs)

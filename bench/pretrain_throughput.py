@@ -16,6 +16,7 @@ the buffer's.
 --images defaults to BCCD's 640x480 JPEGs in ../shared/data (ImageNet-like size); a pack built by
 tools/pack_images.py works too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,12 @@ def endless_views(cfg, images, device):
     while True:
         sampler = EpochBatchSampler(len(images), cfg.SOLVER.BATCH_SIZE, 0, 1, cfg.SEED, epoch)
         loader = torch.utils.data.DataLoader(
-            pipeline.dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
-            collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
+            pipeline.dataset,
+            batch_sampler=sampler,
+            num_workers=cfg.DATA.NUM_WORKERS,
+            collate_fn=pipeline.collate,
+            pin_memory=pipeline.pin_memory,
+        )
         yield from (pipeline.views(batch)[0] for batch, _ in loader)
         epoch += 1
 
@@ -61,8 +66,9 @@ def timed(step, warmup: int, iters: int, batch: int, sync) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", default="configs/pretrain/infomin_R50_200ep.yaml")
     parser.add_argument("--images", default=DEFAULT_IMAGES)
     parser.add_argument("--iters", type=int, default=30)
@@ -81,8 +87,9 @@ def main(argv=None) -> int:
     model = build_moco(cfg).to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.03,
-                                momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.03, momentum=0.9, weight_decay=1e-4
+    )
     forward = torch.compile(model) if args.compile else model
 
     def train_step(views):
@@ -102,13 +109,16 @@ def main(argv=None) -> int:
         if "model step" not in rates:
             fixed = next(views)
             rates["model step"] = timed(lambda: train_step(fixed), 3, args.iters, batch, sync)
-        rates[f"{kind} end to end"] = timed(lambda: train_step(next(views)), warmup, args.iters,
-                                            batch, sync)
+        rates[f"{kind} end to end"] = timed(
+            lambda: train_step(next(views)), warmup, args.iters, batch, sync
+        )
 
-    print(f"config {args.config_file} | {cfg.MODEL.ARCH} | batch {batch} | crop "
-          f"{cfg.DATA.CROP_SIZE} | {cfg.DATA.AUGMENTATION} | jigsaw {cfg.MODEL.JIGSAW.ENABLED} | "
-          f"{cfg.DATA.NUM_WORKERS} workers | {device}{' compiled' if args.compile else ''} | "
-          f"{len(images)} images from {args.images}")
+    print(
+        f"config {args.config_file} | {cfg.MODEL.ARCH} | batch {batch} | crop "
+        f"{cfg.DATA.CROP_SIZE} | {cfg.DATA.AUGMENTATION} | jigsaw {cfg.MODEL.JIGSAW.ENABLED} | "
+        f"{cfg.DATA.NUM_WORKERS} workers | {device}{' compiled' if args.compile else ''} | "
+        f"{len(images)} images from {args.images}"
+    )
     print(f"{'stage':<22}{'img/s':>10}{'vs model step':>16}")
     for name, rate in sorted(rates.items(), key=lambda kv: kv[0] != "model step"):
         print(f"{name:<22}{rate:>10.1f}{rate / rates['model step']:>15.2f}x")

@@ -9,6 +9,7 @@ The per-group side is written here as the layer computed it before (torch.cat of
 contiguous groups); it groups the images differently (chunks, not s mod G), so the check before
 timing reorders the batch to compare the same groups.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,14 @@ def per_group(layer, x: torch.Tensor) -> torch.Tensor:
     groups = layer.splits
     mean = layer.running_mean.repeat(groups, 1)
     var = layer.running_var.repeat(groups, 1)
-    return torch.cat([F.batch_norm(group, mean[g], var[g], layer.weight, layer.bias, True,
-                                   layer.momentum, layer.eps)
-                      for g, group in enumerate(x.chunk(groups))])
+    return torch.cat(
+        [
+            F.batch_norm(
+                group, mean[g], var[g], layer.weight, layer.bias, True, layer.momentum, layer.eps
+            )
+            for g, group in enumerate(x.chunk(groups))
+        ]
+    )
 
 
 def grouped_first(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -49,8 +55,9 @@ def timed(fn, x: torch.Tensor, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=20)
@@ -61,8 +68,10 @@ def main() -> None:
 
     # ResNet-18's BN layers at 32 px with the CIFAR stem: (channels, side, how many)
     shapes = [(64, 32, 5), (128, 16, 5), (256, 8, 5), (512, 4, 5)]
-    print(f"batch {args.batch}, {args.groups} groups, {args.threads} thread(s), median of "
-          f"{args.repeats}, forward + backward")
+    print(
+        f"batch {args.batch}, {args.groups} groups, {args.threads} thread(s), median of "
+        f"{args.repeats}, forward + backward"
+    )
     print(f"{'layer':>16} {'one call ms':>12} {'per group ms':>13} {'ratio':>6}")
     total_one = total_group = 0.0
     for channels, side, count in shapes:
@@ -76,10 +85,14 @@ def main() -> None:
             group += timed(lambda t: per_group(layer, t), x, args.repeats)
         total_one += count * one / 2
         total_group += count * group / 2
-        print(f"{f'{channels} x {side}x{side}':>16} {one / 2:12.2f} {group / 2:13.2f} "
-              f"{group / one:6.2f}")
-    print(f"{'ResNet-18 (20 BN)':>16} {total_one:12.1f} {total_group:13.1f} "
-          f"{total_group / total_one:6.2f}")
+        print(
+            f"{f'{channels} x {side}x{side}':>16} {one / 2:12.2f} {group / 2:13.2f} "
+            f"{group / one:6.2f}"
+        )
+    print(
+        f"{'ResNet-18 (20 BN)':>16} {total_one:12.1f} {total_group:13.1f} "
+        f"{total_group / total_one:6.2f}"
+    )
 
 
 if __name__ == "__main__":

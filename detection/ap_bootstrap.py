@@ -8,6 +8,7 @@ detections with tp / fp counts and ground-truth totals weighted by w_i. With eve
 is COCOeval's own AP (the test holds it to that, and to COCOeval on a json with duplicated and
 dropped images). Area "all" and 100 detections per image, as the AP Detectron2 reports.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,10 @@ class WeightedCocoAP:
                 raise ApBootstrapError(f"{results_json}: expected a list of detections")
             unknown = {d["image_id"] for d in detections} - set(gt.getImgIds())
             if unknown:
-                raise ApBootstrapError(f"{results_json}: detections of image ids not in "
-                                       f"{gt_json}, e.g. {sorted(unknown)[:3]}")
+                raise ApBootstrapError(
+                    f"{results_json}: detections of image ids not in "
+                    f"{gt_json}, e.g. {sorted(unknown)[:3]}"
+                )
             if not detections:  # nothing found: AP 0 wherever there is ground truth
                 self._no_detections(gt)
                 return
@@ -49,11 +52,13 @@ class WeightedCocoAP:
         self.recall_thresholds = np.asarray(params.recThrs)
         max_det = params.maxDets[-1]
         areas, images = len(params.areaRng), len(self.image_ids)
-        all_area = [tuple(a) for a in params.areaRng].index((0 ** 2, 1e5 ** 2))
+        all_area = [tuple(a) for a in params.areaRng].index((0**2, 1e5**2))
         self.categories = []  # per category: image index, matched, ignored (sorted), gt per image
         for k in range(len(params.catIds)):
-            entries = [(i, evaluator.evalImgs[k * areas * images + all_area * images + i])
-                       for i in range(images)]
+            entries = [
+                (i, evaluator.evalImgs[k * areas * images + all_area * images + i])
+                for i in range(images)
+            ]
             entries = [(i, e) for i, e in entries if e is not None]
             if not entries:
                 continue
@@ -65,12 +70,16 @@ class WeightedCocoAP:
             gt_count = np.zeros(images)
             for i, e in entries:
                 gt_count[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
-            self.categories.append({
-                "owner": owner[order].astype(int),
-                "tp": np.logical_and(matched[:, order], ~ignored[:, order].astype(bool)),
-                "fp": np.logical_and(~matched[:, order].astype(bool),
-                                     ~ignored[:, order].astype(bool)),
-                "gt": gt_count})
+            self.categories.append(
+                {
+                    "owner": owner[order].astype(int),
+                    "tp": np.logical_and(matched[:, order], ~ignored[:, order].astype(bool)),
+                    "fp": np.logical_and(
+                        ~matched[:, order].astype(bool), ~ignored[:, order].astype(bool)
+                    ),
+                    "gt": gt_count,
+                }
+            )
 
     def _no_detections(self, gt) -> None:
         from pycocotools.cocoeval import Params
@@ -81,11 +90,21 @@ class WeightedCocoAP:
         thresholds = len(params.iouThrs)
         self.categories = []
         for cat in sorted(gt.getCatIds()):
-            gt_count = np.array([sum(1 for a in gt.loadAnns(gt.getAnnIds(imgIds=[i], catIds=[cat]))
-                                     if not a.get("iscrowd", 0)) for i in self.image_ids], float)
+            gt_count = np.array(
+                [
+                    sum(
+                        1
+                        for a in gt.loadAnns(gt.getAnnIds(imgIds=[i], catIds=[cat]))
+                        if not a.get("iscrowd", 0)
+                    )
+                    for i in self.image_ids
+                ],
+                float,
+            )
             empty = np.zeros((thresholds, 0), dtype=bool)
-            self.categories.append({"owner": np.zeros(0, dtype=int), "tp": empty, "fp": empty,
-                                    "gt": gt_count})
+            self.categories.append(
+                {"owner": np.zeros(0, dtype=int), "tp": empty, "fp": empty, "gt": gt_count}
+            )
 
     def __call__(self, weights: np.ndarray | None = None) -> float:
         """AP (%) with image i counted weights[i] times (None: each once); nan when no category
@@ -102,8 +121,9 @@ class WeightedCocoAP:
             per_category.append(self._mean_interpolated_precision(tp, fp, positives))
         return 100 * float(np.mean(per_category)) if per_category else float("nan")
 
-    def _mean_interpolated_precision(self, tp: np.ndarray, fp: np.ndarray,
-                                     positives: float) -> float:
+    def _mean_interpolated_precision(
+        self, tp: np.ndarray, fp: np.ndarray, positives: float
+    ) -> float:
         """COCOeval.accumulate's interpolated precision at its recall thresholds, averaged over
         them and the IoU thresholds (rows of tp / fp: cumulative counts per IoU threshold)."""
         if tp.shape[1] == 0:

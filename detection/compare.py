@@ -9,6 +9,7 @@ label, e.g. several VOC seeds) as markdown and as a PNG bar plot.
 Each run folder holds the metrics_eval.json that detection/train_net.py writes; --output gets
 .md and .png appended.
 """  # noqa: E501 (the usage lines are --help's text as printed: a rewrap would change it)
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,12 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 def markdown(table: dict, metrics: list[str]) -> str:
     lines = []
     for (dataset, task), by_label in table.items():
-        lines += [f"### {dataset} / {task}", "",
-                  "| init | runs | " + " | ".join(metrics) + " |",
-                  "|---|---|" + "---|" * len(metrics)]
+        lines += [
+            f"### {dataset} / {task}",
+            "",
+            "| init | runs | " + " | ".join(metrics) + " |",
+            "|---|---|" + "---|" * len(metrics),
+        ]
         for label, values in by_label.items():
             cells = []
             for metric in metrics:
@@ -79,11 +83,19 @@ def bar_plot(table: dict, metrics: list[str], path: str) -> None:
         labels = list(by_label)
         width = 0.8 / max(1, len(labels))
         for i, label in enumerate(labels):
-            stats = [mean_std(by_label[label][m]) if by_label[label].get(m) else (0.0, None)
-                     for m in metrics]
+            stats = [
+                mean_std(by_label[label][m]) if by_label[label].get(m) else (0.0, None)
+                for m in metrics
+            ]
             xs = [j + i * width for j in range(len(metrics))]
-            ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] or 0.0 for s in stats],
-                   capsize=3, label=label)
+            ax.bar(
+                xs,
+                [s[0] for s in stats],
+                width,
+                yerr=[s[1] or 0.0 for s in stats],
+                capsize=3,
+                label=label,
+            )
         ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(metrics))])
         ax.set_xticklabels(metrics)
         ax.set_title(f"{dataset} / {task}")
@@ -98,8 +110,9 @@ def bar_plot(table: dict, metrics: list[str], path: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER")
     parser.add_argument("--metrics", nargs="+", default=["AP", "AP50", "AP75"])
     parser.add_argument("--output", default="", help="write OUTPUT.md and OUTPUT.png")

@@ -13,6 +13,7 @@ restores the few names that Detectron2 v0.6 takes from old numpy / Pillow releas
 
     python -m detection            # prints the build in use
 """
+
 from __future__ import annotations
 
 import glob
@@ -43,7 +44,8 @@ def _missing_op_error(name: str) -> CompiledOpMissing:
     what = next((desc for prefix, desc in _OP_NAMES.items() if name.startswith(prefix)), name)
     return CompiledOpMissing(
         f"{what} needs Detectron2's compiled ops (detectron2._C.{name}), and this Detectron2 "
-        "is the Python-only build. Build the official detectron2 from source to use it.")
+        "is the Python-only build. Build the official detectron2 from source to use it."
+    )
 
 
 class _PlaceholderOps(types.ModuleType):
@@ -74,8 +76,14 @@ def _restore_removed_aliases() -> None:
 
     # Detectron2 v0.6 still spells numpy's scalar aliases removed in numpy 1.24 and Pillow's
     # resampling names removed in Pillow 10.
-    for alias, target in {"str": str, "bool": bool, "int": int, "float": float, "object": object,
-                          "complex": complex}.items():
+    for alias, target in {
+        "str": str,
+        "bool": bool,
+        "int": int,
+        "float": float,
+        "object": object,
+        "complex": complex,
+    }.items():
         if alias not in np.__dict__:
             setattr(np, alias, target)
     if not hasattr(Image, "LINEAR"):
@@ -91,9 +99,11 @@ def _compiled_ops_present() -> bool | None:
     spec = importlib.machinery.PathFinder.find_spec("detectron2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    return any(glob.glob(os.path.join(folder, "_C*" + suffix))
-               for folder in spec.submodule_search_locations
-               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    return any(
+        glob.glob(os.path.join(folder, "_C*" + suffix))
+        for folder in spec.submodule_search_locations
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
 
 
 def enable() -> str:
@@ -165,8 +175,9 @@ def describe() -> str:
 
     where = detectron2.__file__.rsplit("/", 2)[0]
     if build == "compiled":
-        return (f"detectron2 {detectron2.__version__}: compiled build with detectron2._C, "
-                f"at {where}")
-    return (f"detectron2 {detectron2.__version__}: Python-only build (no detectron2._C) "
-            f"at {where}; deformable conv and rotated-box ops raise a clear error, COCO evaluation "
-            "uses pycocotools")
+        return f"detectron2 {detectron2.__version__}: compiled build with detectron2._C, at {where}"
+    return (
+        f"detectron2 {detectron2.__version__}: Python-only build (no detectron2._C) "
+        f"at {where}; deformable conv and rotated-box ops raise a clear error, COCO evaluation "
+        "uses pycocotools"
+    )

@@ -1,4 +1,5 @@
 """Detectron2 config keys this project adds, and the rules that act on them."""
+
 from __future__ import annotations
 
 import os
@@ -9,12 +10,18 @@ from pretrain.common.output_dir import derived_output_dir
 
 # Norm names whose layers Detectron2 builds with torch's SyncBatchNorm (GPU only) and their
 # all-reduce twin that also runs through gloo on CPU processes.
-_SYNC_NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM",
-                   "MODEL.ROI_MASK_HEAD.NORM")
+_SYNC_NORM_KEYS = (
+    "MODEL.RESNETS.NORM",
+    "MODEL.FPN.NORM",
+    "MODEL.ROI_BOX_HEAD.NORM",
+    "MODEL.ROI_MASK_HEAD.NORM",
+)
 # The backbones of detection/modeling.py that build MODEL.RESNETS.STEM_TYPE; the stock ones
 # always build the ImageNet stem.
-STEM_TYPE_BACKBONES = ("build_resnet_backbone_with_stem_type",
-                       "build_resnet_fpn_backbone_with_stem_type")
+STEM_TYPE_BACKBONES = (
+    "build_resnet_backbone_with_stem_type",
+    "build_resnet_fpn_backbone_with_stem_type",
+)
 
 
 class StemConfigError(ConfigError):
@@ -107,12 +114,16 @@ def check_stem_type(cfg) -> None:
     if stem not in STEMS:
         raise StemConfigError(f"MODEL.RESNETS.STEM_TYPE {stem!r} is not one of {sorted(STEMS)}")
     if stem != "imagenet" and name not in STEM_TYPE_BACKBONES:
-        raise StemConfigError(f"MODEL.RESNETS.STEM_TYPE {stem!r} needs MODEL.BACKBONE.NAME one of "
-                              f"{list(STEM_TYPE_BACKBONES)}; {name} builds the ImageNet stem")
+        raise StemConfigError(
+            f"MODEL.RESNETS.STEM_TYPE {stem!r} needs MODEL.BACKBONE.NAME one of "
+            f"{list(STEM_TYPE_BACKBONES)}; {name} builds the ImageNet stem"
+        )
     trained = weights_stem(cfg.MODEL.WEIGHTS)
     if trained is not None and trained != stem:
-        raise StemConfigError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} was pretrained with stem "
-                              f"{trained!r}, the model builds MODEL.RESNETS.STEM_TYPE {stem!r}")
+        raise StemConfigError(
+            f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} was pretrained with stem "
+            f"{trained!r}, the model builds MODEL.RESNETS.STEM_TYPE {stem!r}"
+        )
 
 
 def apply_batch_scale(cfg) -> None:
@@ -121,8 +132,10 @@ def apply_batch_scale(cfg) -> None:
         return
     images = cfg.SOLVER.IMS_PER_BATCH * scale
     if scale <= 0 or images < 1 or abs(images - round(images)) > 1e-6:
-        raise ConfigError(f"SOLVER.BATCH_SCALE {scale} does not give a whole batch from "
-                         f"IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH}")
+        raise ConfigError(
+            f"SOLVER.BATCH_SCALE {scale} does not give a whole batch from "
+            f"IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH}"
+        )
     solver = cfg.SOLVER
     solver.IMS_PER_BATCH = int(round(images))
     solver.BASE_LR *= scale

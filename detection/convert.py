@@ -10,6 +10,7 @@ The same renaming serves every stem (pretrain/models/backbone.py STEMS); the ste
 trained with is written beside the weights ("stem") where the input tells it, so that Detectron2
 configs of another MODEL.RESNETS.STEM_TYPE refuse the file (detection/config.py, verify.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,15 +21,33 @@ import numpy as np
 import torch
 
 from pretrain.evaluation.backbone_loading import recorded_stem, stem_from_weights
-from pretrain.formats import (FORMATS, ConversionError, detect_format, detectron2_resnet,
-                              load_any, read_backbone)
+from pretrain.formats import (
+    FORMATS,
+    ConversionError,
+    detect_format,
+    detectron2_resnet,
+    load_any,
+    read_backbone,
+)
 
-__all__ = ["FORMATS", "ConversionError", "arch_of_weights", "convert", "describe_arch",
-           "to_detectron2", "to_detectron2_name"]
+__all__ = [
+    "FORMATS",
+    "ConversionError",
+    "arch_of_weights",
+    "convert",
+    "describe_arch",
+    "to_detectron2",
+    "to_detectron2_name",
+]
 
 # (bottleneck blocks?, blocks in res2..res5) -> depth, the ResNets of He et al. 2016.
-_DEPTHS = {(False, (2, 2, 2, 2)): 18, (False, (3, 4, 6, 3)): 34, (True, (3, 4, 6, 3)): 50,
-           (True, (3, 4, 23, 3)): 101, (True, (3, 8, 36, 3)): 152}
+_DEPTHS = {
+    (False, (2, 2, 2, 2)): 18,
+    (False, (3, 4, 6, 3)): 34,
+    (True, (3, 4, 6, 3)): 50,
+    (True, (3, 4, 23, 3)): 101,
+    (True, (3, 8, 36, 3)): 152,
+}
 
 
 def to_detectron2_name(key: str) -> str:
@@ -41,8 +60,10 @@ def to_detectron2_name(key: str) -> str:
 
 
 def to_detectron2(backbone: dict) -> dict:
-    return {to_detectron2_name(k): v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
-            for k, v in backbone.items()}
+    return {
+        to_detectron2_name(k): v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
+        for k, v in backbone.items()
+    }
 
 
 def arch_of_weights(weights: dict) -> tuple[str | None, float | None]:
@@ -51,8 +72,9 @@ def arch_of_weights(weights: dict) -> tuple[str | None, float | None]:
     block's output channels the width, a grouped 3x3 conv the ResNeXt cardinality. None for
     what they do not tell (e.g. a stage missing)."""
     shapes = {k: tuple(getattr(v, "shape", v)) for k, v in weights.items()}
-    counts = tuple(len({k.split(".")[1] for k in shapes if k.startswith(f"res{s}.")})
-                   for s in range(2, 6))
+    counts = tuple(
+        len({k.split(".")[1] for k in shapes if k.startswith(f"res{s}.")}) for s in range(2, 6)
+    )
     bottleneck = "res2.0.conv3.weight" in shapes
     depth = _DEPTHS.get((bottleneck, counts))
     out = shapes.get("res2.0.conv3.weight" if bottleneck else "res2.0.conv2.weight")
@@ -86,8 +108,14 @@ def recorded_arch(ckpt) -> tuple[str | None, float | None]:
     return model.get("ARCH"), float(model.get("WIDTH", 1))
 
 
-def write_detectron2_pkl(weights: dict, path: str, author: str, check=None,
-                         stem: str | None = None, arch: tuple = (None, None)) -> None:
+def write_detectron2_pkl(
+    weights: dict,
+    path: str,
+    author: str,
+    check=None,
+    stem: str | None = None,
+    arch: tuple = (None, None),
+) -> None:
     """Atomic: written to a temp file, checked by `check(temp_path)` if given, then renamed; a
     failure anywhere leaves no output. `stem` and `arch` ((name, width)), if known, are recorded
     beside the weights, so that a model of another stem, depth or width can name the mismatch
@@ -109,8 +137,14 @@ def write_detectron2_pkl(weights: dict, path: str, author: str, check=None,
             os.remove(tmp)
 
 
-def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str = "query",
-            force: bool = False, verify_config: str = "") -> dict:
+def convert(
+    input_path: str,
+    output_path: str,
+    fmt: str = "auto",
+    encoder: str = "query",
+    force: bool = False,
+    verify_config: str = "",
+) -> dict:
     """Convert and write; returns a summary {"format", "kept", "dropped", "stem", "verified"}. With
     `verify_config`, the output is only written if Detectron2 loads all of it exactly."""
     if os.path.exists(output_path) and not force:
@@ -120,33 +154,46 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
     if found == "detectron2":
         # A backbone file passes through; a training checkpoint gives its ResNet (stem, res2-5).
         model, not_resnet = detectron2_resnet(ckpt.get("model", ckpt))
-        weights = {k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
-                   for k, v in model.items() if not k.endswith("num_batches_tracked")}
+        weights = {
+            k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
+            for k, v in model.items()
+            if not k.endswith("num_batches_tracked")
+        }
         dropped = sorted(not_resnet + [k for k in model if k.endswith("num_batches_tracked")])
         stem = ckpt.get("stem") if "model" in ckpt else None
-        arch = (ckpt.get("arch"), ckpt.get("width")) if "model" in ckpt and ckpt.get("arch") \
+        arch = (
+            (ckpt.get("arch"), ckpt.get("width"))
+            if "model" in ckpt and ckpt.get("arch")
             else arch_of_weights(weights)
+        )
     else:
         if found == "pretrain" and any(k.startswith("view1.") for k in ckpt["model"]):
-            raise ConversionError("a CMC checkpoint (MODEL.CMC.ENABLED): its encoders' first convs "
-                                  "read colour-space channel groups (e.g. L, ab), not the RGB "
-                                  "a Detectron2 backbone is fed; not convertible")
+            raise ConversionError(
+                "a CMC checkpoint (MODEL.CMC.ENABLED): its encoders' first convs "
+                "read colour-space channel groups (e.g. L, ab), not the RGB "
+                "a Detectron2 backbone is fed; not convertible"
+            )
         backbone, dropped = read_backbone(ckpt, found, encoder)
         if not backbone:
-            raise ConversionError(f"{found} checkpoint holds no backbone weights for --encoder "
-                                  f"{encoder}")
+            raise ConversionError(
+                f"{found} checkpoint holds no backbone weights for --encoder {encoder}"
+            )
         weights = to_detectron2(backbone)
         stem = recorded_stem(ckpt) or stem_from_weights(backbone)
         arch = recorded_arch(ckpt) if found == "pretrain" and "cfg" in ckpt else (None, None)
         if arch[0] is None:
             arch = arch_of_weights(weights)
-    not_finite = sorted(k for k, v in weights.items()
-                        if np.issubdtype(np.asarray(v).dtype, np.floating)
-                        and not np.isfinite(v).all())
+    not_finite = sorted(
+        k
+        for k, v in weights.items()
+        if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.isfinite(v).all()
+    )
     if not_finite:
-        raise ConversionError(f"{input_path}: {len(not_finite)} tensors hold NaN or infinite "
-                              f"values (first: {not_finite[0]}); the run that wrote it diverged, "
-                              "convert an earlier checkpoint")
+        raise ConversionError(
+            f"{input_path}: {len(not_finite)} tensors hold NaN or infinite "
+            f"values (first: {not_finite[0]}); the run that wrote it diverged, "
+            "convert an earlier checkpoint"
+        )
     verified = []
 
     def check(path: str) -> None:
@@ -157,8 +204,19 @@ def convert(input_path: str, output_path: str, fmt: str = "auto", encoder: str =
         except VerificationError as err:
             raise ConversionError(f"--verify {verify_config}: {err}") from None
 
-    write_detectron2_pkl(weights, output_path, author=f"infomin-det convert ({found}, {encoder})",
-                         check=check if verify_config else None, stem=stem, arch=arch)
-    return {"format": found, "kept": sorted(weights), "dropped": dropped, "stem": stem,
-            "arch": arch,
-            "verified": verified[0] if verified else None}
+    write_detectron2_pkl(
+        weights,
+        output_path,
+        author=f"infomin-det convert ({found}, {encoder})",
+        check=check if verify_config else None,
+        stem=stem,
+        arch=arch,
+    )
+    return {
+        "format": found,
+        "kept": sorted(weights),
+        "dropped": dropped,
+        "stem": stem,
+        "arch": arch,
+        "verified": verified[0] if verified else None,
+    }

@@ -7,6 +7,7 @@ is the one the annotation gives, and its boxes lie inside it. Bad images are lef
 OUTPUT_DIR/bad_images.txt (DATASETS.ON_BAD_IMAGE skip) or stop the run with one line naming the
 first (error). A file that still fails to decode while training is skipped (a training image) or
 stops the run naming it (a test image: evaluating another image in its place would be wrong)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,16 +15,29 @@ import math
 import os
 import sys
 
-from detectron2.data import (DatasetCatalog, DatasetFromList, DatasetMapper, MetadataCatalog,
-                             build_detection_test_loader, build_detection_train_loader)
+from detectron2.data import (
+    DatasetCatalog,
+    DatasetFromList,
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
 from detectron2.data.build import _train_loader_from_config
 from detectron2.data.common import MapDataset
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
 from PIL import Image, ImageOps
 
-from pretrain.data.bad_data import (CHECK_DEPTHS, BadImageError, BadImageLog, check_choice,
-                                    file_problem, problems_of, write_bad_list)
+from pretrain.data.bad_data import (
+    CHECK_DEPTHS,
+    BadImageError,
+    BadImageLog,
+    check_choice,
+    file_problem,
+    problems_of,
+    write_bad_list,
+)
 from pretrain.common.errors import DatasetError
 from pretrain.common.user_cache import user_cache_dir
 from pretrain.data.images import MAX_CONSECUTIVE_FAILURES, to_rgb
@@ -88,21 +102,26 @@ def record_problem(record: dict, decode: bool) -> str | None:
     if all(expected) and expected != (width, height):
         return f"image is {width}x{height}, its annotation says {expected[0]}x{expected[1]}"
     for annotation in record.get("annotations", []):
-        x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"],
-                                         BoxMode.XYXY_ABS)
+        x0, y0, x1, y1 = BoxMode.convert(
+            list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS
+        )
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is not a number"
         if x1 <= x0 or y1 <= y0:
             return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has zero or negative size"
-        if (x0 < -BOX_TOLERANCE or y0 < -BOX_TOLERANCE or x1 > width + BOX_TOLERANCE
-                or y1 > height + BOX_TOLERANCE):
-            return (f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) falls outside the {width}x{height} "
-                    "image")
+        if (
+            x0 < -BOX_TOLERANCE
+            or y0 < -BOX_TOLERANCE
+            or x1 > width + BOX_TOLERANCE
+            or y1 > height + BOX_TOLERANCE
+        ):
+            return f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) falls outside the {width}x{height} image"
     return WideImage(mode) if mode in WIDE_MODES else None
 
 
-def find_bad_records(records: list[dict], decode: bool, threads: int = 8,
-                     wide: list[str] | None = None) -> dict[str, str]:
+def find_bad_records(
+    records: list[dict], decode: bool, threads: int = 8, wide: list[str] | None = None
+) -> dict[str, str]:
     """{file_name: reason} of the records that fail record_problem; the file names of usable
     images of more than 8 bits per channel are appended to `wide`."""
     numbered = list(range(len(records)))
@@ -121,9 +140,10 @@ def _read_from_copies(name: str, copies: dict[str, str]) -> None:
     keep their ids, so evaluators that read the ground truth from the original files agree)."""
     load = DatasetCatalog[name]
     DatasetCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: [dict(r, file_name=copies.get(r["file_name"],
-                                                                     r["file_name"]))
-                                           for r in load()])
+    DatasetCatalog.register(
+        name,
+        lambda: [dict(r, file_name=copies.get(r["file_name"], r["file_name"])) for r in load()],
+    )
 
 
 def _drop_from_catalog(name: str, records: list[dict], bad: set[str]) -> None:
@@ -140,8 +160,9 @@ def _drop_from_catalog(name: str, records: list[dict], bad: set[str]) -> None:
 
         kept = [r["image_id"] for r in records if r["file_name"] not in bad]
         annotations = os.path.join(meta["dirname"], "Annotations")
-        meta["dirname"] = write_voc_view({i: os.path.join(annotations, f"{i}.xml")
-                                          for i in kept}, meta["split"])
+        meta["dirname"] = write_voc_view(
+            {i: os.path.join(annotations, f"{i}.xml") for i in kept}, meta["split"]
+        )
     meta.pop("json_file", None)
     MetadataCatalog.remove(name)
     MetadataCatalog.get(name).set(**meta)
@@ -151,12 +172,15 @@ def check_masks(names) -> None:
     """MODEL.MASK_ON needs masks: a box-only dataset (a COCO json without "segmentation", any
     VOC set) fails mid-training on gt_masks otherwise."""
     for name in dict.fromkeys(names):
-        annotations = [a for record in DatasetCatalog.get(name)
-                       for a in record.get("annotations", [])]
+        annotations = [
+            a for record in DatasetCatalog.get(name) for a in record.get("annotations", [])
+        ]
         if annotations and not any(a.get("segmentation") for a in annotations):
-            raise DatasetError(f"dataset {name}: MODEL.MASK_ON, but its annotations hold no masks "
-                               "(segmentation); train a box-only model (a Faster R-CNN config) "
-                               "or give a dataset with masks")
+            raise DatasetError(
+                f"dataset {name}: MODEL.MASK_ON, but its annotations hold no masks "
+                "(segmentation); train a box-only model (a Faster R-CNN config) "
+                "or give a dataset with masks"
+            )
 
 
 def report_unannotated(cfg, names, is_main_process: bool = True) -> dict[str, int]:
@@ -169,19 +193,28 @@ def report_unannotated(cfg, names, is_main_process: bool = True) -> dict[str, in
     dropped = {}
     for name in dict.fromkeys(names):
         records = DatasetCatalog.get(name)
-        empty = sum(1 for r in records
-                    if not any(a.get("iscrowd", 0) == 0 for a in r.get("annotations", [])))
+        empty = sum(
+            1
+            for r in records
+            if not any(a.get("iscrowd", 0) == 0 for a in r.get("annotations", []))
+        )
         if not empty:
             continue
         dropped[name] = empty
         if records and empty == len(records):
-            raise DatasetError(f"dataset {name}: none of its {len(records)} images has an "
-                               "annotation (other than crowd ones), so there is nothing to train "
-                               "on; check the annotation file or the dataset's categories")
+            raise DatasetError(
+                f"dataset {name}: none of its {len(records)} images has an "
+                "annotation (other than crowd ones), so there is nothing to train "
+                "on; check the annotation file or the dataset's categories"
+            )
         if is_main_process:
-            print(f"warning: dataset {name}: {empty} of {len(records)} training images have no "
-                  "annotations and are left out of training (DATALOADER.FILTER_EMPTY_ANNOTATIONS "
-                  "False keeps them, as background)", file=sys.stderr, flush=True)
+            print(
+                f"warning: dataset {name}: {empty} of {len(records)} training images have no "
+                "annotations and are left out of training (DATALOADER.FILTER_EMPTY_ANNOTATIONS "
+                "False keeps them, as background)",
+                file=sys.stderr,
+                flush=True,
+            )
     return dropped
 
 
@@ -199,35 +232,46 @@ def check_detection_data(cfg, names, is_main_process: bool = True) -> dict[str, 
     for name in dict.fromkeys(names):
         records = DatasetCatalog.get(name)
         if is_main_process:
-            print(f"checking the {len(records)} images of dataset {name} (DATASETS.CHECK "
-                  f"{depth})", file=sys.stderr, flush=True)
+            print(
+                f"checking the {len(records)} images of dataset {name} (DATASETS.CHECK {depth})",
+                file=sys.stderr,
+                flush=True,
+            )
         wide: list[str] = []
         bad = find_bad_records(records, depth == "decode", cfg.DATALOADER.NUM_WORKERS, wide)
         if wide:
             _read_from_copies(name, {path: scaled_copy(path) for path in wide})
             if is_main_process:
-                print(f"dataset {name}: {len(wide)} images of more than 8 bits per channel (e.g. "
-                      f"{wide[0]}) are read from 8-bit copies scaled by their bit depth, in "
-                      f"{user_cache_dir('scaled_images')}", file=sys.stderr)
+                print(
+                    f"dataset {name}: {len(wide)} images of more than 8 bits per channel (e.g. "
+                    f"{wide[0]}) are read from 8-bit copies scaled by their bit depth, in "
+                    f"{user_cache_dir('scaled_images')}",
+                    file=sys.stderr,
+                )
         if bad and on_bad == "skip":
             _drop_from_catalog(name, records, set(bad))
             if is_main_process:
-                print(f"warning: dataset {name}: {len(bad)} of {len(records)} images left out "
-                      f"(listed in {os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')})",
-                      file=sys.stderr)
+                print(
+                    f"warning: dataset {name}: {len(bad)} of {len(records)} images left out "
+                    f"(listed in {os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')})",
+                    file=sys.stderr,
+                )
         all_bad.update(bad)
         if records and len(bad) == len(records):
             unusable = unusable or f"dataset {name}: none of its {len(records)} images can be read"
     if all_bad and is_main_process:
         write_bad_list(cfg.OUTPUT_DIR, sorted(all_bad.items()))
     if unusable and on_bad == "skip":
-        raise DatasetError(f"{unusable} (listed in "
-                           f"{os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')})")
+        raise DatasetError(
+            f"{unusable} (listed in {os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')})"
+        )
     if all_bad and on_bad == "error":
         path, reason = next(iter(all_bad.items()))
-        raise BadImageError(f"{path}: {reason} ({len(all_bad)} bad images, listed in "
-                            f"{os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')}; "
-                            "DATASETS.ON_BAD_IMAGE skip leaves them out)")
+        raise BadImageError(
+            f"{path}: {reason} ({len(all_bad)} bad images, listed in "
+            f"{os.path.join(cfg.OUTPUT_DIR, 'bad_images.txt')}; "
+            "DATASETS.ON_BAD_IMAGE skip leaves them out)"
+        )
     return all_bad
 
 
@@ -270,9 +314,11 @@ class SkippingMapDataset(MapDataset):
             if data is not None:
                 return data
             current = self._rng.randrange(len(self._dataset))
-        raise BadImageError(f"{MAX_CONSECUTIVE_FAILURES} training images drawn in a row could not "
-                            "be read (listed in OUTPUT_DIR/bad_images.txt): are the dataset's "
-                            "files right?")
+        raise BadImageError(
+            f"{MAX_CONSECUTIVE_FAILURES} training images drawn in a row could not "
+            "be read (listed in OUTPUT_DIR/bad_images.txt): are the dataset's "
+            "files right?"
+        )
 
 
 def checked_train_loader(cfg):
@@ -284,8 +330,9 @@ def checked_train_loader(cfg):
     dataset = kwargs.pop("dataset")
     if isinstance(dataset, list):
         dataset = DatasetFromList(dataset, copy=False)
-    return build_detection_train_loader(dataset=SkippingMapDataset(dataset, kwargs.pop("mapper")),
-                                        mapper=None, **kwargs)
+    return build_detection_train_loader(
+        dataset=SkippingMapDataset(dataset, kwargs.pop("mapper")), mapper=None, **kwargs
+    )
 
 
 def checked_test_loader(cfg, dataset_name: str):

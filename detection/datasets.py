@@ -20,6 +20,7 @@ both: holdout (fraction of images held out, chosen by a seeded shuffle of the im
 Detectron2's built-in names (coco_2017_*, voc_20{07,12}_*) need no spec; they read
 $DETECTRON2_DATASETS.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -72,7 +73,7 @@ def _require(spec: str, path: str, what: str, kind: str = "file") -> str:
 def holdout_image_ids(image_ids: list, fraction: float, seed: int) -> set:
     shuffled = sorted(image_ids)
     random.Random(seed).shuffle(shuffled)
-    return set(shuffled[:max(1, round(fraction * len(shuffled)))])
+    return set(shuffled[: max(1, round(fraction * len(shuffled)))])
 
 
 def holdout_part(spec: str, fields: dict, image_ids: list) -> set | None:
@@ -80,8 +81,11 @@ def holdout_part(spec: str, fields: dict, image_ids: list) -> set | None:
     try:
         holdout, seed = float(fields.get("holdout", 0)), int(fields.get("seed", 0))
     except ValueError:
-        raise DatasetSpecError(spec, f"holdout={fields.get('holdout')} seed={fields.get('seed')}: "
-                               "expected a fraction (0.25) and an integer seed") from None
+        raise DatasetSpecError(
+            spec,
+            f"holdout={fields.get('holdout')} seed={fields.get('seed')}: "
+            "expected a fraction (0.25) and an integer seed",
+        ) from None
     if not 0 <= holdout < 1:
         raise DatasetSpecError(spec, f"holdout={holdout:g}: expected a fraction in [0, 1)")
     part = fields.get("part", "train")
@@ -94,6 +98,7 @@ def holdout_part(spec: str, fields: dict, image_ids: list) -> set | None:
 
 
 # ---- Pascal VOC ----------------------------------------------------------------------------
+
 
 def _parse_xml(path: str) -> ET.Element:
     try:
@@ -112,10 +117,18 @@ def voc_annotation_files(root: str) -> dict[str, str]:
     """{image id: its .xml}: from root/Annotations (or annots/, annotations/: the flat exports'
     names) if there is one, else the .xml files beside the images in root (an id is the file name
     without .xml)."""
-    folder = next((os.path.join(root, name) for name in VOC_ANNOTATION_FOLDERS
-                   if glob.glob(os.path.join(root, name, "*.xml"))), root)
-    return {os.path.splitext(os.path.basename(f))[0]: f
-            for f in sorted(glob.glob(os.path.join(folder, "*.xml")))}
+    folder = next(
+        (
+            os.path.join(root, name)
+            for name in VOC_ANNOTATION_FOLDERS
+            if glob.glob(os.path.join(root, name, "*.xml"))
+        ),
+        root,
+    )
+    return {
+        os.path.splitext(os.path.basename(f))[0]: f
+        for f in sorted(glob.glob(os.path.join(folder, "*.xml")))
+    }
 
 
 def voc_image_file(root: str, image_id: str, xml_file: str, annotation: ET.Element) -> str:
@@ -127,10 +140,14 @@ def voc_image_file(root: str, image_id: str, xml_file: str, annotation: ET.Eleme
     candidates = [os.path.join(root, "JPEGImages", image_id + ".jpg")]
     if named:
         candidates += [os.path.join(folder, os.path.basename(named))]
-        candidates += [os.path.join(root, images, os.path.basename(named))
-                       for images in VOC_IMAGE_FOLDERS]
-    candidates += [os.path.join(place, image_id + ext) for ext in IMAGE_EXTENSIONS
-                   for place in (folder, *(os.path.join(root, i) for i in VOC_IMAGE_FOLDERS))]
+        candidates += [
+            os.path.join(root, images, os.path.basename(named)) for images in VOC_IMAGE_FOLDERS
+        ]
+    candidates += [
+        os.path.join(place, image_id + ext)
+        for ext in IMAGE_EXTENSIONS
+        for place in (folder, *(os.path.join(root, i) for i in VOC_IMAGE_FOLDERS))
+    ]
     found = next((c for c in candidates if os.path.isfile(c)), None)
     if found:
         return found
@@ -142,8 +159,9 @@ def voc_image_file(root: str, image_id: str, xml_file: str, annotation: ET.Eleme
 def voc_class_names(xml_files) -> list[str]:
     names = set()
     for xml_file in xml_files:
-        names.update((obj.findtext("name") or "").strip()
-                     for obj in _parse_xml(xml_file).findall("object"))
+        names.update(
+            (obj.findtext("name") or "").strip() for obj in _parse_xml(xml_file).findall("object")
+        )
     return sorted(names)
 
 
@@ -151,16 +169,20 @@ def voc_box(obj: ET.Element, xml_file: str) -> tuple[float, float, float, float]
     """(xmin, ymin, xmax, ymax) of a VOC <object>; DatasetError naming the file when its
     <bndbox> is missing or not numbers."""
     try:
-        return tuple(float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax",
-                                                                       "ymax"))
+        return tuple(
+            float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")
+        )
     except (TypeError, ValueError):
         name = (obj.findtext("name") or "").strip()
-        raise DatasetError(f"VOC annotation {xml_file}: object {name!r} has no <bndbox> with "
-                           "numeric xmin, ymin, xmax, ymax") from None
+        raise DatasetError(
+            f"VOC annotation {xml_file}: object {name!r} has no <bndbox> with "
+            "numeric xmin, ymin, xmax, ymax"
+        ) from None
 
 
-def load_voc_records(root: str, annotations: dict[str, str], ids: list[str],
-                     classes: list[str]) -> list[dict]:
+def load_voc_records(
+    root: str, annotations: dict[str, str], ids: list[str], classes: list[str]
+) -> list[dict]:
     """Detectron2 records of the images `ids`, as detectron2's load_voc_instances makes them
     (1-based inclusive pixel boxes: xmin and ymin less 1; "difficult" objects kept)."""
     records = []
@@ -171,17 +193,27 @@ def load_voc_records(root: str, annotations: dict[str, str], ids: list[str],
         for obj in annotation.findall("object"):
             name = (obj.findtext("name") or "").strip()
             if name not in classes:
-                raise DatasetError(f"VOC annotation {xml_file}: class {name!r} is not one of "
-                                   f"the spec's classes {classes}")
+                raise DatasetError(
+                    f"VOC annotation {xml_file}: class {name!r} is not one of "
+                    f"the spec's classes {classes}"
+                )
             xmin, ymin, xmax, ymax = voc_box(obj, xml_file)
-            instances.append({"category_id": classes.index(name),
-                              "bbox": [xmin - 1.0, ymin - 1.0, xmax, ymax],
-                              "bbox_mode": BoxMode.XYXY_ABS})
-        records.append({"file_name": voc_image_file(root, image_id, xml_file, annotation),
-                        "image_id": image_id,
-                        "height": int(float(annotation.findtext("size/height") or 0)),
-                        "width": int(float(annotation.findtext("size/width") or 0)),
-                        "annotations": instances})
+            instances.append(
+                {
+                    "category_id": classes.index(name),
+                    "bbox": [xmin - 1.0, ymin - 1.0, xmax, ymax],
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                }
+            )
+        records.append(
+            {
+                "file_name": voc_image_file(root, image_id, xml_file, annotation),
+                "image_id": image_id,
+                "height": int(float(annotation.findtext("size/height") or 0)),
+                "width": int(float(annotation.findtext("size/width") or 0)),
+                "annotations": instances,
+            }
+        )
     return records
 
 
@@ -215,8 +247,11 @@ def register_voc(spec: str, fields: dict) -> None:
     root = _require(spec, fields.get("root", ""), "root", "dir")
     annotations = voc_annotation_files(root)
     if not annotations:
-        raise DatasetSpecError(spec, f"root {root}: no .xml annotations in {root}/Annotations "
-                               "(or annots/, annotations/) or beside the images")
+        raise DatasetSpecError(
+            spec,
+            f"root {root}: no .xml annotations in {root}/Annotations "
+            "(or annots/, annotations/) or beside the images",
+        )
     split = fields.get("split", "trainval")
     split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
     if os.path.isfile(split_file):
@@ -224,36 +259,53 @@ def register_voc(spec: str, fields: dict) -> None:
             ids = [line.split()[0] for line in f if line.strip()]
         unknown = [i for i in ids if i not in annotations]
         if unknown:
-            raise DatasetSpecError(spec, f"split list {split_file}: {len(unknown)} ids without "
-                                   f"an annotation, e.g. {unknown[0]}")
+            raise DatasetSpecError(
+                spec,
+                f"split list {split_file}: {len(unknown)} ids without "
+                f"an annotation, e.g. {unknown[0]}",
+            )
     elif "split" in fields and os.path.isdir(os.path.join(root, "ImageSets", "Main")):
         raise DatasetSpecError(spec, f"split list {split_file}: no such file")
     elif "split" in fields and float(fields.get("holdout", 0)) <= 0:
         # Without split lists every split= would be the same images: a test set equal to the
         # training set.
-        raise DatasetSpecError(spec, f"split={split}: {root} has no ImageSets/Main lists to "
-                               "read it from; divide the images with holdout=F part=train|test "
-                               "(seed=S) instead")
+        raise DatasetSpecError(
+            spec,
+            f"split={split}: {root} has no ImageSets/Main lists to "
+            "read it from; divide the images with holdout=F part=train|test "
+            "(seed=S) instead",
+        )
     else:  # no split lists: every annotated image, divided by holdout= if asked
         ids = list(annotations)
     kept = holdout_part(spec, fields, ids)
     if kept is not None:
         ids = [i for i in ids if i in kept]
-    classes = (fields["classes"].split(",") if fields.get("classes")
-               else voc_class_names(annotations[i] for i in ids))
+    classes = (
+        fields["classes"].split(",")
+        if fields.get("classes")
+        else voc_class_names(annotations[i] for i in ids)
+    )
     name = fields["name"]
     DatasetCatalog.register(name, lambda: load_voc_records(root, annotations, ids, classes))
-    standard = os.path.isfile(split_file) and kept is None and os.path.dirname(
-        annotations[ids[0]]) == os.path.join(root, "Annotations")
+    standard = (
+        os.path.isfile(split_file)
+        and kept is None
+        and os.path.dirname(annotations[ids[0]]) == os.path.join(root, "Annotations")
+    )
     # The evaluator reads dirname/Annotations and dirname/ImageSets/Main/<split>.txt: the
     # dataset's own folder where it is laid out so, else a view of it in that layout.
     dirname = root if standard else write_voc_view({i: annotations[i] for i in ids}, split)
-    MetadataCatalog.get(name).set(thing_classes=list(classes), dirname=dirname,
-                                  year=int(fields.get("year", 2012)), split=split,
-                                  evaluator_type="pascal_voc")
+    MetadataCatalog.get(name).set(
+        thing_classes=list(classes),
+        dirname=dirname,
+        year=int(fields.get("year", 2012)),
+        split=split,
+        evaluator_type="pascal_voc",
+    )
 
 
 # ---- COCO ----------------------------------------------------------------------------------
+
 
 def coco_categories(coco: dict, json_file: str) -> tuple[list[dict], list[str]]:
     """(the categories to train on, sorted by id, each with a unique "name"; notes on what was
@@ -265,18 +317,23 @@ def coco_categories(coco: dict, json_file: str) -> tuple[list[dict], list[str]]:
     notes = []
     kept = []
     for c in categories:
-        parent_of_another = any(o["id"] != c["id"] and o.get("supercategory") == c["name"]
-                                for o in categories)
+        parent_of_another = any(
+            o["id"] != c["id"] and o.get("supercategory") == c["name"] for o in categories
+        )
         if c["id"] not in used and parent_of_another:
-            notes.append(f"{json_file}: category id {c['id']} {c['name']!r} has no annotations "
-                         "and names the others' supercategory: left out")
+            notes.append(
+                f"{json_file}: category id {c['id']} {c['name']!r} has no annotations "
+                "and names the others' supercategory: left out"
+            )
         else:
             kept.append(dict(c))
     counts = Counter(c["name"] for c in kept)
     for c in kept:
         if counts[c["name"]] > 1:
-            notes.append(f"{json_file}: category id {c['id']} {c['name']!r} shares its name: "
-                         f"called {c['name']} (id {c['id']})")
+            notes.append(
+                f"{json_file}: category id {c['id']} {c['name']!r} shares its name: "
+                f"called {c['name']} (id {c['id']})"
+            )
             c["name"] = f"{c['name']} (id {c['id']})"
     return kept, notes
 
@@ -293,13 +350,19 @@ def register_coco(spec: str, fields: dict) -> None:
     except (ValueError, KeyError, TypeError) as err:
         raise DatasetSpecError(spec, f"json {json_file}: not a COCO detection file ({err!r})")
     if "annotations" not in coco:
-        raise DatasetSpecError(spec, f"json {json_file}: no \"annotations\" list (an image-info "
-                               "or test-dev file holds no boxes to train or evaluate on)")
+        raise DatasetSpecError(
+            spec,
+            f"json {json_file}: no \"annotations\" list (an image-info "
+            "or test-dev file holds no boxes to train or evaluate on)",
+        )
     repeated = [i for i, n in Counter(image_ids).items() if n > 1]
     if repeated:
-        raise DatasetSpecError(spec, f"json {json_file}: {len(repeated)} image ids appear more "
-                               f"than once (e.g. id {repeated[0]}): its annotations would land "
-                               "on the wrong images; give each image its own id")
+        raise DatasetSpecError(
+            spec,
+            f"json {json_file}: {len(repeated)} image ids appear more "
+            f"than once (e.g. id {repeated[0]}): its annotations would land "
+            "on the wrong images; give each image its own id",
+        )
     for note in notes:
         print(f"note: dataset {name}: {note}", file=sys.stderr)
     kept = holdout_part(spec, fields, image_ids)
@@ -311,15 +374,20 @@ def register_coco(spec: str, fields: dict) -> None:
         for record in dicts:
             for annotation in record["annotations"]:
                 if annotation["category_id"] not in id_map:
-                    raise DatasetError(f"{json_file}: image {record['file_name']}: category_id "
-                                       f"{annotation['category_id']} is not among the categories")
+                    raise DatasetError(
+                        f"{json_file}: image {record['file_name']}: category_id "
+                        f"{annotation['category_id']} is not among the categories"
+                    )
                 annotation["category_id"] = id_map[annotation["category_id"]]
         return dicts if kept is None else [d for d in dicts if d["image_id"] in kept]
 
     DatasetCatalog.register(name, load)
-    meta = {"thing_classes": [c["name"] for c in categories],
-            "thing_dataset_id_to_contiguous_id": id_map,
-            "image_root": images, "evaluator_type": "coco"}
+    meta = {
+        "thing_classes": [c["name"] for c in categories],
+        "thing_dataset_id_to_contiguous_id": id_map,
+        "image_root": images,
+        "evaluator_type": "coco",
+    }
     if kept is None and not notes:
         # The evaluator may then read the ground truth straight from the original file; for a
         # split, or categories changed here, it converts the dataset's own records instead, so

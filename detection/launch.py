@@ -2,6 +2,7 @@
 NCCL: gloo for CPU processes (tests, GPU-less machines). Rank, world size and master come from the
 environment, as for every stage (pretrain.common.distributed_env): torchrun, SLURM / submitit
 (slurm/submit.py), or our local launcher (pretrain.common.launch)."""
+
 from __future__ import annotations
 
 import os
@@ -30,14 +31,14 @@ def _ddp_on_cpu() -> None:
     defaults.create_ddp_model = create_ddp_model_cpu
 
 
-def join_process_group(rank: int, world_size: int, local_world_size: int,
-                       init_method: str) -> None:
+def join_process_group(rank: int, world_size: int, local_world_size: int, init_method: str) -> None:
     """What Detectron2's launch does per process, with NCCL on GPUs and gloo on CPUs."""
     from detectron2.utils import comm
 
     use_cuda = torch.cuda.is_available()
-    dist.init_process_group("nccl" if use_cuda else "gloo", init_method=init_method, rank=rank,
-                            world_size=world_size)
+    dist.init_process_group(
+        "nccl" if use_cuda else "gloo", init_method=init_method, rank=rank, world_size=world_size
+    )
     # Detectron2 asks its per-machine group for the local rank and size.
     for machine in range(world_size // local_world_size):
         ranks = list(range(machine * local_world_size, (machine + 1) * local_world_size))
@@ -62,6 +63,10 @@ def run_from_env(main_func, args=()):
     export_distributed_env()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and not dist.is_initialized():
-        join_process_group(int(os.environ["RANK"]), world_size,
-                           int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), "env://")
+        join_process_group(
+            int(os.environ["RANK"]),
+            world_size,
+            int(os.environ.get("LOCAL_WORLD_SIZE", world_size)),
+            "env://",
+        )
     return main_func(*args)

@@ -1,6 +1,7 @@
 """Model pieces the published transfer recipes need and stock Detectron2 lacks: the C4 head with an
 extra norm, and ResNet / ResNet-FPN backbones with the small-image stems of pretraining. Importing
 this module registers them."""
+
 from __future__ import annotations
 
 import math
@@ -25,14 +26,25 @@ class SmallImageStem(CNNBlockBase):
     BasicStem (stem.conv1.weight, stem.conv1.norm.*), so converted weights land by the same
     renaming; its stride (1 for cifar, 2 for tinyimagenet) sets every later feature's stride."""
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 64, norm: str = "BN",
-                 stem_type: str = "cifar"):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 64,
+        norm: str = "BN",
+        stem_type: str = "cifar",
+    ):
         spec = stem_spec(stem_type)
         super().__init__(in_channels, out_channels, spec.total_stride)
         self.max_pool = spec.max_pool
-        self.conv1 = Conv2d(in_channels, out_channels, kernel_size=spec.kernel, stride=spec.stride,
-                            padding=spec.kernel // 2, bias=False,
-                            norm=get_norm(norm, out_channels))
+        self.conv1 = Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=spec.kernel,
+            stride=spec.stride,
+            padding=spec.kernel // 2,
+            bias=False,
+            norm=get_norm(norm, out_channels),
+        )
         weight_init.c2_msra_fill(self.conv1)
 
     def forward(self, x):
@@ -52,12 +64,16 @@ def build_resnet_backbone_with_stem_type(cfg, input_shape: ShapeSpec) -> ResNet:
     unfrozen.defrost()
     unfrozen.MODEL.BACKBONE.FREEZE_AT = 0  # frozen once below, with the new stem in place
     stock = build_resnet_backbone(unfrozen, input_shape)
-    stem = SmallImageStem(input_shape.channels, cfg.MODEL.RESNETS.STEM_OUT_CHANNELS,
-                     cfg.MODEL.RESNETS.NORM, stem_type)
+    stem = SmallImageStem(
+        input_shape.channels, cfg.MODEL.RESNETS.STEM_OUT_CHANNELS, cfg.MODEL.RESNETS.NORM, stem_type
+    )
     # ResNet derives each output's stride from the stem's, so it is built again around the stages.
-    return ResNet(stem, [list(getattr(stock, name)) for name in stock.stage_names],
-                  out_features=cfg.MODEL.RESNETS.OUT_FEATURES,
-                  freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
+    return ResNet(
+        stem,
+        [list(getattr(stock, name)) for name in stock.stage_names],
+        out_features=cfg.MODEL.RESNETS.OUT_FEATURES,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+    )
 
 
 @BACKBONE_REGISTRY.register()
@@ -70,9 +86,14 @@ def build_resnet_fpn_backbone_with_stem_type(cfg, input_shape: ShapeSpec) -> FPN
     # It pools the last FPN level, which the stock one expects to be p5 (res5 at stride 32).
     last_stride = bottom_up.output_shape()[cfg.MODEL.FPN.IN_FEATURES[-1]].stride
     top_block.in_feature = f"p{int(math.log2(last_stride))}"
-    return FPN(bottom_up=bottom_up, in_features=cfg.MODEL.FPN.IN_FEATURES,
-               out_channels=cfg.MODEL.FPN.OUT_CHANNELS, norm=cfg.MODEL.FPN.NORM,
-               top_block=top_block, fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=top_block,
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -90,10 +111,13 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
         if depth in RES5_BLOCKS_BASIC:
             out_channels = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8
             blocks = ResNet.make_stage(
-                BasicBlock, RES5_BLOCKS_BASIC[depth],
+                BasicBlock,
+                RES5_BLOCKS_BASIC[depth],
                 stride_per_block=[2] + [1] * (RES5_BLOCKS_BASIC[depth] - 1),
-                in_channels=out_channels // 2, out_channels=out_channels,
-                norm=cfg.MODEL.RESNETS.NORM)
+                in_channels=out_channels // 2,
+                out_channels=out_channels,
+                norm=cfg.MODEL.RESNETS.NORM,
+            )
             res5 = nn.Sequential(*blocks)
         else:
             res5, out_channels = super()._build_res5_block(cfg)

@@ -1,6 +1,7 @@
 """Plain-text Detectron2 logs. Detectron2 writes colour codes into the messages themselves (the
 config printed through pygments, tables through termcolor), so its plain file formatter still
 leaves them in log.txt; this strips them from every log stream that is not a terminal."""
+
 from __future__ import annotations
 
 import logging

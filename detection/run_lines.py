@@ -1,5 +1,6 @@
 """detection/train_net.py's start and end lines (pretrain/common/run_lines.py), from the trainer
 and its results."""
+
 from __future__ import annotations
 
 import logging
@@ -33,10 +34,19 @@ def log_start(cfg, trainer, resume: bool, folder_state: str) -> str:
     else:
         state = folder_state
     images = train_images(trainer._trainer.data_loader)
-    line = start_line("detection", images if images is not None else "?",
-                      "DATASETS.TRAIN " + ", ".join(cfg.DATASETS.TRAIN), cfg.MODEL.DEVICE,
-                      comm.get_world_size(), cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR,
-                      cfg.SOLVER.MAX_ITER, cfg.OUTPUT_DIR, state, trainer.start_iter)
+    line = start_line(
+        "detection",
+        images if images is not None else "?",
+        "DATASETS.TRAIN " + ", ".join(cfg.DATASETS.TRAIN),
+        cfg.MODEL.DEVICE,
+        comm.get_world_size(),
+        cfg.SOLVER.IMS_PER_BATCH,
+        cfg.SOLVER.BASE_LR,
+        cfg.SOLVER.MAX_ITER,
+        cfg.OUTPUT_DIR,
+        state,
+        trainer.start_iter,
+    )
     logging.getLogger("detectron2").info(line)
     return line
 
@@ -53,7 +63,8 @@ def headline(results) -> str:
 def log_end(cfg, results, metrics_file: str, trained: bool) -> str:
     if results and len(cfg.DATASETS.TEST) == 1 and cfg.DATASETS.TEST[0] not in results:
         results = {cfg.DATASETS.TEST[0]: results}  # Detectron2 unwraps a single dataset's
-    line = detection_end_line(cfg.OUTPUT_DIR, metrics_file if results else None,
-                              headline(results), trained)
+    line = detection_end_line(
+        cfg.OUTPUT_DIR, metrics_file if results else None, headline(results), trained
+    )
     logging.getLogger("detectron2").info(line)
     return line

@@ -7,6 +7,7 @@
   tensors (stem, res2-res5) at their random initialisation (e.g. ResNet-18 weights in a
   ResNet-50 model: Detectron2 skips every tensor of another shape with a warning in the log).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,11 @@ _CAFFE2_NAME = re.compile(r"^(res\d_\d+_branch|conv1_w|res_conv1_bn)")
 
 
 def num_classes_key(cfg) -> str:
-    return ("MODEL.RETINANET.NUM_CLASSES" if cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
-            else "MODEL.ROI_HEADS.NUM_CLASSES")
+    return (
+        "MODEL.RETINANET.NUM_CLASSES"
+        if cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
+        else "MODEL.ROI_HEADS.NUM_CLASSES"
+    )
 
 
 def check_num_classes(cfg) -> None:
@@ -36,19 +40,24 @@ def check_num_classes(cfg) -> None:
     if cfg.DATASETS.ALLOW_NUM_CLASSES_MISMATCH:
         return
     key = num_classes_key(cfg)
-    wanted = cfg.MODEL.RETINANET.NUM_CLASSES if "RETINANET" in key \
-        else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    wanted = (
+        cfg.MODEL.RETINANET.NUM_CLASSES if "RETINANET" in key else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    )
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         classes = MetadataCatalog.get(name).get("thing_classes")
         if classes is None or len(classes) == wanted:
             continue
         if not classes:
-            raise ConfigError(f"dataset {name} has no categories: its annotations name no "
-                              "class (a COCO json's categories, a VOC set's classes= list)")
+            raise ConfigError(
+                f"dataset {name} has no categories: its annotations name no "
+                "class (a COCO json's categories, a VOC set's classes= list)"
+            )
         shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
-        raise ConfigError(f"{key} {wanted}, but dataset {name} has {len(classes)} classes "
-                          f"({shown}): set {key} {len(classes)}, or "
-                          "DATASETS.ALLOW_NUM_CLASSES_MISMATCH True to train anyway")
+        raise ConfigError(
+            f"{key} {wanted}, but dataset {name} has {len(classes)} classes "
+            f"({shown}): set {key} {len(classes)}, or "
+            "DATASETS.ALLOW_NUM_CLASSES_MISMATCH True to train anyway"
+        )
 
 
 def _read_weights(path: str) -> dict:
@@ -62,11 +71,13 @@ def _read_weights(path: str) -> dict:
 
             data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise CheckpointError(f"MODEL.WEIGHTS {path}: cannot be read "
-                              f"({type(err).__name__}: {err})") from None
+        raise CheckpointError(
+            f"MODEL.WEIGHTS {path}: cannot be read ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"MODEL.WEIGHTS {path}: holds a {type(data).__name__}, "
-                              "not a dict of weights")
+        raise CheckpointError(
+            f"MODEL.WEIGHTS {path}: holds a {type(data).__name__}, not a dict of weights"
+        )
     return data
 
 
@@ -75,9 +86,12 @@ def _canonical_backbone(state: dict) -> dict:
     whatever the prefix (backbone.bottom_up., backbone., roi_heads., module.)."""
     shapes = {}
     for key, value in state.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        name = key if _CANONICAL.match(key) and not key.endswith("num_batches_tracked") \
+        key = key[len("module.") :] if key.startswith("module.") else key
+        name = (
+            key
+            if _CANONICAL.match(key) and not key.endswith("num_batches_tracked")
             else backbone_name(key)
+        )
         if name is not None and hasattr(value, "shape"):
             shapes[name] = tuple(value.shape)
     return shapes
@@ -128,12 +142,15 @@ def check_backbone_weights(cfg, model) -> None:
     stored = describe_arch(data.get("arch"), data.get("width")) if data.get("arch") else None
     found = stored or describe_arch(*arch_of_weights(_canonical_backbone(state)))
     depth, width = model_arch(cfg)
-    built = (f"ResNet-{depth} (width {width:g}; MODEL.RESNETS.DEPTH {depth}, "
-             f"RES2_OUT_CHANNELS {cfg.MODEL.RESNETS.RES2_OUT_CHANNELS})")
+    built = (
+        f"ResNet-{depth} (width {width:g}; MODEL.RESNETS.DEPTH {depth}, "
+        f"RES2_OUT_CHANNELS {cfg.MODEL.RESNETS.RES2_OUT_CHANNELS})"
+    )
     raise CheckpointError(
         f"MODEL.WEIGHTS {path} holds {found}, the model builds {built}: {len(missing)} of "
         f"{total} backbone tensors would stay random (first: {missing[0]}); MODEL.BACKBONE."
-        f"MAX_RANDOM_FRACTION {limit:g} allows {int(limit * total)}")
+        f"MAX_RANDOM_FRACTION {limit:g} allows {int(limit * total)}"
+    )
 
 
 def check_eval_weights(cfg, model) -> None:
@@ -145,20 +162,25 @@ def check_eval_weights(cfg, model) -> None:
     if state is None:
         return
     model = getattr(model, "module", model)
-    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()
-              if not k.endswith("num_batches_tracked")}
+    wanted = {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     given = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
     missing = [k for k, shape in wanted.items() if given.get(k) != shape]
     if not missing:
         return
     first, key = missing[0], num_classes_key(cfg)
     found = f"{given[first]} in the file" if first in given else "not in the file"
-    classes = cfg.MODEL.RETINANET.NUM_CLASSES if "RETINANET" in key \
-        else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    classes = (
+        cfg.MODEL.RETINANET.NUM_CLASSES if "RETINANET" in key else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    )
     raise CheckpointError(
         f"--eval-only: MODEL.WEIGHTS {path} does not fill {len(missing)} of the model's "
         f"{len(wanted)} tensors (first: {first}, {found}, {wanted[first]} in the model; "
-        f"{key} {classes}?): the evaluation would score random layers")
+        f"{key} {classes}?): the evaluation would score random layers"
+    )
 
 
 # MODEL.WEIGHTS that Detectron2 fetches or resolves itself, not local paths.
@@ -169,5 +191,7 @@ def check_weights_path(cfg) -> None:
     """A local MODEL.WEIGHTS that does not exist: one line, not Detectron2's assertion."""
     path = cfg.MODEL.WEIGHTS
     if path and not path.startswith(REMOTE_WEIGHTS) and not os.path.isfile(path):
-        raise CheckpointError(f"MODEL.WEIGHTS {path}: no such file (tools/convert.py writes one "
-                              "from a pretraining checkpoint; empty for random init)")
+        raise CheckpointError(
+            f"MODEL.WEIGHTS {path}: no such file (tools/convert.py writes one "
+            "from a pretraining checkpoint; empty for random init)"
+        )

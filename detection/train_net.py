@@ -8,6 +8,7 @@ Detectron2's own argument parser and trainer, plus: the Res5ROIHeadsExtraNorm he
 registered from DATASETS.REGISTER specs, the evaluator chosen by the dataset (COCO or Pascal VOC),
 and the final metrics written to OUTPUT_DIR/metrics_eval.json.
 """
+
 import json
 import logging
 import math
@@ -18,22 +19,35 @@ import detection.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import (DefaultTrainer, HookBase, default_argument_parser, default_setup,
-                               launch)
+from detectron2.engine import (
+    DefaultTrainer,
+    HookBase,
+    default_argument_parser,
+    default_setup,
+    launch,
+)
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
 
 from detection.compat import check_config_ops, has_compiled_ops
 from detection.config import apply_batch_scale, load_detection_cfg, sync_norms_for_cpu_processes
-from detection.data_checks import (check_detection_data, checked_test_loader,
-                                   checked_train_loader, report_unannotated)
+from detection.data_checks import (
+    check_detection_data,
+    checked_test_loader,
+    checked_train_loader,
+    report_unannotated,
+)
 from detection.datasets import register_from_specs
 from detection.launch import launch_cpu
 from detection.output_folder import last_checkpoint, prepare_detection_output, resume_hint
 from detection.plain_logs import plain_text_logs
 from detection.run_lines import log_end, log_start
-from detection.settings_checks import (check_backbone_weights, check_eval_weights,
-                                       check_num_classes, check_weights_path)
+from detection.settings_checks import (
+    check_backbone_weights,
+    check_eval_weights,
+    check_num_classes,
+    check_weights_path,
+)
 from pretrain.common.cli import apply_trailing_flags, run_entry_point
 from pretrain.common.cpu_bf16 import cpu_amp_note, cpu_has_native_bf16, train_in_cpu_bf16
 from pretrain.common.errors import DatasetError, TrainingDivergedError
@@ -61,8 +75,9 @@ class CheckpointBeforeRequeueHook(HookBase):
 
     def after_step(self):
         if self.preemption.requested(self.trainer.cfg.MODEL.DEVICE):
-            self.trainer.checkpointer.save(f"model_{self.trainer.iter:07d}",
-                                           iteration=self.trainer.iter)
+            self.trainer.checkpointer.save(
+                f"model_{self.trainer.iter:07d}", iteration=self.trainer.iter
+            )
             comm.synchronize()
             self.preemption.hand_over()
 
@@ -93,12 +108,15 @@ class Trainer(DefaultTrainer):
         if kind == "coco":
             output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
             # The fast evaluator is compiled C++; the Python-only Detectron2 uses pycocotools.
-            return COCOEvaluator(dataset_name, output_dir=output_folder,
-                                 use_fast_impl=has_compiled_ops())
+            return COCOEvaluator(
+                dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops()
+            )
         if kind == "pascal_voc":
             return PascalVOCDetectionEvaluator(dataset_name)
-        raise DatasetError(f"dataset {dataset_name}: no evaluator for evaluator_type {kind!r} "
-                         "(expected a COCO-format or Pascal VOC dataset)")
+        raise DatasetError(
+            f"dataset {dataset_name}: no evaluator for evaluator_type {kind!r} "
+            "(expected a COCO-format or Pascal VOC dataset)"
+        )
 
 
 def check_dataset_paths(cfg) -> None:
@@ -106,14 +124,18 @@ def check_dataset_paths(cfg) -> None:
     (Detectron2's built-in names read $DETECTRON2_DATASETS, default ./datasets)."""
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         if name not in DatasetCatalog.list():
-            raise DatasetError(f"dataset {name!r} is not registered: use a built-in name "
-                             "or add a spec to DATASETS.REGISTER")
+            raise DatasetError(
+                f"dataset {name!r} is not registered: use a built-in name "
+                "or add a spec to DATASETS.REGISTER"
+            )
         meta = MetadataCatalog.get(name)
         for field in ("json_file", "image_root", "dirname"):
             path = meta.get(field)
             if path and not os.path.exists(path):
-                raise DatasetError(f"dataset {name}: {field} {path}: no such file or folder"
-                                 " (set $DETECTRON2_DATASETS for the built-in datasets)")
+                raise DatasetError(
+                    f"dataset {name}: {field} {path}: no such file or folder"
+                    " (set $DETECTRON2_DATASETS for the built-in datasets)"
+                )
 
 
 def setup(args):
@@ -130,8 +152,13 @@ def setup(args):
         check_weights_path(cfg)
     if comm.is_main_process():  # before anything (bad_images.txt, config.yaml) is written there
         args.folder_state = prepare_detection_output(cfg, args)
-    check_detection_data(cfg, list(cfg.DATASETS.TEST) if getattr(args, "eval_only", False)
-                         else [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST], comm.is_main_process())
+    check_detection_data(
+        cfg,
+        list(cfg.DATASETS.TEST)
+        if getattr(args, "eval_only", False)
+        else [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST],
+        comm.is_main_process(),
+    )
     if not getattr(args, "eval_only", False):
         report_unannotated(cfg, cfg.DATASETS.TRAIN, comm.is_main_process())
     check_config_ops(cfg)
@@ -150,8 +177,13 @@ def write_metrics(cfg, results) -> None:
         return
     if len(cfg.DATASETS.TEST) == 1 and cfg.DATASETS.TEST[0] not in results:
         results = {cfg.DATASETS.TEST[0]: results}  # Detectron2 unwraps a single dataset's results
-    clean = {dataset: {task: {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
-                       for task, metrics in tasks.items()} for dataset, tasks in results.items()}
+    clean = {
+        dataset: {
+            task: {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
+            for task, metrics in tasks.items()
+        }
+        for dataset, tasks in results.items()
+    }
     path = os.path.join(cfg.OUTPUT_DIR, METRICS_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -166,7 +198,8 @@ def main(args):
         if not (args.resume and last_checkpoint(cfg.OUTPUT_DIR)):  # else the run's own checkpoint
             check_eval_weights(cfg, model)  # a head of another class count: refused, not scored
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume)
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         results = Trainer.test(cfg, model)
         write_metrics(cfg, results)
         log_end(cfg, results, METRICS_FILE, trained=False)
@@ -182,7 +215,8 @@ def main(args):
             first_line = str(err).splitlines()[0]
             raise TrainingDivergedError(
                 f"detection training diverged: {first_line.rstrip('!.')}. Lower SOLVER.BASE_LR; "
-                f"{resume_hint(cfg.OUTPUT_DIR)}") from None
+                f"{resume_hint(cfg.OUTPUT_DIR)}"
+            ) from None
     results = getattr(trainer, "_last_eval_results", None)
     write_metrics(cfg, results)
     log_end(cfg, results, METRICS_FILE, trained=True)
@@ -193,12 +227,18 @@ def parse_args(argv=None):
     """Detectron2's arguments plus --force; --resume, --force and --eval-only anywhere."""
     parser = default_argument_parser(epilog=HELP_EPILOG)
     parser.description = __doc__.split("\n\n")[0]
-    parser.add_argument("--force", action="store_true",
-                        help="write into a non-empty OUTPUT_DIR (same-named files are overwritten)")
-    parser.add_argument("--check-data", action="store_true",
-                        help="decode every train and test image before training (DATASETS.CHECK "
-                             "decode); bad ones are left out or stop the run "
-                             "(DATASETS.ON_BAD_IMAGE)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty OUTPUT_DIR (same-named files are overwritten)",
+    )
+    parser.add_argument(
+        "--check-data",
+        action="store_true",
+        help="decode every train and test image before training (DATASETS.CHECK "
+        "decode); bad ones are left out or stop the run "
+        "(DATASETS.ON_BAD_IMAGE)",
+    )
     args = parser.parse_args(argv)
     apply_trailing_flags(args, ("--resume", "--force", "--eval-only", "--check-data"))
     if args.check_data:
@@ -222,8 +262,14 @@ def cli(argv=None):
     if not torch.cuda.is_available():
         # --num-gpus N on a machine without GPUs: N CPU processes through gloo.
         return launch_cpu(main, args.num_gpus, args=(args,))
-    return launch(main, args.num_gpus, num_machines=args.num_machines,
-                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
 
 
 def entry_point() -> None:

@@ -9,6 +9,7 @@ new layer, not part of the backbone. A file that records the stem it was trained
 (tools/convert.py) must meet a config of that MODEL.RESNETS.STEM_TYPE: cifar and tinyimagenet
 weights have the same shapes, so only the record tells them apart.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ def backbone_name(model_key: str) -> str | None:
     """The Detectron2 backbone name (stem.*, res2.* ... res5.*) of a model tensor, or None."""
     for prefix in ("backbone.bottom_up.", "backbone.", "roi_heads."):
         if model_key.startswith(prefix):
-            rest = model_key[len(prefix):]
+            rest = model_key[len(prefix) :]
             if _BACKBONE_NAME.match(rest) and not rest.endswith("num_batches_tracked"):
                 return rest
     return None
@@ -63,9 +64,11 @@ def verify_weights(weights_file: str, config_file: str, opts=()) -> int:
     source = data["model"]
     trained_stem, built_stem = data.get("stem"), cfg.MODEL.RESNETS.STEM_TYPE
     if trained_stem is not None and trained_stem != built_stem:
-        raise VerificationError(f"the file's backbone was trained with stem {trained_stem!r}, "
-                                f"the model of {config_file} builds {built_stem!r} "
-                                "(MODEL.RESNETS.STEM_TYPE)")
+        raise VerificationError(
+            f"the file's backbone was trained with stem {trained_stem!r}, "
+            f"the model of {config_file} builds {built_stem!r} "
+            "(MODEL.RESNETS.STEM_TYPE)"
+        )
 
     in_model = {}
     for key, tensor in model.state_dict().items():
@@ -81,8 +84,10 @@ def verify_weights(weights_file: str, config_file: str, opts=()) -> int:
         key, loaded = in_model[name]
         expected = np.asarray(source[name])
         if loaded.shape != expected.shape:
-            problems.append(f"{name}: shape {expected.shape} in the file, {loaded.shape} in the "
-                            "model (a depth or width that does not match the config?)")
+            problems.append(
+                f"{name}: shape {expected.shape} in the file, {loaded.shape} in the "
+                "model (a depth or width that does not match the config?)"
+            )
         elif not np.array_equal(loaded, expected.astype(loaded.dtype)):
             problems.append(f"{key} does not equal {name} of the file after loading")
     problems.sort(key=lambda p: 0 if ": shape" in p else 1 if "does not equal" in p else 2)

@@ -2,6 +2,7 @@
 Detectron2. Defaults are the ImageNet MoCo v2 recipe (../shared/docs/facts.md); method configs in
 configs/pretrain/ override them. The supervised baseline's and the linear readout's configs (below)
 use the same names for the same things."""
+
 from __future__ import annotations
 
 import os
@@ -344,15 +345,29 @@ def _readout_nodes(c: CN) -> None:
 
 
 _RENAMED_READOUT_KEYS = {
-    "ARCH": "MODEL.ARCH", "WIDTH": "MODEL.WIDTH", "STEM": "MODEL.STEM",
-    "TRAIN_ROOT": "DATA.ROOT", "VAL_ROOT": "DATA.VAL_ROOT", "TRAIN_LIMIT": "DATA.LIMIT",
-    "VAL_LIMIT": "DATA.VAL_LIMIT", "CROP_SIZE": "DATA.CROP_SIZE", "CROP_SCALE": "DATA.CROP_SCALE",
-    "NUM_WORKERS": "DATA.NUM_WORKERS", "BATCH_SIZE": "SOLVER.BATCH_SIZE",
-    "BASE_LR": "SOLVER.BASE_LR", "LR": "SOLVER.BASE_LR", "MOMENTUM": "SOLVER.MOMENTUM",
-    "WEIGHT_DECAY": "SOLVER.WEIGHT_DECAY", "MAX_ITER": "SOLVER.MAX_ITER",
-    "WARMUP_FRACTION": "SOLVER.WARMUP_FRACTION", "CHECKPOINT_PERIOD": "SOLVER.CHECKPOINT_PERIOD",
-    "EPOCHS": "SOLVER.EPOCHS", "MILESTONES": "SOLVER.MILESTONES", "GAMMA": "SOLVER.GAMMA",
-    "CHECKPOINT": "MODEL.WEIGHTS", "ENCODER": "MODEL.ENCODER",
+    "ARCH": "MODEL.ARCH",
+    "WIDTH": "MODEL.WIDTH",
+    "STEM": "MODEL.STEM",
+    "TRAIN_ROOT": "DATA.ROOT",
+    "VAL_ROOT": "DATA.VAL_ROOT",
+    "TRAIN_LIMIT": "DATA.LIMIT",
+    "VAL_LIMIT": "DATA.VAL_LIMIT",
+    "CROP_SIZE": "DATA.CROP_SIZE",
+    "CROP_SCALE": "DATA.CROP_SCALE",
+    "NUM_WORKERS": "DATA.NUM_WORKERS",
+    "BATCH_SIZE": "SOLVER.BATCH_SIZE",
+    "BASE_LR": "SOLVER.BASE_LR",
+    "LR": "SOLVER.BASE_LR",
+    "MOMENTUM": "SOLVER.MOMENTUM",
+    "WEIGHT_DECAY": "SOLVER.WEIGHT_DECAY",
+    "MAX_ITER": "SOLVER.MAX_ITER",
+    "WARMUP_FRACTION": "SOLVER.WARMUP_FRACTION",
+    "CHECKPOINT_PERIOD": "SOLVER.CHECKPOINT_PERIOD",
+    "EPOCHS": "SOLVER.EPOCHS",
+    "MILESTONES": "SOLVER.MILESTONES",
+    "GAMMA": "SOLVER.GAMMA",
+    "CHECKPOINT": "MODEL.WEIGHTS",
+    "ENCODER": "MODEL.ENCODER",
 }
 
 
@@ -427,8 +442,10 @@ def load_finetune_cfg(config_file: str = "", opts=()) -> CN:
     """The fine-tuning stage's config, frozen; a fraction in (0, 100] or a subset file."""
     cfg = merge_overrides(get_finetune_cfg(), config_file, opts, stage="finetune")
     if not cfg.DATA.SUBSET_FILE and not 0 < cfg.DATA.PERCENT <= 100:
-        raise ConfigError(f"DATA.PERCENT {cfg.DATA.PERCENT}: expected a percentage in (0, 100] "
-                          "(or a DATA.SUBSET_FILE)")
+        raise ConfigError(
+            f"DATA.PERCENT {cfg.DATA.PERCENT}: expected a percentage in (0, 100] "
+            "(or a DATA.SUBSET_FILE)"
+        )
     if cfg.SOLVER.EPOCHS < 1:
         raise ConfigError(f"SOLVER.EPOCHS {cfg.SOLVER.EPOCHS}: need at least one epoch")
     cfg.freeze()
@@ -487,11 +504,13 @@ def load_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
     if not cfg.DATA.ROOT:
         cfg.DATA.ROOT = os.environ.get("PRETRAIN_DATA_ROOT", "")
     if cfg.EVAL.KNN_FEATURES not in KNN_FEATURES:
-        raise ConfigError(f"EVAL.KNN_FEATURES {cfg.EVAL.KNN_FEATURES!r}: expected one of "
-                          f"{KNN_FEATURES}")
+        raise ConfigError(
+            f"EVAL.KNN_FEATURES {cfg.EVAL.KNN_FEATURES!r}: expected one of {KNN_FEATURES}"
+        )
     if not 0 < cfg.EVAL.CROP_FRACTION <= 1:
-        raise ConfigError(f"EVAL.CROP_FRACTION {cfg.EVAL.CROP_FRACTION}: expected a value in "
-                          "(0, 1]")
+        raise ConfigError(
+            f"EVAL.CROP_FRACTION {cfg.EVAL.CROP_FRACTION}: expected a value in (0, 1]"
+        )
     cfg.freeze()
     return cfg
 

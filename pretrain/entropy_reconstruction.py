@@ -19,6 +19,7 @@ One deliberate deviation, named: the release takes log(I_v(kappa) + 1e-7) for th
 which at d = 128 is log(1e-7) (I_63(10) is about 5e-44); we take log I_v(kappa) itself. H and
 Rec then each differ from the release's by the same constant and I_ER = H - Rec is identical.
 All values are in nats; the sphere's H depends on kappa and on the batch (k = its size)."""
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,11 @@ def log_bessel_iv(order: float, x: float) -> float:
 def log_vmf_normaliser(dim: int, kappa: float) -> float:
     """log C_d(kappa) = (d/2 - 1) log kappa - (d/2) log 2 pi - log I_{d/2-1}(kappa): the vMF
     density on S^{d-1} is C_d(kappa) exp(kappa mu . z)."""
-    return ((dim / 2 - 1) * math.log(kappa) - dim / 2 * math.log(2 * math.pi)
-            - log_bessel_iv(dim / 2 - 1, kappa))
+    return (
+        (dim / 2 - 1) * math.log(kappa)
+        - dim / 2 * math.log(2 * math.pi)
+        - log_bessel_iv(dim / 2 - 1, kappa)
+    )
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +73,11 @@ def entropy(embeddings: torch.Tensor, support: str, kappa: float) -> torch.Tenso
 def _entropy(embeddings: torch.Tensor, support: str, kappa: float) -> torch.Tensor:
     if support == SPHERE:
         k, d = embeddings.shape
-        neg_log_p = (-torch.logsumexp(kappa * embeddings @ embeddings.t(), dim=1)
-                     + math.log(k) - log_vmf_normaliser(d, kappa))
+        neg_log_p = (
+            -torch.logsumexp(kappa * embeddings @ embeddings.t(), dim=1)
+            + math.log(k)
+            - log_vmf_normaliser(d, kappa)
+        )
         return (F.softmax(-neg_log_p, dim=0) * neg_log_p).sum()
     if support == DISCRETE:
         mean = embeddings.mean(dim=0)
@@ -78,16 +85,17 @@ def _entropy(embeddings: torch.Tensor, support: str, kappa: float) -> torch.Tens
     raise ValueError(f"unknown support {support!r}")
 
 
-def reconstruction(source: torch.Tensor, target: torch.Tensor, support: str,
-                   kappa: float) -> torch.Tensor:
+def reconstruction(
+    source: torch.Tensor, target: torch.Tensor, support: str, kappa: float
+) -> torch.Tensor:
     """E[-log q(target | source)] over the batch's pairs (rows)."""
     with torch.autocast(device_type=source.device.type, enabled=False):
-        return _reconstruction(at_least_float32(source), at_least_float32(target), support,
-                               kappa)
+        return _reconstruction(at_least_float32(source), at_least_float32(target), support, kappa)
 
 
-def _reconstruction(source: torch.Tensor, target: torch.Tensor, support: str,
-                    kappa: float) -> torch.Tensor:
+def _reconstruction(
+    source: torch.Tensor, target: torch.Tensor, support: str, kappa: float
+) -> torch.Tensor:
     if support == SPHERE:
         d = source.shape[1]
         return (-kappa * (source * target).sum(dim=1) - log_vmf_normaliser(d, kappa)).mean()
@@ -101,6 +109,7 @@ def _reconstruction(source: torch.Tensor, target: torch.Tensor, support: str,
 class ERPair(NamedTuple):
     """What a method's step shows the ER monitor (models/method.py StepOutput.er): the support,
     the reconstructing side and the reconstructed side, both detached by the method."""
+
     support: str
     source: torch.Tensor
     target: torch.Tensor
@@ -108,13 +117,16 @@ class ERPair(NamedTuple):
     def measure(self, kappa: float) -> tuple[float, float]:
         """(H(target), Rec(target | source)) in float64: the monitor's numbers."""
         source, target = self.source.detach().double(), self.target.detach().double()
-        return (float(entropy(target, self.support, kappa)),
-                float(reconstruction(source, target, self.support, kappa)))
+        return (
+            float(entropy(target, self.support, kappa)),
+            float(reconstruction(source, target, self.support, kappa)),
+        )
 
 
 class ERObjective(NamedTuple):
     """The ER variants' loss (MODEL.ER.OBJECTIVE): Rec - entropy_weight * H, the ER bound
     maximised directly (the paper's BYOL-ER, DINO-ER, SwAV-ER)."""
+
     kappa: float
     entropy_weight: float
 

@@ -32,6 +32,7 @@ layer1..4). Each format is a state-dict layout of a public release, checked in t
 
 Heads, projectors, predictors, prototypes, queues, the other network and `num_batches_tracked`
 are left out and reported (the keys of the state dict the backbone was read from)."""
+
 from __future__ import annotations
 
 import os
@@ -57,6 +58,7 @@ class ConversionError(CheckpointError):
 class Network:
     """Where one network's backbone sits: a state dict, the prefix of its keys, and (for layouts
     that do not use torchvision's names after the prefix) a renaming to them."""
+
     state: dict
     prefix: str
     rename: Rename | None = None
@@ -81,7 +83,7 @@ def _take_backbone(net: Network) -> tuple[dict, list[str]]:
     for key, value in net.state.items():
         if not key.startswith(net.prefix) or key.endswith("num_batches_tracked"):
             continue
-        name = key[len(net.prefix):]
+        name = key[len(net.prefix) :]
         name = net.rename(name) if net.rename else name
         if name and _BACKBONE_KEY.match(name):
             kept[name] = value
@@ -91,19 +93,23 @@ def _take_backbone(net: Network) -> tuple[dict, list[str]]:
 
 # --- the layouts: a signature and where the query / key network's backbone sits --------------
 
+
 def _state_dict(ckpt: dict) -> dict:
     return _dict(ckpt.get("state_dict"))
 
 
 def _pretrain(ckpt: dict) -> dict:
     model = ckpt["model"]
-    return {"query": Network(model, "query_encoder.backbone."),
-            "key": Network(model, "key_encoder.backbone.")}
+    return {
+        "query": Network(model, "query_encoder.backbone."),
+        "key": Network(model, "key_encoder.backbone."),
+    }
 
 
 def _is_vissl(ckpt: dict) -> bool:
-    return isinstance(ckpt.get("classy_state_dict"), dict) or \
-        _has_backbone(ckpt.get("model_state_dict"), "_feature_blocks.")
+    return isinstance(ckpt.get("classy_state_dict"), dict) or _has_backbone(
+        ckpt.get("model_state_dict"), "_feature_blocks."
+    )
 
 
 def _vissl(ckpt: dict) -> dict:
@@ -122,8 +128,13 @@ def _vissl(ckpt: dict) -> dict:
     # moco_encoder, byol_hooks.py: target_network, dino_hooks.py: momentum_teacher,
     # swav_momentum_hooks.py: momentum_encoder), so it is saved in the loss's state dict.
     loss = _dict(ckpt.get("loss", ckpt.get("criterion")))
-    owners = sorted({k.split(".trunk._feature_blocks.")[0] for k in loss
-                     if ".trunk._feature_blocks.layer1." in k})
+    owners = sorted(
+        {
+            k.split(".trunk._feature_blocks.")[0]
+            for k in loss
+            if ".trunk._feature_blocks.layer1." in k
+        }
+    )
     if owners:
         networks["key"] = Network(loss, f"{owners[0]}.trunk._feature_blocks.")
     return networks
@@ -137,14 +148,20 @@ def _dino(ckpt: dict) -> dict:
     # dino main_dino.py saves {"student", "teacher", "optimizer", "epoch", "args", "dino_loss"};
     # both are MultiCropWrapper(backbone without fc, DINOHead), DDP-wrapped (`module.`) when the
     # backbone has BatchNorm (ResNets), the teacher bare otherwise (ViTs).
-    return {role: Network(ckpt[name], _first_prefix(ckpt[name], ("module.backbone.", "backbone."))
-                          or "module.backbone.")
-            for role, name in (("query", "student"), ("key", "teacher"))}
+    return {
+        role: Network(
+            ckpt[name],
+            _first_prefix(ckpt[name], ("module.backbone.", "backbone.")) or "module.backbone.",
+        )
+        for role, name in (("query", "student"), ("key", "teacher"))
+    }
 
 
 def _is_solo_learn(ckpt: dict) -> bool:
-    return "pytorch-lightning_version" in ckpt and \
-        _first_prefix(_state_dict(ckpt), ("backbone.", "encoder.")) is not None
+    return (
+        "pytorch-lightning_version" in ckpt
+        and _first_prefix(_state_dict(ckpt), ("backbone.", "encoder.")) is not None
+    )
 
 
 def _solo_learn(ckpt: dict) -> dict:
@@ -174,8 +191,16 @@ def _mmselfsup(ckpt: dict) -> dict:
     # `momentum_encoder`.
     state = _state_dict(ckpt)
     networks = {"query": Network(state, "backbone.")}
-    key = _first_prefix(state, ("target_net.0.", "encoder_k.0.", "target_net.module.0.",
-                                "encoder_k.module.0.", "momentum_encoder.module.0."))
+    key = _first_prefix(
+        state,
+        (
+            "target_net.0.",
+            "encoder_k.0.",
+            "target_net.module.0.",
+            "encoder_k.module.0.",
+            "momentum_encoder.module.0.",
+        ),
+    )
     if key:
         networks["key"] = Network(state, key)
     return networks
@@ -201,14 +226,18 @@ def _moco_v3(ckpt: dict) -> dict:
     # (DDP: `module.`), "optimizer", "scaler"}.
     state = _state_dict(ckpt)
     wrap = "module." if _has_backbone(state, "module.base_encoder.") else ""
-    return {"query": Network(state, wrap + "base_encoder."),
-            "key": Network(state, wrap + "momentum_encoder.")}
+    return {
+        "query": Network(state, wrap + "base_encoder."),
+        "key": Network(state, wrap + "momentum_encoder."),
+    }
 
 
 def _is_simsiam(ckpt: dict) -> bool:
     state = _state_dict(ckpt)
-    return any(_has_backbone(state, w + "encoder.") and
-               any(k.startswith(w + "predictor.") for k in state) for w in ("module.", ""))
+    return any(
+        _has_backbone(state, w + "encoder.") and any(k.startswith(w + "predictor.") for k in state)
+        for w in ("module.", "")
+    )
 
 
 def _simsiam(ckpt: dict) -> dict:
@@ -232,8 +261,14 @@ def _insdis(ckpt: dict) -> dict:
 
 # yaox12/BYOL-PyTorch model/basic_modules.py: encoder = nn.Sequential(*resnet.children()[:-1]),
 # so its modules are numbered: 0 conv1, 1 bn1, (2 relu, 3 maxpool), 4-7 layer1-4, (8 avgpool).
-_CHILD_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3",
-                "7": "layer4"}
+_CHILD_NAMES = {
+    "0": "conv1",
+    "1": "bn1",
+    "4": "layer1",
+    "5": "layer2",
+    "6": "layer3",
+    "7": "layer4",
+}
 
 
 def _torchvision_child_name(name: str) -> str | None:
@@ -242,8 +277,10 @@ def _torchvision_child_name(name: str) -> str | None:
 
 
 def _is_byol(ckpt: dict) -> bool:
-    return any(k.startswith(("module.online_network.encoder.4.", "online_network.encoder.4."))
-               for k in _dict(ckpt.get("model")))
+    return any(
+        k.startswith(("module.online_network.encoder.4.", "online_network.encoder.4."))
+        for k in _dict(ckpt.get("model"))
+    )
 
 
 def _byol(ckpt: dict) -> dict:
@@ -251,8 +288,10 @@ def _byol(ckpt: dict) -> dict:
     # "optimizer", "amp"}; BYOLModel holds online_network, target_network, predictor.
     state = ckpt["model"]
     wrap = "module." if any(k.startswith("module.online_network.") for k in state) else ""
-    return {role: Network(state, f"{wrap}{name}.encoder.", _torchvision_child_name)
-            for role, name in (("query", "online_network"), ("key", "target_network"))}
+    return {
+        role: Network(state, f"{wrap}{name}.encoder.", _torchvision_child_name)
+        for role, name in (("query", "online_network"), ("key", "target_network"))
+    }
 
 
 def _is_pycontrast(ckpt: dict) -> bool:
@@ -264,8 +303,9 @@ def _pycontrast(ckpt: dict) -> dict:
     for role, name in (("query", "model"), ("key", "model_ema")):
         if isinstance(ckpt.get(name), dict):
             state = ckpt[name]
-            networks[role] = Network(state, _first_prefix(state, ("module.encoder.", "encoder."))
-                                     or "encoder.")
+            networks[role] = Network(
+                state, _first_prefix(state, ("module.encoder.", "encoder.")) or "encoder."
+            )
     return networks
 
 
@@ -276,8 +316,10 @@ def _swav_state(ckpt: dict) -> dict:
 def _is_swav(ckpt: dict) -> bool:
     state = _swav_state(ckpt)
     wrap = _first_prefix(state, ("module.", ""))
-    return wrap is not None and any(isinstance(k, str) and k.startswith(
-        (wrap + "prototypes.", wrap + "projection_head.")) for k in state)
+    return wrap is not None and any(
+        isinstance(k, str) and k.startswith((wrap + "prototypes.", wrap + "projection_head."))
+        for k in state
+    )
 
 
 def _swav(ckpt: dict) -> dict:
@@ -290,10 +332,15 @@ def _swav(ckpt: dict) -> dict:
 
 
 def _is_simclr(ckpt: dict) -> bool:
-    converted = set(ckpt) == {"state_dict"} and _has_backbone(_state_dict(ckpt), "") and \
-        "fc.weight" in _state_dict(ckpt)
-    return converted or (_has_backbone(ckpt, "encoder.") and
-                         any(isinstance(k, str) and k.startswith("projector.") for k in ckpt))
+    converted = (
+        set(ckpt) == {"state_dict"}
+        and _has_backbone(_state_dict(ckpt), "")
+        and "fc.weight" in _state_dict(ckpt)
+    )
+    return converted or (
+        _has_backbone(ckpt, "encoder.")
+        and any(isinstance(k, str) and k.startswith("projector.") for k in ckpt)
+    )
 
 
 def _simclr(ckpt: dict) -> dict:
@@ -306,8 +353,9 @@ def _simclr(ckpt: dict) -> dict:
 
 
 def _torchvision_state(ckpt: dict) -> dict:
-    return _state_dict(ckpt) if _first_prefix(_state_dict(ckpt), ("module.", "")) is not None \
-        else ckpt
+    return (
+        _state_dict(ckpt) if _first_prefix(_state_dict(ckpt), ("module.", "")) is not None else ckpt
+    )
 
 
 def _is_torchvision(ckpt: dict) -> bool:
@@ -331,8 +379,8 @@ def detectron2_resnet(model: dict) -> tuple[dict, list[str]]:
     kept, dropped = {}, []
     for key, value in model.items():
         for prefix in ("", *DETECTRON2_RESNET_PREFIXES):
-            if key.startswith(prefix) and key[len(prefix):].startswith(("stem.", "res")):
-                kept[key[len(prefix):]] = value
+            if key.startswith(prefix) and key[len(prefix) :].startswith(("stem.", "res")):
+                kept[key[len(prefix) :]] = value
                 break
         else:
             dropped.append(key)
@@ -342,9 +390,10 @@ def detectron2_resnet(model: dict) -> tuple[dict, list[str]]:
 def _is_detectron2(ckpt: dict) -> bool:
     """A Detectron2 backbone file, or a Detectron2 training checkpoint (model, iteration)."""
     model = ckpt["model"] if isinstance(ckpt.get("model"), dict) else ckpt
-    return any(isinstance(k, str) and k.startswith(("stem.", "res2.")) for k in model) or \
-        any(isinstance(k, str) and k.startswith(("backbone.bottom_up.stem.", "backbone.stem."))
-            for k in model)
+    return any(isinstance(k, str) and k.startswith(("stem.", "res2.")) for k in model) or any(
+        isinstance(k, str) and k.startswith(("backbone.bottom_up.stem.", "backbone.stem."))
+        for k in model
+    )
 
 
 @dataclass(frozen=True)
@@ -355,8 +404,9 @@ class Layout:
 
 
 LAYOUTS = (
-    Layout("pretrain", lambda c: str(c.get("format", "")).startswith("infomin-det/pretrain"),
-           _pretrain),
+    Layout(
+        "pretrain", lambda c: str(c.get("format", "")).startswith("infomin-det/pretrain"), _pretrain
+    ),
     Layout("vissl", _is_vissl, _vissl),
     Layout("dino", _is_dino, _dino),
     Layout("solo-learn", _is_solo_learn, _solo_learn),
@@ -382,9 +432,11 @@ def detect_format(ckpt) -> str:
     for layout in LAYOUTS:
         if layout.matches(ckpt):
             return layout.name
-    raise ConversionError("unknown checkpoint layout (top-level keys: "
-                          f"{', '.join(sorted(map(str, ckpt))[:8])}); "
-                          f"known formats: {', '.join(FORMATS)}")
+    raise ConversionError(
+        "unknown checkpoint layout (top-level keys: "
+        f"{', '.join(sorted(map(str, ckpt))[:8])}); "
+        f"known formats: {', '.join(FORMATS)}"
+    )
 
 
 def read_backbone(ckpt: dict, fmt: str, encoder: str = "query") -> tuple[dict, list[str]]:
@@ -394,12 +446,15 @@ def read_backbone(ckpt: dict, fmt: str, encoder: str = "query") -> tuple[dict, l
     if layout is None or layout.networks is None:
         raise ConversionError(f"format {fmt!r} cannot be read as a torchvision backbone")
     if not layout.matches(ckpt):
-        raise ConversionError(f"is not a {fmt} checkpoint (top-level keys: "
-                              f"{', '.join(sorted(map(str, ckpt))[:8])})")
+        raise ConversionError(
+            f"is not a {fmt} checkpoint (top-level keys: {', '.join(sorted(map(str, ckpt))[:8])})"
+        )
     networks = layout.networks(ckpt)
     if encoder not in networks:
-        raise ConversionError(f"this {fmt} checkpoint has no momentum encoder, teacher or "
-                              f"target network (--encoder {encoder})")
+        raise ConversionError(
+            f"this {fmt} checkpoint has no momentum encoder, teacher or "
+            f"target network (--encoder {encoder})"
+        )
     return _take_backbone(networks[encoder])
 
 
@@ -440,7 +495,8 @@ def load_any(path: str):
         except (ImportError, AttributeError):
             # Objects of the training code pickled beside the weights (a memory bank, a config
             # class) need not be importable to read the weights.
-            return torch.load(path, map_location="cpu", weights_only=False,
-                              pickle_module=_TOLERANT_PICKLE)
+            return torch.load(
+                path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE
+            )
     except Exception as err:
         raise ConversionError(f"cannot be read ({type(err).__name__}: {err})") from None

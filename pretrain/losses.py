@@ -1,4 +1,5 @@
 """InfoNCE against a queue of negatives (van den Oord et al. 2018; He et al., MoCo, 2020)."""
+
 from __future__ import annotations
 
 import functools
@@ -8,8 +9,14 @@ import torch
 import torch.nn.functional as F
 
 
-def info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, temperature: float,
-             batch_keys: torch.Tensor | None = None, offset: int = 0):
+def info_nce(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    queue: torch.Tensor,
+    temperature: float,
+    batch_keys: torch.Tensor | None = None,
+    offset: int = 0,
+):
     """Contrast each query with its own key (the positive) and every queued key (the negatives),
     and, with `batch_keys`, also with the keys of the other images in the batch.
 
@@ -54,9 +61,14 @@ def mutual_information_bound(loss: float, num_negatives: int) -> float:
     return math.log(num_negatives + 1) - loss
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
-            all_z1: torch.Tensor | None = None, all_z2: torch.Tensor | None = None,
-            offset: int = 0):
+def nt_xent(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float,
+    all_z1: torch.Tensor | None = None,
+    all_z2: torch.Tensor | None = None,
+    offset: int = 0,
+):
     """SimCLR's NT-Xent (Chen et al. 2020, Eq. 1 and Algorithm 1): each of the 2N views is an
     anchor whose positive is the other view of its image and whose negatives are the 2B - 2 other
     views of the (global) batch of B images.
@@ -83,8 +95,10 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
         positive = similarities[rows, partner].unsqueeze(1)
         excluded = torch.zeros_like(similarities, dtype=torch.bool)
         excluded[rows, itself] = excluded[rows, partner] = True
-        logits = torch.cat([positive, similarities.masked_fill(excluded, float("-inf"))],
-                           dim=1) / temperature
+        logits = (
+            torch.cat([positive, similarities.masked_fill(excluded, float("-inf"))], dim=1)
+            / temperature
+        )
         labels = torch.zeros(2 * n, dtype=torch.long, device=z1.device)
         return F.cross_entropy(logits, labels), logits
 

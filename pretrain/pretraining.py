@@ -1,4 +1,5 @@
 """The pretraining loop: one code path for 1 CPU process, N local processes and multi-node jobs."""
+
 from __future__ import annotations
 
 import os
@@ -29,9 +30,22 @@ from .engine.schedule import batch_scaled_lr, warmup_cosine, warmup_steps
 CHECKPOINT_FORMAT = "infomin-det/pretrain/v1"
 # A resume must not change these (pretrain/engine/run_folder.py): they define the model, its
 # method and the views it learns from; the seed names the run.
-MODEL_KEYS = ("SEED", "MODEL", "DATA.AUGMENTATION", "DATA.CROP_SIZE", "DATA.CROP_SCALE",
-              "DATA.VIEWS_FROM", "DATA.VIEWS", "DATA.VIEW_FAMILY", "DATA.PATCH", "DATA.FREQUENCY",
-              "DATA.COLOR_SPACE", "DATA.CHANNEL_SPLIT", "DATA.LEARNED_VIEWS", "DATA.MULTI_CROP")
+MODEL_KEYS = (
+    "SEED",
+    "MODEL",
+    "DATA.AUGMENTATION",
+    "DATA.CROP_SIZE",
+    "DATA.CROP_SCALE",
+    "DATA.VIEWS_FROM",
+    "DATA.VIEWS",
+    "DATA.VIEW_FAMILY",
+    "DATA.PATCH",
+    "DATA.FREQUENCY",
+    "DATA.COLOR_SPACE",
+    "DATA.CHANNEL_SPLIT",
+    "DATA.LEARNED_VIEWS",
+    "DATA.MULTI_CROP",
+)
 
 
 def scaled_lr(cfg) -> float:
@@ -46,8 +60,9 @@ def model_cfg_for_run(cfg, total_iters: int):
         return cfg
     scaled = cfg.clone()
     scaled.defrost()
-    scaled.MODEL.MOMENTUM = run_length_momentum(cfg.MODEL.MOMENTUM,
-                                                cfg.MODEL.MOMENTUM_REFERENCE_ITERS, total_iters)
+    scaled.MODEL.MOMENTUM = run_length_momentum(
+        cfg.MODEL.MOMENTUM, cfg.MODEL.MOMENTUM_REFERENCE_ITERS, total_iters
+    )
     scaled.freeze()
     return scaled
 
@@ -59,8 +74,9 @@ def stepped_by(granularity: str, schedule, iters_per_epoch: int):
     """`schedule` (of the iteration) as it is, or held at each epoch's first value: SimSiam's
     release sets its lr once per epoch (adjust_learning_rate at each epoch's start)."""
     if granularity not in LR_GRANULARITIES:
-        raise ConfigError(f"SOLVER.LR_GRANULARITY {granularity!r}: expected one of "
-                          f"{LR_GRANULARITIES}")
+        raise ConfigError(
+            f"SOLVER.LR_GRANULARITY {granularity!r}: expected one of {LR_GRANULARITIES}"
+        )
     if granularity == "iteration":
         return schedule
     return lambda it: schedule(it // iters_per_epoch * iters_per_epoch)
@@ -79,12 +95,15 @@ def build_optimizer(cfg, model, iters_per_epoch: int, total_iters: int):
     rule = cfg.SOLVER.WARMUP_RULE
     schedule = warmup_cosine(1.0, warmup_iters, total_iters, rule, cfg.SOLVER.COSINE_FLOOR)
     if cfg.SOLVER.LR_STEPS:  # InsDis's steps, in epochs
-        schedule = warmup_steps(warmup_iters, [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS],
-                                gamma=cfg.SOLVER.LR_STEP_GAMMA, rule=rule)
+        schedule = warmup_steps(
+            warmup_iters,
+            [e * iters_per_epoch for e in cfg.SOLVER.LR_STEPS],
+            gamma=cfg.SOLVER.LR_STEP_GAMMA,
+            rule=rule,
+        )
     schedule = stepped_by(cfg.SOLVER.LR_GRANULARITY, schedule, iters_per_epoch)
     # One factor per parameter group: SimSiam's predictor keeps a fixed rate (models/optim.py).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                  group_lr_factors(optimizer, schedule))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, group_lr_factors(optimizer, schedule))
     return optimizer, scheduler
 
 
@@ -107,16 +126,21 @@ def mixed_precision(mode: str, device: str, cpu_amp: bool = False):
 def diverged(output_dir: str, what: str, iteration: int, lr: float) -> TrainingDivergedError:
     """The error of a run whose loss or weights stopped being finite at `iteration`."""
     checkpoint = last_checkpoint(output_dir)
-    kept = (f"the last checkpoint, written before, is {checkpoint}" if checkpoint
-            else "no checkpoint was written before it")
+    kept = (
+        f"the last checkpoint, written before, is {checkpoint}"
+        if checkpoint
+        else "no checkpoint was written before it"
+    )
     return TrainingDivergedError(
         f"pretraining diverged at iteration {iteration}: {what} (lr {lr:.4g}); nothing of it was "
         f"saved and {kept}. Start over with a lower SOLVER.BASE_LR (--force), or --resume to "
-        "replay from that checkpoint")
+        "replay from that checkpoint"
+    )
 
 
-def check_finite_loss(loss: torch.Tensor, iteration: int, output_dir: str, lr: float,
-                      device: str) -> None:
+def check_finite_loss(
+    loss: torch.Tensor, iteration: int, output_dir: str, lr: float, device: str
+) -> None:
     """TrainingDivergedError where any process's loss is NaN or infinite: every process stops
     at the same step, before the backward pass."""
     finite = float(torch.isfinite(loss.detach()).item())
@@ -143,8 +167,9 @@ class ProgressHook(Hook):
         step = loop.output
         self.progress.add(step.out, loop.data_time + step.view_time, step.skipped)
         if loop.iteration % self.period == 0 or loop.iteration == loop.max_iter:
-            self.progress.report(loop.iteration, step.epoch, self.scheduler.get_last_lr()[0],
-                                 loop.device)
+            self.progress.report(
+                loop.iteration, step.epoch, self.scheduler.get_last_lr()[0], loop.device
+            )
 
     def after_train(self, loop: TrainLoop) -> None:
         self.progress.close()
@@ -162,8 +187,11 @@ class KnnHook(Hook):
         if loop.iteration % period and loop.iteration != loop.max_iter:
             return
         if du.is_main_process():
-            features = (self.model.query_encoder if self.cfg.EVAL.KNN_FEATURES == "embedding"
-                        else self.model.readout_backbone(self.cfg))
+            features = (
+                self.model.query_encoder
+                if self.cfg.EVAL.KNN_FEATURES == "embedding"
+                else self.model.readout_backbone(self.cfg)
+            )
             acc = knn_of_config(features, self.cfg, loop.device)["top1"]
             self.log.write(loop.iteration, {"knn_acc": acc})
             print(f"iter {loop.iteration}: kNN top-1 {acc:.2f}%", flush=True)
@@ -215,37 +243,64 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
     else:
         torch.manual_seed(cfg.SEED + rank)
     if du.is_main_process():
-        print(pretrain_start_line(cfg, samples, device, world_size, total_iters, start_iter,
-                                  scaled_lr(cfg)),
-              flush=True)
+        print(
+            pretrain_start_line(
+                cfg, samples, device, world_size, total_iters, start_iter, scaled_lr(cfg)
+            ),
+            flush=True,
+        )
 
-    ddp = (DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]
-                                   if device == "cuda" else None)
-           if world_size > 1 else model)
+    ddp = (
+        DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None
+        )
+        if world_size > 1
+        else model
+    )
     step_model = torch.compile(ddp) if cfg.SOLVER.COMPILE else ddp
 
     def checkpoint(iteration: int, name: str) -> None:
         # Weights the step made non-finite (an infinite gradient under a finite loss) are never
         # saved: the last checkpoint stays the one to go back to. The same on every process.
         if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise diverged(cfg.OUTPUT_DIR, "the weights hold NaN or infinite values", iteration,
-                           scheduler.get_last_lr()[0])
+            raise diverged(
+                cfg.OUTPUT_DIR,
+                "the weights hold NaN or infinite values",
+                iteration,
+                scheduler.get_last_lr()[0],
+            )
         rngs = [None] * world_size
         if world_size > 1:
             torch.distributed.all_gather_object(rngs, rng_state())
         else:
             rngs = [rng_state()]
         if du.is_main_process():
-            save_checkpoint(cfg.OUTPUT_DIR, name, {
-                "format": CHECKPOINT_FORMAT, "arch": cfg.MODEL.ARCH, "cfg": cfg.dump(),
-                "iteration": iteration, "epoch": iteration // iters_per_epoch,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "grad_scaler": scaler.state_dict(),
-                "rng": rngs})
+            save_checkpoint(
+                cfg.OUTPUT_DIR,
+                name,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "arch": cfg.MODEL.ARCH,
+                    "cfg": cfg.dump(),
+                    "iteration": iteration,
+                    "epoch": iteration // iters_per_epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "grad_scaler": scaler.state_dict(),
+                    "rng": rngs,
+                },
+            )
 
-    progress = Progress(cfg.OUTPUT_DIR, cfg.SOLVER.BATCH_SIZE,
-                        model.num_negatives(cfg.SOLVER.BATCH_SIZE), model.info_nce_terms,
-                        start_iter, total_iters, cfg.MODEL.ER.KAPPA)
+    progress = Progress(
+        cfg.OUTPUT_DIR,
+        cfg.SOLVER.BATCH_SIZE,
+        model.num_negatives(cfg.SOLVER.BATCH_SIZE),
+        model.info_nce_terms,
+        start_iter,
+        total_iters,
+        cfg.MODEL.ER.KAPPA,
+    )
 
     def step(epoch_batch, iteration: int) -> PretrainStep:
         epoch, (batch, bad) = epoch_batch
@@ -257,11 +312,13 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
         # seed of (run, rank, iteration): a resumed run replays it exactly, whatever else
         # (e.g. a new DataLoader's base seed) drew from the global generator meanwhile.
         torch.manual_seed((cfg.SEED * 1_000_003 + rank) * 1_000_003 + iteration)
-        with torch.autocast(device_type=device, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with torch.autocast(
+            device_type=device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
             out = step_model(*views)
-        check_finite_loss(out.loss, iteration + 1, cfg.OUTPUT_DIR, scheduler.get_last_lr()[0],
-                          device)
+        check_finite_loss(
+            out.loss, iteration + 1, cfg.OUTPUT_DIR, scheduler.get_last_lr()[0], device
+        )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.loss).backward()
         if model.adjusts_gradients:  # SwAV, DINO: frozen layers, clipping
@@ -273,23 +330,40 @@ def train(cfg, resume: bool = False, force: bool = False) -> str:
         model.after_optimizer_step()  # EMA targets, step counters
         return PretrainStep(out, epoch, skipped, view_time)
 
-    batches = seeded_batches(pipeline.dataset, cfg.SOLVER.BATCH_SIZE, cfg.SEED, start_iter, rank,
-                             world_size, num_workers=cfg.DATA.NUM_WORKERS,
-                             collate_fn=pipeline.collate, pin_memory=pipeline.pin_memory)
+    batches = seeded_batches(
+        pipeline.dataset,
+        cfg.SOLVER.BATCH_SIZE,
+        cfg.SEED,
+        start_iter,
+        rank,
+        world_size,
+        num_workers=cfg.DATA.NUM_WORKERS,
+        collate_fn=pipeline.collate,
+        pin_memory=pipeline.pin_memory,
+    )
     hooks = [ProgressHook(progress, cfg.LOG_PERIOD, scheduler)]
     if cfg.EVAL.KNN_PERIOD:
         hooks.append(KnnHook(cfg, model, progress.log))
     # A checkpoint at every epoch's end too: an epoch is the unit people resume from.
-    loop = TrainLoop(step, lambda done: checkpoint(done, f"checkpoint_{done:08d}.pth"),
-                     start_iter, total_iters,
-                     lambda done: (done % cfg.SOLVER.CHECKPOINT_PERIOD == 0
-                                   or done % iters_per_epoch == 0),
-                     hooks, device)
+    loop = TrainLoop(
+        step,
+        lambda done: checkpoint(done, f"checkpoint_{done:08d}.pth"),
+        start_iter,
+        total_iters,
+        lambda done: done % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or done % iters_per_epoch == 0,
+        hooks,
+        device,
+    )
     if not loop.run(batches):
         return ""  # a scheduler's signal: checkpointed; submitit requeues the job
     iteration = loop.iteration
     checkpoint(iteration, "model_final.pth")
     if du.is_main_process():
-        print(pretrain_end_line(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"),
-                                convertible=not cfg.MODEL.CMC.ENABLED), flush=True)
+        print(
+            pretrain_end_line(
+                os.path.join(cfg.OUTPUT_DIR, "model_final.pth"),
+                convertible=not cfg.MODEL.CMC.ENABLED,
+            ),
+            flush=True,
+        )
     return os.path.join(cfg.OUTPUT_DIR, "model_final.pth")

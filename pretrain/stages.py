@@ -5,6 +5,7 @@ the config before submitting, then runs the same function in each task of the jo
 A stage's config comes from a YAML file and/or KEY VALUE overrides (for the sweep: tools/sweep.py's
 own arguments). Its run function returns what a job reports back: a path or a number.
 Functions are named "module:function" and imported only when used (detection needs Detectron2)."""
+
 from __future__ import annotations
 
 import importlib
@@ -51,31 +52,69 @@ class Stage:
         return _resolve(self.runner)(self.load_config(config_file, opts), resume=resume)
 
 
-STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("pretrain", "contrastive pretraining (tools/pretrain.py)",
-          "pretrain.config:load_cfg", "pretrain.pretraining:train"),
-    Stage("lincls", "linear readout (tools/lincls.py)", "pretrain.config:load_lincls_cfg",
-          "pretrain.evaluation.linear:run_linear_readout", distributed=False),
-    Stage("knn", "kNN readout (tools/knn.py's flags as MODEL.*, DATA.*, KNN.K keys)",
-          "pretrain.evaluation.knn_stage:load_knn_cfg", "pretrain.evaluation.knn_stage:run_stage",
-          distributed=False),
-    Stage("supervised", "supervised baseline (tools/supervised.py)",
-          "pretrain.config:load_supervised_cfg", "pretrain.supervised:train_supervised",
-          distributed=False),
-    Stage("finetune", "semi-supervised fine-tuning (tools/finetune.py)",
-          "pretrain.config:load_finetune_cfg", "pretrain.finetune:run_finetune",
-          distributed=False),
-    Stage("detection", "Detectron2 fine-tuning (detection/train_net.py)",
-          "detection.config:load_detection_cfg", "detection.train_net:run_stage",
-          runner_loads=True),
-    Stage("learn_views", "view learning (tools/learn_views.py's arguments)",
-          "pretrain.commands.learn_views:arguments_from", "pretrain.commands.learn_views:run_stage",
-          distributed=False, describer="pretrain.commands.learn_views:describe",
-          inputs="pretrain.commands.learn_views:input_paths"),
-    Stage("sweep", "a sweep's points one after the other (tools/sweep.py's arguments)",
-          "pretrain.commands.sweep:sweep_from_arguments", "pretrain.commands.sweep:run_stage",
-          distributed=False, describer="pretrain.commands.sweep:describe"),
-)}
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage(
+            "pretrain",
+            "contrastive pretraining (tools/pretrain.py)",
+            "pretrain.config:load_cfg",
+            "pretrain.pretraining:train",
+        ),
+        Stage(
+            "lincls",
+            "linear readout (tools/lincls.py)",
+            "pretrain.config:load_lincls_cfg",
+            "pretrain.evaluation.linear:run_linear_readout",
+            distributed=False,
+        ),
+        Stage(
+            "knn",
+            "kNN readout (tools/knn.py's flags as MODEL.*, DATA.*, KNN.K keys)",
+            "pretrain.evaluation.knn_stage:load_knn_cfg",
+            "pretrain.evaluation.knn_stage:run_stage",
+            distributed=False,
+        ),
+        Stage(
+            "supervised",
+            "supervised baseline (tools/supervised.py)",
+            "pretrain.config:load_supervised_cfg",
+            "pretrain.supervised:train_supervised",
+            distributed=False,
+        ),
+        Stage(
+            "finetune",
+            "semi-supervised fine-tuning (tools/finetune.py)",
+            "pretrain.config:load_finetune_cfg",
+            "pretrain.finetune:run_finetune",
+            distributed=False,
+        ),
+        Stage(
+            "detection",
+            "Detectron2 fine-tuning (detection/train_net.py)",
+            "detection.config:load_detection_cfg",
+            "detection.train_net:run_stage",
+            runner_loads=True,
+        ),
+        Stage(
+            "learn_views",
+            "view learning (tools/learn_views.py's arguments)",
+            "pretrain.commands.learn_views:arguments_from",
+            "pretrain.commands.learn_views:run_stage",
+            distributed=False,
+            describer="pretrain.commands.learn_views:describe",
+            inputs="pretrain.commands.learn_views:input_paths",
+        ),
+        Stage(
+            "sweep",
+            "a sweep's points one after the other (tools/sweep.py's arguments)",
+            "pretrain.commands.sweep:sweep_from_arguments",
+            "pretrain.commands.sweep:run_stage",
+            distributed=False,
+            describer="pretrain.commands.sweep:describe",
+        ),
+    )
+}
 
 
 def get_stage(name: str) -> Stage:

@@ -16,6 +16,7 @@ seed by seed, are compared with random init's by a paired bootstrap over seeds a
 Across the settings the report gives Spearman's rho between I_NCE and accuracy with its interval,
 and tests the reverse U: the best setting against the two ends of the I_NCE axis.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -93,8 +94,10 @@ def grid_points(axes: list[tuple[str, list[str]]]) -> list[SweepPoint]:
     seen = [p.name for p in points]
     clash = sorted({n for n in seen if seen.count(n) > 1})
     if clash:
-        raise SweepError(f"--grid: values that differ only in punctuation give one folder name "
-                         f"to several points: {clash}")
+        raise SweepError(
+            f"--grid: values that differ only in punctuation give one folder name "
+            f"to several points: {clash}"
+        )
     return points
 
 
@@ -102,6 +105,7 @@ def grid_points(axes: list[tuple[str, list[str]]]) -> list[SweepPoint]:
 class Sweep:
     """Everything a point needs to run on its own (it is pickled into each SLURM array task), so
     every path in it is absolute."""
+
     config_file: str
     fixed: list[str]  # KEY VALUE overrides of every point
     axes: list[tuple[str, list[str]]]
@@ -139,20 +143,25 @@ class Sweep:
         settings = [SweepPoint(BASELINE, (), random_init=True), *grid_points(self.axes)]
         if not self.seeds:
             return settings
-        return [SweepPoint(p.name, p.setting, p.random_init, seed) for seed in self.seeds
-                for p in settings]
+        return [
+            SweepPoint(p.name, p.setting, p.random_init, seed)
+            for seed in self.seeds
+            for p in settings
+        ]
 
     def point_dir(self, point: SweepPoint) -> str:
         return os.path.join(self.output_dir, point.folder)
 
     def point_cfg(self, point: SweepPoint):
-        return load_cfg(self.config_file, [*self.fixed, *point.overrides,
-                                           "OUTPUT_DIR", self.point_dir(point)])
+        return load_cfg(
+            self.config_file, [*self.fixed, *point.overrides, "OUTPUT_DIR", self.point_dir(point)]
+        )
 
     def heldout_root(self, cfg) -> str:
         """The held-out images of a point: --heldout, with each {KEY} replaced by the point's
         config value (e.g. "{DATA.ROOT}/../heldout": each point's own held-out views, where the
         points are different worlds of views)."""
+
         def value(match) -> str:
             node = cfg
             for part in match.group(1).split("."):
@@ -171,16 +180,21 @@ class Sweep:
             for key in ("KNN_TRAIN_ROOT", "KNN_TEST_ROOT"):
                 root = cfg.EVAL[key]
                 if not root or not os.path.isdir(root):
-                    raise SweepError(f"point {point.name}: EVAL.{key} {root!r} is not a folder; "
-                                     f"the readout needs labelled train and test folders")
+                    raise SweepError(
+                        f"point {point.name}: EVAL.{key} {root!r} is not a folder; "
+                        f"the readout needs labelled train and test folders"
+                    )
             if not cfg.DATA.ROOT:
                 raise SweepError(f"point {point.name}: DATA.ROOT is not set")
             if not os.path.isdir(self.heldout_root(cfg)):
-                raise SweepError(f"point {point.name}: --heldout {self.heldout_root(cfg)}: no "
-                                 f"such folder")
+                raise SweepError(
+                    f"point {point.name}: --heldout {self.heldout_root(cfg)}: no such folder"
+                )
             if cfg.MODEL.CMC.ENABLED and self.readout == "linear":
-                raise SweepError(f"point {point.name}: --readout linear reads one RGB backbone; "
-                                 "a CMC sweep reads both view encoders out with --readout knn")
+                raise SweepError(
+                    f"point {point.name}: --readout linear reads one RGB backbone; "
+                    "a CMC sweep reads both view encoders out with --readout knn"
+                )
 
 
 def read_result(sweep: Sweep, point: SweepPoint) -> dict | None:
@@ -204,11 +218,27 @@ def linear_readout(sweep: Sweep, cfg, checkpoint: str) -> float:
     (resumable)."""
     from .evaluation.linear import load_lincls_cfg, run_linear_readout
 
-    lincls = load_lincls_cfg(opts=[
-        "MODEL.ARCH", cfg.MODEL.ARCH, "MODEL.WIDTH", cfg.MODEL.WIDTH, "MODEL.WEIGHTS", checkpoint,
-        "DATA.ROOT", cfg.EVAL.KNN_TRAIN_ROOT, "DATA.VAL_ROOT", cfg.EVAL.KNN_TEST_ROOT,
-        "DATA.CROP_SIZE", cfg.DATA.CROP_SIZE, "SEED", cfg.SEED,
-        "OUTPUT_DIR", os.path.join(cfg.OUTPUT_DIR, "lincls"), *sweep.linear_opts])
+    lincls = load_lincls_cfg(
+        opts=[
+            "MODEL.ARCH",
+            cfg.MODEL.ARCH,
+            "MODEL.WIDTH",
+            cfg.MODEL.WIDTH,
+            "MODEL.WEIGHTS",
+            checkpoint,
+            "DATA.ROOT",
+            cfg.EVAL.KNN_TRAIN_ROOT,
+            "DATA.VAL_ROOT",
+            cfg.EVAL.KNN_TEST_ROOT,
+            "DATA.CROP_SIZE",
+            cfg.DATA.CROP_SIZE,
+            "SEED",
+            cfg.SEED,
+            "OUTPUT_DIR",
+            os.path.join(cfg.OUTPUT_DIR, "lincls"),
+            *sweep.linear_opts,
+        ]
+    )
     return run_linear_readout(lincls, resume=True)
 
 
@@ -248,21 +278,36 @@ def run_point(sweep: Sweep, point: SweepPoint) -> dict | None:
         accuracy = linear_readout(sweep, cfg, checkpoint)
     # A model of its own: measuring in train mode (--heldout-bn train) moves BN running
     # statistics, which the readout must not see.
-    info = measure_info_nce(trained_model(), cfg, sweep.heldout_root(cfg), sweep.heldout_n,
-                            bn=sweep.heldout_bn)
+    info = measure_info_nce(
+        trained_model(), cfg, sweep.heldout_root(cfg), sweep.heldout_n, bn=sweep.heldout_bn
+    )
     result = {
-        "name": point.name, "label": point.label, "setting": dict(point.setting),
-        "random_init": point.random_init, "seed": cfg.SEED, "i_nce": info["i_nce"],
-        "i_nce_bound": info["bound"], "i_er": info["i_er"], "er_entropy": info["er_entropy"],
-        "er_reconstruction": info["er_reconstruction"], "heldout": sweep.heldout_root(cfg),
+        "name": point.name,
+        "label": point.label,
+        "setting": dict(point.setting),
+        "random_init": point.random_init,
+        "seed": cfg.SEED,
+        "i_nce": info["i_nce"],
+        "i_nce_bound": info["bound"],
+        "i_er": info["i_er"],
+        "er_entropy": info["er_entropy"],
+        "er_reconstruction": info["er_reconstruction"],
+        "heldout": sweep.heldout_root(cfg),
         "heldout_bn": info["bn"],
-        "heldout_images": info["n"], "heldout_loss": info["loss"], "heldout_acc": info["acc"],
-        "readout": sweep.readout, "accuracy": accuracy, "train_loss": train_loss,
-        "iterations": iterations, "seconds": time.perf_counter() - start,
-        "checkpoint": checkpoint, **per_image,
+        "heldout_images": info["n"],
+        "heldout_loss": info["loss"],
+        "heldout_acc": info["acc"],
+        "readout": sweep.readout,
+        "accuracy": accuracy,
+        "train_loss": train_loss,
+        "iterations": iterations,
+        "seconds": time.perf_counter() - start,
+        "checkpoint": checkpoint,
+        **per_image,
     }
-    atomic_write_text(json.dumps(result, indent=2) + "\n",
-                      os.path.join(sweep.point_dir(point), RESULT_FILE))
+    atomic_write_text(
+        json.dumps(result, indent=2) + "\n", os.path.join(sweep.point_dir(point), RESULT_FILE)
+    )
     return result
 
 
@@ -273,9 +318,11 @@ def run_local(sweep: Sweep, log=print) -> list[dict]:
         log(f"[{i}/{len(points)}] {point.folder}: {point_status(sweep, point)}")
         result = run_point(sweep, point)
         if result is not None:
-            log(f"[{i}/{len(points)}] {point.folder}: I_NCE {result['i_nce']:.3f} "
+            log(
+                f"[{i}/{len(points)}] {point.folder}: I_NCE {result['i_nce']:.3f} "
                 f"(bound {result['i_nce_bound']:.3f}), I_ER {result['i_er']:.3f}, "
-                f"{sweep.readout} {result['accuracy']:.2f}%")
+                f"{sweep.readout} {result['accuracy']:.2f}%"
+            )
     return write_report(sweep)
 
 

@@ -1,5 +1,6 @@
 """What the cluster offers (from sinfo), so impossible requests fail at submission with a clear
 message instead of waiting in the queue forever."""
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ def _gpus(gres: str) -> int:
 
 def partitions() -> dict[str, Partition]:
     if shutil.which("sinfo") is None:
-        raise LaunchError("sinfo not found: this machine is not a SLURM submit host "
-                         "(use --dry-run to see the job script)")
+        raise LaunchError(
+            "sinfo not found: this machine is not a SLURM submit host "
+            "(use --dry-run to see the job script)"
+        )
     out = subprocess.run(["sinfo", "-h", "-o", "%P|%c|%G"], capture_output=True, text=True)
     if out.returncode != 0:
         raise LaunchError(f"sinfo failed: {out.stderr.strip()}")
@@ -42,14 +45,17 @@ def partitions() -> dict[str, Partition]:
     return found
 
 
-def check_request(partition: str | None, tasks_per_node: int, cpus_per_task: int,
-                  gpus_per_node: int) -> None:
+def check_request(
+    partition: str | None, tasks_per_node: int, cpus_per_task: int, gpus_per_node: int
+) -> None:
     """Raise LaunchError if no node of the partition can ever run the request."""
     available = partitions()
     if partition:
         if partition not in available:
-            raise LaunchError(f"unknown partition {partition!r} (the cluster has: "
-                             f"{', '.join(sorted(available)) or 'none'})")
+            raise LaunchError(
+                f"unknown partition {partition!r} (the cluster has: "
+                f"{', '.join(sorted(available)) or 'none'})"
+            )
         part = available[partition]
     else:
         defaults = [p for p in available.values() if p.default]
@@ -57,8 +63,12 @@ def check_request(partition: str | None, tasks_per_node: int, cpus_per_task: int
             raise LaunchError("the cluster has no default partition: pass --partition")
         part = defaults[0]
     if gpus_per_node > part.max_gpus:
-        raise LaunchError(f"--gpus-per-node {gpus_per_node}: nodes of partition "
-                         f"{part.name!r} have at most {part.max_gpus} GPUs")
+        raise LaunchError(
+            f"--gpus-per-node {gpus_per_node}: nodes of partition "
+            f"{part.name!r} have at most {part.max_gpus} GPUs"
+        )
     if tasks_per_node * cpus_per_task > part.max_cpus:
-        raise LaunchError(f"{tasks_per_node} tasks x {cpus_per_task} CPUs per node: nodes "
-                         f"of partition {part.name!r} have {part.max_cpus} CPUs")
+        raise LaunchError(
+            f"{tasks_per_node} tasks x {cpus_per_task} CPUs per node: nodes "
+            f"of partition {part.name!r} have {part.max_cpus} CPUs"
+        )

@@ -7,6 +7,7 @@ preemption submitit calls `checkpoint()`, which resubmits the same job: it then 
 (pretraining, supervised, lincls and view learning at their last checkpoint, which the signal
 itself wrote; detection through Detectron2's --resume; a sweep at its unfinished points).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,11 @@ class StageJob(submitit.helpers.Checkpointable):
     def __call__(self):
         env = submitit.JobEnvironment()
         export_slurm_env()
-        print(f"[{self.stage}] task {env.global_rank}/{env.num_tasks} of job {env.job_id} "
-              f"(restart {_restarts()})", flush=True)
+        print(
+            f"[{self.stage}] task {env.global_rank}/{env.num_tasks} of job {env.job_id} "
+            f"(restart {_restarts()})",
+            flush=True,
+        )
         result = get_stage(self.stage).run(self.config_file, self.opts, resume=True)
         # Results must pickle back to the submitter: paths and numbers, not Detectron2 objects.
         return result if isinstance(result, (str, float, int, type(None))) else str(result)
@@ -53,7 +57,8 @@ class SweepPointJob(submitit.helpers.Checkpointable):
         from pretrain.sweep import run_point
 
         env = submitit.JobEnvironment()
-        print(f"[sweep] point {point.folder} in job {env.job_id} (restart {_restarts()})",
-              flush=True)
+        print(
+            f"[sweep] point {point.folder} in job {env.job_id} (restart {_restarts()})", flush=True
+        )
         result = run_point(self.sweep, point)
         return None if result is None else result["accuracy"]

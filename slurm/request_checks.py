@@ -1,6 +1,7 @@
 """What slurm/submit.py refuses before anything reaches the scheduler: counts and times SLURM
 would misread (e.g. --timeout-min 0 becomes `--time=0`, no limit at all) and input paths that
 do not exist, which would only fail once the job left the queue."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,16 @@ from pretrain.common.errors import ConfigError, DatasetError
 from pretrain.stages import get_stage
 
 # argument -> the smallest value that makes sense
-_MINIMUM = {"nodes": 1, "gpus_per_node": 0, "tasks_per_node": 0, "cpus_per_task": 1,
-            "mem_gb": 0, "timeout_min": 1, "signal_delay_s": 0, "max_requeues": 0}
+_MINIMUM = {
+    "nodes": 1,
+    "gpus_per_node": 0,
+    "tasks_per_node": 0,
+    "cpus_per_task": 1,
+    "mem_gb": 0,
+    "timeout_min": 1,
+    "signal_delay_s": 0,
+    "max_requeues": 0,
+}
 _DATASET_SPEC_PATHS = ("root", "json", "images")  # the path fields of DATASETS.REGISTER specs
 
 
@@ -20,12 +29,15 @@ def check_resources(args) -> None:
         value = getattr(args, dest, None)
         if value is not None and value < minimum:
             why = " (SLURM reads --time=0 as no limit)" if dest == "timeout_min" else ""
-            raise ConfigError(f"--{dest.replace('_', '-')} {value}: must be at least "
-                              f"{minimum}{why}")
+            raise ConfigError(
+                f"--{dest.replace('_', '-')} {value}: must be at least {minimum}{why}"
+            )
     if args.signal_delay_s >= args.timeout_min * 60:
-        raise ConfigError(f"--signal-delay-s {args.signal_delay_s}: the requeue signal must come "
-                          f"before the time limit (--timeout-min {args.timeout_min} = "
-                          f"{args.timeout_min * 60} s)")
+        raise ConfigError(
+            f"--signal-delay-s {args.signal_delay_s}: the requeue signal must come "
+            f"before the time limit (--timeout-min {args.timeout_min} = "
+            f"{args.timeout_min * 60} s)"
+        )
 
 
 def _local(path: str) -> bool:
@@ -40,8 +52,10 @@ def input_paths(stage: str, cfg) -> list[tuple[str, str]]:
     if stage == "pretrain":
         paths = [("DATA.ROOT", cfg.DATA.ROOT)]
         if cfg.EVAL.KNN_PERIOD:
-            paths += [("EVAL.KNN_TRAIN_ROOT", cfg.EVAL.KNN_TRAIN_ROOT),
-                      ("EVAL.KNN_TEST_ROOT", cfg.EVAL.KNN_TEST_ROOT)]
+            paths += [
+                ("EVAL.KNN_TRAIN_ROOT", cfg.EVAL.KNN_TRAIN_ROOT),
+                ("EVAL.KNN_TEST_ROOT", cfg.EVAL.KNN_TEST_ROOT),
+            ]
         return paths
     if stage in ("lincls", "knn", "supervised", "finetune"):  # one naming (pretrain/config.py)
         paths = [("DATA.ROOT", cfg.DATA.ROOT)]
@@ -58,8 +72,11 @@ def input_paths(stage: str, cfg) -> list[tuple[str, str]]:
     paths = [("MODEL.WEIGHTS", cfg.MODEL.WEIGHTS)] if _local(cfg.MODEL.WEIGHTS) else []
     for spec in cfg.DATASETS.REGISTER:
         fields = parse_spec(spec)
-        paths += [(f"DATASETS.REGISTER {fields['name']} {key}=", fields[key])
-                  for key in _DATASET_SPEC_PATHS if key in fields]
+        paths += [
+            (f"DATASETS.REGISTER {fields['name']} {key}=", fields[key])
+            for key in _DATASET_SPEC_PATHS
+            if key in fields
+        ]
     return paths
 
 

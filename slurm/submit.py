@@ -15,6 +15,7 @@ takes tools/sweep.py's arguments after `--` (a sweep's points run one after the 
 learn_views tools/learn_views.py's arguments after `--`. lincls, knn, supervised, finetune,
 learn_views and sweep run as one task.
 """  # noqa: E501 (the usage lines are --help's text as printed: a rewrap would change it)
+
 from __future__ import annotations
 
 import argparse
@@ -39,14 +40,19 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
     """What a job asks SLURM for (read by `slurm_parameters`); shared with tools/sweep.py."""
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--gpus-per-node", type=int, default=0)
-    parser.add_argument("--tasks-per-node", type=int, default=0,
-                        help="default: one per GPU, or 1 without GPUs")
+    parser.add_argument(
+        "--tasks-per-node", type=int, default=0, help="default: one per GPU, or 1 without GPUs"
+    )
     parser.add_argument("--cpus-per-task", type=int, default=10)
     parser.add_argument("--mem-gb", type=int, default=0, help="per node; 0 = the cluster default")
     parser.add_argument("--partition")
     parser.add_argument("--timeout-min", type=int, default=60 * 72)
-    parser.add_argument("--signal-delay-s", type=int, default=120,
-                        help="how long before the time limit the job is told to requeue")
+    parser.add_argument(
+        "--signal-delay-s",
+        type=int,
+        default=120,
+        help="how long before the time limit the job is told to requeue",
+    )
     parser.add_argument("--max-requeues", type=int, default=30)
     parser.add_argument("--account")
     parser.add_argument("--qos")
@@ -56,16 +62,24 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="", metavar="FILE",
-                        help="the stage's config (pretrain, lincls, knn, supervised, "
-                             "finetune: optional, the defaults and KEY VALUE overrides may do; "
-                             "learn_views: none)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config-file",
+        default="",
+        metavar="FILE",
+        help="the stage's config (pretrain, lincls, knn, supervised, "
+        "finetune: optional, the defaults and KEY VALUE overrides may do; "
+        "learn_views: none)",
+    )
     add_resource_arguments(parser)
     parser.add_argument("--job-dir", default="", help="default: output/slurm/<stage>")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the sbatch script and the resolved config; submit nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the sbatch script and the resolved config; submit nothing",
+    )
     parser.add_argument("--wait", action="store_true", help="wait for the job and print its result")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     # The stage comes first; argparse cannot mix a leading positional with trailing KEY VALUEs.
@@ -73,8 +87,7 @@ def parse_args(argv=None):
     if argv[:1] in (["-h"], ["--help"]):
         parser.parse_args(["--help"])  # prints the help, exits 0
     if not argv or argv[0] not in STAGES:
-        raise ConfigError(f"the first argument must be a stage: {', '.join(STAGES)} "
-                          "(see --help)")
+        raise ConfigError(f"the first argument must be a stage: {', '.join(STAGES)} (see --help)")
     args = parser.parse_args(argv[1:])
     args.stage = argv[0]
     apply_trailing_flags(args, ("--dry-run", "--wait"))
@@ -85,18 +98,29 @@ def check_tasks(args) -> None:
     """A stage that is no process group runs as one task: N tasks would be N copies writing the
     same folder."""
     if not get_stage(args.stage).distributed and (
-            args.nodes != 1 or args.tasks_per_node > 1 or args.gpus_per_node > 1):
-        raise ConfigError(f"{args.stage} runs as one task: --nodes 1, --tasks-per-node 0 or 1, "
-                          "--gpus-per-node 0 or 1")
+        args.nodes != 1 or args.tasks_per_node > 1 or args.gpus_per_node > 1
+    ):
+        raise ConfigError(
+            f"{args.stage} runs as one task: --nodes 1, --tasks-per-node 0 or 1, "
+            "--gpus-per-node 0 or 1"
+        )
 
 
 def slurm_parameters(args) -> dict:
     tasks = args.tasks_per_node or max(1, args.gpus_per_node)
-    params = dict(job_name=args.job_name or f"{args.stage}", nodes=args.nodes,
-                  ntasks_per_node=tasks, cpus_per_task=args.cpus_per_task,
-                  time=args.timeout_min, signal_delay_s=args.signal_delay_s,
-                  partition=args.partition, account=args.account, qos=args.qos,
-                  constraint=args.constraint, comment=args.comment)
+    params = dict(
+        job_name=args.job_name or f"{args.stage}",
+        nodes=args.nodes,
+        ntasks_per_node=tasks,
+        cpus_per_task=args.cpus_per_task,
+        time=args.timeout_min,
+        signal_delay_s=args.signal_delay_s,
+        partition=args.partition,
+        account=args.account,
+        qos=args.qos,
+        constraint=args.constraint,
+        comment=args.comment,
+    )
     if args.gpus_per_node:
         params["gpus_per_node"] = args.gpus_per_node
     if args.mem_gb:
@@ -110,8 +134,9 @@ def sbatch_script(job_dir: str, params: dict, array_size: int | None = None) -> 
     from submitit.slurm.slurm import _make_sbatch_string
 
     command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {job_dir}/%j"
-    return _make_sbatch_string(command=command, folder=f"{job_dir}/%j", map_count=array_size,
-                               **params)
+    return _make_sbatch_string(
+        command=command, folder=f"{job_dir}/%j", map_count=array_size, **params
+    )
 
 
 def build_executor(job_dir: str, params: dict, args):
@@ -121,10 +146,10 @@ def build_executor(job_dir: str, params: dict, args):
 
     from slurm.cluster import check_request
 
-    check_request(args.partition, params["ntasks_per_node"], args.cpus_per_task,
-                  args.gpus_per_node)
-    executor = submitit.SlurmExecutor(folder=os.path.join(job_dir, "%j"),
-                                      max_num_timeout=args.max_requeues)
+    check_request(args.partition, params["ntasks_per_node"], args.cpus_per_task, args.gpus_per_node)
+    executor = submitit.SlurmExecutor(
+        folder=os.path.join(job_dir, "%j"), max_num_timeout=args.max_requeues
+    )
     executor.update_parameters(**params)
     return executor
 
@@ -156,9 +181,19 @@ def main(argv=None) -> int:
     with open(os.path.join(record_dir, "config.yaml"), "w") as f:
         f.write(config_text)
     with open(os.path.join(record_dir, "submission.json"), "w") as f:
-        json.dump({"job_id": job.job_id, "stage": args.stage, "config_file": args.config_file,
-                   "opts": args.opts, "slurm": params, "argv": sys.argv,
-                   "submitted": datetime.datetime.now().isoformat(timespec="seconds")}, f, indent=2)
+        json.dump(
+            {
+                "job_id": job.job_id,
+                "stage": args.stage,
+                "config_file": args.config_file,
+                "opts": args.opts,
+                "slurm": params,
+                "argv": sys.argv,
+                "submitted": datetime.datetime.now().isoformat(timespec="seconds"),
+            },
+            f,
+            indent=2,
+        )
     print(f"submitted {args.stage} as job {job.job_id}; logs in {record_dir}")
     if args.wait:
         print(f"result: {job.result()}")

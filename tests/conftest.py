@@ -21,19 +21,23 @@ def cifar10(shared_data) -> Path:
     """CIFAR-10 JPEG class folders, unpacked once into the repository's ignored .cache/."""
     from pretrain.data.archive import unpack_once
 
-    return Path(unpack_once(str(shared_data / "cifar10-images.tar.gz"),
-                            str(REPO / ".cache" / "cifar10")))
+    return Path(
+        unpack_once(str(shared_data / "cifar10-images.tar.gz"), str(REPO / ".cache" / "cifar10"))
+    )
 
 
 def run_tool(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run one of the project's command-line tools with this interpreter, as a user would."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n"
-                             f"--- stdout ---\n{proc.stdout[-4000:]}\n"
-                             f"--- stderr ---\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout[-4000:]}\n"
+            f"--- stderr ---\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -43,8 +47,9 @@ def run_tool_until_killed(*args: str, marker: Path, cwd: Path = REPO, timeout: i
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + timeout
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

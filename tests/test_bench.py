@@ -1,5 +1,6 @@
 """bench/pretrain_throughput.py runs both pipelines side by side and prints every figure (the
 figures themselves are for people to read: tests never assert on speed)."""
+
 import re
 
 import pytest
@@ -10,11 +11,29 @@ pytestmark = pytest.mark.integration  # each test runs a bench script as a proce
 
 
 def test_throughput_bench_reports_model_step_and_both_pipelines(shared_data):
-    out = run_tool("bench/pretrain_throughput.py", "--images",
-                   str(shared_data / "bccd" / "JPEGImages"), "--iters", "1",
-                   "MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE",
-                   "64", "SOLVER.BATCH_SIZE", "4", "DATA.CROP_SIZE", "64", "MODEL.JIGSAW.CELL",
-                   "32", "MODEL.JIGSAW.PATCH", "24", "DATA.NUM_WORKERS", "0").stdout
+    out = run_tool(
+        "bench/pretrain_throughput.py",
+        "--images",
+        str(shared_data / "bccd" / "JPEGImages"),
+        "--iters",
+        "1",
+        "MODEL.ARCH",
+        "resnet18",
+        "MODEL.HEAD_HIDDEN_DIM",
+        "64",
+        "MODEL.QUEUE_SIZE",
+        "64",
+        "SOLVER.BATCH_SIZE",
+        "4",
+        "DATA.CROP_SIZE",
+        "64",
+        "MODEL.JIGSAW.CELL",
+        "32",
+        "MODEL.JIGSAW.PATCH",
+        "24",
+        "DATA.NUM_WORKERS",
+        "0",
+    ).stdout
     for stage in ("model step", "cpu data", "cpu end to end", "gpu data", "gpu end to end"):
         match = re.search(rf"^{stage}\s+([0-9.]+)\s+([0-9.]+)x$", out, re.MULTILINE)
         assert match and float(match.group(1)) > 0, out
@@ -23,10 +42,31 @@ def test_throughput_bench_reports_model_step_and_both_pipelines(shared_data):
 
 @pytest.mark.slow  # 33 s
 def test_pipeline_knn_bench_prints_a_row_per_pipeline(cifar10, tmp_path):
-    out = run_tool("bench/pipeline_knn.py", "--iters", "2", "--seeds", "0", "--knn-train", "64",
-                   "--knn-test", "32", "--output", str(tmp_path), "MODEL.ARCH", "resnet18",
-                   "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "64", "SOLVER.BATCH_SIZE",
-                   "8", "MODEL.JIGSAW.ENABLED", "False", "DATA.NUM_WORKERS", "0").stdout
+    out = run_tool(
+        "bench/pipeline_knn.py",
+        "--iters",
+        "2",
+        "--seeds",
+        "0",
+        "--knn-train",
+        "64",
+        "--knn-test",
+        "32",
+        "--output",
+        str(tmp_path),
+        "MODEL.ARCH",
+        "resnet18",
+        "MODEL.HEAD_HIDDEN_DIM",
+        "64",
+        "MODEL.QUEUE_SIZE",
+        "64",
+        "SOLVER.BATCH_SIZE",
+        "8",
+        "MODEL.JIGSAW.ENABLED",
+        "False",
+        "DATA.NUM_WORKERS",
+        "0",
+    ).stdout
     for pipeline in ("cpu", "gpu"):
         match = re.search(rf"^{pipeline}\s+([0-9.]+)\s+([0-9.]+)\s+0\.0$", out, re.MULTILINE)
         assert match and 0 <= float(match.group(1)) <= 100, out

@@ -4,6 +4,7 @@ import cycle. From the bottom: the common layer; configs, checkpoint formats, lo
 stage registry (which names its stages' functions as strings); the training scaffold (engine);
 data; models; evaluation; the stages (pretraining, supervised, view learning) and Detectron2's
 side; the sweep; SLURM; the demo's world; the commands (the tools) on top."""
+
 from __future__ import annotations
 
 import ast
@@ -15,14 +16,24 @@ from tests.conftest import REPO
 PACKAGES = ("pretrain", "detection", "slurm")
 LAYERS = (
     {"pretrain.common"},
-    {"pretrain.config", "pretrain.formats", "pretrain.losses", "pretrain.entropy_reconstruction",
-     "pretrain.stages"},
+    {
+        "pretrain.config",
+        "pretrain.formats",
+        "pretrain.losses",
+        "pretrain.entropy_reconstruction",
+        "pretrain.stages",
+    },
     {"pretrain.engine"},
     {"pretrain.data"},
     {"pretrain.models"},
     {"pretrain.evaluation"},
-    {"pretrain.pretraining", "pretrain.supervised", "pretrain.finetune", "pretrain.views_learned",
-     "detection"},
+    {
+        "pretrain.pretraining",
+        "pretrain.supervised",
+        "pretrain.finetune",
+        "pretrain.views_learned",
+        "detection",
+    },
     {"pretrain.sweep_report"},
     {"pretrain.sweep"},
     {"slurm"},
@@ -43,7 +54,7 @@ def module_imports() -> dict[str, set[str]]:
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom):
                     if node.level:
-                        base = here[:len(here) - (node.level - 1)]
+                        base = here[: len(here) - (node.level - 1)]
                         target = ".".join(base + ([node.module] if node.module else []))
                     else:
                         target = node.module or ""
@@ -108,10 +119,13 @@ def level(layer_name: str) -> int:
 
 
 def test_every_import_goes_down_the_layers():
-    upward = sorted(f"{importer} imports {target}"
-                    for importer, targets in layer_graph().items() for target in targets
-                    if level(target) > level(importer)
-                    or (level(target) == level(importer) and target != importer))
+    upward = sorted(
+        f"{importer} imports {target}"
+        for importer, targets in layer_graph().items()
+        for target in targets
+        if level(target) > level(importer)
+        or (level(target) == level(importer) and target != importer)
+    )
     assert upward == [], upward
 
 

@@ -1,6 +1,7 @@
 """A small-image backbone end to end: pretrain with the cifar stem on 32 px CIFAR-10 JPEGs ->
 readouts rebuild that stem -> convert with --verify against the cifar-stem Detectron2 config ->
 the Detectron2 model loads every tensor and takes a training step on fruits_nuts."""
+
 import json
 import pickle
 
@@ -23,13 +24,31 @@ def cifar_stem_run(cifar10, tmp_path_factory):
     """(checkpoint, converted .pkl, convert's output) of two pretraining steps with the cifar
     stem."""
     out = tmp_path_factory.mktemp("cifar_stem")
-    run_tool("tools/pretrain.py", "MODEL.ARCH", "resnet18", "MODEL.STEM", "cifar",
-             "MODEL.QUEUE_SIZE", "32", "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",
-             "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "2", "DATA.ROOT", str(cifar10 / "test"),
-             "OUTPUT_DIR", str(out))
+    run_tool(
+        "tools/pretrain.py",
+        "MODEL.ARCH",
+        "resnet18",
+        "MODEL.STEM",
+        "cifar",
+        "MODEL.QUEUE_SIZE",
+        "32",
+        "DATA.CROP_SIZE",
+        "32",
+        "DATA.NUM_WORKERS",
+        "0",
+        "SOLVER.BATCH_SIZE",
+        "8",
+        "SOLVER.MAX_ITER",
+        "2",
+        "DATA.ROOT",
+        str(cifar10 / "test"),
+        "OUTPUT_DIR",
+        str(out),
+    )
     checkpoint, converted = out / "model_final.pth", out / "backbone_d2.pkl"
-    log = run_tool("tools/convert.py", str(checkpoint), str(converted), "--verify",
-                   CIFAR_FPN).stdout
+    log = run_tool(
+        "tools/convert.py", str(checkpoint), str(converted), "--verify", CIFAR_FPN
+    ).stdout
     return checkpoint, converted, log
 
 
@@ -44,15 +63,40 @@ def test_checkpoint_records_the_stem_and_converts_verified(cifar_stem_run):
 
 def test_knn_and_fresh_key_readouts_rebuild_the_cifar_stem(cifar_stem_run, cifar10, tmp_path):
     checkpoint, _, _ = cifar_stem_run
-    run_tool("tools/knn.py", "--arch", "resnet18", "--checkpoint", str(checkpoint),
-             "--train-root", str(cifar10 / "test"), "--test-root", str(cifar10 / "test"),
-             "--crop", "32", "--train-limit", "200", "--test-limit", "100", "--workers", "0",
-             "--json", str(tmp_path / "knn.json"))
+    run_tool(
+        "tools/knn.py",
+        "--arch",
+        "resnet18",
+        "--checkpoint",
+        str(checkpoint),
+        "--train-root",
+        str(cifar10 / "test"),
+        "--test-root",
+        str(cifar10 / "test"),
+        "--crop",
+        "32",
+        "--train-limit",
+        "200",
+        "--test-limit",
+        "100",
+        "--workers",
+        "0",
+        "--json",
+        str(tmp_path / "knn.json"),
+    )
     knn = json.loads((tmp_path / "knn.json").read_text())
     assert knn["stem"] == "cifar" and 0.0 <= knn["top1"] <= 100.0 and knn["test_images"] == 100
     # fresh_keys rebuilds the whole MoCo model from the stored config; a wrong stem fails to load.
-    run_tool("tools/fresh_keys.py", str(checkpoint), "--images", str(cifar10 / "test"),
-             "--n", "8", "--json", str(tmp_path / "probe.json"))
+    run_tool(
+        "tools/fresh_keys.py",
+        str(checkpoint),
+        "--images",
+        str(cifar10 / "test"),
+        "--n",
+        "8",
+        "--json",
+        str(tmp_path / "probe.json"),
+    )
     probe = json.loads((tmp_path / "probe.json").read_text())
     assert probe["probe_images"] == 8 and probe["rows"][0]["checkpoint"] == str(checkpoint)
 
@@ -69,16 +113,28 @@ def test_detectron2_model_loads_every_tensor_and_takes_a_training_step(cifar_ste
 
     checkpoint, converted, _ = cifar_stem_run
     args = default_argument_parser().parse_args(
-        ["--config-file", str(REPO / CIFAR_FPN), "MODEL.WEIGHTS", str(converted),
-         "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(converted.parent / "finetune")])
+        [
+            "--config-file",
+            str(REPO / CIFAR_FPN),
+            "MODEL.WEIGHTS",
+            str(converted),
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "OUTPUT_DIR",
+            str(converted.parent / "finetune"),
+        ]
+    )
     cfg = train_net.setup(args)
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     loaded = model.state_dict()
     source = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
     prefix = "query_encoder.backbone."
-    backbone = {k[len(prefix):]: v for k, v in source.items()
-                if k.startswith(prefix) and not k.endswith("num_batches_tracked")}
+    backbone = {
+        k[len(prefix) :]: v
+        for k, v in source.items()
+        if k.startswith(prefix) and not k.endswith("num_batches_tracked")
+    }
     assert len(backbone) == 100
     for key, tensor in backbone.items():
         model_key = f"backbone.bottom_up.{expected_detectron2_name(key)}"
@@ -105,12 +161,16 @@ def test_configs_of_another_stem_refuse_the_weights(cifar_stem_run, tmp_path):
 
     checkpoint, converted, _ = cifar_stem_run
     # Detectron2 itself would skip the 3x3 conv1 against a 7x7 one with only a warning.
-    with pytest.raises(ConfigError, match="pretrained with stem 'cifar', the model builds "
-                                         "MODEL.RESNETS.STEM_TYPE 'imagenet'"):
+    with pytest.raises(
+        ConfigError,
+        match="pretrained with stem 'cifar', the model builds MODEL.RESNETS.STEM_TYPE 'imagenet'",
+    ):
         load_detection_cfg(STOCK_FPN, ["MODEL.WEIGHTS", str(converted)])
     # Same shapes as cifar's: only the recorded stem tells them apart.
-    with pytest.raises(AssertionError, match="trained with stem 'cifar', the model of .* builds "
-                                             "'tinyimagenet'"):
-        run_tool("tools/convert.py", str(checkpoint), str(tmp_path / "out.pkl"), "--verify",
-                 TINY_FPN)
+    with pytest.raises(
+        AssertionError, match="trained with stem 'cifar', the model of .* builds 'tinyimagenet'"
+    ):
+        run_tool(
+            "tools/convert.py", str(checkpoint), str(tmp_path / "out.pkl"), "--verify", TINY_FPN
+        )
     assert not list(tmp_path.iterdir())

@@ -6,6 +6,7 @@ itself: it replaces its process with `python -m pretrain.commands.<name>` (same 
 arguments, environment and exit status), as the console scripts of setup.cfg run it. `-m` looks
 in the working folder first, then in the installed project (`make install`, editable): from the
 repository root, as the README runs the tools, that is this checkout either way."""
+
 import os
 import sys
 

@@ -3,6 +3,7 @@
 
 Usage and options: python tools/convert.py --help. The command lives in
 pretrain/commands/convert.py (also installed as the console script infomin-convert)."""
+
 from _command import run_command
 
 run_command("convert")

@@ -3,6 +3,7 @@
 
 Usage and options: python tools/finetune.py --help. The command lives in
 pretrain/commands/finetune.py (also installed as the console script infomin-finetune)."""
+
 from _command import run_command
 
 run_command("finetune")

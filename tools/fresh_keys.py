@@ -3,6 +3,7 @@
 
 Usage and options: python tools/fresh_keys.py --help. The command lives in
 pretrain/commands/fresh_keys.py (also installed as the console script infomin-fresh-keys)."""
+
 from _command import run_command
 
 run_command("fresh_keys")

@@ -13,6 +13,7 @@ Run with the interpreter of the target environment:
 `.venv/bin/python tools/install_detectron2.py`.
 Set D2_BUILD=registry to skip the source attempt, D2_BUILD=source to insist on it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -46,9 +47,19 @@ class InstallError(RuntimeError):
 # Runtime dependencies of detectron2 v0.6 (its setup.py), minus the ones only its caffe2 export and
 # LazyConfig pretty-printer need (black==21.4b2 pins an old formatter, future, pydot).
 PYONLY_REQUIRES = [
-    "Pillow>=7.1", "matplotlib", "pycocotools>=2.0.2", "termcolor>=1.1", "yacs>=0.1.8", "tabulate",
-    "cloudpickle", "tqdm>4.29.0", "tensorboard", "fvcore>=0.1.5,<0.1.6", "iopath>=0.1.7,<0.1.10",
-    "omegaconf>=2.1", "hydra-core>=1.1",
+    "Pillow>=7.1",
+    "matplotlib",
+    "pycocotools>=2.0.2",
+    "termcolor>=1.1",
+    "yacs>=0.1.8",
+    "tabulate",
+    "cloudpickle",
+    "tqdm>4.29.0",
+    "tensorboard",
+    "fvcore>=0.1.5,<0.1.6",
+    "iopath>=0.1.7,<0.1.10",
+    "omegaconf>=2.1",
+    "hydra-core>=1.1",
     # model_zoo imports pkg_resources, which setuptools 81 removed.
     "setuptools<81",
 ]
@@ -160,8 +171,10 @@ def write_startup_hook() -> None:
     `import detectron2` works in this environment whatever was imported first. Sorted after the
     editable install's own .pth, and silent if the project is not importable."""
     site_packages = sysconfig.get_paths()["purelib"]
-    line = ("import importlib.util as _u; _u.find_spec('detection') and "
-            "__import__('detection.compat').compat.install_import_hook()\n")
+    line = (
+        "import importlib.util as _u; _u.find_spec('detection') and "
+        "__import__('detection.compat').compat.install_import_hook()\n"
+    )
     with open(os.path.join(site_packages, STARTUP_HOOK), "w") as f:
         f.write(line)
 
@@ -191,8 +204,9 @@ def install() -> int:
         print("[detectron2] github.com is out of reach: using the registry's Python-only sources")
     wheel = build_pyonly_wheel()
     pip("install", wheel)
-    print(f"[detectron2] installed {os.path.basename(wheel)} "
-          "(Python only; see detection/compat.py)")
+    print(
+        f"[detectron2] installed {os.path.basename(wheel)} (Python only; see detection/compat.py)"
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 
 Usage and options: python tools/knn.py --help. The command lives in
 pretrain/commands/knn.py (also installed as the console script infomin-knn)."""
+
 from _command import run_command
 
 run_command("knn")

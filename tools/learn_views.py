@@ -3,6 +3,7 @@
 
 Usage and options: python tools/learn_views.py --help. The command lives in
 pretrain/commands/learn_views.py (also installed as the console script infomin-learn-views)."""
+
 from _command import run_command
 
 run_command("learn_views")

@@ -3,6 +3,7 @@
 
 Usage and options: python tools/pack_images.py --help. The command lives in
 pretrain/commands/pack_images.py (also installed as the console script infomin-pack-images)."""
+
 from _command import run_command
 
 run_command("pack_images")

@@ -3,6 +3,7 @@
 
 Usage and options: python tools/supervised.py --help. The command lives in
 pretrain/commands/supervised.py (also installed as the console script infomin-supervised)."""
+
 from _command import run_command
 
 run_command("supervised")

@@ -3,6 +3,7 @@
 
 Usage and options: python tools/sweep.py --help. The command lives in
 pretrain/commands/sweep.py (also installed as the console script infomin-sweep)."""
+
 from _command import run_command
 
 run_command("sweep")

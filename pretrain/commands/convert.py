@@ -18,6 +18,7 @@ Formats (--format auto detects which; pretrain/formats.py says where each keeps 
 --encoder key exports the momentum encoder (moco, moco-v3, pycontrast, mmselfsup, solo-learn,
 vissl), the teacher (dino) or the target network (byol) instead.
 """
+
 import argparse
 
 from detection.convert import FORMATS, ConversionError, convert
@@ -41,30 +42,46 @@ def group_keys(keys) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("input")
     parser.add_argument("output")
-    parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, metavar="FORMAT",
-                        help="auto (the default) or one of the formats above")
-    parser.add_argument("--encoder", default="query", choices=("query", "key"),
-                        help="which network of a checkpoint that has two (key = the momentum "
-                             "encoder, teacher or target network)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto",) + FORMATS,
+        metavar="FORMAT",
+        help="auto (the default) or one of the formats above",
+    )
+    parser.add_argument(
+        "--encoder",
+        default="query",
+        choices=("query", "key"),
+        help="which network of a checkpoint that has two (key = the momentum "
+        "encoder, teacher or target network)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT")
-    parser.add_argument("--verify", default="", metavar="CONFIG",
-                        help="a Detectron2 config: write OUTPUT only if its model loads every "
-                             "backbone tensor from it, unchanged")
+    parser.add_argument(
+        "--verify",
+        default="",
+        metavar="CONFIG",
+        help="a Detectron2 config: write OUTPUT only if its model loads every "
+        "backbone tensor from it, unchanged",
+    )
     args = parser.parse_args(argv)
     try:
-        summary = convert(args.input, args.output, args.format, args.encoder, args.force,
-                          args.verify)
+        summary = convert(
+            args.input, args.output, args.format, args.encoder, args.force, args.verify
+        )
     except ConversionError as err:
         raise CheckpointError(f"{args.input}: {err}") from None
     print(f"read {args.input} as {summary['format']} ({args.encoder} encoder)")
     print(f"kept {len(summary['kept'])} backbone tensors (stem, res2-res5, BN statistics)")
     if summary["stem"]:
-        print(f"stem: {summary['stem']} "
-              f"(Detectron2 needs MODEL.RESNETS.STEM_TYPE {summary['stem']})")
+        print(
+            f"stem: {summary['stem']} (Detectron2 needs MODEL.RESNETS.STEM_TYPE {summary['stem']})"
+        )
     if summary["dropped"]:
         print(f"dropped {len(summary['dropped'])} keys: {group_keys(summary['dropped'])}")
     if summary["verified"]:

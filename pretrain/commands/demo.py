@@ -28,6 +28,7 @@ Your own data instead (views from augmentation, demo_R18_infomin.yaml):
         --train "format=coco json=/d/train.json images=/d/img" \
         --test "format=coco json=/d/val.json images=/d/img" --num-classes 7
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,14 @@ import time
 
 from pretrain.common.cli import run_entry_point
 
-from pretrain.commands.demo_report import (VIEWS, learned_note, plot_pretraining, summary,
-                                           write_report, write_results)
+from pretrain.commands.demo_report import (
+    VIEWS,
+    learned_note,
+    plot_pretraining,
+    summary,
+    write_report,
+    write_results,
+)
 
 # The checkout: the demo reads its configs from there and starts detection/train_net.py in it.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,13 +61,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # pretraining steps reach a kNN of 29.8% (30.4 at 250 and 300); 400 fine-tune iterations show the
 # gain, 600 give both initialisations higher AP (docs/results/demo_2026-12.md).
 # A GPU affords more of the same.
-DEFAULTS_ON = {"cpu": ("configs/pretrain/demo_R18_objects.yaml", 200, 400),
-               "gpu": ("configs/pretrain/demo_R18_objects_gpu.yaml", 2000, 600)}
+DEFAULTS_ON = {
+    "cpu": ("configs/pretrain/demo_R18_objects.yaml", 200, 400),
+    "gpu": ("configs/pretrain/demo_R18_objects_gpu.yaml", 2000, 600),
+}
 DETECTION_CONFIG = "configs/detection/small/synthetic_R_18_FPN_light.yaml"
 # Your own images have no factors to share: their views come from augmenting each image.
 OWN_IMAGES_CONFIG = "configs/pretrain/demo_R18_infomin.yaml"
 # Every figure of the report, as JSON (write_results).
 RESULTS_FILE = "results.json"
+
+
 def announce(*args: str) -> None:
     """Name the command a stage does the work of, so it can be rerun on its own."""
     print(f"\n$ python {' '.join(args)}", flush=True)
@@ -104,8 +115,19 @@ def run_concurrently(jobs: list[tuple[list[str], str]], at_once: int) -> None:
             os.makedirs(os.path.dirname(log), exist_ok=True)
             print(f"\n$ python {' '.join(args)}  > {log}", flush=True)
             with open(log, "w") as out:
-                running.append((subprocess.Popen([sys.executable, *args], cwd=REPO, env=env,
-                                                 stdout=out, stderr=subprocess.STDOUT), args, log))
+                running.append(
+                    (
+                        subprocess.Popen(
+                            [sys.executable, *args],
+                            cwd=REPO,
+                            env=env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                        ),
+                        args,
+                        log,
+                    )
+                )
         time.sleep(1)
         for job in list(running):
             proc, args, log = job
@@ -124,23 +146,40 @@ def run_concurrently(jobs: list[tuple[list[str], str]], at_once: int) -> None:
                 print(f"  {folder}: iteration {latest_iteration(folder)}", flush=True)
 
 
-def knn_readout(arch: str, crop: int, checkpoint: str, train_root: str, test_root: str,
-                seed: int = 0) -> dict:
+def knn_readout(
+    arch: str, crop: int, checkpoint: str, train_root: str, test_root: str, seed: int = 0
+) -> dict:
     """kNN of the backbone's features on the labelled objects (tools/knn.py; a random backbone
     drawn from `seed`): {"top1" (%), "stderr" (binomial, over the test images), "predictions",
     "labels"} (per image, for the paired test)."""
     from pretrain.evaluation.knn import knn_probe
 
-    announce("tools/knn.py", "--arch", arch, "--crop", str(crop), "--train-root", train_root,
-             "--test-root", test_root, *(["--checkpoint", checkpoint] if checkpoint else
-                                         ["--seed", str(seed)]))
+    announce(
+        "tools/knn.py",
+        "--arch",
+        arch,
+        "--crop",
+        str(crop),
+        "--train-root",
+        train_root,
+        "--test-root",
+        test_root,
+        *(["--checkpoint", checkpoint] if checkpoint else ["--seed", str(seed)]),
+    )
     result = knn_probe(arch, train_root, test_root, checkpoint, crop, seed=seed)
     accuracy, n = result["top1"], result["test_images"]
-    print(f"kNN (k={result['k']}) top-1: {accuracy:.2f}%  [{checkpoint or 'random init'}, "
-          f"{result['stem']} stem]", flush=True)
+    print(
+        f"kNN (k={result['k']}) top-1: {accuracy:.2f}%  [{checkpoint or 'random init'}, "
+        f"{result['stem']} stem]",
+        flush=True,
+    )
     stderr = 100 * math.sqrt(accuracy / 100 * (1 - accuracy / 100) / max(1, n))
-    return {"top1": accuracy, "stderr": stderr, "predictions": result["predictions"],
-            "labels": result["labels"]}
+    return {
+        "top1": accuracy,
+        "stderr": stderr,
+        "predictions": result["predictions"],
+        "labels": result["labels"],
+    }
 
 
 def pretrain_stage(config_file: str, opts: list[str], resume: bool) -> None:
@@ -155,26 +194,43 @@ def fresh_key_readout(checkpoint: str, images: str, n: int) -> dict:
     """The fresh-key probe (tools/fresh_keys.py) of `checkpoint` and of its initialisation."""
     from pretrain.evaluation.fresh_key_probe import probe_checkpoints, table
 
-    announce("tools/fresh_keys.py", checkpoint, "--images", images, "--n", str(n),
-             "--with-init")
+    announce("tools/fresh_keys.py", checkpoint, "--images", images, "--n", str(n), "--with-init")
     probe = probe_checkpoints([checkpoint], images, n, with_init=True)
     print(table(probe), flush=True)
     return probe
 
 
-def supervised_baseline(arch: str, crop: int, train_root: str, val_root: str, iters: int,
-                        output_dir: str) -> float:
+def supervised_baseline(
+    arch: str, crop: int, train_root: str, val_root: str, iters: int, output_dir: str
+) -> float:
     """A backbone pretrained with labels (tools/supervised.py); returns its top-1 (%) on
     `val_root`. The pretraining's crop; crops of half the image or more keep the object in view,
     and batch 64 at 0.1 (0.4 per 256) learns the objects in 1,500 iterations (74.8% top-1)."""
     from pretrain.config import load_supervised_cfg
     from pretrain.supervised import train_supervised
 
-    opts = ["MODEL.ARCH", arch, "DATA.ROOT", train_root, "DATA.VAL_ROOT", val_root,
-            "DATA.CROP_SIZE", str(crop), "DATA.CROP_SCALE", "(0.5, 1.0)",
-            "SOLVER.BATCH_SIZE", "64", "SOLVER.BASE_LR", "0.4",
-            "DATA.NUM_WORKERS", str(min(8, os.cpu_count() or 2)),
-            "SOLVER.MAX_ITER", str(iters), "OUTPUT_DIR", output_dir]
+    opts = [
+        "MODEL.ARCH",
+        arch,
+        "DATA.ROOT",
+        train_root,
+        "DATA.VAL_ROOT",
+        val_root,
+        "DATA.CROP_SIZE",
+        str(crop),
+        "DATA.CROP_SCALE",
+        "(0.5, 1.0)",
+        "SOLVER.BATCH_SIZE",
+        "64",
+        "SOLVER.BASE_LR",
+        "0.4",
+        "DATA.NUM_WORKERS",
+        str(min(8, os.cpu_count() or 2)),
+        "SOLVER.MAX_ITER",
+        str(iters),
+        "OUTPUT_DIR",
+        output_dir,
+    ]
     announce("tools/supervised.py", "--resume", *opts)
     return train_supervised(load_supervised_cfg("", opts), resume=True)
 
@@ -186,8 +242,11 @@ def export_to_detectron2(checkpoint: str, weights: str, detection_config: str) -
 
     announce("tools/convert.py", checkpoint, weights, "--force", "--verify", detection_config)
     summary = convert(checkpoint, weights, force=True, verify_config=detection_config)
-    print(f"verified: {detection_config} loads all {summary['verified']} backbone tensors "
-          f"unchanged\nwrote {weights}", flush=True)
+    print(
+        f"verified: {detection_config} loads all {summary['verified']} backbone tensors "
+        f"unchanged\nwrote {weights}",
+        flush=True,
+    )
     return summary["verified"]
 
 
@@ -198,81 +257,149 @@ def build_data(args) -> dict:
     from pretrain.demo.synthetic import LAYOUT, build
 
     cache = os.path.join(REPO, ".cache")
-    print("building the demo's images (Fashion-MNIST objects on real photographs) ...",
-          flush=True)
+    print("building the demo's images (Fashion-MNIST objects on real photographs) ...", flush=True)
     n_pretrain = args.n_pretrain if "infomin-aug" in args.conditions else 0
     sizes = (n_pretrain, args.n_train, args.n_test, *args.n_objects)
-    data = build(args.data_dir or os.path.join(cache, f"demo_data_v{LAYOUT}_" + "_".join(
-        map(str, sizes))), os.path.join(cache, "demo"), n_pretrain, args.n_train, args.n_test,
-        n_objects_train=args.n_objects[0], n_objects_test=args.n_objects[1])
+    data = build(
+        args.data_dir or os.path.join(cache, f"demo_data_v{LAYOUT}_" + "_".join(map(str, sizes))),
+        os.path.join(cache, "demo"),
+        n_pretrain,
+        args.n_train,
+        args.n_test,
+        n_objects_train=args.n_objects[0],
+        n_objects_test=args.n_objects[1],
+    )
     views = {}
     for condition in args.conditions:
         if condition == "infomin-aug":
             views[condition] = os.path.join(data, "pretrain")
             continue
-        folder = os.path.join(cache, f"demo_views_{condition}_{args.instances[0]}x"
-                                     f"{args.instances[1]}")
-        views[condition] = factor_views.build(folder, os.path.join(cache, "demo"), [condition],
-                                              *args.instances)
-    return {"train": f"format=coco json={data}/train.json images={data}/train",
-            "test": f"format=coco json={data}/test.json images={data}/test",
-            "objects": [os.path.join(data, "objects", split) for split in ("train", "test")],
-            "views": views}
+        folder = os.path.join(
+            cache, f"demo_views_{condition}_{args.instances[0]}x{args.instances[1]}"
+        )
+        views[condition] = factor_views.build(
+            folder, os.path.join(cache, "demo"), [condition], *args.instances
+        )
+    return {
+        "train": f"format=coco json={data}/train.json images={data}/train",
+        "test": f"format=coco json={data}/test.json images={data}/test",
+        "objects": [os.path.join(data, "objects", split) for split in ("train", "test")],
+        "views": views,
+    }
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output", default="demo_output")
-    parser.add_argument("--data-dir", default="",
-                        help="where the built-in composites are made, once (default: .cache/)")
-    parser.add_argument("--instances", type=int, nargs=2, default=(3000, 3),
-                        metavar=("N", "VIEWS"),
-                        help="built-in unlabelled objects for pretraining, and renderings of each")
-    parser.add_argument("--n-pretrain", type=int, default=6000,
-                        help="built-in unlabelled composites (for --table4's InfoMin Aug row)")
+    parser.add_argument(
+        "--data-dir",
+        default="",
+        help="where the built-in composites are made, once (default: .cache/)",
+    )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        nargs=2,
+        default=(3000, 3),
+        metavar=("N", "VIEWS"),
+        help="built-in unlabelled objects for pretraining, and renderings of each",
+    )
+    parser.add_argument(
+        "--n-pretrain",
+        type=int,
+        default=6000,
+        help="built-in unlabelled composites (for --table4's InfoMin Aug row)",
+    )
     parser.add_argument("--n-train", type=int, default=60, help="built-in labelled images")
     parser.add_argument("--n-test", type=int, default=120, help="built-in held-out images")
-    parser.add_argument("--n-objects", type=int, nargs=2, default=(3000, 1000),
-                        metavar=("TRAIN", "TEST"), help="built-in labelled objects (kNN probe)")
-    parser.add_argument("--table4", action="store_true",
-                        help="also pretrain with views that share the background, the colour or "
-                        "the position, and with InfoMin Aug of one composite (InfoMin Table 4)")
+    parser.add_argument(
+        "--n-objects",
+        type=int,
+        nargs=2,
+        default=(3000, 1000),
+        metavar=("TRAIN", "TEST"),
+        help="built-in labelled objects (kNN probe)",
+    )
+    parser.add_argument(
+        "--table4",
+        action="store_true",
+        help="also pretrain with views that share the background, the colour or "
+        "the position, and with InfoMin Aug of one composite (InfoMin Table 4)",
+    )
     parser.add_argument("--pretrain-images", default="", help="your unlabelled images instead")
-    parser.add_argument("--pretrain-config", default="",
-                        help=f"default: {DEFAULTS_ON['cpu'][0]}, with a GPU "
-                        f"{DEFAULTS_ON['gpu'][0]}; with --pretrain-images {OWN_IMAGES_CONFIG}")
-    parser.add_argument("--pretrain-iters", type=int, default=0,
-                        help=f"default: {DEFAULTS_ON['cpu'][1]}, with a GPU "
-                        f"{DEFAULTS_ON['gpu'][1]}")
-    parser.add_argument("--train", default="", help="your training set: a dataset spec "
-                        "(detection/datasets.py) without name=")
+    parser.add_argument(
+        "--pretrain-config",
+        default="",
+        help=f"default: {DEFAULTS_ON['cpu'][0]}, with a GPU "
+        f"{DEFAULTS_ON['gpu'][0]}; with --pretrain-images {OWN_IMAGES_CONFIG}",
+    )
+    parser.add_argument(
+        "--pretrain-iters",
+        type=int,
+        default=0,
+        help=f"default: {DEFAULTS_ON['cpu'][1]}, with a GPU {DEFAULTS_ON['gpu'][1]}",
+    )
+    parser.add_argument(
+        "--train",
+        default="",
+        help="your training set: a dataset spec (detection/datasets.py) without name=",
+    )
     parser.add_argument("--test", default="", help="your held-out set, a dataset spec")
     parser.add_argument("--num-classes", type=int, default=0)
-    parser.add_argument("--labelled-train", default="", help="labelled class folders (ImageNet "
-                        "layout) for the object probe and the supervised baseline; default: the "
-                        "built-in objects, none with your own data")
+    parser.add_argument(
+        "--labelled-train",
+        default="",
+        help="labelled class folders (ImageNet "
+        "layout) for the object probe and the supervised baseline; default: the "
+        "built-in objects, none with your own data",
+    )
     parser.add_argument("--labelled-test", default="", help="held-out class folders for them")
-    parser.add_argument("--supervised-iters", type=int, default=0,
-                        help="also fine-tune from a backbone pretrained with labels for this many "
-                        "iterations of 64 (tools/supervised.py); 0: off (1500: about 7 min on "
-                        "2 cores)")
-    parser.add_argument("--probe-images", type=int, default=512,
-                        help="instances for the fresh-key probe of the pretrained model")
+    parser.add_argument(
+        "--supervised-iters",
+        type=int,
+        default=0,
+        help="also fine-tune from a backbone pretrained with labels for this many "
+        "iterations of 64 (tools/supervised.py); 0: off (1500: about 7 min on "
+        "2 cores)",
+    )
+    parser.add_argument(
+        "--probe-images",
+        type=int,
+        default=512,
+        help="instances for the fresh-key probe of the pretrained model",
+    )
     parser.add_argument("--detection-config", default=DETECTION_CONFIG)
-    parser.add_argument("--finetune-iters", type=int, default=None,
-                        help=f"default: {DEFAULTS_ON['cpu'][2]}, with a GPU "
-                        f"{DEFAULTS_ON['gpu'][2]} (SOLVER.STEPS at 80%%); 0 with "
-                        "--detection-config: that config's schedule")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="fine-tunes run at once; default: 1 on a GPU, else 2 where there "
-                        "are 2 or more cores (one thread each on 2 cores)")
-    parser.add_argument("--pretrain-seeds", type=int, default=1,
-                        help="pretrainings per view condition (SEED 0..N-1); random init's kNN "
-                        "is drawn from the same seeds, and each is fine-tuned --seeds times")
-    parser.add_argument("--seeds", type=int, default=3,
-                        help="fine-tunes per initialisation (SEED 1..N: heads, data order); the "
-                        "table gives mean +- std")
+    parser.add_argument(
+        "--finetune-iters",
+        type=int,
+        default=None,
+        help=f"default: {DEFAULTS_ON['cpu'][2]}, with a GPU "
+        f"{DEFAULTS_ON['gpu'][2]} (SOLVER.STEPS at 80%%); 0 with "
+        "--detection-config: that config's schedule",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="fine-tunes run at once; default: 1 on a GPU, else 2 where there "
+        "are 2 or more cores (one thread each on 2 cores)",
+    )
+    parser.add_argument(
+        "--pretrain-seeds",
+        type=int,
+        default=1,
+        help="pretrainings per view condition (SEED 0..N-1); random init's kNN "
+        "is drawn from the same seeds, and each is fine-tuned --seeds times",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="fine-tunes per initialisation (SEED 1..N: heads, data order); the "
+        "table gives mean +- std",
+    )
     args = parser.parse_args(argv)
     if args.pretrain_seeds < 1:
         parser.error(f"--pretrain-seeds {args.pretrain_seeds}: need at least one")
@@ -300,8 +427,9 @@ def main(argv=None) -> int:
     args.pretrain_iters = args.pretrain_iters or iters
     if args.finetune_iters is None:  # a config of your own keeps its schedule
         args.finetune_iters = 0 if args.detection_config != DETECTION_CONFIG else finetune_iters
-    args.conditions = (["object", "background", "colour", "position", "infomin-aug"]
-                       if args.table4 else ["object"])
+    args.conditions = (
+        ["object", "background", "colour", "position", "infomin-aug"] if args.table4 else ["object"]
+    )
 
     start = time.time()
     output = os.path.abspath(args.output)
@@ -327,28 +455,52 @@ def main(argv=None) -> int:
     pretrain_dirs = {}
     tic = time.time()
     for condition, images in pretrain_sets.items():
-        label = ("InfoMin Aug of one composite" if condition == "infomin-aug" else
-                 f"views share: {condition}" if condition in VIEWS else "pretrained")
+        label = (
+            "InfoMin Aug of one composite"
+            if condition == "infomin-aug"
+            else f"views share: {condition}"
+            if condition in VIEWS
+            else "pretrained"
+        )
         checkpoints[label] = {}
         for seed in pretrain_seeds:
-            folder = os.path.join(output, f"pretrain_{condition.replace(' ', '_')}"
-                                          + (f"_seed{seed}" if seed else ""))
-            overrides = ["DATA.ROOT", images, "SOLVER.MAX_ITER", str(args.pretrain_iters),
-                         "OUTPUT_DIR", folder, *(["SEED", str(seed)] if seed else [])]
+            folder = os.path.join(
+                output, f"pretrain_{condition.replace(' ', '_')}" + (f"_seed{seed}" if seed else "")
+            )
+            overrides = [
+                "DATA.ROOT",
+                images,
+                "SOLVER.MAX_ITER",
+                str(args.pretrain_iters),
+                "OUTPUT_DIR",
+                folder,
+                *(["SEED", str(seed)] if seed else []),
+            ]
             if condition == "infomin-aug":  # the same pretraining, the usual views
-                overrides += ["DATA.VIEWS_FROM", "image", "DATA.AUGMENTATION", "infomin",
-                              "DATA.CROP_SCALE", "(0.2, 1.0)"]
-            announce("tools/pretrain.py", "--config-file", args.pretrain_config, "--resume",
-                     *overrides)
-            launch(pretrain_stage, max(1, torch.cuda.device_count()),
-                   (args.pretrain_config, overrides, True))
+                overrides += [
+                    "DATA.VIEWS_FROM",
+                    "image",
+                    "DATA.AUGMENTATION",
+                    "infomin",
+                    "DATA.CROP_SCALE",
+                    "(0.2, 1.0)",
+                ]
+            announce(
+                "tools/pretrain.py", "--config-file", args.pretrain_config, "--resume", *overrides
+            )
+            launch(
+                pretrain_stage,
+                max(1, torch.cuda.device_count()),
+                (args.pretrain_config, overrides, True),
+            )
             checkpoints[label][seed] = os.path.join(folder, "model_final.pth")
             if not seed:
                 pretrain_dirs[label] = folder
     minutes["pretraining"] = (time.time() - tic) / 60
     headline = next(label for label in checkpoints if label != "random init")
-    probe = fresh_key_readout(checkpoints[headline][0],
-                              pretrain_sets[next(iter(pretrain_sets))], args.probe_images)
+    probe = fresh_key_readout(
+        checkpoints[headline][0], pretrain_sets[next(iter(pretrain_sets))], args.probe_images
+    )
     from pretrain.config import load_cfg
 
     pretrain_cfg = load_cfg(args.pretrain_config)
@@ -356,14 +508,19 @@ def main(argv=None) -> int:
     supervised_top1 = None
     if args.supervised_iters:
         supervised_dir = os.path.join(output, "supervised")
-        supervised_top1 = supervised_baseline(arch, crop, labelled_train, labelled_test,
-                                              args.supervised_iters, supervised_dir)
+        supervised_top1 = supervised_baseline(
+            arch, crop, labelled_train, labelled_test, args.supervised_iters, supervised_dir
+        )
         checkpoints["supervised"] = {0: os.path.join(supervised_dir, "model_final.pth")}
     knn = {}  # {label: {pretraining seed: kNN result}}
     if labelled_train:
-        knn = {label: {seed: knn_readout(arch, crop, path, labelled_train, labelled_test, seed)
-                       for seed, path in by_seed.items()}
-               for label, by_seed in checkpoints.items()}
+        knn = {
+            label: {
+                seed: knn_readout(arch, crop, path, labelled_train, labelled_test, seed)
+                for seed, path in by_seed.items()
+            }
+            for label, by_seed in checkpoints.items()
+        }
 
     # (label, pretraining seed, Detectron2 weights, run folder name); tensors checked per label
     inits, verified = [], {}
@@ -379,13 +536,28 @@ def main(argv=None) -> int:
                 continue  # random init fine-tunes from Detectron2's init: once per fine-tune seed
             inits.append((label, seed, weights, f"finetune_{name}{suffix}"))
 
-    detection_cfg = [] if not args.finetune_iters else [
-        "SOLVER.MAX_ITER", str(args.finetune_iters),
-        "SOLVER.STEPS", f"({int(args.finetune_iters * 0.8)},)"]
+    detection_cfg = (
+        []
+        if not args.finetune_iters
+        else [
+            "SOLVER.MAX_ITER",
+            str(args.finetune_iters),
+            "SOLVER.STEPS",
+            f"({int(args.finetune_iters * 0.8)},)",
+        ]
+    )
     datasets = [f"name=demo_train {train_spec}", f"name=demo_test {test_spec}"]
-    common = ["--config-file", args.detection_config,
-              "DATASETS.REGISTER", repr(datasets), "DATASETS.TRAIN", "('demo_train',)",
-              "DATASETS.TEST", "('demo_test',)", *detection_cfg]
+    common = [
+        "--config-file",
+        args.detection_config,
+        "DATASETS.REGISTER",
+        repr(datasets),
+        "DATASETS.TRAIN",
+        "('demo_train',)",
+        "DATASETS.TEST",
+        "('demo_test',)",
+        *detection_cfg,
+    ]
     if args.num_classes:
         common += ["MODEL.ROI_HEADS.NUM_CLASSES", str(args.num_classes)]
     tic = time.time()
@@ -394,12 +566,30 @@ def main(argv=None) -> int:
         for label, pretrain_seed, init_weights, name in inits:
             folder = os.path.join(output, f"{name}_seed{seed}")
             # --force: the folder holds this job's stdout.txt already (and a rerun's outputs).
-            jobs.append((["detection/train_net.py", "--force", *common,
-                          "MODEL.WEIGHTS", init_weights,
-                          "SEED", str(seed), "OUTPUT_DIR", folder],
-                         os.path.join(folder, "stdout.txt")))
-            runs.append({"label": label, "pretrain_seed": pretrain_seed, "finetune_seed": seed,
-                         "folder": folder})
+            jobs.append(
+                (
+                    [
+                        "detection/train_net.py",
+                        "--force",
+                        *common,
+                        "MODEL.WEIGHTS",
+                        init_weights,
+                        "SEED",
+                        str(seed),
+                        "OUTPUT_DIR",
+                        folder,
+                    ],
+                    os.path.join(folder, "stdout.txt"),
+                )
+            )
+            runs.append(
+                {
+                    "label": label,
+                    "pretrain_seed": pretrain_seed,
+                    "finetune_seed": seed,
+                    "folder": folder,
+                }
+            )
     if args.jobs == 1:
         for command, _log in jobs:
             run(*command)
@@ -412,18 +602,39 @@ def main(argv=None) -> int:
     from pretrain.commands.demo_stats import coco_json_of
 
     table = read_runs([(r["label"], r["folder"]) for r in runs])
-    headline_table, verdicts, tests = summary(table, knn, list(checkpoints), "random init", runs,
-                                              coco_json_of(test_spec))
+    headline_table, verdicts, tests = summary(
+        table, knn, list(checkpoints), "random init", runs, coco_json_of(test_spec)
+    )
     bar_plot(table, ["AP", "AP50", "AP75"], os.path.join(output, "ap.png"))
     plot_pretraining(pretrain_dirs, os.path.join(output, "pretraining.png"))
     minutes["total"] = (time.time() - start) / 60
-    report = write_report(args, pretrain_cfg, output, data_note, headline_table, verdicts,
-                          markdown(table, ["AP", "AP50", "AP75"]), learned_note(probe),
-                          minutes, labelled_test)
-    write_results(os.path.join(output, RESULTS_FILE), knn, table, probe, supervised_top1,
-                  verified, minutes, tests)
-    print(f"\n{headline_table}\n" + "\n".join(verdicts) +
-          f"\n\nreport: {report} ({minutes['total']:.1f} min)")
+    report = write_report(
+        args,
+        pretrain_cfg,
+        output,
+        data_note,
+        headline_table,
+        verdicts,
+        markdown(table, ["AP", "AP50", "AP75"]),
+        learned_note(probe),
+        minutes,
+        labelled_test,
+    )
+    write_results(
+        os.path.join(output, RESULTS_FILE),
+        knn,
+        table,
+        probe,
+        supervised_top1,
+        verified,
+        minutes,
+        tests,
+    )
+    print(
+        f"\n{headline_table}\n"
+        + "\n".join(verdicts)
+        + f"\n\nreport: {report} ({minutes['total']:.1f} min)"
+    )
     return 0
 
 

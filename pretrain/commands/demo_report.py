@@ -1,6 +1,7 @@
 """The demo's report (tools/demo.py): the headline table with its paired-test verdicts
 (demo_stats.py), the pretraining curves, the fresh-key note, OUTPUT/report.md and
 OUTPUT/results.json."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ VIEWS = {
     "colour": "the object's colour only (a new object, size, place and photo each)",
     "position": "the object's place only (a new object, colour, size and photo each)",
     "infomin-aug": "one composite, augmented twice with InfoMin Aug: the photo, the objects and "
-                   "(mostly) their colours",
+    "(mostly) their colours",
 }
 
 
@@ -28,24 +29,35 @@ def learned_note(probe: dict) -> str:
 
     if not probe["rows"]:
         return ""
-    last = {column: round(value, 4) for column, value in probe["rows"][-1].items()
-            if column != "checkpoint"}
+    last = {
+        column: round(value, 4)
+        for column, value in probe["rows"][-1].items()
+        if column != "checkpoint"
+    }
     queue_acc, fresh_acc, cosine = last["queue_acc"], last["fresh_acc"], last["query_cosine"]
     chance = round(probe["chance_fresh_acc"], 4)
     if fresh_acc < 2 * chance:
-        verdict = (f"Not yet. Against fresh keys of the other probe instances the positive is "
-                   f"found for {fresh_acc:.1%} of them (chance {chance:.1%}), and the queries of "
-                   f"different instances have a mean cosine of {cosine:.3f} (1: one point for "
-                   f"all).")
+        verdict = (
+            f"Not yet. Against fresh keys of the other probe instances the positive is "
+            f"found for {fresh_acc:.1%} of them (chance {chance:.1%}), and the queries of "
+            f"different instances have a mean cosine of {cosine:.3f} (1: one point for "
+            f"all)."
+        )
         if queue_acc >= max(0.1, 2 * fresh_acc):
-            verdict += (f" Against the stored queue it is found for {queue_acc:.0%}, as in the "
-                        f"training log: queue entries written by older key encoders are told "
-                        f"apart by their age, not their content.")
+            verdict += (
+                f" Against the stored queue it is found for {queue_acc:.0%}, as in the "
+                f"training log: queue entries written by older key encoders are told "
+                f"apart by their age, not their content."
+            )
     else:
-        verdict = (f"Yes: against fresh keys of the other probe instances the positive is found "
-                   f"for {fresh_acc:.1%} of them (chance {chance:.1%}).")
-    return (f"## Has pretraining learned to tell instances apart?\n\n{verdict}\n\n"
-            f"```\n$ python tools/fresh_keys.py ...\n{table(probe)}\n```\n")
+        verdict = (
+            f"Yes: against fresh keys of the other probe instances the positive is found "
+            f"for {fresh_acc:.1%} of them (chance {chance:.1%})."
+        )
+    return (
+        f"## Has pretraining learned to tell instances apart?\n\n{verdict}\n\n"
+        f"```\n$ python tools/fresh_keys.py ...\n{table(probe)}\n```\n"
+    )
 
 
 def plot_pretraining(pretrain_dirs: dict, path: str) -> None:
@@ -87,8 +99,9 @@ def knn_cell(by_seed: dict) -> str:
     return fmt(*mean_std(values)) + f"% ({len(values)} seeds)"
 
 
-def summary(table: dict, knn: dict, labels: list[str], baseline: str, runs: list[dict],
-            gt_json: str) -> tuple[str, list[str], dict]:
+def summary(
+    table: dict, knn: dict, labels: list[str], baseline: str, runs: list[dict], gt_json: str
+) -> tuple[str, list[str], dict]:
     """The headline table (kNN top-1; box and mask AP mean ± std over fine-tunes) and one verdict
     per pretrained backbone and metric, each from a paired test against `baseline`
     (pretrain/commands/demo_stats.py); returns the tests too."""
@@ -107,13 +120,23 @@ def summary(table: dict, knn: dict, labels: list[str], baseline: str, runs: list
             seeds = max(seeds, len(values.get(RUN_COUNT, [])))
         rows.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
     verdicts, tests = verdict_lines(knn, runs, labels, baseline, gt_json)
-    head = ("| backbone | fine-tunes | kNN top-1 | box AP (mean ± std) "
-            "| mask AP (mean ± std) |\n|---|---|---|---|---|\n")
+    head = (
+        "| backbone | fine-tunes | kNN top-1 | box AP (mean ± std) "
+        "| mask AP (mean ± std) |\n|---|---|---|---|---|\n"
+    )
     return head + "\n".join(rows) + "\n", verdicts, tests
 
 
-def write_results(path: str, knn: dict, table: dict, probe: dict, supervised_top1: float | None,
-                  verified: dict, minutes: dict, tests: dict) -> None:
+def write_results(
+    path: str,
+    knn: dict,
+    table: dict,
+    probe: dict,
+    supervised_top1: float | None,
+    verified: dict,
+    minutes: dict,
+    tests: dict,
+) -> None:
     """Every figure of the report as JSON, for scripts and tests: kNN top-1, its standard error
     and its per-image predictions per backbone and pretraining seed; each fine-tune's metrics per
     dataset / task and backbone, one value per seed; the paired tests against random init per
@@ -123,15 +146,23 @@ def write_results(path: str, knn: dict, table: dict, probe: dict, supervised_top
     from pretrain.evaluation.fresh_key_probe import as_json
 
     results = {
-        "knn": {label: {str(seed): result for seed, result in by_seed.items()}
-                for label, by_seed in knn.items()},
+        "knn": {
+            label: {str(seed): result for seed, result in by_seed.items()}
+            for label, by_seed in knn.items()
+        },
         "tests": tests,
-        "detection": {f"{dataset}/{task}": {label: {metric: values for metric, values
-                                                    in metrics.items() if metric != RUN_COUNT}
-                                            for label, metrics in by_label.items()}
-                      for (dataset, task), by_label in table.items()},
-        "fresh_keys": as_json(probe), "supervised_top1": supervised_top1,
-        "verified_tensors": verified, "minutes": minutes}
+        "detection": {
+            f"{dataset}/{task}": {
+                label: {metric: values for metric, values in metrics.items() if metric != RUN_COUNT}
+                for label, metrics in by_label.items()
+            }
+            for (dataset, task), by_label in table.items()
+        },
+        "fresh_keys": as_json(probe),
+        "supervised_top1": supervised_top1,
+        "verified_tensors": verified,
+        "minutes": minutes,
+    }
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
         f.write("\n")
@@ -159,18 +190,39 @@ CHOICES = """\
 """
 
 
-def write_report(args, cfg, output: str, data_note: str, headline: str, verdicts: list[str],
-                 details: str, learned: str, minutes: dict, labelled_test: str) -> str:
-    shares = "\n".join(f"- views share: {c}: {VIEWS[c]}" for c in args.conditions
-                       if c in VIEWS and not args.pretrain_images)
+def write_report(
+    args,
+    cfg,
+    output: str,
+    data_note: str,
+    headline: str,
+    verdicts: list[str],
+    details: str,
+    learned: str,
+    minutes: dict,
+    labelled_test: str,
+) -> str:
+    shares = "\n".join(
+        f"- views share: {c}: {VIEWS[c]}"
+        for c in args.conditions
+        if c in VIEWS and not args.pretrain_images
+    )
     timing = ", ".join(f"{stage} {value:.1f}" for stage, value in minutes.items())
     finetune = args.finetune_iters or "the config's"
-    knn_note = (f"kNN (k = 200) on the backbone's pooled features, neighbours from labelled "
-                f"objects, scored on held-out ones (`{labelled_test}`); labels are used only "
-                f"here and in fine-tuning, never in pretraining." if labelled_test else "")
-    choices = CHOICES.format(iters=args.pretrain_iters, batch=cfg.SOLVER.BATCH_SIZE,
-                             momentum=cfg.MODEL.MOMENTUM, jobs=args.jobs,
-                             finetune=args.finetune_iters or "the detection config's")
+    knn_note = (
+        f"kNN (k = 200) on the backbone's pooled features, neighbours from labelled "
+        f"objects, scored on held-out ones (`{labelled_test}`); labels are used only "
+        f"here and in fine-tuning, never in pretraining."
+        if labelled_test
+        else ""
+    )
+    choices = CHOICES.format(
+        iters=args.pretrain_iters,
+        batch=cfg.SOLVER.BATCH_SIZE,
+        momentum=cfg.MODEL.MOMENTUM,
+        jobs=args.jobs,
+        finetune=args.finetune_iters or "the detection config's",
+    )
     path = os.path.join(output, "report.md")
     with open(path, "w") as f:
         f.write(
@@ -187,5 +239,6 @@ def write_report(args, cfg, output: str, data_note: str, headline: str, verdicts
             f"## Result\n\n{headline}\n{knn_note}\n\n" + "\n".join(verdicts) + "\n\n"
             f"## Choices\n\n{choices}\n"
             f"![AP](ap.png)\n\n![pretraining](pretraining.png)\n\n{learned}\n"
-            f"## Every metric\n\n{details}\n")
+            f"## Every metric\n\n{details}\n"
+        )
     return path

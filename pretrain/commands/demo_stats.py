@@ -10,6 +10,7 @@
 A gain is called a gain only where the test is significant at 5%; otherwise the report says it is
 not significant at this budget.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,12 @@ import re
 
 import numpy as np
 
-from pretrain.evaluation.paired_tests import (correct_per_image, paired_bootstrap,
-                                              paired_bootstrap_metric, verdict)
+from pretrain.evaluation.paired_tests import (
+    correct_per_image,
+    paired_bootstrap,
+    paired_bootstrap_metric,
+    verdict,
+)
 
 RESULTS_JSON = os.path.join("inference", "coco_instances_results.json")  # COCOEvaluator's
 AP_TASKS = {"box AP": "bbox", "mask AP": "segm"}
@@ -31,8 +36,10 @@ def knn_test(knn: dict, label: str, baseline: str) -> dict | None:
     seeds = sorted(set(knn.get(label, {})) & set(knn.get(baseline, {})))
     if not seeds:
         return None
-    return paired_bootstrap(np.stack([correct_per_image(knn[label][s]) for s in seeds]),
-                            np.stack([correct_per_image(knn[baseline][s]) for s in seeds]))
+    return paired_bootstrap(
+        np.stack([correct_per_image(knn[label][s]) for s in seeds]),
+        np.stack([correct_per_image(knn[baseline][s]) for s in seeds]),
+    )
 
 
 def coco_json_of(spec: str) -> str:
@@ -48,20 +55,25 @@ def ap_test(runs: list[dict], label: str, baseline: str, gt_json: str, task: str
     from detection.ap_bootstrap import WeightedCocoAP
 
     base = {r["finetune_seed"]: r for r in runs if r["label"] == baseline}
-    pairs = [(r, base[r["finetune_seed"]]) for r in runs
-             if r["label"] == label and r["finetune_seed"] in base]
+    pairs = [
+        (r, base[r["finetune_seed"]])
+        for r in runs
+        if r["label"] == label and r["finetune_seed"] in base
+    ]
     paths = [os.path.join(r["folder"], RESULTS_JSON) for pair in pairs for r in pair]
     if not pairs or not gt_json or not all(os.path.isfile(p) for p in paths):
         return None
     metric = {path: WeightedCocoAP(gt_json, path, task) for path in set(paths)}
     side_a = [metric[os.path.join(a["folder"], RESULTS_JSON)] for a, _ in pairs]
     side_b = [metric[os.path.join(b["folder"], RESULTS_JSON)] for _, b in pairs]
-    return paired_bootstrap_metric(side_a, side_b, images=len(side_a[0].image_ids),
-                                   resamples=AP_RESAMPLES)
+    return paired_bootstrap_metric(
+        side_a, side_b, images=len(side_a[0].image_ids), resamples=AP_RESAMPLES
+    )
 
 
-def verdict_lines(knn: dict, runs: list[dict], labels: list[str], baseline: str,
-                  gt_json: str) -> tuple[list[str], dict]:
+def verdict_lines(
+    knn: dict, runs: list[dict], labels: list[str], baseline: str, gt_json: str
+) -> tuple[list[str], dict]:
     """One line per compared backbone and metric, from its test; and the tests themselves
     ({label: {metric: test or None}}) for results.json."""
     lines, tests = [], {}
@@ -74,8 +86,9 @@ def verdict_lines(knn: dict, runs: list[dict], labels: list[str], baseline: str,
         for name, test in tests[label].items():
             if test is None:
                 if name != "kNN" or label in knn:
-                    lines.append(f"- {label}, {name}: no paired test (no per-image results "
-                                 f"for both sides)")
+                    lines.append(
+                        f"- {label}, {name}: no paired test (no per-image results for both sides)"
+                    )
                 continue
             unit = " points" if name == "kNN" else " AP"
             lines.append(f"- {label}, {name} against {baseline}: {verdict(test, unit)}")

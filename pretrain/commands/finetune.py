@@ -10,6 +10,7 @@ validation folder. Without MODEL.WEIGHTS: the random-init baseline on the same f
 MODEL.WEIGHTS: any checkpoint format tools/convert.py reads. Keys and defaults: pretrain/config.py
 (get_finetune_cfg); the protocol: pretrain/finetune.py. A non-empty OUTPUT_DIR is refused unless
 --resume or --force."""
+
 from pretrain.common.cli import parse_run_folder_args, run_entry_point, run_folder_parser
 from pretrain.common.errors import CheckpointError, ConfigError
 from pretrain.config import load_finetune_cfg
@@ -21,8 +22,9 @@ from pretrain.models.backbone import UnknownStemError
 def main(argv=None) -> int:
     args = parse_run_folder_args(run_folder_parser(__doc__), argv)
     try:
-        run_finetune(load_finetune_cfg(args.config_file, args.opts), resume=args.resume,
-                     force=args.force)
+        run_finetune(
+            load_finetune_cfg(args.config_file, args.opts), resume=args.resume, force=args.force
+        )
     except BackboneLoadError as err:
         raise CheckpointError(str(err)) from None
     except UnknownStemError as err:

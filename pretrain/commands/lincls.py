@@ -6,6 +6,7 @@
 
 Defaults are the reference recipe (pretrain/evaluation/linear.py; keys: pretrain/config.py,
 get_lincls_cfg). A non-empty OUTPUT_DIR is refused unless --resume or --force."""
+
 from pretrain.common.cli import parse_run_folder_args, run_entry_point, run_folder_parser
 from pretrain.common.errors import CheckpointError, ConfigError
 from pretrain.config import load_lincls_cfg
@@ -17,8 +18,9 @@ from pretrain.models.backbone import UnknownStemError
 def main(argv=None) -> int:
     args = parse_run_folder_args(run_folder_parser(__doc__), argv)
     try:
-        acc = run_linear_readout(load_lincls_cfg(args.config_file, args.opts),
-                                 resume=args.resume, force=args.force)
+        acc = run_linear_readout(
+            load_lincls_cfg(args.config_file, args.opts), resume=args.resume, force=args.force
+        )
     except BackboneLoadError as err:
         raise CheckpointError(str(err)) from None
     except UnknownStemError as err:

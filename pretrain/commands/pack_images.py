@@ -4,6 +4,7 @@ that pretraining reads with DATA.ROOT OUTPUT (either DATA.PIPELINE). The files a
 
     python tools/pack_images.py /data/imagenet/train /fast/imagenet_train.pack
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ from pretrain.data.packed import build_pack
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("root", help="image folder or .txt list of image paths")
     parser.add_argument("output", help="the pack folder to write (replaced when complete)")
     args = parser.parse_args(argv)

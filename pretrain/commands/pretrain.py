@@ -6,6 +6,7 @@
 A non-empty OUTPUT_DIR is refused unless --resume (continue the run there) or --force (delete its
 files and start over); both may also come after the KEY VALUE pairs.
 """
+
 import torch
 
 from pretrain.common.cli import parse_run_folder_args, run_entry_point, run_folder_parser
@@ -17,13 +18,24 @@ from pretrain.pretraining import MODEL_KEYS, train
 
 def parse_args(argv=None):
     parser = run_folder_parser(__doc__)
-    parser.add_argument("--num-gpus", type=int, default=0,
-                        help="processes on this machine, one per GPU (default: all GPUs, or 1)")
-    parser.add_argument("--num-processes", type=int, default=0,
-                        help="on a machine without GPUs: CPU processes joined through gloo")
-    parser.add_argument("--check-data", action="store_true",
-                        help="decode every image before training (DATA.CHECK decode), not only "
-                             "its header; bad ones are skipped or stop the run (DATA.ON_BAD_IMAGE)")
+    parser.add_argument(
+        "--num-gpus",
+        type=int,
+        default=0,
+        help="processes on this machine, one per GPU (default: all GPUs, or 1)",
+    )
+    parser.add_argument(
+        "--num-processes",
+        type=int,
+        default=0,
+        help="on a machine without GPUs: CPU processes joined through gloo",
+    )
+    parser.add_argument(
+        "--check-data",
+        action="store_true",
+        help="decode every image before training (DATA.CHECK decode), not only "
+        "its header; bad ones are skipped or stop the run (DATA.ON_BAD_IMAGE)",
+    )
     return parse_run_folder_args(parser, argv, ("--check-data",))
 
 

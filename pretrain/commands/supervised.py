@@ -7,6 +7,7 @@ layout), exported like any other backbone (tools/convert.py reads its model_fina
 
 Keys and defaults: pretrain/config.py (get_supervised_cfg); the schedule: pretrain/supervised.py.
 A non-empty OUTPUT_DIR is refused unless --resume or --force."""
+
 from pretrain.common.cli import parse_run_folder_args, run_entry_point, run_folder_parser
 from pretrain.config import load_supervised_cfg
 from pretrain.supervised import train_supervised
@@ -14,8 +15,9 @@ from pretrain.supervised import train_supervised
 
 def main(argv=None) -> int:
     args = parse_run_folder_args(run_folder_parser(__doc__), argv)
-    train_supervised(load_supervised_cfg(args.config_file, args.opts), resume=args.resume,
-                     force=args.force)
+    train_supervised(
+        load_supervised_cfg(args.config_file, args.opts), resume=args.resume, force=args.force
+    )
     return 0
 
 

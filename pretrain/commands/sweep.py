@@ -34,6 +34,7 @@ array, one task per point (1 node, 1 task, --gpus-per-node GPUs), requeued after
 preemption, which resumes the point; --wait waits and then writes the table, else rerun with
 --collect when the array is done.
 """
+
 import argparse
 import contextlib
 import datetime
@@ -44,44 +45,79 @@ import sys
 from pretrain.common.cli import run_entry_point
 from pretrain.common.errors import ConfigError, DatasetError
 from pretrain.evaluation.mutual_info import HeldoutError
-from pretrain.sweep import (READOUTS, Sweep, SweepError, point_status, run_local,
-                            write_report)
+from pretrain.sweep import READOUTS, Sweep, SweepError, point_status, run_local, write_report
 from slurm.submit import add_resource_arguments
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", default="", metavar="FILE")
     parser.add_argument("--output", required=True, metavar="DIR", help="the sweep's folder")
-    parser.add_argument("--grid", action="append", nargs="+", default=[], metavar="KEY V",
-                        help="KEY V1 [V2 ...]: one axis of the grid (repeatable)")
-    parser.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY VALUE",
-                        help="KEY VALUE [KEY VALUE ...] overrides shared by every point")
-    parser.add_argument("--heldout", required=True, metavar="DIR",
-                        help="images for I_NCE, not used in pretraining (any DATA.ROOT layout); "
-                        "{KEY} is replaced by each point's config value, e.g. "
-                        "\"{DATA.ROOT}/../heldout\" where the grid's points are worlds of views "
-                        "(tools/view_world.py)")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="KEY V",
+        help="KEY V1 [V2 ...]: one axis of the grid (repeatable)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="KEY VALUE [KEY VALUE ...] overrides shared by every point",
+    )
+    parser.add_argument(
+        "--heldout",
+        required=True,
+        metavar="DIR",
+        help="images for I_NCE, not used in pretraining (any DATA.ROOT layout); "
+        "{KEY} is replaced by each point's config value, e.g. "
+        "\"{DATA.ROOT}/../heldout\" where the grid's points are worlds of views "
+        "(tools/view_world.py)",
+    )
     parser.add_argument("--heldout-n", type=int, default=512, help="held-out images (N)")
-    parser.add_argument("--heldout-bn", choices=("eval", "train"), default="eval",
-                        help="batch norm while measuring I_NCE (eval: a fixed critic)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[], metavar="S",
-                        help="run every point (random init too) once per seed")
+    parser.add_argument(
+        "--heldout-bn",
+        choices=("eval", "train"),
+        default="eval",
+        help="batch norm while measuring I_NCE (eval: a fixed critic)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="S",
+        help="run every point (random init too) once per seed",
+    )
     parser.add_argument("--readout", choices=READOUTS, default="knn")
-    parser.add_argument("--linear-set", action="append", nargs="+", default=[],
-                        metavar="KEY VALUE", help="overrides of the linear readout's config")
+    parser.add_argument(
+        "--linear-set",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="overrides of the linear readout's config",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print what would run; run nothing")
-    parser.add_argument("--collect", action="store_true",
-                        help="only write the table and plot from the finished points")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="only write the table and plot from the finished points",
+    )
     parser.add_argument("--slurm", action="store_true", help="submit the points as a job array")
     slurm = parser.add_argument_group("--slurm")
     add_resource_arguments(slurm)
-    slurm.add_argument("--array-parallelism", type=int, default=64,
-                       help="points running at once")
+    slurm.add_argument("--array-parallelism", type=int, default=64, help="points running at once")
     slurm.add_argument("--job-dir", default="", help="default: OUTPUT/slurm")
-    slurm.add_argument("--wait", action="store_true",
-                       help="wait for the array, then write the table and plot")
+    slurm.add_argument(
+        "--wait", action="store_true", help="wait for the array, then write the table and plot"
+    )
     args = parser.parse_args(argv)
     for axis in args.grid:
         if len(axis) < 2:
@@ -97,8 +133,10 @@ def submit_array(sweep: Sweep, args) -> int:
 
     check_resources(args)  # counts and times SLURM would misread, as slurm/submit.py refuses them
     if args.nodes != 1 or args.tasks_per_node > 1 or args.gpus_per_node > 1:
-        raise SweepError("--slurm: a point runs as one task on one node (--nodes 1, "
-                         "--gpus-per-node 0 or 1); the array runs the points side by side")
+        raise SweepError(
+            "--slurm: a point runs as one task on one node (--nodes 1, "
+            "--gpus-per-node 0 or 1); the array runs the points side by side"
+        )
     args.stage, args.tasks_per_node = "sweep", 1
     params = slurm_parameters(args)
     params["array_parallelism"] = args.array_parallelism
@@ -116,21 +154,29 @@ def submit_array(sweep: Sweep, args) -> int:
         return 0
     executor = build_executor(job_dir, params, args)
     jobs = executor.map_array(SweepPointJob(sweep), pending)
-    record = {"job_ids": [job.job_id for job in jobs], "points": [p.folder for p in pending],
-              "slurm": params, "argv": sys.argv,
-              "submitted": datetime.datetime.now().isoformat(timespec="seconds")}
+    record = {
+        "job_ids": [job.job_id for job in jobs],
+        "points": [p.folder for p in pending],
+        "slurm": params,
+        "argv": sys.argv,
+        "submitted": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
     os.makedirs(sweep.output_dir, exist_ok=True)
     with open(os.path.join(sweep.output_dir, "submission.json"), "w") as f:
         json.dump(record, f, indent=2)
-    print(f"submitted {len(jobs)} points as array {jobs[0].job_id.split('_')[0]}; "
-          f"logs in {job_dir}")
+    print(
+        f"submitted {len(jobs)} points as array {jobs[0].job_id.split('_')[0]}; logs in {job_dir}"
+    )
     if not args.wait:
         print("when it is done: the same command with --collect writes the table and plot")
         return 0
     for job in jobs:
         job.result()
-    print(open(os.path.join(sweep.output_dir, "results.md")).read()
-          if write_report(sweep) else "no point finished")
+    print(
+        open(os.path.join(sweep.output_dir, "results.md")).read()
+        if write_report(sweep)
+        else "no point finished"
+    )
     return 0
 
 
@@ -147,10 +193,18 @@ def sweep_errors():
 
 def build_sweep(args) -> Sweep:
     with sweep_errors():
-        return Sweep(args.config_file, [t for s in args.set for t in s],
-                     [(axis[0], axis[1:]) for axis in args.grid], args.output,
-                     args.heldout, args.heldout_n, args.readout,
-                     [t for s in args.linear_set for t in s], args.seeds, args.heldout_bn)
+        return Sweep(
+            args.config_file,
+            [t for s in args.set for t in s],
+            [(axis[0], axis[1:]) for axis in args.grid],
+            args.output,
+            args.heldout,
+            args.heldout_n,
+            args.readout,
+            [t for s in args.linear_set for t in s],
+            args.seeds,
+            args.heldout_bn,
+        )
 
 
 def sweep_from_arguments(config_file: str, arguments: list[str]) -> Sweep:
@@ -161,8 +215,9 @@ def sweep_from_arguments(config_file: str, arguments: list[str]) -> Sweep:
     try:
         args = parse_args(["--config-file", config_file, *arguments])
     except SystemExit:  # argparse printed the problem and the usage
-        raise ConfigError(f"sweep arguments {' '.join(arguments)!r}: see tools/sweep.py --help") \
-            from None
+        raise ConfigError(
+            f"sweep arguments {' '.join(arguments)!r}: see tools/sweep.py --help"
+        ) from None
     sweep = build_sweep(args)
     with sweep_errors():
         sweep.check()
@@ -171,9 +226,11 @@ def sweep_from_arguments(config_file: str, arguments: list[str]) -> Sweep:
 
 def describe(sweep: Sweep) -> str:
     """Each point with its state and overrides (what --dry-run prints)."""
-    return "\n".join(f"{point.folder}: {point_status(sweep, point)}; overrides "
-                     f"{' '.join(sweep.fixed + point.overrides) or '(none)'}"
-                     for point in sweep.points())
+    return "\n".join(
+        f"{point.folder}: {point_status(sweep, point)}; overrides "
+        f"{' '.join(sweep.fixed + point.overrides) or '(none)'}"
+        for point in sweep.points()
+    )
 
 
 def run_stage(sweep: Sweep, resume: bool = True) -> str:

@@ -1,6 +1,7 @@
 """Atomic file writes: to `PATH.tmp.<pid>`, fsync, rename over PATH. A kill at any moment leaves
 either the old file or the new one, never half of one; the temp file it may leave is removed at the
 next start (output_dir.remove_stale_temp_files)."""
+
 from __future__ import annotations
 
 import os

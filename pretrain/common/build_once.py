@@ -1,6 +1,7 @@
 """Folders built once into a cache, atomically: filled in a staging folder beside the target and
 renamed into place, so a killed build leaves nothing half-made and the next run builds again.
 Used by both stages (unpacked image archives, synthetic detection sets, factor-view datasets)."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 written becomes one line on stderr and exit status 2; Ctrl-C becomes one line and status 130
 (no traceback either way). Also: switches
 accepted anywhere on a command line that ends in KEY VALUE overrides."""
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,11 @@ def run_entry_point(main: Callable[[], object], interrupted_hint: Hint = "") -> 
         if error.errno not in DISK_ERRORS:
             raise
         # The atomic writes leave no partial file; the user's fix is the disk or the folder.
-        print(f"error: {error.filename or 'writing'}: {error.strerror} (free space or choose a "
-              "writable folder; files being written were not left half-written)", file=sys.stderr)
+        print(
+            f"error: {error.filename or 'writing'}: {error.strerror} (free space or choose a "
+            "writable folder; files being written were not left half-written)",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         hint = _hint_text(interrupted_hint or _registered_hint)
@@ -83,18 +87,26 @@ def run_folder_parser(description: str) -> argparse.ArgumentParser:
     """The command line of a stage that trains into OUTPUT_DIR (pretraining, the supervised
     baseline, the linear readout): --config-file, --resume, --force and KEY VALUE overrides; add
     the stage's own options, then parse with parse_run_folder_args."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", default="", metavar="FILE")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last_checkpoint if there is one")
-    parser.add_argument("--force", action="store_true",
-                        help="start over in a non-empty OUTPUT_DIR, deleting the run there")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUTPUT_DIR/last_checkpoint if there is one",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="start over in a non-empty OUTPUT_DIR, deleting the run there",
+    )
     return parser
 
 
-def parse_run_folder_args(parser: argparse.ArgumentParser, argv=None,
-                          flags: Iterable[str] = ()) -> argparse.Namespace:
+def parse_run_folder_args(
+    parser: argparse.ArgumentParser, argv=None, flags: Iterable[str] = ()
+) -> argparse.Namespace:
     """Parse after adding the KEY VALUE overrides; --resume, --force and `flags` are also
     accepted after them."""
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")

@@ -2,6 +2,7 @@
 native bf16 arithmetic (Intel AMX or AVX512-BF16, used through oneDNN) run ResNet convolutions in
 bf16 with channels-last activations about twice as fast as in fp32; elsewhere bf16 is emulated and
 slower, so it is only turned on where torch reports oneDNN bf16 support."""
+
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_amp_note() -> str:
-    return ("note: SOLVER.CPU_AMP: this CPU has no native bf16 (AMX / AVX512-BF16), so the run "
-            "stays in fp32")
+    return (
+        "note: SOLVER.CPU_AMP: this CPU has no native bf16 (AMX / AVX512-BF16), so the run "
+        "stays in fp32"
+    )
 
 
 def train_in_cpu_bf16(model: torch.nn.Module) -> torch.nn.Module:

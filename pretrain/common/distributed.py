@@ -1,6 +1,7 @@
 """Process groups built from the environment, so one code path serves 1 CPU process, N local
 processes (--num-gpus / torchrun) and multi-node SLURM jobs. NCCL on GPU, gloo on CPU.
 The rank queries and collectives here are what models and training loops use."""
+
 from __future__ import annotations
 
 import os

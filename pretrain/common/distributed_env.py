@@ -5,12 +5,19 @@ Three launchers start our processes: torchrun and our local launcher (pretrain.c
 the variables themselves; SLURM's `srun` and submitit's jobs (slurm/jobs.py) only set SLURM_*.
 For those, submitit's TorchDistributedEnvironment reads the task ids, the node list and the job id
 (the master port is derived from it, so every task of a job agrees without talking)."""
+
 from __future__ import annotations
 
 import os
 
-TORCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                   "MASTER_PORT")
+TORCH_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 
 
 def _slurm_torch_environment():

@@ -2,6 +2,7 @@
 a one-line message and an exit code (pretrain.common.cli.run_entry_point).
 
 Each is also a ValueError or RuntimeError, so callers that caught those before still do."""
+
 from __future__ import annotations
 
 import yaml
@@ -40,8 +41,15 @@ class LaunchError(UserError, RuntimeError):
 # What reading a config file can raise: yacs's unknown or mistyped keys (KeyError,
 # AssertionError, ValueError), YAML syntax (yaml.YAMLError), a _BASE_ that is missing (OSError),
 # a file whose YAML is not a mapping of keys (AttributeError, TypeError in yacs's merge).
-FILE_ERRORS = (KeyError, AssertionError, ValueError, yaml.YAMLError, OSError, AttributeError,
-               TypeError)
+FILE_ERRORS = (
+    KeyError,
+    AssertionError,
+    ValueError,
+    yaml.YAMLError,
+    OSError,
+    AttributeError,
+    TypeError,
+)
 
 
 def file_error_text(err: Exception) -> str:

@@ -1,5 +1,6 @@
 """Start N local processes (one per GPU, or gloo processes on CPU) that join one process group:
 each gets torch.distributed's variables in its environment, as torchrun would set them."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,14 @@ def free_port() -> int:
 
 
 def _worker(local_rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
-    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank),
-                      WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     fn(*args)
 
 
@@ -28,5 +34,9 @@ def launch(fn: Callable, num_processes: int, args: tuple = ()) -> None:
     if num_processes <= 1:
         fn(*args)
         return
-    mp.start_processes(_worker, args=(num_processes, free_port(), fn, args), nprocs=num_processes,
-                       start_method="spawn")
+    mp.start_processes(
+        _worker,
+        args=(num_processes, free_port(), fn, args),
+        nprocs=num_processes,
+        start_method="spawn",
+    )

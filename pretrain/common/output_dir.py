@@ -11,6 +11,7 @@
 
 Call it once per run, from the main process only (other processes of the run may be writing
 into the folder already)."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -47,8 +48,11 @@ def remove_stale_temp_files(path: str) -> list[str]:
         full = os.path.join(path, name)
         if not match or not os.path.isfile(full):
             continue
-        if match.group(1) and int(match.group(1)) != os.getpid() \
-                and _process_alive(int(match.group(1))):
+        if (
+            match.group(1)
+            and int(match.group(1)) != os.getpid()
+            and _process_alive(int(match.group(1)))
+        ):
             continue
         os.remove(full)
         removed.append(name)
@@ -68,12 +72,12 @@ def derived_output_dir(stage: str, config_file: str, seed: int) -> str:
 def only_start_files(entries: list[str], start_files: tuple[str, ...]) -> bool:
     """Whether every entry matches one of the `start_files` patterns (fnmatch): what a start
     writes before its first step, not a run."""
-    return all(any(fnmatch.fnmatch(name, pattern) for pattern in start_files)
-               for name in entries)
+    return all(any(fnmatch.fnmatch(name, pattern) for pattern in start_files) for name in entries)
 
 
-def prepare_output_dir(path: str, resume: bool, force: bool,
-                       start_files: tuple[str, ...] = ()) -> str:
+def prepare_output_dir(
+    path: str, resume: bool, force: bool, start_files: tuple[str, ...] = ()
+) -> str:
     """Applies the rule above to `path`; returns "fresh" (nothing to continue: the folder was
     missing or empty, held only `start_files`, or `force`) or "resume" (`resume` and the folder
     holds a run). Raises OutputDirError when the folder holds files and neither flag is given,
@@ -96,10 +100,13 @@ def prepare_output_dir(path: str, resume: bool, force: bool,
         return RESUME
     if force:
         return FRESH
-    shown = ", ".join(entries[:_SHOWN]) + (f" and {len(entries) - _SHOWN} more"
-                                           if len(entries) > _SHOWN else "")
-    raise OutputDirError(f"OUTPUT_DIR {path} already holds a run ({shown}): pass --resume to "
-                         "continue it, --force to write over it, or set another OUTPUT_DIR")
+    shown = ", ".join(entries[:_SHOWN]) + (
+        f" and {len(entries) - _SHOWN} more" if len(entries) > _SHOWN else ""
+    )
+    raise OutputDirError(
+        f"OUTPUT_DIR {path} already holds a run ({shown}): pass --resume to "
+        "continue it, --force to write over it, or set another OUTPUT_DIR"
+    )
 
 
 def _leaves(cfg: dict, prefix: str = "") -> dict:
@@ -120,6 +127,10 @@ def config_differences(stored: str, requested, keys: tuple[str, ...]) -> list[tu
     resume may not change, for every stage."""
     old = _leaves(CfgNode.load_cfg(stored))
     new = _leaves(CfgNode.load_cfg(requested.dump()))
-    return [(key, old[key], new[key]) for key in sorted(new)
-            if key in old and old[key] != new[key]
-            and any(key == k or key.startswith(k + ".") for k in keys)]
+    return [
+        (key, old[key], new[key])
+        for key in sorted(new)
+        if key in old
+        and old[key] != new[key]
+        and any(key == k or key.startswith(k + ".") for k in keys)
+    ]

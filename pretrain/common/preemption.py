@@ -6,6 +6,7 @@ slot shorter than start-up plus one checkpoint period would never make progress.
 we hold the signal, finish the current iteration, write a checkpoint, then hand the signal to the
 handler that was installed (submitit's), which requeues and exits.
 """
+
 from __future__ import annotations
 
 import signal

@@ -1,6 +1,7 @@
 """The user's cache folder for what the project keeps between runs outside any run folder (the
 image check's verdicts, downloaded demo objects): $XDG_CACHE_HOME/infomin-det, by default
 ~/.cache/infomin-det. Nothing in it is needed: deleting it costs only time."""
+
 from __future__ import annotations
 
 import os

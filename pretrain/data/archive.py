@@ -1,5 +1,6 @@
 """Image archives unpacked once into a cache (pretrain.common.build_once: atomically, so a killed
 unpack leaves nothing half-made)."""
+
 from __future__ import annotations
 
 import os

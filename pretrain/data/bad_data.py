@@ -2,6 +2,7 @@
 config says "skip" (leave it out, name it in OUTPUT_DIR/bad_images.txt, go on) or "error" (stop
 with one line naming the file). Shared by pretraining (DATA.ON_BAD_IMAGE), the readouts and
 detection (DATASETS.ON_BAD_IMAGE)."""
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,22 @@ TAIL_BYTES = 32  # where the end markers below sit in a complete file (padding i
 END_MARKERS = ((b"\xff\xd8\xff", b"\xff\xd9"), (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"))
 # The first bytes of the formats of IMAGE_EXTENSIONS (and GIF, JPEG 2000): a file that starts so
 # passes the cheap check; any other is opened with Pillow to decide.
-SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"GIF87a",
-              b"GIF89a", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ")
+SIGNATURES = (
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n\x1a\n",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"GIF87a",
+    b"GIF89a",
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+    b"\x00\x00\x00\x0cjP  ",
+)
 
 
 class BadImageError(DatasetError):
@@ -122,13 +137,15 @@ def file_problem(path: str, decode: bool) -> str | None:
         return "no such file" if isinstance(err, FileNotFoundError) else f"unreadable ({err})"
 
 
-def problems_of(items: Sequence, problem: Callable, threads: int = 8,
-                chunk: int = 256) -> list[tuple[object, str]]:
+def problems_of(
+    items: Sequence, problem: Callable, threads: int = 8, chunk: int = 256
+) -> list[tuple[object, str]]:
     """(item, reason) of the items for which problem(item) gives a reason, checked by `threads`
     threads in chunks (file reads and Pillow's decoding release the GIL; a future per item would
     cost more than a header read)."""
+
     def run(start: int) -> list:
-        found = ((item, problem(item)) for item in items[start:start + chunk])
+        found = ((item, problem(item)) for item in items[start : start + chunk])
         return [(item, reason) for item, reason in found if reason is not None]
 
     starts = range(0, len(items), chunk)
@@ -153,8 +170,9 @@ class BadImageLog:
         new = [(name, reason) for name, reason in dict(entries).items() if name not in self.seen]
         if new and self.on_bad == "error":
             name, reason = new[0]
-            raise BadImageError(f"{name}: {reason} ({self.key} is error; skip leaves such "
-                                f"files out)")
+            raise BadImageError(
+                f"{name}: {reason} ({self.key} is error; skip leaves such files out)"
+            )
         for name, reason in new:
             self.seen.add(name)
             print(f"warning: skipped unreadable image {name}: {reason}", file=sys.stderr)

@@ -4,6 +4,7 @@ stamp (size and modification time; for a pack, its data file's) is the same and 
 least as deep as the check now asked for. So a rerun, a resume into a new folder or another
 experiment on the same images starts without reading them again, and a file that changed is
 checked again. A cache that cannot be read or written costs time, never a result."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,10 @@ def save_verdicts(root: str, new: dict[str, list]) -> None:
     if not new:
         return
     verdicts = {**load_verdicts(root), **new}
-    text = json.dumps({"format": CACHE_FORMAT, "root": os.path.abspath(root),
-                       "verdicts": verdicts}, separators=(",", ":"))
+    text = json.dumps(
+        {"format": CACHE_FORMAT, "root": os.path.abspath(root), "verdicts": verdicts},
+        separators=(",", ":"),
+    )
     try:
         os.makedirs(os.path.dirname(cache_path(root)), exist_ok=True)
         atomic_write_text(text, cache_path(root))

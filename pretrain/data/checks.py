@@ -7,6 +7,7 @@ OUTPUT_DIR/bad_images.txt (DATA.ON_BAD_IMAGE skip) or stop the run with one line
 again nor samples from a different list of images; each file's verdict is also kept in the user's
 cache (check_cache.py, DATA.CHECK_CACHE), so another run on the same images reads only the files
 that changed."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,18 @@ import sys
 import torch
 
 from ..common.atomic_io import atomic_write_text
-from .bad_data import (BAD_IMAGES_FILE, CHECK_DEPTHS, HEADER_BYTES, TAIL_BYTES, BadImageError,
-                       cheap_problem, check_choice, image_problem, problems_of, write_bad_list)
+from .bad_data import (
+    BAD_IMAGES_FILE,
+    CHECK_DEPTHS,
+    HEADER_BYTES,
+    TAIL_BYTES,
+    BadImageError,
+    cheap_problem,
+    check_choice,
+    image_problem,
+    problems_of,
+    write_bad_list,
+)
 from .check_cache import load_verdicts, save_verdicts
 from .packed import ImageSubset, open_images
 
@@ -37,16 +48,20 @@ def _problem(images, index: int, decode: bool) -> str | None:
     try:
         if decode:
             return image_problem(images.read(index), decode=True)
-        return cheap_problem(images.head(index, HEADER_BYTES), images.tail(index, TAIL_BYTES),
-                             lambda: images.read(index))
+        return cheap_problem(
+            images.head(index, HEADER_BYTES),
+            images.tail(index, TAIL_BYTES),
+            lambda: images.read(index),
+        )
     except FileNotFoundError:
         return "no such file"
     except OSError as err:
         return f"unreadable ({err})"
 
 
-def find_bad_images(images, depth: str, threads: int = 8, indices=None,
-                    cache: dict | None = None) -> tuple[list[tuple[int, str]], dict]:
+def find_bad_images(
+    images, depth: str, threads: int = 8, indices=None, cache: dict | None = None
+) -> tuple[list[tuple[int, str]], dict]:
     """(index, reason) of every image of `indices` (default: all) that fails the check `depth`,
     and the verdicts reached afresh ({key: [stamp, depth, problem]}). A verdict of `cache`
     (check_cache.load_verdicts) stands for an image whose stamp is unchanged and that was checked
@@ -55,15 +70,19 @@ def find_bad_images(images, depth: str, threads: int = 8, indices=None,
         return [], {}
     indices = range(len(images)) if indices is None else indices
     cache = cache or {}
-    deep_enough = set(CHECK_DEPTHS[CHECK_DEPTHS.index(depth):])
+    deep_enough = set(CHECK_DEPTHS[CHECK_DEPTHS.index(depth) :])
     fresh = {}
 
     def verdict(index: int) -> str | None:
         stamp = images.stamp(index)
         key = images.key(index)
         hit = cache.get(key) if stamp is not None else None
-        if (isinstance(hit, list) and len(hit) == 3 and hit[0] == stamp
-                and (hit[2] is not None or hit[1] in deep_enough)):
+        if (
+            isinstance(hit, list)
+            and len(hit) == 3
+            and hit[0] == stamp
+            and (hit[2] is not None or hit[1] in deep_enough)
+        ):
             return hit[2]
         problem = _problem(images, index, depth == "decode")
         if stamp is not None:
@@ -111,8 +130,9 @@ def _cached(path: str, digest: str, depth: str) -> list | None:
             cached = json.load(f)
     except (OSError, ValueError):
         return None
-    if (cached.get("digest") != digest
-            or CHECK_DEPTHS.index(cached.get("depth", "off")) < CHECK_DEPTHS.index(depth)):
+    if cached.get("digest") != digest or CHECK_DEPTHS.index(
+        cached.get("depth", "off")
+    ) < CHECK_DEPTHS.index(depth):
         return None
     return [tuple(entry) for entry in cached["bad"]]
 
@@ -130,30 +150,48 @@ def checked_images(cfg, rank: int = 0, world_size: int = 1):
     bad = _from_rank0(_cached(cache_path, digest, depth) if rank == 0 else None)
     if bad is None:
         if rank == 0:
-            print(f"checking {len(images)} images of {cfg.DATA.ROOT} (DATA.CHECK {depth})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"checking {len(images)} images of {cfg.DATA.ROOT} (DATA.CHECK {depth})",
+                file=sys.stderr,
+                flush=True,
+            )
         cache = load_verdicts(cfg.DATA.ROOT) if cfg.DATA.CHECK_CACHE else {}
-        share, fresh = find_bad_images(images, depth, cfg.DATA.NUM_WORKERS,
-                                       range(rank, len(images), world_size), cache)
+        share, fresh = find_bad_images(
+            images, depth, cfg.DATA.NUM_WORKERS, range(rank, len(images), world_size), cache
+        )
         bad = _gather(share)
         fresh = _gather_dicts(fresh) if cfg.DATA.CHECK_CACHE else {}
         if rank == 0:
             save_verdicts(cfg.DATA.ROOT, fresh)
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-            atomic_write_text(json.dumps({"root": cfg.DATA.ROOT, "count": len(images),
-                                          "digest": digest, "depth": depth, "bad": bad}),
-                              cache_path)
+            atomic_write_text(
+                json.dumps(
+                    {
+                        "root": cfg.DATA.ROOT,
+                        "count": len(images),
+                        "digest": digest,
+                        "depth": depth,
+                        "bad": bad,
+                    }
+                ),
+                cache_path,
+            )
     if not bad:
         return images
     named = [(images.name(i), reason) for i, reason in bad]
     if rank == 0:
         write_bad_list(cfg.OUTPUT_DIR, named)
     if on_bad == "error":
-        raise BadImageError(f"{named[0][0]}: {named[0][1]} ({len(bad)} bad images, listed in "
-                            f"{os.path.join(cfg.OUTPUT_DIR, BAD_IMAGES_FILE)}; DATA.ON_BAD_IMAGE "
-                            f"skip leaves them out)")
+        raise BadImageError(
+            f"{named[0][0]}: {named[0][1]} ({len(bad)} bad images, listed in "
+            f"{os.path.join(cfg.OUTPUT_DIR, BAD_IMAGES_FILE)}; DATA.ON_BAD_IMAGE "
+            f"skip leaves them out)"
+        )
     if rank == 0:
-        print(f"warning: {len(bad)} of {len(images)} images are unusable and left out (listed in "
-              f"{os.path.join(cfg.OUTPUT_DIR, BAD_IMAGES_FILE)})", file=sys.stderr)
+        print(
+            f"warning: {len(bad)} of {len(images)} images are unusable and left out (listed in "
+            f"{os.path.join(cfg.OUTPUT_DIR, BAD_IMAGES_FILE)})",
+            file=sys.stderr,
+        )
     dropped = {i for i, _ in bad}
     return ImageSubset(images, [i for i in range(len(images)) if i not in dropped])

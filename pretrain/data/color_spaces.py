@@ -16,23 +16,42 @@ published ones:
 normalisation, L in [0, 100] -> [-1, 1]), so every space's channels reach the network at one
 scale whatever their units.
 """
+
 from __future__ import annotations
 
 import functools
 
 import torch
 
-__all__ = ["CHANNELS", "SPACES", "ColorSpaceError", "channel_ranges", "check_split", "denormalize",
-           "describe_split", "from_space", "normalize", "split_channels", "to_space"]
+__all__ = [
+    "CHANNELS",
+    "SPACES",
+    "ColorSpaceError",
+    "channel_ranges",
+    "check_split",
+    "denormalize",
+    "describe_split",
+    "from_space",
+    "normalize",
+    "split_channels",
+    "to_space",
+]
 
 
 class ColorSpaceError(ValueError):
     """An unknown colour space or a channel split that does not fit one."""
 
 
-CHANNELS = {"rgb": ("R", "G", "B"), "lab": ("L", "a", "b"), "luv": ("L", "u", "v"),
-            "xyz": ("X", "Y", "Z"), "ycbcr": ("Y", "Cb", "Cr"), "yiq": ("Y", "I", "Q"),
-            "ydbdr": ("Y", "Db", "Dr"), "hsv": ("H", "S", "V")}
+CHANNELS = {
+    "rgb": ("R", "G", "B"),
+    "lab": ("L", "a", "b"),
+    "luv": ("L", "u", "v"),
+    "xyz": ("X", "Y", "Z"),
+    "ycbcr": ("Y", "Cb", "Cr"),
+    "yiq": ("Y", "I", "Q"),
+    "ydbdr": ("Y", "Db", "Dr"),
+    "hsv": ("H", "S", "V"),
+}
 SPACES = tuple(CHANNELS)
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, shared by YCbCr, YIQ and YDbDr
@@ -42,9 +61,11 @@ _LINEAR = {
     "yiq": ((_LUMA, (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112)), (0.0, 0.0, 0.0)),
     "ydbdr": ((_LUMA, (-0.450, -0.883, 1.333), (-1.333, 1.116, 0.217)), (0.0, 0.0, 0.0)),
 }
-_SRGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
-                (0.212671, 0.715160, 0.072169),
-                (0.019334, 0.119193, 0.950227))
+_SRGB_TO_XYZ = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
+)
 _DELTA = 6.0 / 29.0  # CIE's L*a*b* / L*u*v* linear-segment threshold (in f-space)
 
 
@@ -68,13 +89,15 @@ def _channel(x: torch.Tensor, i: int) -> torch.Tensor:
 
 # -------------------------------------------------------------------------------- sRGB and XYZ
 
+
 def _srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
     return torch.where(c <= 0.04045, c / 12.92, ((c.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
 
 
 def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
-    return torch.where(c <= 0.0031308, 12.92 * c,
-                       1.055 * c.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+    return torch.where(
+        c <= 0.0031308, 12.92 * c, 1.055 * c.clamp(min=0.0031308) ** (1 / 2.4) - 0.055
+    )
 
 
 def _rgb_to_xyz(rgb: torch.Tensor) -> torch.Tensor:
@@ -93,13 +116,15 @@ def _white(x: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------ CIE L*a*b*, L*u*v*
 
+
 def _f(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > _DELTA ** 3, t.clamp(min=_DELTA ** 3) ** (1 / 3),
-                       t / (3 * _DELTA ** 2) + 4 / 29)
+    return torch.where(
+        t > _DELTA**3, t.clamp(min=_DELTA**3) ** (1 / 3), t / (3 * _DELTA**2) + 4 / 29
+    )
 
 
 def _f_inverse(f: torch.Tensor) -> torch.Tensor:
-    return torch.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4 / 29))
+    return torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29))
 
 
 def _rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -146,6 +171,7 @@ def _luv_to_rgb(luv: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------ HSV
 
+
 def _rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     r, g, b = rgb.unbind(-3)
     value, argmax = rgb.max(dim=-3)
@@ -168,6 +194,7 @@ def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------ the API
 
+
 def _rgb_to_linear_space(space: str):
     matrix, offset = _LINEAR[space]
     return lambda rgb: _apply_matrix(matrix, rgb) + _offset(offset, rgb)
@@ -179,10 +206,22 @@ def _linear_space_to_rgb(space: str):
     return lambda x: _apply_matrix(inverse.to(x.dtype), x - _offset(offset, x))
 
 
-_FORWARD = {"rgb": lambda x: x, "lab": _rgb_to_lab, "luv": _rgb_to_luv, "xyz": _rgb_to_xyz,
-            "hsv": _rgb_to_hsv, **{s: _rgb_to_linear_space(s) for s in _LINEAR}}
-_BACKWARD = {"rgb": lambda x: x, "lab": _lab_to_rgb, "luv": _luv_to_rgb, "xyz": _xyz_to_rgb,
-             "hsv": _hsv_to_rgb, **{s: _linear_space_to_rgb(s) for s in _LINEAR}}
+_FORWARD = {
+    "rgb": lambda x: x,
+    "lab": _rgb_to_lab,
+    "luv": _rgb_to_luv,
+    "xyz": _rgb_to_xyz,
+    "hsv": _rgb_to_hsv,
+    **{s: _rgb_to_linear_space(s) for s in _LINEAR},
+}
+_BACKWARD = {
+    "rgb": lambda x: x,
+    "lab": _lab_to_rgb,
+    "luv": _luv_to_rgb,
+    "xyz": _xyz_to_rgb,
+    "hsv": _hsv_to_rgb,
+    **{s: _linear_space_to_rgb(s) for s in _LINEAR},
+}
 
 
 def to_space(rgb: torch.Tensor, space: str) -> torch.Tensor:
@@ -201,7 +240,8 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """Undo torchvision's Normalize(mean, std): a normalised RGB tensor back to [0, 1]."""
     view = (3, 1, 1)
     return x * torch.as_tensor(std, dtype=x.dtype).view(view) + torch.as_tensor(
-        mean, dtype=x.dtype).view(view)
+        mean, dtype=x.dtype
+    ).view(view)
 
 
 @functools.lru_cache(maxsize=None)
@@ -220,8 +260,10 @@ def channel_ranges(space: str) -> tuple[tuple[float, float], ...]:
 
 def normalize(x: torch.Tensor, space: str) -> torch.Tensor:
     """Each channel of `x` (in `space`) from its range over the RGB cube to [-1, 1]."""
-    low, high = (torch.tensor(v, dtype=x.dtype, device=x.device).view(3, 1, 1)
-                 for v in zip(*channel_ranges(space)))
+    low, high = (
+        torch.tensor(v, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        for v in zip(*channel_ranges(space))
+    )
     return (x - low) / (high - low) * 2 - 1
 
 
@@ -231,8 +273,10 @@ def check_split(space: str, split) -> tuple[int, ...]:
     _check_space(space)
     split = tuple(int(k) for k in split)
     if len(split) < 2 or min(split) < 1 or sum(split) != 3:
-        raise ColorSpaceError(f"DATA.CHANNEL_SPLIT {split}: two or three channel counts >= 1 that "
-                              "sum to 3, e.g. (1, 2) for L | ab or (1, 1, 1) for L | a | b")
+        raise ColorSpaceError(
+            f"DATA.CHANNEL_SPLIT {split}: two or three channel counts >= 1 that "
+            "sum to 3, e.g. (1, 2) for L | ab or (1, 1, 1) for L | a | b"
+        )
     return split
 
 

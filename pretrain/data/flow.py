@@ -7,6 +7,7 @@ Volume-preserving ("vp") blocks are additive couplings (y2 = x2 + t(x1), Jacobia
 non-volume-preserving ("nvp") blocks are affine couplings (y2 = x2 * exp(s(x1)) + t(x1)). The
 channel given the role X1 (the conditioner) alternates between blocks: block i uses channel i mod C.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,15 +24,24 @@ class CouplingBlock(nn.Module):
     """One coupling layer: channel `conditioner` (X1) passes through unchanged and sets a shift
     (and, if `affine`, a log-scale) for the other channels (X2), pixel by pixel."""
 
-    def __init__(self, channels: int, conditioner: int, hidden: int, affine: bool,
-                 max_log_scale: float = 1.0):
+    def __init__(
+        self, channels: int, conditioner: int, hidden: int, affine: bool, max_log_scale: float = 1.0
+    ):
         super().__init__()
         self.conditioner, self.affine, self.max_log_scale = conditioner, affine, max_log_scale
-        self.register_buffer("rest", torch.tensor(
-            [c for c in range(channels) if c != conditioner], dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "rest",
+            torch.tensor([c for c in range(channels) if c != conditioner], dtype=torch.long),
+            persistent=False,
+        )
         out = (channels - 1) * (2 if affine else 1)
-        self.net = nn.Sequential(nn.Conv2d(1, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1),
-                                 nn.ReLU(), nn.Conv2d(hidden, out, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, out, 1),
+        )
         # Zero last layer: every block starts as the identity, so g starts from the input colours.
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
@@ -50,13 +60,13 @@ class CouplingBlock(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x[:, self.conditioner:self.conditioner + 1], x.index_select(1, self.rest)
+        x1, x2 = x[:, self.conditioner : self.conditioner + 1], x.index_select(1, self.rest)
         shift, log_scale = self._shift_and_log_scale(x1)
         y2 = x2 + shift if log_scale is None else x2 * torch.exp(log_scale) + shift
         return self._assemble(x1, y2)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        y1, y2 = y[:, self.conditioner:self.conditioner + 1], y.index_select(1, self.rest)
+        y1, y2 = y[:, self.conditioner : self.conditioner + 1], y.index_select(1, self.rest)
         shift, log_scale = self._shift_and_log_scale(y1)
         x2 = y2 - shift if log_scale is None else (y2 - shift) * torch.exp(-log_scale)
         return self._assemble(y1, x2)
@@ -65,7 +75,7 @@ class CouplingBlock(nn.Module):
         """log |det dg/dx| per image (0 for additive blocks)."""
         if not self.affine:
             return x.new_zeros(len(x))
-        _, log_scale = self._shift_and_log_scale(x[:, self.conditioner:self.conditioner + 1])
+        _, log_scale = self._shift_and_log_scale(x[:, self.conditioner : self.conditioner + 1])
         return log_scale.flatten(1).sum(1)
 
 
@@ -77,17 +87,24 @@ class PixelFlow(nn.Module):
         if kind not in KINDS:
             raise FlowConfigError(f"generator kind {kind!r}: expected one of {', '.join(KINDS)}")
         if blocks < 1 or channels < 2 or hidden < 1:
-            raise FlowConfigError(f"generator: blocks {blocks}, channels {channels}, "
-                                  f"hidden {hidden}:"
-                                  " need blocks >= 1, channels >= 2, hidden >= 1")
+            raise FlowConfigError(
+                f"generator: blocks {blocks}, channels {channels}, "
+                f"hidden {hidden}:"
+                " need blocks >= 1, channels >= 2, hidden >= 1"
+            )
         self.kind, self.num_blocks, self.hidden, self.channels = kind, blocks, hidden, channels
-        self.blocks = nn.ModuleList(CouplingBlock(channels, i % channels, hidden, kind == "nvp")
-                                    for i in range(blocks))
+        self.blocks = nn.ModuleList(
+            CouplingBlock(channels, i % channels, hidden, kind == "nvp") for i in range(blocks)
+        )
 
     def spec(self) -> dict:
         """The constructor's arguments, saved beside the weights."""
-        return {"kind": self.kind, "blocks": self.num_blocks, "hidden": self.hidden,
-                "channels": self.channels}
+        return {
+            "kind": self.kind,
+            "blocks": self.num_blocks,
+            "hidden": self.hidden,
+            "channels": self.channels,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -111,6 +128,7 @@ def split_views(x: torch.Tensor, split: int) -> tuple[torch.Tensor, torch.Tensor
     """View 1 = channels [0, split), view 2 = channels [split, C) of X = g(x) (channel dim -3)."""
     channels = x.shape[-3]
     if not 0 < split < channels:
-        raise FlowConfigError(f"view split {split}: must lie in 1..{channels - 1} for "
-                              f"{channels} channels")
+        raise FlowConfigError(
+            f"view split {split}: must lie in 1..{channels - 1} for {channels} channels"
+        )
     return x[..., :split, :, :], x[..., split:, :, :]

@@ -2,6 +2,7 @@
 file listing one image path per line. An unreadable image is replaced by another drawn at random
 and reported by name (bad_data.py says what then happens: skipped and listed, or a one-line
 error)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,9 @@ def list_images(root: str) -> list[str]:
         paths = sorted(
             os.path.join(folder, name)
             for folder, _, names in os.walk(root, followlinks=True)
-            for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+            for name in names
+            if name.lower().endswith(IMAGE_EXTENSIONS)
+        )
     else:
         raise DatasetError(f"image root {root}: no such folder or .txt list")
     if not paths:
@@ -80,8 +83,10 @@ def first_readable(images, index: int, load: Callable, seed: int):
         except Exception as err:
             bad.append((images.name(position), f"{type(err).__name__}: {err}".replace("\n", " ")))
         position = rng.randrange(len(images))
-    raise BadImageError(f"{MAX_CONSECUTIVE_FAILURES} images drawn in a row were unreadable "
-                        f"(first: {bad[0][0]}: {bad[0][1]}): is DATA.ROOT right?")
+    raise BadImageError(
+        f"{MAX_CONSECUTIVE_FAILURES} images drawn in a row were unreadable "
+        f"(first: {bad[0][0]}: {bad[0][1]}): is DATA.ROOT right?"
+    )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -9,6 +9,7 @@ images of a folder share is what the contrastive task can learn from (InfoMin, S
 Only for folders that hold views of one instance: class folders (ImageNet layout) would turn the
 task into supervised learning with the labels as pairs.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,10 @@ class InstanceViews(torch.utils.data.Dataset):
         self.seed = seed
         self.instances = group_by_folder(images)
         if not self.instances:
-            raise InstanceError("DATA.VIEWS_FROM folder: no folder holds two or more images "
-                                "(each instance is a folder of its views)")
+            raise InstanceError(
+                "DATA.VIEWS_FROM folder: no folder holds two or more images "
+                "(each instance is a folder of its views)"
+            )
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -61,8 +64,9 @@ class InstanceViews(torch.utils.data.Dataset):
                 return _decoded_rgb(self.images.read(index), index), failed
             except Exception as err:  # PIL raises many types for corrupt files
                 failed.append((self.images.name(index), f"{type(err).__name__}: {err}"))
-        raise InstanceError(f"no readable image in the instance folder of "
-                            f"{self.images.name(members[0])}")
+        raise InstanceError(
+            f"no readable image in the instance folder of {self.images.name(members[0])}"
+        )
 
     def __getitem__(self, epoch_and_index):
         epoch, index = epoch_and_index
@@ -71,7 +75,7 @@ class InstanceViews(torch.utils.data.Dataset):
         order = np.random.default_rng(seed).permutation(len(members)).tolist()
         first, bad = self._load(members, order)
         used = len(bad)  # order[used] gave the first view
-        rest = order[used + 1:] or order[used:used + 1]
+        rest = order[used + 1 :] or order[used : used + 1]
         second, more = self._load(members, rest)
         with seeded_rngs(seed):
             return self.make_views.pair(first, second), bad + more

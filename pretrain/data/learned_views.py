@@ -1,5 +1,6 @@
 """The frozen generator as a view source: X = g(image), view 1 = X's first `split` channels,
 view 2 = the rest (InfoMin Sec. 4.2). Saved as one file holding g's spec, weights and split."""
+
 from __future__ import annotations
 
 import torch
@@ -55,8 +56,9 @@ class LearnedChannelViews:
         self.learned = learned
 
     def __repr__(self) -> str:
-        return (f"LearnedChannelViews(g: {self.learned.generator.spec()}, "
-                f"split {self.learned.split})")
+        return (
+            f"LearnedChannelViews(g: {self.learned.generator.spec()}, split {self.learned.split})"
+        )
 
     def __call__(self, image):
         return self.learned(self.augmentation(image))
@@ -69,8 +71,10 @@ def learned_views_of(cfg) -> LearnedViews:
 
     path = cfg.DATA.LEARNED_VIEWS
     if not path:
-        raise ConfigError(f"DATA.COLOR_SPACE {LEARNED_SPACE}: DATA.LEARNED_VIEWS must name a "
-                          "generator file (tools/learn_views.py writes one)")
+        raise ConfigError(
+            f"DATA.COLOR_SPACE {LEARNED_SPACE}: DATA.LEARNED_VIEWS must name a "
+            "generator file (tools/learn_views.py writes one)"
+        )
     try:
         learned = LearnedViews.from_file(path)
     except GeneratorFileError as err:
@@ -78,14 +82,24 @@ def learned_views_of(cfg) -> LearnedViews:
     channels = learned.generator.channels
     expected = (learned.split, channels - learned.split)
     if tuple(int(k) for k in cfg.DATA.CHANNEL_SPLIT) != expected:
-        raise ConfigError(f"DATA.CHANNEL_SPLIT {tuple(cfg.DATA.CHANNEL_SPLIT)}: the generator "
-                          f"{path} was learned with the split {expected}")
+        raise ConfigError(
+            f"DATA.CHANNEL_SPLIT {tuple(cfg.DATA.CHANNEL_SPLIT)}: the generator "
+            f"{path} was learned with the split {expected}"
+        )
     return learned
 
 
 def save_generator(path: str, generator: PixelFlow, split: int, extra: dict | None = None) -> None:
-    atomic_torch_save({"format": GENERATOR_FORMAT, "spec": generator.spec(), "split": split,
-                       "state_dict": generator.state_dict(), **(extra or {})}, path)
+    atomic_torch_save(
+        {
+            "format": GENERATOR_FORMAT,
+            "spec": generator.spec(),
+            "split": split,
+            "state_dict": generator.state_dict(),
+            **(extra or {}),
+        },
+        path,
+    )
 
 
 def load_generator(path: str, map_location="cpu") -> tuple[PixelFlow, int]:
@@ -94,8 +108,9 @@ def load_generator(path: str, map_location="cpu") -> tuple[PixelFlow, int]:
     except FileNotFoundError:
         raise GeneratorFileError(f"generator {path}: no such file") from None
     if not isinstance(saved, dict) or saved.get("format") != GENERATOR_FORMAT:
-        raise GeneratorFileError(f"generator {path}: not a learned-views generator "
-                                 f"(expected format {GENERATOR_FORMAT})")
+        raise GeneratorFileError(
+            f"generator {path}: not a learned-views generator (expected format {GENERATOR_FORMAT})"
+        )
     generator = PixelFlow(**saved["spec"])
     generator.load_state_dict(saved["state_dict"])
     return generator, saved["split"]

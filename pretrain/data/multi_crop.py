@@ -10,6 +10,7 @@ NUM_SMALL 0 (the default) nothing here runs and the views are exactly the pair t
 Blur: SwAV's and DINO's releases blur every crop with the same sigma range in pixels, so the small
 crops keep the large crops' sigma in pixels instead of scaling it down with the crop size (the
 recipe's rule for a single view size, recipes.ViewRecipe.blur_sigma_pixels)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -26,8 +27,9 @@ class MultiCropConfigError(ConfigError):
 def small_crop_recipe(large: ViewRecipe, size: int, scale: tuple[float, float]) -> ViewRecipe:
     """The large crops' recipe at `size` px over `scale` of the area, its blur in pixels kept."""
     ratio = large.size / size  # blur_sigma is stated at 224 px and scaled by size / 224
-    return replace(large, size=size, scale=tuple(scale),
-                   blur_sigma=tuple(s * ratio for s in large.blur_sigma))
+    return replace(
+        large, size=size, scale=tuple(scale), blur_sigma=tuple(s * ratio for s in large.blur_sigma)
+    )
 
 
 def check_multi_crop(cfg) -> int:
@@ -40,18 +42,24 @@ def check_multi_crop(cfg) -> int:
         return 0
     low, high = tuple(mc.SMALL_SCALE) if len(mc.SMALL_SCALE) == 2 else (-1, -1)
     if not 0 < low <= high <= 1:
-        raise MultiCropConfigError(f"DATA.MULTI_CROP.SMALL_SCALE {tuple(mc.SMALL_SCALE)}: "
-                                   "expected (low, high) with 0 < low <= high <= 1")
+        raise MultiCropConfigError(
+            f"DATA.MULTI_CROP.SMALL_SCALE {tuple(mc.SMALL_SCALE)}: "
+            "expected (low, high) with 0 < low <= high <= 1"
+        )
     if mc.SMALL_SIZE < 1:
         raise MultiCropConfigError(f"DATA.MULTI_CROP.SMALL_SIZE {mc.SMALL_SIZE}: expected >= 1")
-    for key, value, plain in (("DATA.PIPELINE", cfg.DATA.PIPELINE, "cpu"),
-                              ("DATA.VIEWS_FROM", cfg.DATA.VIEWS_FROM, "image"),
-                              ("DATA.VIEW_FAMILY", cfg.DATA.VIEW_FAMILY, "augment"),
-                              ("MODEL.CMC.ENABLED", cfg.MODEL.CMC.ENABLED, False),
-                              ("MODEL.JIGSAW.ENABLED", cfg.MODEL.JIGSAW.ENABLED, False)):
+    for key, value, plain in (
+        ("DATA.PIPELINE", cfg.DATA.PIPELINE, "cpu"),
+        ("DATA.VIEWS_FROM", cfg.DATA.VIEWS_FROM, "image"),
+        ("DATA.VIEW_FAMILY", cfg.DATA.VIEW_FAMILY, "augment"),
+        ("MODEL.CMC.ENABLED", cfg.MODEL.CMC.ENABLED, False),
+        ("MODEL.JIGSAW.ENABLED", cfg.MODEL.JIGSAW.ENABLED, False),
+    ):
         if value != plain:
-            raise MultiCropConfigError(f"DATA.MULTI_CROP.NUM_SMALL {mc.NUM_SMALL} with {key} "
-                                       f"{value!r}: multi-crop needs {key} {plain!r}")
+            raise MultiCropConfigError(
+                f"DATA.MULTI_CROP.NUM_SMALL {mc.NUM_SMALL} with {key} "
+                f"{value!r}: multi-crop needs {key} {plain!r}"
+            )
     return mc.NUM_SMALL
 
 
@@ -63,8 +71,11 @@ class MultiCropViews:
         self.large, self.small, self.num_small = large, small, num_small
 
     def __call__(self, image):
-        return (self.large(image), self.large(image),
-                *(self.small(image) for _ in range(self.num_small)))
+        return (
+            self.large(image),
+            self.large(image),
+            *(self.small(image) for _ in range(self.num_small)),
+        )
 
 
 def build_multi_crop_views(cfg, recipe: ViewRecipe, compose) -> MultiCropViews:

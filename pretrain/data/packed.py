@@ -9,6 +9,7 @@ A pack is a folder holding
   index.npy    N + 1 int64 offsets into images.bin
   names.txt    the N source paths, relative to the packed root (for messages)
 """
+
 from __future__ import annotations
 
 import json
@@ -82,16 +83,23 @@ class PackedImages:
             with open(os.path.join(root, "names.txt")) as f:
                 self.names = f.read().splitlines()
         except (OSError, ValueError) as err:
-            raise DatasetError(f"pack {root}: unreadable ({err}); rebuild it with "
-                               f"tools/pack_images.py") from None
+            raise DatasetError(
+                f"pack {root}: unreadable ({err}); rebuild it with tools/pack_images.py"
+            ) from None
         if manifest.get("format") != PACK_FORMAT:
-            raise DatasetError(f"{manifest_path}: format {manifest.get('format')!r}, "
-                               f"expected {PACK_FORMAT!r}")
+            raise DatasetError(
+                f"{manifest_path}: format {manifest.get('format')!r}, expected {PACK_FORMAT!r}"
+            )
         data_size = os.path.getsize(os.path.join(root, "images.bin"))
-        if (len(self.offsets) != manifest["count"] + 1 or len(self.names) != manifest["count"]
-                or int(self.offsets[-1]) != data_size):
-            raise DatasetError(f"pack {root}: index, names and images.bin disagree "
-                               f"(truncated copy?); rebuild it with tools/pack_images.py")
+        if (
+            len(self.offsets) != manifest["count"] + 1
+            or len(self.names) != manifest["count"]
+            or int(self.offsets[-1]) != data_size
+        ):
+            raise DatasetError(
+                f"pack {root}: index, names and images.bin disagree "
+                f"(truncated copy?); rebuild it with tools/pack_images.py"
+            )
         self._data = None
         self._stamp = None
 
@@ -107,20 +115,20 @@ class PackedImages:
     def read(self, index: int) -> bytes:
         if self._data is None:
             self._data = np.memmap(os.path.join(self.root, "images.bin"), dtype=np.uint8, mode="r")
-        return self._data[int(self.offsets[index]):int(self.offsets[index + 1])].tobytes()
+        return self._data[int(self.offsets[index]) : int(self.offsets[index + 1])].tobytes()
 
     def head(self, index: int, size: int) -> bytes:
         """The first `size` bytes of the image (only those pages of the pack are read)."""
         if self._data is None:
             self._data = np.memmap(os.path.join(self.root, "images.bin"), dtype=np.uint8, mode="r")
         start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-        return self._data[start:min(end, start + size)].tobytes()
+        return self._data[start : min(end, start + size)].tobytes()
 
     def tail(self, index: int, size: int) -> bytes:
         if self._data is None:
             self._data = np.memmap(os.path.join(self.root, "images.bin"), dtype=np.uint8, mode="r")
         start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-        return self._data[max(start, end - size):end].tobytes()
+        return self._data[max(start, end - size) : end].tobytes()
 
     def stamp(self, index: int) -> str | None:
         """A pack is written once; its data file's size and time stand for every image in it."""
@@ -187,8 +195,10 @@ def build_pack(root: str, output: str, log_every: int = 10_000) -> int:
         bad = {path for path, _ in skipped}
         paths = [path for path in paths if path not in bad]
         if not paths:
-            raise DatasetError(f"{root}: none of its {len(bad)} files is an image "
-                               f"(first: {skipped[0][0]}: {skipped[0][1]})")
+            raise DatasetError(
+                f"{root}: none of its {len(bad)} files is an image "
+                f"(first: {skipped[0][0]}: {skipped[0][1]})"
+            )
     base = os.path.abspath(root) if os.path.isdir(root) else os.path.dirname(os.path.abspath(root))
     parent = os.path.dirname(os.path.abspath(output)) or "."
     os.makedirs(parent, exist_ok=True)
@@ -205,8 +215,16 @@ def build_pack(root: str, output: str, log_every: int = 10_000) -> int:
         with open(os.path.join(staging, "names.txt"), "w") as f:
             f.writelines(os.path.relpath(p, base) + "\n" for p in paths)
         with open(os.path.join(staging, MANIFEST), "w") as f:
-            json.dump({"format": PACK_FORMAT, "count": len(paths), "bytes": offsets[-1],
-                       "source": os.path.abspath(root), "skipped": len(skipped)}, f)
+            json.dump(
+                {
+                    "format": PACK_FORMAT,
+                    "count": len(paths),
+                    "bytes": offsets[-1],
+                    "source": os.path.abspath(root),
+                    "skipped": len(skipped),
+                },
+                f,
+            )
         if skipped:
             with open(os.path.join(staging, SKIPPED_FILE), "w") as f:
                 f.writelines(f"{path}\t{reason}\n" for path, reason in skipped)
@@ -218,7 +236,9 @@ def build_pack(root: str, output: str, log_every: int = 10_000) -> int:
         raise
     print(f"packed {len(paths)} images ({offsets[-1] / 1e6:.1f} MB) into {output}", file=sys.stderr)
     if skipped:
-        print(f"warning: left out {len(skipped)} files that are not images (first: "
-              f"{skipped[0][0]}: {skipped[0][1]}; all in {os.path.join(output, SKIPPED_FILE)})",
-              file=sys.stderr)
+        print(
+            f"warning: left out {len(skipped)} files that are not images (first: "
+            f"{skipped[0][0]}: {skipped[0][1]}; all in {os.path.join(output, SKIPPED_FILE)})",
+            file=sys.stderr,
+        )
     return len(paths)

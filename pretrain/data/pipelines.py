@@ -1,11 +1,12 @@
 """DATA.PIPELINE: where the views are made.
 
-  cpu  DataLoader workers decode with PIL and augment with torchvision/timm (views.py), one image
-       at a time; the batches arrive as tensors.
-  gpu  the workers only read bytes (from a folder or a pack, packed.py); the training device
-       decodes and augments whole batches (gpu/). Without a GPU it runs on the CPU, in the main
-       process, which is only useful to test it.
+cpu  DataLoader workers decode with PIL and augment with torchvision/timm (views.py), one image
+     at a time; the batches arrive as tensors.
+gpu  the workers only read bytes (from a folder or a pack, packed.py); the training device
+     decodes and augments whole batches (gpu/). Without a GPU it runs on the CPU, in the main
+     process, which is only useful to test it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -46,27 +47,36 @@ class ViewPipeline:
         if self.kind not in PIPELINES:
             raise ConfigError(f"DATA.PIPELINE {self.kind!r}: expected one of {PIPELINES}")
         if cfg.DATA.VIEWS_FROM not in VIEW_SOURCES:
-            raise ConfigError(f"DATA.VIEWS_FROM {cfg.DATA.VIEWS_FROM!r}: expected one of "
-                             f"{VIEW_SOURCES}")
+            raise ConfigError(
+                f"DATA.VIEWS_FROM {cfg.DATA.VIEWS_FROM!r}: expected one of {VIEW_SOURCES}"
+            )
         if cfg.DATA.VIEWS_FROM == "folder" and self.kind == "gpu":
-            raise ConfigError("DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
-                             "makes both views from one image")
+            raise ConfigError(
+                "DATA.VIEWS_FROM folder needs DATA.PIPELINE cpu: the GPU pipeline "
+                "makes both views from one image"
+            )
         check_view_family(cfg)  # the GPU pipeline makes only the augment family
         with_index = inputs in INDEXED_INPUTS
         check_multi_crop(cfg)  # and no small crops
         if cfg.MODEL.CMC.ENABLED and (self.kind == "gpu" or cfg.DATA.VIEWS_FROM == "folder"):
-            raise ConfigError("MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM "
-                              "image: CMC's views are the channel groups of one augmented image, "
-                              "which only the CPU pipeline makes (views.ChannelSplitViews)")
+            raise ConfigError(
+                "MODEL.CMC.ENABLED needs DATA.PIPELINE cpu and DATA.VIEWS_FROM "
+                "image: CMC's views are the channel groups of one augmented image, "
+                "which only the CPU pipeline makes (views.ChannelSplitViews)"
+            )
         self.device = device
-        self.bad_log = BadImageLog(cfg.OUTPUT_DIR,
-                                   check_choice("DATA.ON_BAD_IMAGE", cfg.DATA.ON_BAD_IMAGE))
+        self.bad_log = BadImageLog(
+            cfg.OUTPUT_DIR, check_choice("DATA.ON_BAD_IMAGE", cfg.DATA.ON_BAD_IMAGE)
+        )
         if self.kind == "gpu":
             from .gpu.pipeline import BatchedViews
 
             if device != "cuda":
-                print("note: DATA.PIPELINE gpu without a GPU: the batched augmentation runs on "
-                      "the CPU in the main process", file=sys.stderr)
+                print(
+                    "note: DATA.PIPELINE gpu without a GPU: the batched augmentation runs on "
+                    "the CPU in the main process",
+                    file=sys.stderr,
+                )
             self.dataset = EncodedImages(images, seed=cfg.SEED)
             self.collate = collate_encoded
             self.batched_views = BatchedViews(cfg, device)
@@ -74,8 +84,9 @@ class ViewPipeline:
             self.dataset = InstanceViews(images, build_views(cfg, inputs), seed=cfg.SEED)
             self.collate = collate_views
         else:
-            self.dataset = ImageViews(images, build_views(cfg, inputs), seed=cfg.SEED,
-                                      with_index=with_index)
+            self.dataset = ImageViews(
+                images, build_views(cfg, inputs), seed=cfg.SEED, with_index=with_index
+            )
             self.collate = collate_views
 
     @property

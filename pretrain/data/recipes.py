@@ -8,6 +8,7 @@ strengths are stated for the reference 224 px crop and scale with the crop (blur
 RandAugment's translation by timm's own rule, a fraction of the image), so a 64 px view is the
 reference view in proportion and a 224 px view is the reference view exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ def blur_kernel_size(crop_size: int) -> int:
 class ViewRecipe:
     """One view: RandomResizedCrop(size, scale), then `steps` (names from STEPS) in order. Fields
     of steps the recipe does not run are carried but unused."""
+
     size: int
     scale: tuple[float, float]
     steps: tuple[str, ...]
@@ -65,8 +67,10 @@ class ViewRecipe:
     @property
     def rand_augment_config(self) -> str:
         """timm's RandAugment config string ("rand-n2-m10-mstd0.5-p0.5" for InfoMin)."""
-        return (f"rand-n{self.rand_augment_n}-m{self.rand_augment_m}"
-                f"-mstd{self.rand_augment_mstd}-p{self.rand_augment_p}")
+        return (
+            f"rand-n{self.rand_augment_n}-m{self.rand_augment_m}"
+            f"-mstd{self.rand_augment_mstd}-p{self.rand_augment_p}"
+        )
 
 
 def jitter_of_strength(x: float) -> tuple[float, float, float, float]:
@@ -77,11 +81,14 @@ def jitter_of_strength(x: float) -> tuple[float, float, float, float]:
 
 # Each preset: the fields that differ from ViewRecipe's defaults (MoCo v2's strengths).
 PRESETS = {
-    "mocov1": dict(steps=("grayscale", "jitter", "flip"), jitter=(0.4, 0.4, 0.4, 0.4),
-                   jitter_p=1.0),
+    "mocov1": dict(
+        steps=("grayscale", "jitter", "flip"), jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0
+    ),
     "mocov2": dict(steps=("jitter", "grayscale", "blur", "flip")),
-    "infomin": dict(steps=("flip", "jitter", "blur", "rand_augment", "grayscale"),
-                    jitter=jitter_of_strength(1.0)),
+    "infomin": dict(
+        steps=("flip", "jitter", "blur", "rand_augment", "grayscale"),
+        jitter=jitter_of_strength(1.0),
+    ),
     # The crop and a flip: for views that differ by construction (DATA.VIEWS_FROM folder).
     "flip": dict(steps=("flip",)),
 }
@@ -101,21 +108,31 @@ def jigsaw_recipe(grid: int, cell: int) -> ViewRecipe:
 
 # DATA.VIEWS key -> the recipe field it sets; -1 (numbers) or () (tuples) keeps the preset's.
 KEY_FIELDS = {
-    "STEPS": "steps", "FLIP_P": "flip_p", "JITTER": "jitter", "JITTER_P": "jitter_p",
-    "GRAYSCALE_P": "grayscale_p", "BLUR_SIGMA": "blur_sigma", "BLUR_P": "blur_p",
-    "RAND_AUGMENT_N": "rand_augment_n", "RAND_AUGMENT_M": "rand_augment_m",
+    "STEPS": "steps",
+    "FLIP_P": "flip_p",
+    "JITTER": "jitter",
+    "JITTER_P": "jitter_p",
+    "GRAYSCALE_P": "grayscale_p",
+    "BLUR_SIGMA": "blur_sigma",
+    "BLUR_P": "blur_p",
+    "RAND_AUGMENT_N": "rand_augment_n",
+    "RAND_AUGMENT_M": "rand_augment_m",
 }
 FIELD_KEYS = {field: f"DATA.VIEWS.{key}" for key, field in KEY_FIELDS.items()}
 FIELD_KEYS["jitter"] = "DATA.VIEWS.JITTER / JITTER_STRENGTH"
 
 
 def _overrides(views) -> dict:
-    changes = {field: tuple(views[key]) if isinstance(views[key], (tuple, list)) else views[key]
-               for key, field in KEY_FIELDS.items() if views[key] not in (-1, -1.0, (), [])}
+    changes = {
+        field: tuple(views[key]) if isinstance(views[key], (tuple, list)) else views[key]
+        for key, field in KEY_FIELDS.items()
+        if views[key] not in (-1, -1.0, (), [])
+    }
     if views.JITTER_STRENGTH != -1:
         if "jitter" in changes:
-            raise ViewConfigError("DATA.VIEWS.JITTER and DATA.VIEWS.JITTER_STRENGTH are both set: "
-                                  "give one")
+            raise ViewConfigError(
+                "DATA.VIEWS.JITTER and DATA.VIEWS.JITTER_STRENGTH are both set: give one"
+            )
         changes["jitter"] = jitter_of_strength(views.JITTER_STRENGTH)
     return changes
 
@@ -129,8 +146,10 @@ def _problems(recipe: ViewRecipe):
         if not 0.0 <= getattr(recipe, field) <= 1.0:
             yield field, f"{getattr(recipe, field)}: a probability in [0, 1]"
     if len(recipe.jitter) != 4 or min(recipe.jitter) < 0 or recipe.jitter[3] > 0.5:
-        yield "jitter", (f"{recipe.jitter}: 4 values >= 0 (brightness, contrast, saturation, "
-                         "hue <= 0.5)")
+        yield (
+            "jitter",
+            (f"{recipe.jitter}: 4 values >= 0 (brightness, contrast, saturation, hue <= 0.5)"),
+        )
     low_high = recipe.blur_sigma
     if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:
         yield "blur_sigma", f"{low_high}: (low, high) with 0 < low <= high"
@@ -143,8 +162,10 @@ def _problems(recipe: ViewRecipe):
 def recipe_from_cfg(cfg) -> ViewRecipe:
     """The contrastive view of the config: its DATA.AUGMENTATION preset at DATA.CROP_SIZE and
     DATA.CROP_SCALE, with the DATA.VIEWS overrides."""
-    recipe = replace(preset(cfg.DATA.AUGMENTATION, cfg.DATA.CROP_SIZE, tuple(cfg.DATA.CROP_SCALE)),
-                     **_overrides(cfg.DATA.VIEWS))
+    recipe = replace(
+        preset(cfg.DATA.AUGMENTATION, cfg.DATA.CROP_SIZE, tuple(cfg.DATA.CROP_SCALE)),
+        **_overrides(cfg.DATA.VIEWS),
+    )
     for field, problem in _problems(recipe):
         raise ViewConfigError(f"{FIELD_KEYS.get(field, field)} = {problem}")
     return recipe

@@ -20,6 +20,7 @@ information one parameter sets, so a sweep over it traces the paper's reverse-U 
 Both draw only from torch's RNG and the recipe's (seeded per sample, images.seeded_rngs), so a
 resumed run replays them.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,19 +57,26 @@ def check_view_family(cfg) -> None:
     if family == "augment":
         return
     if data.PIPELINE != "cpu":
-        raise ViewFamilyError(f"DATA.VIEW_FAMILY {family} needs DATA.PIPELINE cpu: the GPU "
-                              "pipeline makes only the augment family's views")
+        raise ViewFamilyError(
+            f"DATA.VIEW_FAMILY {family} needs DATA.PIPELINE cpu: the GPU "
+            "pipeline makes only the augment family's views"
+        )
     if data.VIEWS_FROM != "image":
-        raise ViewFamilyError(f"DATA.VIEW_FAMILY {family} needs DATA.VIEWS_FROM image: its two "
-                              "views are made together from one image")
+        raise ViewFamilyError(
+            f"DATA.VIEW_FAMILY {family} needs DATA.VIEWS_FROM image: its two "
+            "views are made together from one image"
+        )
     if data.PATCH.SIZE < 0 or data.PATCH.DISTANCE < 0:
-        raise ViewFamilyError(f"DATA.PATCH.SIZE {data.PATCH.SIZE} / DISTANCE "
-                              f"{data.PATCH.DISTANCE}: px, >= 0")
+        raise ViewFamilyError(
+            f"DATA.PATCH.SIZE {data.PATCH.SIZE} / DISTANCE {data.PATCH.DISTANCE}: px, >= 0"
+        )
     if data.FREQUENCY.SIGMA < 0:
         raise ViewFamilyError(f"DATA.FREQUENCY.SIGMA {data.FREQUENCY.SIGMA}: px, >= 0")
     if data.FREQUENCY.LOW_PASS_VIEW not in LOW_PASS_VIEWS:
-        raise ViewFamilyError(f"DATA.FREQUENCY.LOW_PASS_VIEW {data.FREQUENCY.LOW_PASS_VIEW!r}: "
-                              f"expected one of {LOW_PASS_VIEWS}")
+        raise ViewFamilyError(
+            f"DATA.FREQUENCY.LOW_PASS_VIEW {data.FREQUENCY.LOW_PASS_VIEW!r}: "
+            f"expected one of {LOW_PASS_VIEWS}"
+        )
 
 
 def _uniform(low: float, high: float) -> float:
@@ -83,13 +91,15 @@ def patch_offset_boxes(width: int, height: int, size: int, distance: float) -> t
         largest = f"{math.hypot(room_x, room_y):.1f}" if min(room_x, room_y) >= 0 else "none"
         raise PatchDistanceError(
             f"image {width}x{height} px too small for two {size} px patches {distance} px apart "
-            f"(DATA.PATCH.SIZE / DISTANCE; largest distance: {largest})")
+            f"(DATA.PATCH.SIZE / DISTANCE; largest distance: {largest})"
+        )
     dx = dy = 0.0
     if distance > 0:
         # |dx| <= room_x and |dy| <= room_y: folded into the first quadrant, the angle lies in
         # [acos(room_x / d), asin(room_y / d)]; the four mirror images are equally likely.
-        angle = _uniform(math.acos(min(1.0, room_x / distance)),
-                         math.asin(min(1.0, room_y / distance)))
+        angle = _uniform(
+            math.acos(min(1.0, room_x / distance)), math.asin(min(1.0, room_y / distance))
+        )
         sign_x, sign_y = (1 - 2 * torch.randint(0, 2, (2,))).tolist()
         dx, dy = sign_x * distance * math.cos(angle), sign_y * distance * math.sin(angle)
     # Clamped against rounding: cos(acos(r)) * d may exceed r by an ulp.
@@ -103,8 +113,14 @@ def patch_offset_boxes(width: int, height: int, size: int, distance: float) -> t
 class PatchOffsetViews:
     """DATA.VIEW_FAMILY patch_offset: (query patch, key patch[, JigSaw patches]) of one image."""
 
-    def __init__(self, size: int, distance: float, out_size: int, steps: Callable,
-                 jigsaw: Callable | None = None):
+    def __init__(
+        self,
+        size: int,
+        distance: float,
+        out_size: int,
+        steps: Callable,
+        jigsaw: Callable | None = None,
+    ):
         self.size, self.distance, self.out_size = size, distance, out_size
         self.steps = steps  # the recipe after its crop: PIL image -> normalised tensor
         self.jigsaw = jigsaw
@@ -143,8 +159,13 @@ class FrequencyViews:
     """DATA.VIEW_FAMILY frequency: the low- and high-pass views of one crop, in the order of
     DATA.FREQUENCY.LOW_PASS_VIEW, [+ JigSaw patches]."""
 
-    def __init__(self, sigma: float, low_pass_view: str, crop_and_steps: Callable,
-                 jigsaw: Callable | None = None):
+    def __init__(
+        self,
+        sigma: float,
+        low_pass_view: str,
+        crop_and_steps: Callable,
+        jigsaw: Callable | None = None,
+    ):
         self.sigma = sigma
         self.low_pass_view = low_pass_view
         self.crop_and_steps = crop_and_steps  # PIL image -> tensor in [0, 1]
@@ -167,16 +188,26 @@ class FrequencyViews:
         return views + (self.jigsaw(image),) if self.jigsaw is not None else views
 
 
-def build_family_views(cfg, recipe: ViewRecipe, augmentation: T.Compose,
-                       jigsaw: Callable | None = None):
+def build_family_views(
+    cfg, recipe: ViewRecipe, augmentation: T.Compose, jigsaw: Callable | None = None
+):
     """The DATA.VIEW_FAMILY pair maker from the recipe and its views.compose: [crop, *PIL steps,
     ToTensor, Normalize]."""
     check_view_family(cfg)
     data = cfg.DATA
     if data.VIEW_FAMILY == "patch_offset":  # the patch replaces the crop
-        return PatchOffsetViews(data.PATCH.SIZE or recipe.size, data.PATCH.DISTANCE, recipe.size,
-                                T.Compose(augmentation.transforms[1:]), jigsaw)
+        return PatchOffsetViews(
+            data.PATCH.SIZE or recipe.size,
+            data.PATCH.DISTANCE,
+            recipe.size,
+            T.Compose(augmentation.transforms[1:]),
+            jigsaw,
+        )
     if data.VIEW_FAMILY == "frequency":  # the bands are split, then normalised, in [0, 1] units
-        return FrequencyViews(data.FREQUENCY.SIGMA, data.FREQUENCY.LOW_PASS_VIEW,
-                              T.Compose(augmentation.transforms[:-1]), jigsaw)
+        return FrequencyViews(
+            data.FREQUENCY.SIGMA,
+            data.FREQUENCY.LOW_PASS_VIEW,
+            T.Compose(augmentation.transforms[:-1]),
+            jigsaw,
+        )
     raise ViewFamilyError(f"DATA.VIEW_FAMILY {data.VIEW_FAMILY}: made by views.build_views")

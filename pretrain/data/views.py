@@ -1,5 +1,6 @@
 """The CPU pipeline's views: each ViewRecipe (recipes.py) as a torchvision/timm Compose on PIL
 images, plus PIRL's jigsaw patches."""
+
 from __future__ import annotations
 
 
@@ -9,14 +10,33 @@ from timm.data.auto_augment import rand_augment_transform
 
 from .inputs import INDEXED_INPUTS, PAIR
 from .color_spaces import check_split, describe_split, normalize, split_channels, to_space
-from .recipes import (FILL, IMAGENET_MEAN, IMAGENET_STD, ViewConfigError, ViewRecipe,
-                      blur_kernel_size, jigsaw_recipe, preset, recipe_from_cfg)
+from .recipes import (
+    FILL,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ViewConfigError,
+    ViewRecipe,
+    blur_kernel_size,
+    jigsaw_recipe,
+    preset,
+    recipe_from_cfg,
+)
 from .multi_crop import build_multi_crop_views
 from .view_families import build_family_views
 
-__all__ = ["ChannelSplitViews", "ContrastiveViews", "IMAGENET_MEAN",
-           "IMAGENET_STD", "JigsawPatches", "OneView", "blur_kernel_size", "build_views", "compose",
-           "jigsaw_augmentation", "preset_augmentation"]
+__all__ = [
+    "ChannelSplitViews",
+    "ContrastiveViews",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "JigsawPatches",
+    "OneView",
+    "blur_kernel_size",
+    "build_views",
+    "compose",
+    "jigsaw_augmentation",
+    "preset_augmentation",
+]
 
 
 def _maybe_applied(transform, p: float):
@@ -32,21 +52,26 @@ def _step(recipe: ViewRecipe, name: str):
     if name == "grayscale":
         return T.RandomGrayscale(p=recipe.grayscale_p)
     if name == "blur":
-        return T.RandomApply([T.GaussianBlur(recipe.blur_kernel, sigma=recipe.blur_sigma_pixels)],
-                             p=recipe.blur_p)
+        return T.RandomApply(
+            [T.GaussianBlur(recipe.blur_kernel, sigma=recipe.blur_sigma_pixels)], p=recipe.blur_p
+        )
     if name == "rand_augment":
         # timm's TranslateXRel/YRel move by translate_pct of the image itself, so the translation
         # is proportional to the crop (PyContrast's translate_const is read by no op it runs).
-        return rand_augment_transform(recipe.rand_augment_config,
-                                      {"translate_pct": recipe.translate_pct, "img_mean": FILL})
+        return rand_augment_transform(
+            recipe.rand_augment_config, {"translate_pct": recipe.translate_pct, "img_mean": FILL}
+        )
     raise ViewConfigError(f"unknown view step {name!r}")
 
 
 def compose(recipe: ViewRecipe, imagenet_normalize: bool = True) -> T.Compose:
     """The recipe on a PIL image, to a float tensor: ImageNet-normalised, or in [0, 1] RGB."""
-    return T.Compose([T.RandomResizedCrop(recipe.size, scale=recipe.scale)]
-                     + [_step(recipe, name) for name in recipe.steps] + [T.ToTensor()]
-                     + ([T.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if imagenet_normalize else []))
+    return T.Compose(
+        [T.RandomResizedCrop(recipe.size, scale=recipe.scale)]
+        + [_step(recipe, name) for name in recipe.steps]
+        + [T.ToTensor()]
+        + ([T.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if imagenet_normalize else [])
+    )
 
 
 def preset_augmentation(name: str, crop_size: int, scale: tuple[float, float]) -> T.Compose:
@@ -68,15 +93,16 @@ class JigsawPatches:
         for i, (dy, dx) in enumerate(offsets):
             top = (i // self.grid) * self.cell + dy
             left = (i % self.grid) * self.cell + dx
-            patches.append(image[:, top:top + self.patch, left:left + self.patch])
+            patches.append(image[:, top : top + self.patch, left : left + self.patch])
         return torch.stack(patches)
 
 
 def jigsaw_augmentation(grid: int = 3, cell: int = 85, patch: int = 64) -> T.Compose:
     """The JigSaw branch's view (recipes.jigsaw_recipe: crop and flip only) cut into a grid of
     patches jittered in their cells."""
-    return T.Compose(compose(jigsaw_recipe(grid, cell)).transforms
-                     + [JigsawPatches(grid, cell, patch)])
+    return T.Compose(
+        compose(jigsaw_recipe(grid, cell)).transforms + [JigsawPatches(grid, cell, patch)]
+    )
 
 
 class ContrastiveViews:
@@ -132,14 +158,18 @@ def build_channel_split_views(cfg):
     """ChannelSplitViews of DATA.COLOR_SPACE, or with "learned" the views of the frozen generator
     DATA.LEARNED_VIEWS (data/learned_views.py)."""
     if not cfg.DATA.COLOR_SPACE:
-        raise ViewConfigError("MODEL.CMC.ENABLED needs DATA.COLOR_SPACE (e.g. lab for CMC's "
-                              "L | ab views)")
+        raise ViewConfigError(
+            "MODEL.CMC.ENABLED needs DATA.COLOR_SPACE (e.g. lab for CMC's L | ab views)"
+        )
     from .learned_views import LEARNED_SPACE, LearnedChannelViews, learned_views_of
 
     if cfg.DATA.COLOR_SPACE == LEARNED_SPACE:  # g reads ImageNet-normalised RGB
         return LearnedChannelViews(compose(recipe_from_cfg(cfg)), learned_views_of(cfg))
-    return ChannelSplitViews(compose(recipe_from_cfg(cfg), imagenet_normalize=False),
-                             cfg.DATA.COLOR_SPACE, tuple(cfg.DATA.CHANNEL_SPLIT))
+    return ChannelSplitViews(
+        compose(recipe_from_cfg(cfg), imagenet_normalize=False),
+        cfg.DATA.COLOR_SPACE,
+        tuple(cfg.DATA.CHANNEL_SPLIT),
+    )
 
 
 def build_views(cfg, inputs: str = PAIR):
@@ -148,12 +178,16 @@ def build_views(cfg, inputs: str = PAIR):
     declared views) take a sample's index."""
     if cfg.MODEL.CMC.ENABLED:
         if cfg.DATA.VIEW_FAMILY != "augment":
-            raise ViewConfigError(f"MODEL.CMC.ENABLED splits one augmented image's channels: "
-                                  f"DATA.VIEW_FAMILY {cfg.DATA.VIEW_FAMILY!r} does not combine")
+            raise ViewConfigError(
+                f"MODEL.CMC.ENABLED splits one augmented image's channels: "
+                f"DATA.VIEW_FAMILY {cfg.DATA.VIEW_FAMILY!r} does not combine"
+            )
         return build_channel_split_views(cfg)
     if cfg.DATA.COLOR_SPACE:
-        raise ViewConfigError(f"DATA.COLOR_SPACE {cfg.DATA.COLOR_SPACE!r} is read by CMC only: "
-                              "set MODEL.CMC.ENABLED True, or leave it empty")
+        raise ViewConfigError(
+            f"DATA.COLOR_SPACE {cfg.DATA.COLOR_SPACE!r} is read by CMC only: "
+            "set MODEL.CMC.ENABLED True, or leave it empty"
+        )
     jig = cfg.MODEL.JIGSAW
     jigsaw = jigsaw_augmentation(jig.GRID, jig.CELL, jig.PATCH) if jig.ENABLED else None
     recipe = recipe_from_cfg(cfg)

@@ -20,6 +20,7 @@ No label enters: an instance is a Fashion-MNIST item drawn by index, as an Image
 instance, and its class is never read. Written as instance folders, `<instance>/<k>.jpg`, which the
 pretraining reads with DATA.VIEWS_FROM "folder" (pretrain/data/instances.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,13 +54,16 @@ def share_probabilities(shared) -> dict[str, float]:
 def draw_factors(rng, n_objects: int, n_photos: int) -> dict:
     """One value of every factor; positions and sizes as fractions of their ranges, so a value
     means the same at any image size."""
-    return {"object": int(rng.integers(n_objects)), "colour": random_colour(rng),
-            "size": float(rng.uniform()), "position": tuple(rng.uniform(size=2)),
-            "background": (int(rng.integers(n_photos)), *rng.uniform(size=3))}
+    return {
+        "object": int(rng.integers(n_objects)),
+        "colour": random_colour(rng),
+        "size": float(rng.uniform()),
+        "position": tuple(rng.uniform(size=2)),
+        "background": (int(rng.integers(n_photos)), *rng.uniform(size=3)),
+    }
 
 
-def render(photos, objects, factors: dict, size: int = 64, object_size=(0.5, 0.875)
-           ) -> np.ndarray:
+def render(photos, objects, factors: dict, size: int = 64, object_size=(0.5, 0.875)) -> np.ndarray:
     """(size, size, 3) uint8: the object painted in its colour at its size and place on its
     background, as synthetic.object_image draws the labelled objects of the kNN probe (objects of
     32-56 px at 64 px: `object_size` as fractions of the image)."""
@@ -68,19 +72,29 @@ def render(photos, objects, factors: dict, size: int = 64, object_size=(0.5, 0.8
     h, w = photo.shape[:2]
     crop = int(min(h, w) * (0.3 + 0.7 * side_frac))
     y, x = int(y_frac * (h - crop)), int(x_frac * (w - crop))
-    image = np.asarray(Image.fromarray(photo[y:y + crop, x:x + crop]).resize(
-        (size, size), Image.BILINEAR)).copy()
+    image = np.asarray(
+        Image.fromarray(photo[y : y + crop, x : x + crop]).resize((size, size), Image.BILINEAR)
+    ).copy()
     smallest, largest = (round(f * size) for f in object_size)
     side = smallest + round(factors["size"] * (largest - smallest))
-    item = np.asarray(Image.fromarray(objects[factors["object"]]).resize((side, side),
-                                                                         Image.BILINEAR))
+    item = np.asarray(
+        Image.fromarray(objects[factors["object"]]).resize((side, side), Image.BILINEAR)
+    )
     top, left = (int(f * (size - side)) for f in factors["position"])
     paste(None, image, item, top, left, item > 40, colour=factors["colour"])
     return image
 
 
-def write_instance_views(out_dir: str, photos, objects, shared, n_instances: int,
-                         renderings: int, size: int = 64, seed: int = 0) -> None:
+def write_instance_views(
+    out_dir: str,
+    photos,
+    objects,
+    shared,
+    n_instances: int,
+    renderings: int,
+    size: int = 64,
+    seed: int = 0,
+) -> None:
     """`renderings` images per instance under out_dir/<instance>/, sharing the `shared` factors
     (a list: always; a mapping: each with its probability, decided per instance)."""
     share = share_probabilities(shared)
@@ -97,21 +111,33 @@ def write_instance_views(out_dir: str, photos, objects, shared, n_instances: int
         folder = os.path.join(out_dir, f"{i:06d}")
         os.makedirs(folder)
         for k in range(renderings):
-            factors = {**draw_factors(rng, len(objects), len(photos)),
-                       **{name: base[name] for name in shared}}
+            factors = {
+                **draw_factors(rng, len(objects), len(photos)),
+                **{name: base[name] for name in shared},
+            }
             Image.fromarray(render(photos, objects, factors, size)).save(
-                os.path.join(folder, f"{k}.jpg"), quality=95)
+                os.path.join(folder, f"{k}.jpg"), quality=95
+            )
 
 
-def build(out_dir: str, cache_dir: str, shared, n_instances: int = 4000, renderings: int = 4,
-          size: int = 64, seed: int = 0, split: str = "train") -> str:
+def build(
+    out_dir: str,
+    cache_dir: str,
+    shared,
+    n_instances: int = 4000,
+    renderings: int = 4,
+    size: int = 64,
+    seed: int = 0,
+    split: str = "train",
+) -> str:
     """Writes the instance folders once (atomically) from Fashion-MNIST's `split` items ("train",
     or "t10k" for held-out instances), all ten classes, and the photographs; returns `out_dir`."""
     from pretrain.common.build_once import build_once
 
     def fill(staging: str) -> None:
         objects, _labels = load_fashion(split, detection_classes=False)  # labels unused
-        write_instance_views(staging, load_photos(cache_dir), objects, shared, n_instances,
-                             renderings, size, seed)
+        write_instance_views(
+            staging, load_photos(cache_dir), objects, shared, n_instances, renderings, size, seed
+        )
 
     return build_once(out_dir, fill)

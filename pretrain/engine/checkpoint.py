@@ -1,5 +1,6 @@
 """Atomic, resumable checkpoints: write to a temp file, fsync, rename; `last_checkpoint` names the
 newest complete one, so a kill at any moment leaves the previous checkpoint intact."""
+
 from __future__ import annotations
 
 import glob
@@ -13,9 +14,14 @@ from ..common.atomic_io import atomic_torch_save, atomic_write_text  # noqa: F40
 from ..common.errors import CheckpointError
 
 POINTER = "last_checkpoint"
+
+
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

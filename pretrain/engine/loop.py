@@ -8,6 +8,7 @@ checkpoint writer (what a checkpoint holds), when a periodic checkpoint is due, 
 manner of Detectron2's HookBase for everything around the step (progress lines, metrics, the
 periodic kNN monitor, a per-epoch evaluation). The final checkpoint is the caller's: each stage
 writes its own kind of final file."""
+
 from __future__ import annotations
 
 import itertools
@@ -34,9 +35,16 @@ class Hook:
 
 
 class TrainLoop:
-    def __init__(self, step: Callable[[Any, int], Any], save: Callable[[int], None],
-                 start_iter: int, max_iter: int, checkpoint_due: Callable[[int], bool],
-                 hooks: Sequence[Hook] = (), device: str = "cpu"):
+    def __init__(
+        self,
+        step: Callable[[Any, int], Any],
+        save: Callable[[int], None],
+        start_iter: int,
+        max_iter: int,
+        checkpoint_due: Callable[[int], bool],
+        hooks: Sequence[Hook] = (),
+        device: str = "cpu",
+    ):
         """`step(batch, iteration)` runs one step and returns what hooks read as `loop.output`;
         `save(iterations_done)` writes a checkpoint; `checkpoint_due(iterations_done)` says
         whether a periodic one is due. Both are never called after the last step."""
@@ -100,6 +108,7 @@ def classifier_step(model, optimizer, scheduler, device: str) -> Callable[[Any, 
         optimizer.step()
         scheduler.step()
         return loss.item(), len(labels)
+
     return step
 
 

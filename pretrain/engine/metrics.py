@@ -1,6 +1,7 @@
 """The metric writer of every training loop (pretraining, supervised baseline, linear readout):
 JSON lines in OUTPUT_DIR/metrics.jsonl and TensorBoard scalars, written by global rank 0 only.
 A resumed run first drops the rows past its checkpoint, so no step is logged twice."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ class MetricsLog:
     scalars named `tag/<metric>`. `resumed_at`: the step a resumed run starts from; TensorBoard
     then hides the events the first run wrote after it."""
 
-    def __init__(self, output_dir: str, tag: str, step_key: str = "iteration",
-                 resumed_at: int | None = None):
+    def __init__(
+        self, output_dir: str, tag: str, step_key: str = "iteration", resumed_at: int | None = None
+    ):
         self.enabled = du.is_main_process()
         self.tag, self.step_key = tag, step_key
         if not self.enabled:
@@ -48,7 +50,8 @@ class MetricsLog:
         self.jsonl = open(os.path.join(output_dir, METRICS_FILE), "a")
         self.tensorboard = SummaryWriter(
             os.path.join(output_dir, "tensorboard"),
-            purge_step=None if resumed_at is None else resumed_at + 1)
+            purge_step=None if resumed_at is None else resumed_at + 1,
+        )
 
     def write(self, step: int, metrics: dict) -> None:
         if not self.enabled:

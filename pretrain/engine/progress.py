@@ -3,6 +3,7 @@ the last LOG_PERIOD iterations, printed (loss, contrastive accuracy, I_NCE where
 negatives, I_ER for every method, lr, img/s, data time, ETA) and written by global rank 0, with
 the loss's named terms (loss/<term>) and the ER monitor's (er/entropy, er/reconstruction), as
 JSON lines and TensorBoard scalars."""
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,15 @@ class LossLine(Hook):
     (loss, images). The running sums go into each checkpoint (`window()`), so a run resumed
     between two lines prints the line the uninterrupted run printed."""
 
-    def __init__(self, log: MetricsLog, period: int, scheduler, total: int, start_step: int,
-                 window: dict | None = None):
+    def __init__(
+        self,
+        log: MetricsLog,
+        period: int,
+        scheduler,
+        total: int,
+        start_step: int,
+        window: dict | None = None,
+    ):
         self.log, self.period, self.scheduler, self.total = log, period, scheduler, total
         self.eta = Eta(start_step, total)
         self._reset()
@@ -57,24 +65,35 @@ class LossLine(Hook):
         self.loss_sum += loss * images
         if loop.iteration % self.period and loop.iteration != self.total:
             return
-        record = {"loss": self.loss_sum / self.seen, "lr": self.lr,
-                  "img_per_s": self.seen / (time.perf_counter() - self.began)}
+        record = {
+            "loss": self.loss_sum / self.seen,
+            "lr": self.lr,
+            "img_per_s": self.seen / (time.perf_counter() - self.began),
+        }
         self.log.write(loop.iteration, record)
-        print(f"iter {loop.iteration}/{self.total} loss {record['loss']:.4f} lr {self.lr:.4g} "
-              f"{record['img_per_s']:.0f} img/s eta {self.eta.minutes(loop.iteration):.1f} min",
-              flush=True)
+        print(
+            f"iter {loop.iteration}/{self.total} loss {record['loss']:.4f} lr {self.lr:.4g} "
+            f"{record['img_per_s']:.0f} img/s eta {self.eta.minutes(loop.iteration):.1f} min",
+            flush=True,
+        )
         self._reset()
 
 
 class Progress:
-    def __init__(self, output_dir: str, batch_size: int, num_negatives: int,
-                 info_nce_terms: tuple[str, ...], start_iter: int, total_iters: int,
-                 er_kappa: float = 10.0):
+    def __init__(
+        self,
+        output_dir: str,
+        batch_size: int,
+        num_negatives: int,
+        info_nce_terms: tuple[str, ...],
+        start_iter: int,
+        total_iters: int,
+        er_kappa: float = 10.0,
+    ):
         """`info_nce_terms`: the method's terms that are InfoNCE losses against `num_negatives`
         negatives (models/method.py); I_NCE = log(K + 1) - their mean, only where there are.
         `er_kappa`: the vMF concentration of the entropy and reconstruction monitor."""
-        self.log = MetricsLog(output_dir, "pretrain",
-                              resumed_at=start_iter if start_iter else None)
+        self.log = MetricsLog(output_dir, "pretrain", resumed_at=start_iter if start_iter else None)
         self.batch_size, self.num_negatives = batch_size, num_negatives
         self.info_nce_terms = tuple(info_nce_terms)
         self.total_iters = total_iters
@@ -111,8 +130,10 @@ class Progress:
         now, n = time.perf_counter(), max(1, self.count)
         loss = du.all_reduce_mean(self.loss / n, device)
         metrics = {"epoch": epoch, "loss": loss, "acc": du.all_reduce_mean(self.acc / n, device)}
-        terms = {name: du.all_reduce_mean(total / n, device)
-                 for name, total in sorted(self.terms.items())}
+        terms = {
+            name: du.all_reduce_mean(total / n, device)
+            for name, total in sorted(self.terms.items())
+        }
         metrics.update({f"loss/{name}": value for name, value in terms.items()})
         info_nce = ""
         if self.info_nce_terms:  # per InfoNCE term (CMC and MoCo v3 have one per direction)
@@ -121,36 +142,53 @@ class Progress:
             info_nce = f"I_NCE {metrics['I_NCE']:.3f} "
         er = ""
         if self.er_count:  # every method's step shows its pair; a process's batch
-            entropy, rec = (du.all_reduce_mean(total / self.er_count, device)
-                            for total in self.er_sums)
-            metrics.update({"er/entropy": entropy, "er/reconstruction": rec,
-                            "I_ER": entropy - rec})
+            entropy, rec = (
+                du.all_reduce_mean(total / self.er_count, device) for total in self.er_sums
+            )
+            metrics.update({"er/entropy": entropy, "er/reconstruction": rec, "I_ER": entropy - rec})
             er = f"I_ER {entropy - rec:.3f} (H {entropy:.2f}) "
         if not self.explained and du.is_main_process():
             if self.info_nce_terms:
-                print(f"I_NCE = log(K + 1) - the InfoNCE loss, K = {self.num_negatives} "
-                      "negatives: the InfoNCE lower bound on the views' mutual information, in "
-                      f"nats (at most log(K + 1) = {math.log(self.num_negatives + 1):.3f}; below "
-                      "0 while the loss is above chance's, as early in a run)", flush=True)
+                print(
+                    f"I_NCE = log(K + 1) - the InfoNCE loss, K = {self.num_negatives} "
+                    "negatives: the InfoNCE lower bound on the views' mutual information, in "
+                    f"nats (at most log(K + 1) = {math.log(self.num_negatives + 1):.3f}; below "
+                    "0 while the loss is above chance's, as early in a run)",
+                    flush=True,
+                )
             if er:
-                print("I_ER = H - Rec: the entropy-reconstruction lower bound on the views' "
-                      "mutual information (Rodriguez-Galvez et al. 2023), in nats, over each "
-                      f"process's batch (vMF kernel kappa {self.er_kappa:g} on the sphere, or "
-                      "discrete); H is the entropy of the reconstructed side; below 0 while the "
-                      "reconstruction is poor, as early in a run", flush=True)
+                print(
+                    "I_ER = H - Rec: the entropy-reconstruction lower bound on the views' "
+                    "mutual information (Rodriguez-Galvez et al. 2023), in nats, over each "
+                    f"process's batch (vMF kernel kappa {self.er_kappa:g} on the sphere, or "
+                    "discrete); H is the entropy of the reconstructed side; below 0 while the "
+                    "reconstruction is poor, as early in a run",
+                    flush=True,
+                )
         self.explained = True
-        metrics.update({"lr": lr, "img_per_s": n * self.batch_size / (now - self.window_start),
-                        "data_time": self.data_time / n, "skipped_images": self.skipped_images})
+        metrics.update(
+            {
+                "lr": lr,
+                "img_per_s": n * self.batch_size / (now - self.window_start),
+                "data_time": self.data_time / n,
+                "skipped_images": self.skipped_images,
+            }
+        )
         self.log.write(iteration, metrics)
         if du.is_main_process():
-            print(f"iter {iteration}/{self.total_iters} epoch {epoch} loss {loss:.4f} "
-                  f"acc {metrics['acc']:.3f} {info_nce}{er}lr {lr:.4g} "
-                  f"{metrics['img_per_s']:.1f} img/s data {metrics['data_time']:.3f}s "
-                  f"eta {self.eta.minutes(iteration):.1f} min", flush=True)
+            print(
+                f"iter {iteration}/{self.total_iters} epoch {epoch} loss {loss:.4f} "
+                f"acc {metrics['acc']:.3f} {info_nce}{er}lr {lr:.4g} "
+                f"{metrics['img_per_s']:.1f} img/s data {metrics['data_time']:.3f}s "
+                f"eta {self.eta.minutes(iteration):.1f} min",
+                flush=True,
+            )
         self._reset(now)
 
     def close(self) -> None:
         self.log.close()
         if self.skipped_images and du.is_main_process():
-            print(f"warning: {self.skipped_images} unreadable images were skipped "
-                  "(see the warnings above)")
+            print(
+                f"warning: {self.skipped_images} unreadable images were skipped "
+                "(see the warnings above)"
+            )

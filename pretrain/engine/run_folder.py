@@ -9,6 +9,7 @@ accident, and a resume continues the run it finds or says why it cannot.
   stage's `model_keys`) is refused before anything is written;
 - temp files of checkpoint writes killed before their rename are deleted;
 - metrics rows past the checkpoint (the part of the run the resume repeats) are dropped."""
+
 from __future__ import annotations
 
 import os
@@ -31,14 +32,24 @@ CONFIG_FILE = "config.yaml"
 START_FILES = (CONFIG_FILE, "data_check.json", "bad_images.txt", "subset.txt")
 # What a training run writes into its folder; --force deletes these and nothing else.
 # The data check's files (pretrain/data/checks.py) belong to the run too: --force starts over.
-RUN_FILES = ("last_checkpoint", "model_final.pth", METRICS_FILE, CONFIG_FILE, "data_check.json",
-             "bad_images.txt", "log.txt", "subset.txt", "result.json")
+RUN_FILES = (
+    "last_checkpoint",
+    "model_final.pth",
+    METRICS_FILE,
+    CONFIG_FILE,
+    "data_check.json",
+    "bad_images.txt",
+    "log.txt",
+    "subset.txt",
+    "result.json",
+)
 RUN_FOLDERS = ("tensorboard",)
 
 
 @dataclass
 class RunStart:
     """Where a run starts: `state` is the checkpoint to resume from (None: a fresh start)."""
+
     output_dir: str
     resume: bool = False
     force: bool = False
@@ -52,14 +63,21 @@ class RunStart:
 def config_mismatch(stored: str, requested: CfgNode, model_keys: tuple[str, ...]) -> list[str]:
     """'KEY: stored -> requested' for each leaf under `model_keys` (keys or whole nodes) that
     differs; keys the stored config lacks (written before they existed) are not compared."""
-    return [f"{key}: {old!r} -> {new!r}"
-            for key, old, new in config_differences(stored, requested, model_keys)]
+    return [
+        f"{key}: {old!r} -> {new!r}"
+        for key, old, new in config_differences(stored, requested, model_keys)
+    ]
 
 
 def _previous_run_files(output_dir: str) -> list[str]:
     names = set(os.listdir(output_dir))
-    return sorted(n for n in names if n in RUN_FILES or n in RUN_FOLDERS
-                  or (n.startswith("checkpoint_") and n.endswith(".pth")))
+    return sorted(
+        n
+        for n in names
+        if n in RUN_FILES
+        or n in RUN_FOLDERS
+        or (n.startswith("checkpoint_") and n.endswith(".pth"))
+    )
 
 
 def _delete(output_dir: str, names: list[str]) -> None:
@@ -68,8 +86,9 @@ def _delete(output_dir: str, names: list[str]) -> None:
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def check_run_folder(cfg: CfgNode, model_keys: tuple[str, ...], resume: bool = False,
-                     force: bool = False) -> RunStart:
+def check_run_folder(
+    cfg: CfgNode, model_keys: tuple[str, ...], resume: bool = False, force: bool = False
+) -> RunStart:
     """Where a run in cfg.OUTPUT_DIR starts, read-only: raises OutputDirError for a non-empty
     folder without resume or force, ConfigError for a resume whose model-defining keys differ
     from the checkpoint's."""
@@ -86,12 +105,15 @@ def check_run_folder(cfg: CfgNode, model_keys: tuple[str, ...], resume: bool = F
                 raise ConfigError(
                     f"--resume: {start.checkpoint} was trained with another model or data "
                     f"recipe ({'; '.join(differences)}); use another OUTPUT_DIR, or --force "
-                    "without --resume to start over there")
+                    "without --resume to start over there"
+                )
     elif entries and not force and not only_start_files(entries, START_FILES):
-        raise OutputDirError(f"OUTPUT_DIR {output_dir} is not empty ({len(entries)} entries, e.g. "
-                             f"{sorted(entries)[0]}): pass --resume to continue the run in it, "
-                             "--force to delete that run's files and start over, or choose "
-                             "another OUTPUT_DIR")
+        raise OutputDirError(
+            f"OUTPUT_DIR {output_dir} is not empty ({len(entries)} entries, e.g. "
+            f"{sorted(entries)[0]}): pass --resume to continue the run in it, "
+            "--force to delete that run's files and start over, or choose "
+            "another OUTPUT_DIR"
+        )
     return start
 
 
@@ -100,12 +122,19 @@ def resume_hint(output_dir: str) -> str:
     checkpoint = last_checkpoint(output_dir)
     if checkpoint:
         return f"the last checkpoint is {checkpoint}: rerun the same command with --resume"
-    return (f"no checkpoint was written in {output_dir} yet: rerun the same command with "
-            "--resume (it starts over)")
+    return (
+        f"no checkpoint was written in {output_dir} yet: rerun the same command with "
+        "--resume (it starts over)"
+    )
 
 
-def open_run_folder(cfg: CfgNode, model_keys: tuple[str, ...], step_key: str,
-                    resume: bool = False, force: bool = False) -> RunStart:
+def open_run_folder(
+    cfg: CfgNode,
+    model_keys: tuple[str, ...],
+    step_key: str,
+    resume: bool = False,
+    force: bool = False,
+) -> RunStart:
     """check_run_folder in every process, then global rank 0 prepares the folder: creates it,
     deletes stale temp files (and with force the previous run's files), drops metrics rows past
     the checkpoint, writes config.yaml. Returns where the run starts."""
@@ -136,6 +165,8 @@ def _prepare(cfg: CfgNode, start: RunStart, step_key: str) -> None:
         previous = _previous_run_files(output_dir)  # only there with force or resume
         if previous:
             _delete(output_dir, previous)
-            print(f"deleted the files of the earlier run in {output_dir}: {', '.join(previous)}",
-                  flush=True)
+            print(
+                f"deleted the files of the earlier run in {output_dir}: {', '.join(previous)}",
+                flush=True,
+            )
     atomic_write_text(cfg.dump(), os.path.join(output_dir, CONFIG_FILE))

@@ -1,6 +1,7 @@
 """Which images each process sees at each iteration: a fixed permutation per epoch, sliced by
 iteration and rank, so a run resumed at iteration i draws exactly the batches the uninterrupted run
 drew from i on. Pretraining and the supervised baseline draw their batches from it."""
+
 from __future__ import annotations
 
 import torch
@@ -14,11 +15,21 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     iterations `start_iter`..end of one epoch. The last partial global batch of an epoch is
     dropped, as in the reference."""
 
-    def __init__(self, num_images: int, global_batch: int, rank: int, world_size: int, seed: int,
-                 epoch: int, start_iter: int = 0, with_epoch: bool = True):
+    def __init__(
+        self,
+        num_images: int,
+        global_batch: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        epoch: int,
+        start_iter: int = 0,
+        with_epoch: bool = True,
+    ):
         if global_batch % world_size:
-            raise ConfigError(f"SOLVER.BATCH_SIZE {global_batch} is not divisible by the "
-                              f"{world_size} processes")
+            raise ConfigError(
+                f"SOLVER.BATCH_SIZE {global_batch} is not divisible by the {world_size} processes"
+            )
         self.num_images = num_images
         self.global_batch = global_batch
         self.local_batch = global_batch // world_size
@@ -39,7 +50,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         order = epoch_order(self.num_images, self.seed, self.epoch)
         for it in range(self.start_iter, self.start_iter + len(self)):
             first = it * self.global_batch + self.rank * self.local_batch
-            batch = order[first:first + self.local_batch]
+            batch = order[first : first + self.local_batch]
             yield [(self.epoch, i) for i in batch] if self.with_epoch else batch
 
 
@@ -53,14 +64,24 @@ def batches_per_epoch(num_images: int, global_batch: int, root: str) -> int:
     """Whole global batches in one epoch; none is a DatasetError naming `root`."""
     per_epoch = EpochBatchSampler.iterations_per_epoch(num_images, global_batch)
     if per_epoch == 0:
-        raise DatasetError(f"{root} holds {num_images} samples, fewer than one batch "
-                           f"(SOLVER.BATCH_SIZE {global_batch})")
+        raise DatasetError(
+            f"{root} holds {num_images} samples, fewer than one batch "
+            f"(SOLVER.BATCH_SIZE {global_batch})"
+        )
     return per_epoch
 
 
-def seeded_batches(dataset, global_batch: int, seed: int, start_iter: int, rank: int = 0,
-                   world_size: int = 1, with_epoch: bool = True, resumed_rng=None,
-                   **loader_args):
+def seeded_batches(
+    dataset,
+    global_batch: int,
+    seed: int,
+    start_iter: int,
+    rank: int = 0,
+    world_size: int = 1,
+    with_epoch: bool = True,
+    resumed_rng=None,
+    **loader_args,
+):
     """(epoch, batch) from iteration `start_iter` on, epoch after epoch, through a DataLoader
     per epoch (`loader_args`: num_workers, collate_fn, pin_memory). Each epoch's loader starts
     only when its first batch is asked for, so the loop's random draws keep their order.
@@ -74,8 +95,16 @@ def seeded_batches(dataset, global_batch: int, seed: int, start_iter: int, rank:
     per_epoch = EpochBatchSampler.iterations_per_epoch(len(dataset), global_batch)
     epoch, skip = divmod(start_iter, per_epoch)
     while True:
-        sampler = EpochBatchSampler(len(dataset), global_batch, rank, world_size, seed, epoch,
-                                    start_iter=skip, with_epoch=with_epoch)
+        sampler = EpochBatchSampler(
+            len(dataset),
+            global_batch,
+            rank,
+            world_size,
+            seed,
+            epoch,
+            start_iter=skip,
+            with_epoch=with_epoch,
+        )
         batches = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **loader_args))
         if skip and resumed_rng is not None:
             set_rng_state(resumed_rng)

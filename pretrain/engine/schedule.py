@@ -1,5 +1,6 @@
 """Learning-rate schedules of the training loops, as torch LR schedulers (their state goes into
 the checkpoint with the optimizer's, so a resume continues the schedule exactly)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -23,7 +24,7 @@ def batch_scaled_lr(base_lr: float, batch_size: int, scaling: str = "linear") ->
     if scaling == "none":
         return base_lr
     ratio = batch_size / 256
-    return base_lr * (ratio if scaling == "linear" else ratio ** 0.5)
+    return base_lr * (ratio if scaling == "linear" else ratio**0.5)
 
 
 # SOLVER.WARMUP_RULE: the linear warm-up's value at iteration `it` (0-based) of W warm-up steps,
@@ -46,8 +47,9 @@ def warmup_rule(name: str) -> Callable[[int, int], float]:
     return WARMUP_RULES[name]
 
 
-def warmup_cosine(peak: float, warmup_iters: int, total_iters: int,
-                  rule: str = "one_based", floor: float = 0.0) -> Callable[[int], float]:
+def warmup_cosine(
+    peak: float, warmup_iters: int, total_iters: int, rule: str = "one_based", floor: float = 0.0
+) -> Callable[[int], float]:
     """Value at iteration `it` (0-based): a linear warm-up to `peak` over `warmup_iters` by
     `rule` (WARMUP_RULES), then a half cosine from `peak` to `floor` x `peak` at `total_iters`
     (floor + (1 - floor) (1 + cos) / 2 of the peak: SwAV's final_lr, DINO's min_lr, VISSL's
@@ -59,8 +61,9 @@ def warmup_cosine(peak: float, warmup_iters: int, total_iters: int,
     if not 0.0 <= floor < 1.0:
         from ..common.errors import ConfigError
 
-        raise ConfigError(f"SOLVER.COSINE_FLOOR {floor}: expected a fraction of the peak lr in "
-                          "[0, 1)")
+        raise ConfigError(
+            f"SOLVER.COSINE_FLOOR {floor}: expected a fraction of the peak lr in [0, 1)"
+        )
     decay = CosineParamScheduler(peak, floor * peak)
     ramp = warmup_rule(rule)
 
@@ -70,11 +73,13 @@ def warmup_cosine(peak: float, warmup_iters: int, total_iters: int,
                 return peak * (it + 1) / warmup_iters
             return peak * ramp(it, warmup_iters)
         return decay(min(1.0, (it - warmup_iters) / max(1, total_iters - warmup_iters)))
+
     return value
 
 
-def warmup_steps(warmup_iters: int, milestones, gamma: float = 0.1,
-                 rule: str = "one_based") -> Callable[[int], float]:
+def warmup_steps(
+    warmup_iters: int, milestones, gamma: float = 0.1, rule: str = "one_based"
+) -> Callable[[int], float]:
     """As warmup_cosine with peak 1, but the warm-up is followed by a constant rate multiplied by
     `gamma` at each of `milestones` (iterations)."""
     ramp = warmup_rule(rule)
@@ -83,19 +88,23 @@ def warmup_steps(warmup_iters: int, milestones, gamma: float = 0.1,
         if it < warmup_iters:
             return ramp(it, warmup_iters)
         return gamma ** sum(it >= m for m in milestones)
+
     return value
 
 
-def warmup_cosine_lr(optimizer: torch.optim.Optimizer, warmup_iters: int, total_iters: int,
-                     peak: float = 1.0) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine_lr(
+    optimizer: torch.optim.Optimizer, warmup_iters: int, total_iters: int, peak: float = 1.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Each group's lr = its initial lr x warmup_cosine(peak, ...)(iteration); step once per
     iteration. Pretraining passes peak 1 (a multiplier of SGD's lr); the supervised baseline gives
     SGD lr 1 and the peak here, so each keeps its own rounding of the product."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                             warmup_cosine(peak, warmup_iters, total_iters))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(peak, warmup_iters, total_iters)
+    )
 
 
-def multistep_lr(optimizer: torch.optim.Optimizer, milestones, gamma: float
-                 ) -> torch.optim.lr_scheduler.MultiStepLR:
+def multistep_lr(
+    optimizer: torch.optim.Optimizer, milestones, gamma: float
+) -> torch.optim.lr_scheduler.MultiStepLR:
     """lr x gamma at each milestone (epochs; step once per epoch), the linear readout's recipe."""
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma)

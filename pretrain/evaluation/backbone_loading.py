@@ -1,5 +1,6 @@
 """A backbone to evaluate: from any checkpoint format pretrain.formats reads, or freshly
 initialised, with the stem it was trained with."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -74,20 +75,25 @@ def resolve_stem(checkpoint: str, ckpt, state: dict, requested: str = "") -> str
     if requested:
         stem_spec(requested)
         if known and requested != known:
-            raise BackboneLoadError(f"checkpoint {checkpoint} was trained with stem {known!r}, "
-                                    f"not {requested!r}: leave the stem unset to use its own")
+            raise BackboneLoadError(
+                f"checkpoint {checkpoint} was trained with stem {known!r}, "
+                f"not {requested!r}: leave the stem unset to use its own"
+            )
         return requested
     if known:
         return known
     if "conv1.weight" in state:
-        raise BackboneLoadError(f"checkpoint {checkpoint}: a {tuple(state['conv1.weight'].shape)} "
-                                "conv1 records no stem: name the one it was trained with "
-                                f"({', '.join(n for n in STEMS if n != 'imagenet')})")
+        raise BackboneLoadError(
+            f"checkpoint {checkpoint}: a {tuple(state['conv1.weight'].shape)} "
+            "conv1 records no stem: name the one it was trained with "
+            f"({', '.join(n for n in STEMS if n != 'imagenet')})"
+        )
     return "imagenet"
 
 
-def load_backbone(arch: str, checkpoint: str = "", encoder: str = "query", width: int = 1,
-                  stem: str = "") -> LoadedBackbone:
+def load_backbone(
+    arch: str, checkpoint: str = "", encoder: str = "query", width: int = 1, stem: str = ""
+) -> LoadedBackbone:
     """Every backbone tensor must load (strict). `arch` "" takes the checkpoint's own (with its
     width) where its config records it, else resnet50; `stem` "" takes the checkpoint's own
     (recorded in a pretraining checkpoint's config, or a 7x7 conv1), else the ImageNet stem for a
@@ -108,10 +114,14 @@ def load_backbone(arch: str, checkpoint: str = "", encoder: str = "query", width
     try:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
     except RuntimeError as err:  # a shape mismatch: another depth or width
-        raise BackboneLoadError(f"checkpoint {checkpoint} does not fit MODEL.ARCH {arch} "
-                                f"(WIDTH {width}): {str(err).splitlines()[1].strip()}") from None
+        raise BackboneLoadError(
+            f"checkpoint {checkpoint} does not fit MODEL.ARCH {arch} "
+            f"(WIDTH {width}): {str(err).splitlines()[1].strip()}"
+        ) from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise BackboneLoadError(f"checkpoint {checkpoint} does not fit MODEL.ARCH {arch}: "
-                                f"missing {missing[:4]}, unexpected {unexpected[:4]}")
+        raise BackboneLoadError(
+            f"checkpoint {checkpoint} does not fit MODEL.ARCH {arch}: "
+            f"missing {missing[:4]}, unexpected {unexpected[:4]}"
+        )
     return LoadedBackbone(trunk, dim, stem, arch, recorded_crop(ckpt))

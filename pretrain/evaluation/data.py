@@ -1,6 +1,7 @@
 """Labelled image folders (ImageNet layout) for the readouts, optionally subsampled; files whose
 header cannot be read are left out up front, and one that fails to decode later stops the run
 with one line naming it (a readout cannot swap in another image without biasing its score)."""
+
 from __future__ import annotations
 
 import os
@@ -37,17 +38,30 @@ def eval_transform(crop_size: int, crop_fraction: float = 0.875) -> T.Compose:
     a square image's area), 1.0 shows the whole image; an image no larger than the crop is shown
     whole either way (EVAL.CROP_FRACTION)."""
     if not 0 < crop_fraction <= 1:
-        raise ConfigError(f"crop fraction {crop_fraction} (EVAL.CROP_FRACTION): expected a value "
-                          "in (0, 1]")
-    return T.Compose([EvalResize(crop_size, crop_fraction), T.CenterCrop(crop_size),
-                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        raise ConfigError(
+            f"crop fraction {crop_fraction} (EVAL.CROP_FRACTION): expected a value in (0, 1]"
+        )
+    return T.Compose(
+        [
+            EvalResize(crop_size, crop_fraction),
+            T.CenterCrop(crop_size),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def train_transform(crop_size: int, scale: tuple[float, float] = (0.08, 1.0)) -> T.Compose:
     """The training augmentation of the readouts (MoCo's main_lincls) and of supervised
     pretraining: random resized crop of `scale` of the image, flip."""
-    return T.Compose([T.RandomResizedCrop(crop_size, scale=scale), T.RandomHorizontalFlip(),
-                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(crop_size, scale=scale),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def named_rgb_loader(path: str) -> Image.Image:
@@ -79,17 +93,23 @@ def labelled_folder(root: str, transform, limit: int = 0, seed: int = 0, on_bad:
         raise DatasetError(f"labelled image folder {root}: no such folder")
     check_choice("on_bad", on_bad)
     try:
-        dataset = torchvision.datasets.ImageFolder(root, transform=transform,
-                                                   loader=named_rgb_loader)
+        dataset = torchvision.datasets.ImageFolder(
+            root, transform=transform, loader=named_rgb_loader
+        )
     except FileNotFoundError as err:  # no class subfolders, or no image in them
-        raise DatasetError(f"labelled image folder {root}: {err} (a labelled set is one "
-                           "subfolder of images per class, as ImageNet's train/)") from None
+        raise DatasetError(
+            f"labelled image folder {root}: {err} (a labelled set is one "
+            "subfolder of images per class, as ImageNet's train/)"
+        ) from None
     bad = unreadable_files(root, [path for path, _ in dataset.samples])
     if bad and on_bad == "error":
         raise BadImageError(f"{bad[0][0]}: {bad[0][1]} ({len(bad)} unreadable images in {root})")
     if bad:
-        print(f"warning: {len(bad)} unreadable images of {root} left out, e.g. {bad[0][0]}: "
-              f"{bad[0][1]}", file=sys.stderr)
+        print(
+            f"warning: {len(bad)} unreadable images of {root} left out, e.g. {bad[0][0]}: "
+            f"{bad[0][1]}",
+            file=sys.stderr,
+        )
         dropped = {path for path, _ in bad}
         dataset.samples = [s for s in dataset.samples if s[0] not in dropped]
         dataset.imgs, dataset.targets = dataset.samples, [t for _, t in dataset.samples]

@@ -4,6 +4,7 @@ seed), and it is scored against fresh keys in batches of its SOLVER.BATCH_SIZE (
 
 Kept apart from fresh_keys.py, the scoring itself, because the views come from mutual_info.py,
 which scores with fresh_keys.py in turn."""
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,20 @@ def checkpoint_cfg(path: str, state: dict) -> CfgNode:
         layout = str(err)
     if layout != "pretrain":
         raise NotAPretrainingCheckpointError(
-            f"{path}: not a checkpoint of tools/pretrain.py ({layout})")
+            f"{path}: not a checkpoint of tools/pretrain.py ({layout})"
+        )
     cfg = get_cfg()
     cfg.merge_from_other_cfg(CfgNode.load_cfg(state["cfg"]))
     return cfg
 
 
-def probe_checkpoints(paths: list[str], images: str, n: int = 1024, with_init: bool = False,
-                      on_row: Callable[[dict], None] | None = None) -> dict:
+def probe_checkpoints(
+    paths: list[str],
+    images: str,
+    n: int = 1024,
+    with_init: bool = False,
+    on_row: Callable[[dict], None] | None = None,
+) -> dict:
     """Score each checkpoint of `paths` (and, with `with_init`, the first one's config at the
     initialisation its training started from) on up to n images of `images`, rounded down to
     whole batches. Returns {"probe_images": N, "chance_fresh_acc": 1 / N, "rows": [{"checkpoint":
@@ -67,7 +74,8 @@ def probe_checkpoints(paths: list[str], images: str, n: int = 1024, with_init: b
             raise NotAPretrainingCheckpointError(
                 f"{name}: a CMC checkpoint; the fresh-key probe scores one encoder's queries "
                 "against its own keys, CMC's views have one encoder each (tools/sweep.py "
-                "measures CMC's held-out I_NCE between its views)")
+                "measures CMC's held-out I_NCE between its views)"
+            )
         if weights is not None:
             model.load_state_dict(weights)
         scores = fresh_key_scores(model, *views[key], batch_size=cfg.SOLVER.BATCH_SIZE)
@@ -85,13 +93,15 @@ def header_line() -> str:
 def row_line(row: dict) -> str:
     """One checkpoint's scores, 4 decimals, its path shortened from the left to fit."""
     name = row["checkpoint"]
-    label = name if len(name) <= LABEL_WIDTH else "..." + name[-(LABEL_WIDTH - 3):]
+    label = name if len(name) <= LABEL_WIDTH else "..." + name[-(LABEL_WIDTH - 3) :]
     return f"{label:{LABEL_WIDTH}s} " + " ".join(f"{row[c]:12.4f}" for c in COLUMNS)
 
 
 def footer_line(result: dict) -> str:
-    return (f"({result['probe_images']} probe images: chance fresh_acc "
-            f"{result['chance_fresh_acc']:.4f}; query_cosine 1.0 is collapse)")
+    return (
+        f"({result['probe_images']} probe images: chance fresh_acc "
+        f"{result['chance_fresh_acc']:.4f}; query_cosine 1.0 is collapse)"
+    )
 
 
 def table(result: dict) -> str:
@@ -101,8 +111,13 @@ def table(result: dict) -> str:
 
 def as_json(result: dict) -> dict:
     """`result` with the NaN of a model without a queue as None: null in JSON, which has no NaN."""
-    rows = [{key: None if isinstance(value, float) and math.isnan(value) else value
-             for key, value in row.items()} for row in result["rows"]]
+    rows = [
+        {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in row.items()
+        }
+        for row in result["rows"]
+    ]
     return {**result, "rows": rows}
 
 

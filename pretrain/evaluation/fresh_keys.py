@@ -8,6 +8,7 @@ the images. Here every query is scored instead against the keys of all the other
 made by the same key encoder in the same pass: the positive must be found by content. The mean
 cosine between the queries of different images shows collapse (1.0: one point for every image).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,14 @@ from ..losses import info_nce
 
 
 @torch.no_grad()
-def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor,
-                     batch_size: int, train_bn: bool = True, kappa: float = 10.0) -> dict:
+def fresh_key_scores(
+    model,
+    query_images: torch.Tensor,
+    key_images: torch.Tensor,
+    batch_size: int,
+    train_bn: bool = True,
+    kappa: float = 10.0,
+) -> dict:
     """Score a MoCo model on N image pairs, run in chunks of `batch_size`, in train mode as in
     training (shuffle-BN included), or with `train_bn` False in eval mode (batch norm from its
     running statistics: each embedding a function of its own image alone). Returns:
@@ -36,15 +43,18 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
         so that I_ER = er_entropy - er_reconstruction, for any method."""
     n = len(query_images)
     if n < 2 or n % batch_size:
-        raise ConfigError(f"{n} probe image pairs (--n): need at least 2, in whole batches of "
-                          f"{batch_size}")
+        raise ConfigError(
+            f"{n} probe image pairs (--n): need at least 2, in whole batches of {batch_size}"
+        )
     was_training = model.training
     model.train(train_bn)
     try:
-        queries = torch.cat([model.query_encoder(query_images[i:i + batch_size])
-                             for i in range(0, n, batch_size)]).float()
-        keys = torch.cat([model.encode_keys(key_images[i:i + batch_size])
-                          for i in range(0, n, batch_size)]).float()
+        queries = torch.cat(
+            [model.query_encoder(query_images[i : i + batch_size]) for i in range(0, n, batch_size)]
+        ).float()
+        keys = torch.cat(
+            [model.encode_keys(key_images[i : i + batch_size]) for i in range(0, n, batch_size)]
+        ).float()
     finally:
         model.train(was_training)
     if model.queue_size:
@@ -64,6 +74,5 @@ def fresh_key_scores(model, query_images: torch.Tensor, key_images: torch.Tensor
         "chance_loss": math.log(n),
         "query_cosine": ((cosine.sum() - cosine.diagonal().sum()) / (n * (n - 1))).item(),
         "er_entropy": entropy(keys.double(), SPHERE, kappa).item(),
-        "er_reconstruction": reconstruction(queries.double(), keys.double(), SPHERE,
-                                            kappa).item(),
+        "er_reconstruction": reconstruction(queries.double(), keys.double(), SPHERE, kappa).item(),
     }

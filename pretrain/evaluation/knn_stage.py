@@ -1,5 +1,6 @@
 """The kNN readout as a stage with a config, like the others: tools/knn.py maps its flags onto
 these keys, and slurm/submit.py knn takes them as KEY VALUE pairs (or a YAML file)."""
+
 from __future__ import annotations
 
 from fvcore.common.config import CfgNode as CN
@@ -50,10 +51,23 @@ def run_knn(cfg) -> dict:
     """knn_probe of the config: {"top1" (%), "test_images", "k", "arch", "checkpoint", "stem"}."""
     model, data = cfg.MODEL, cfg.DATA
     try:
-        return knn_probe(model.ARCH, data.ROOT, data.VAL_ROOT, model.WEIGHTS, data.CROP_SIZE,
-                         model.ENCODER, model.WIDTH, model.STEM, data.LIMIT, data.VAL_LIMIT,
-                         cfg.KNN.K, cfg.SEED, data.NUM_WORKERS, cfg.KNN.TEMPERATURE,
-                         data.CROP_FRACTION)
+        return knn_probe(
+            model.ARCH,
+            data.ROOT,
+            data.VAL_ROOT,
+            model.WEIGHTS,
+            data.CROP_SIZE,
+            model.ENCODER,
+            model.WIDTH,
+            model.STEM,
+            data.LIMIT,
+            data.VAL_LIMIT,
+            cfg.KNN.K,
+            cfg.SEED,
+            data.NUM_WORKERS,
+            cfg.KNN.TEMPERATURE,
+            data.CROP_FRACTION,
+        )
     except BackboneLoadError as err:
         raise CheckpointError(str(err)) from None
     except UnknownStemError as err:
@@ -62,9 +76,11 @@ def run_knn(cfg) -> dict:
 
 def report(cfg, result: dict) -> str:
     """The line tools/knn.py prints."""
-    return (f"kNN (k={cfg.KNN.K}) top-1: {result['top1']:.2f}%  "
-            f"[{cfg.MODEL.WEIGHTS or 'random init'}, {result['arch']}, {result['stem']} stem, "
-            f"{result['crop']} px]")
+    return (
+        f"kNN (k={cfg.KNN.K}) top-1: {result['top1']:.2f}%  "
+        f"[{cfg.MODEL.WEIGHTS or 'random init'}, {result['arch']}, {result['stem']} stem, "
+        f"{result['crop']} px]"
+    )
 
 
 def run_stage(cfg, resume: bool = False) -> dict:

@@ -5,6 +5,7 @@ validation. It steps on the project's training loop (engine/loop.py): a checkpoi
 at each epoch's end and wherever a scheduler's signal stops it; --resume continues from the last
 one exactly. The config's
 keys and defaults: pretrain/config.py (get_lincls_cfg)."""
+
 from __future__ import annotations
 
 import time
@@ -70,20 +71,25 @@ def run_linear_readout(cfg, resume: bool = False, force: bool = False) -> float 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     solver = cfg.SOLVER
     torch.manual_seed(cfg.SEED)
-    train_set = labelled_folder(cfg.DATA.ROOT, train_transform(cfg.DATA.CROP_SIZE),
-                                cfg.DATA.LIMIT)
-    val_set = labelled_folder(cfg.DATA.VAL_ROOT, eval_transform(cfg.DATA.CROP_SIZE),
-                              cfg.DATA.VAL_LIMIT)
-    require_training_steps(len(train_set), solver.BATCH_SIZE, solver.EPOCHS, "DATA.ROOT",
-                           cfg.DATA.ROOT)
+    train_set = labelled_folder(cfg.DATA.ROOT, train_transform(cfg.DATA.CROP_SIZE), cfg.DATA.LIMIT)
+    val_set = labelled_folder(
+        cfg.DATA.VAL_ROOT, eval_transform(cfg.DATA.CROP_SIZE), cfg.DATA.VAL_LIMIT
+    )
+    require_training_steps(
+        len(train_set), solver.BATCH_SIZE, solver.EPOCHS, "DATA.ROOT", cfg.DATA.ROOT
+    )
     warn_random_backbone(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
-    backbone, dim, *_ = load_backbone(cfg.MODEL.ARCH, cfg.MODEL.WEIGHTS, cfg.MODEL.ENCODER,
-                                      cfg.MODEL.WIDTH, cfg.MODEL.STEM)
+    backbone, dim, *_ = load_backbone(
+        cfg.MODEL.ARCH, cfg.MODEL.WEIGHTS, cfg.MODEL.ENCODER, cfg.MODEL.WIDTH, cfg.MODEL.STEM
+    )
     model = LinearReadout(backbone, dim, len(folder_classes(train_set))).to(device)
     start = open_run_folder(cfg, MODEL_KEYS, "epoch", resume=resume, force=force)
-    optimizer = torch.optim.SGD(model.classifier.parameters(),
-                                lr=batch_scaled_lr(solver.BASE_LR, solver.BATCH_SIZE),
-                                momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY)
+    optimizer = torch.optim.SGD(
+        model.classifier.parameters(),
+        lr=batch_scaled_lr(solver.BASE_LR, solver.BATCH_SIZE),
+        momentum=solver.MOMENTUM,
+        weight_decay=solver.WEIGHT_DECAY,
+    )
     scheduler = multistep_lr(optimizer, solver.MILESTONES, solver.GAMMA)  # stepped per epoch
     per_epoch = batches_per_epoch(len(train_set), solver.BATCH_SIZE, cfg.DATA.ROOT)
     start_iter = 0
@@ -94,15 +100,23 @@ def run_linear_readout(cfg, resume: bool = False, force: bool = False) -> float 
         optimizer.load_state_dict(start.state["optimizer"])
         scheduler.load_state_dict(start.state["scheduler"])
         set_rng_state(start.state["rng"])
-        print(f"resumed from {start.checkpoint} at iteration {start_iter} (epoch "
-              f"{start_iter / per_epoch:g})", flush=True)
+        print(
+            f"resumed from {start.checkpoint} at iteration {start_iter} (epoch "
+            f"{start_iter / per_epoch:g})",
+            flush=True,
+        )
     loader_args = dict(num_workers=cfg.DATA.NUM_WORKERS, pin_memory=device == "cuda")
     # Each epoch's order is a function of (SEED, epoch) (engine/sampler.py): a resume anywhere,
     # mid-epoch included, draws the batches the uninterrupted run drew.
-    batches = seeded_batches(train_set, solver.BATCH_SIZE, cfg.SEED, start_iter,
-                             with_epoch=False,
-                             resumed_rng=start.state["rng"] if start.state else None,
-                             **loader_args)
+    batches = seeded_batches(
+        train_set,
+        solver.BATCH_SIZE,
+        cfg.SEED,
+        start_iter,
+        with_epoch=False,
+        resumed_rng=start.state["rng"] if start.state else None,
+        **loader_args,
+    )
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=solver.BATCH_SIZE, **loader_args)
 
     def step(epoch_batch, iteration: int) -> tuple[float, int]:
@@ -117,22 +131,48 @@ def run_linear_readout(cfg, resume: bool = False, force: bool = False) -> float 
             scheduler.step()
         return loss.item(), len(labels)
 
-    log = MetricsLog(cfg.OUTPUT_DIR, "lincls", step_key="epoch",
-                     resumed_at=start.step("epoch") if start.state else None)
-    evaluation = EpochEnd(log, per_epoch, solver.EPOCHS, start_iter,
-                          lambda: top1(model, val_loader, device),
-                          start.state.get("window") if start.state else None)
+    log = MetricsLog(
+        cfg.OUTPUT_DIR,
+        "lincls",
+        step_key="epoch",
+        resumed_at=start.step("epoch") if start.state else None,
+    )
+    evaluation = EpochEnd(
+        log,
+        per_epoch,
+        solver.EPOCHS,
+        start_iter,
+        lambda: top1(model, val_loader, device),
+        start.state.get("window") if start.state else None,
+    )
 
     def checkpoint(done: int) -> None:
-        save_checkpoint(cfg.OUTPUT_DIR, f"checkpoint_{done:08d}.pth", {
-            "cfg": cfg.dump(), "iteration": done, "epoch": done // per_epoch,
-            "classifier": model.classifier.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng_state(),
-            "val_top1": evaluation.acc, "window": evaluation.window()})
+        save_checkpoint(
+            cfg.OUTPUT_DIR,
+            f"checkpoint_{done:08d}.pth",
+            {
+                "cfg": cfg.dump(),
+                "iteration": done,
+                "epoch": done // per_epoch,
+                "classifier": model.classifier.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state(),
+                "val_top1": evaluation.acc,
+                "window": evaluation.window(),
+            },
+        )
 
     total = solver.EPOCHS * per_epoch
-    loop = TrainLoop(step, checkpoint, start_iter, total, lambda done: done % per_epoch == 0,
-                     [evaluation], device)
+    loop = TrainLoop(
+        step,
+        checkpoint,
+        start_iter,
+        total,
+        lambda done: done % per_epoch == 0,
+        [evaluation],
+        device,
+    )
     finished = loop.run(batches)
     log.close()
     if not finished:
@@ -147,8 +187,15 @@ class EpochEnd(Hook):
     validation top-1 and img/s, printed and logged; the running sums go into a mid-epoch
     checkpoint (`window`), so a resume there reports the epoch the uninterrupted run reported."""
 
-    def __init__(self, log: MetricsLog, per_epoch: int, epochs: int, start_iter: int, evaluate,
-                 window: dict | None):
+    def __init__(
+        self,
+        log: MetricsLog,
+        per_epoch: int,
+        epochs: int,
+        start_iter: int,
+        evaluate,
+        window: dict | None,
+    ):
         self.log, self.per_epoch, self.epochs, self.evaluate = log, per_epoch, epochs, evaluate
         self.eta = Eta(start_iter / per_epoch, epochs)
         self.acc = None
@@ -166,10 +213,15 @@ class EpochEnd(Hook):
             return
         epoch = loop.iteration // self.per_epoch
         self.acc = self.evaluate()
-        record = {"loss": self.loss_sum / max(1, self.seen), "val_top1": self.acc,
-                  "img_per_s": self.seen / (time.perf_counter() - self.began)}
+        record = {
+            "loss": self.loss_sum / max(1, self.seen),
+            "val_top1": self.acc,
+            "img_per_s": self.seen / (time.perf_counter() - self.began),
+        }
         self.log.write(epoch, record)
-        print(f"epoch {epoch}/{self.epochs} loss {record['loss']:.4f} val top-1 {self.acc:.2f}% "
-              f"({record['img_per_s']:.0f} img/s, eta {self.eta.minutes(epoch):.1f} min)",
-              flush=True)
+        print(
+            f"epoch {epoch}/{self.epochs} loss {record['loss']:.4f} val top-1 {self.acc:.2f}% "
+            f"({record['img_per_s']:.0f} img/s, eta {self.eta.minutes(epoch):.1f} min)",
+            flush=True,
+        )
         self.seen, self.loss_sum, self.began = 0, 0.0, time.perf_counter()

@@ -19,6 +19,7 @@ encodes) each embedding depends on its batch's statistics, and the estimate on h
 are grouped (measured on CIFAR-10 crop-sweep checkpoints, 2026-12: 0.1-0.4 nats lower in folder
 order than shuffled, and lower again than in eval mode: docs/results/views_sweeps_2026-12.md).
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,7 @@ class HeldoutError(DatasetError):
 BN_MODES = ("eval", "train")
 
 
-def heldout_views(cfg, images_root: str, n: int,
-                  order_seed: int = 0) -> tuple[torch.Tensor, ...]:
+def heldout_views(cfg, images_root: str, n: int, order_seed: int = 0) -> tuple[torch.Tensor, ...]:
     """(query views, key views) (for CMC, every channel group: one tensor per view) of n images
     of `images_root` drawn at random without replacement
     from `order_seed`, in that random order (not the first n, nor n in folder order: in class
@@ -53,8 +53,10 @@ def heldout_views(cfg, images_root: str, n: int,
     batch = cfg.SOLVER.BATCH_SIZE
     n = min(n, samples) // batch * batch
     if n < 2:
-        raise HeldoutError(f"{images_root}: {samples} samples, fewer than one batch of "
-                           f"{batch} (SOLVER.BATCH_SIZE) to measure with")
+        raise HeldoutError(
+            f"{images_root}: {samples} samples, fewer than one batch of "
+            f"{batch} (SOLVER.BATCH_SIZE) to measure with"
+        )
     chosen = torch.randperm(samples, generator=torch.Generator().manual_seed(order_seed))[:n]
     views, _ = pipeline.collate([pipeline.dataset[(0, i)] for i in chosen.tolist()])
     if cfg.MODEL.CMC.ENABLED:
@@ -62,9 +64,15 @@ def heldout_views(cfg, images_root: str, n: int,
     return views[0], views[1]
 
 
-def info_nce_estimate(model, query_views: torch.Tensor, key_views: torch.Tensor,
-                      batch_size: int, seed: int = 0, bn: str = "eval",
-                      kappa: float = 10.0) -> dict:
+def info_nce_estimate(
+    model,
+    query_views: torch.Tensor,
+    key_views: torch.Tensor,
+    batch_size: int,
+    seed: int = 0,
+    bn: str = "eval",
+    kappa: float = 10.0,
+) -> dict:
     """I_NCE (nats) of `model` on N view pairs, with what it was computed from:
       i_nce: log(N) - fresh-key InfoNCE loss; bound: log(N); loss, acc: that loss and its top-1;
       bn: the batch-norm mode it was encoded in;
@@ -81,16 +89,25 @@ def info_nce_estimate(model, query_views: torch.Tensor, key_views: torch.Tensor,
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        scores = fresh_key_scores(model, query_views, key_views, batch_size,
-                                  train_bn=bn == "train", kappa=kappa)
-    return {"i_nce": scores["chance_loss"] - scores["fresh_loss"], "bound": scores["chance_loss"],
-            "loss": scores["fresh_loss"], "acc": scores["fresh_acc"], "n": len(query_views),
-            "bn": bn, "i_er": scores["er_entropy"] - scores["er_reconstruction"],
-            "er_entropy": scores["er_entropy"], "er_reconstruction": scores["er_reconstruction"]}
+        scores = fresh_key_scores(
+            model, query_views, key_views, batch_size, train_bn=bn == "train", kappa=kappa
+        )
+    return {
+        "i_nce": scores["chance_loss"] - scores["fresh_loss"],
+        "bound": scores["chance_loss"],
+        "loss": scores["fresh_loss"],
+        "acc": scores["fresh_acc"],
+        "n": len(query_views),
+        "bn": bn,
+        "i_er": scores["er_entropy"] - scores["er_reconstruction"],
+        "er_entropy": scores["er_entropy"],
+        "er_reconstruction": scores["er_reconstruction"],
+    }
 
 
-def measure_info_nce(model, cfg, images_root: str, n: int, bn: str = "eval",
-                     order_seed: int = 0) -> dict:
+def measure_info_nce(
+    model, cfg, images_root: str, n: int, bn: str = "eval", order_seed: int = 0
+) -> dict:
     """I_NCE of `model` (built from `cfg`) on two views of up to n images of `images_root` (a
     random sample in random order from `order_seed`), batch norm in `bn` mode. For CMC, between
     its colour-space views, each way, over the pairs it was trained on (view 1's queries against
@@ -103,16 +120,25 @@ def measure_info_nce(model, cfg, images_root: str, n: int, bn: str = "eval",
     batch = cfg.SOLVER.BATCH_SIZE
     kappa = cfg.MODEL.ER.KAPPA
     if not isinstance(model, CMC):
-        return info_nce_estimate(model, views[0], views[1], batch, seed=cfg.SEED, bn=bn,
-                                 kappa=kappa)
+        return info_nce_estimate(
+            model, views[0], views[1], batch, seed=cfg.SEED, bn=bn, kappa=kappa
+        )
     # Every direction of the pairs the model was trained on (its MODEL.CMC.GRAPH), averaged.
     branches, found = model.branches, {}
     for i, j in model.pairs:
         for a, b in ((i, j), (j, i)):
             found[f"{a + 1}{b + 1}"] = info_nce_estimate(
-                CrossViewPair(branches[a], branches[b]), views[a], views[b], batch,
-                seed=cfg.SEED, bn=bn, kappa=kappa)
+                CrossViewPair(branches[a], branches[b]),
+                views[a],
+                views[b],
+                batch,
+                seed=cfg.SEED,
+                bn=bn,
+                kappa=kappa,
+            )
     first = next(iter(found.values()))
-    mean = {key: sum(r[key] for r in found.values()) / len(found)
-            for key in ("i_nce", "loss", "acc", "i_er", "er_entropy", "er_reconstruction")}
+    mean = {
+        key: sum(r[key] for r in found.values()) / len(found)
+        for key in ("i_nce", "loss", "acc", "i_er", "er_entropy", "er_reconstruction")
+    }
     return {**first, **mean, **{f"i_nce_{name}": r["i_nce"] for name, r in found.items()}}

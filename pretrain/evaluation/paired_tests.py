@@ -21,6 +21,7 @@ Everything is numpy and deterministic given `seed`; the observed differences do 
 order of the images (the bootstrap draws, being indexed by position, vary with it within their
 Monte-Carlo error).
 """
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,7 @@ def _binomial_two_sided(k: int, n: int) -> float:
     """Exact two-sided p of k or fewer (or as many more) successes in n fair coin flips."""
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -65,11 +66,15 @@ def mcnemar(correct_a, correct_b) -> dict:
     disagree count. Returns {"a_only", "b_only" (images only that side gets right), "p"}."""
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1:
-        raise PairingError(f"McNemar needs two per-image vectors of one length, got {a.shape} "
-                           f"and {b.shape}")
+        raise PairingError(
+            f"McNemar needs two per-image vectors of one length, got {a.shape} and {b.shape}"
+        )
     a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
-    return {"a_only": a_only, "b_only": b_only,
-            "p": _binomial_two_sided(min(a_only, b_only), a_only + b_only)}
+    return {
+        "a_only": a_only,
+        "b_only": b_only,
+        "p": _binomial_two_sided(min(a_only, b_only), a_only + b_only),
+    }
 
 
 def _resample_weights(rng, count: int, resamples: int) -> np.ndarray:
@@ -83,10 +88,14 @@ def _summary(observed: float, draws: np.ndarray, seeds: int, per_seed: np.ndarra
     # (+1 in both counts, so no p is ever exactly 0 from finitely many draws).
     below = (np.sum(draws <= 0) + 1) / (len(draws) + 1)
     above = (np.sum(draws >= 0) + 1) / (len(draws) + 1)
-    return {"difference": float(observed), "ci": (float(low), float(high)),
-            "p": float(min(1.0, 2 * min(below, above))), "seeds": seeds,
-            "per_seed": [float(v) for v in per_seed],
-            "seed_sd": float(np.std(per_seed, ddof=1)) if seeds > 1 else None}
+    return {
+        "difference": float(observed),
+        "ci": (float(low), float(high)),
+        "p": float(min(1.0, 2 * min(below, above))),
+        "seeds": seeds,
+        "per_seed": [float(v) for v in per_seed],
+        "seed_sd": float(np.std(per_seed, ddof=1)) if seeds > 1 else None,
+    }
 
 
 def paired_bootstrap(correct_a, correct_b, resamples: int = RESAMPLES, seed: int = 0) -> dict:
@@ -95,8 +104,10 @@ def paired_bootstrap(correct_a, correct_b, resamples: int = RESAMPLES, seed: int
     Returns {"difference", "ci" (95%), "p" (two-sided), "seeds", "per_seed", "seed_sd"}."""
     a, b = _as_matrix(correct_a, "A"), _as_matrix(correct_b, "B")
     if a.shape != b.shape:
-        raise PairingError(f"A has {a.shape[0]} seeds x {a.shape[1]} images, B {b.shape[0]} x "
-                           f"{b.shape[1]}: pair them on the same seeds and test images")
+        raise PairingError(
+            f"A has {a.shape[0]} seeds x {a.shape[1]} images, B {b.shape[0]} x "
+            f"{b.shape[1]}: pair them on the same seeds and test images"
+        )
     diff = 100 * (a - b)  # [seeds, images]
     seeds, images = diff.shape
     rng = np.random.default_rng(seed)
@@ -105,19 +116,24 @@ def paired_bootstrap(correct_a, correct_b, resamples: int = RESAMPLES, seed: int
         count = min(1000, resamples - start)
         seed_w = _resample_weights(rng, seeds, count) / seeds
         image_w = _resample_weights(rng, images, count) / images
-        draws[start:start + count] = np.einsum("rs,si,ri->r", seed_w, diff, image_w)
+        draws[start : start + count] = np.einsum("rs,si,ri->r", seed_w, diff, image_w)
     return _summary(diff.mean(), draws, seeds, diff.mean(axis=1))
 
 
-def paired_bootstrap_metric(metric_a: Sequence[Callable[[np.ndarray], float]],
-                            metric_b: Sequence[Callable[[np.ndarray], float]], images: int,
-                            resamples: int = 1000, seed: int = 0) -> dict:
+def paired_bootstrap_metric(
+    metric_a: Sequence[Callable[[np.ndarray], float]],
+    metric_b: Sequence[Callable[[np.ndarray], float]],
+    images: int,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
     """As paired_bootstrap for a metric that is not a mean over images: metric_a[s](w) is run s
     of side A's metric on the test set with image weights w (w = 1 everywhere: the set itself),
     paired with metric_b[s]. Each draw resamples seeds and images, the same for both sides."""
     if len(metric_a) != len(metric_b) or not metric_a:
-        raise PairingError(f"{len(metric_a)} runs of A and {len(metric_b)} of B: pair them on "
-                           "the same seeds")
+        raise PairingError(
+            f"{len(metric_a)} runs of A and {len(metric_b)} of B: pair them on the same seeds"
+        )
     seeds = len(metric_a)
     ones = np.ones(images)
     per_seed = np.array([fa(ones) - fb(ones) for fa, fb in zip(metric_a, metric_b)])
@@ -149,8 +165,9 @@ def spearman(x, y) -> dict:
     "n"}; ci is None below 4 points or where rho is +-1 (the transform diverges)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
-        raise PairingError(f"Spearman needs two vectors of one length >= 2, got {x.shape}, "
-                           f"{y.shape}")
+        raise PairingError(
+            f"Spearman needs two vectors of one length >= 2, got {x.shape}, {y.shape}"
+        )
     rx, ry = _ranks(x), _ranks(y)
     if rx.std() == 0 or ry.std() == 0:
         return {"rho": float("nan"), "ci": None, "n": len(x)}
@@ -158,7 +175,7 @@ def spearman(x, y) -> dict:
     n = len(x)
     if n < 4 or abs(rho) >= 1:
         return {"rho": rho, "ci": None, "n": n}
-    z, se = math.atanh(rho), math.sqrt((1 + rho ** 2 / 2) / (n - 3))
+    z, se = math.atanh(rho), math.sqrt((1 + rho**2 / 2) / (n - 3))
     return {"rho": rho, "ci": (math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se)), "n": n}
 
 
@@ -169,7 +186,12 @@ def significant(test: dict, alpha: float = ALPHA) -> bool:
 def verdict(test: dict, unit: str = " points", alpha: float = ALPHA) -> str:
     """One clause for a report: the difference, its interval and p, and what that allows."""
     low, high = test["ci"]
-    words = (("higher" if test["difference"] > 0 else "lower") if significant(test, alpha)
-             else "not significant at this budget")
-    return (f"{test['difference']:+.1f}{unit} (95% CI {low:+.1f} to {high:+.1f}, p = "
-            f"{test['p']:.3g}, {test['seeds']} seed{'s' if test['seeds'] != 1 else ''}): {words}")
+    words = (
+        ("higher" if test["difference"] > 0 else "lower")
+        if significant(test, alpha)
+        else "not significant at this budget"
+    )
+    return (
+        f"{test['difference']:+.1f}{unit} (95% CI {low:+.1f} to {high:+.1f}, p = "
+        f"{test['p']:.3g}, {test['seeds']} seed{'s' if test['seeds'] != 1 else ''}): {words}"
+    )

@@ -1,6 +1,7 @@
 """The labelled fraction a semi-supervised fine-tuning trains on: a class-balanced percentage of a
 labelled folder drawn with a seed, or the images a file names (SimCLR's published ImageNet
 1percent.txt / 10percent.txt lists: one file name per line, e.g. n01440764_10026.JPEG)."""
+
 from __future__ import annotations
 
 import os
@@ -56,21 +57,28 @@ def listed_images(dataset, list_file: str, root: str) -> list[int]:
     for name in names:
         found = by_path.get(os.path.normpath(name), [])
         if len(found) > 1:
-            raise DatasetError(f"DATA.SUBSET_FILE {list_file}: {name} is in {len(found)} class "
-                               f"folders of {root}; name it as class/{name}")
+            raise DatasetError(
+                f"DATA.SUBSET_FILE {list_file}: {name} is in {len(found)} class "
+                f"folders of {root}; name it as class/{name}"
+            )
         if not found:
             missing.append(name)
         chosen.update(found)
     if missing:
-        raise DatasetError(f"DATA.SUBSET_FILE {list_file}: {len(missing)} of its {len(names)} "
-                           f"images are not in {root}, e.g. {', '.join(missing[:3])}")
+        raise DatasetError(
+            f"DATA.SUBSET_FILE {list_file}: {len(missing)} of its {len(names)} "
+            f"images are not in {root}, e.g. {', '.join(missing[:3])}"
+        )
     return sorted(chosen)
 
 
 def labelled_subset(dataset, root: str, percent: float, seed: int, list_file: str = ""):
     """The training subset (torch Subset of `dataset`) and the file names it holds, sorted."""
-    indices = (listed_images(dataset, list_file, root) if list_file
-               else balanced_fraction(dataset, percent, seed))
+    indices = (
+        listed_images(dataset, list_file, root)
+        if list_file
+        else balanced_fraction(dataset, percent, seed)
+    )
     subset = torch.utils.data.Subset(_base(dataset), [_index(dataset, i) for i in indices])
     names = sorted(os.path.relpath(path, root) for path, _ in _samples(subset))
     return subset, names

@@ -27,6 +27,7 @@ processes the targets of the whole global batch are scored (gathered with their 
 the release scores its whole batch on one node. No I_NCE is printed: each term contrasts with a
 different number of negatives (the other images times each map's locations) and the clip bounds
 the scores; the log's I_ER, between the two views' global embeddings, is shown instead."""
+
 from __future__ import annotations
 
 import math
@@ -87,15 +88,22 @@ def stage_channels(trunk: nn.Module, stage: int) -> int:
 class AMDIMEncoder(nn.Module):
     """The trunk and the embeddings: global (pooled last stage) and two local stages."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, embed_dim: int,
-                 local_stages: tuple[int, int], hidden_bn: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        embed_dim: int,
+        local_stages: tuple[int, int],
+        hidden_bn: bool = False,
+    ):
         super().__init__()
         self.backbone = backbone
         self.local_stages = tuple(local_stages)
         self.global_embedding = ResidualEmbedding(feature_dim, embed_dim, hidden_bn)
         self.local_embeddings = nn.ModuleList(
             ResidualEmbedding(stage_channels(backbone, s), embed_dim, hidden_bn)
-            for s in self.local_stages)
+            for s in self.local_stages
+        )
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(global (N, D), [local maps (N, D, H, W) of each local stage])."""
@@ -110,8 +118,9 @@ class AMDIMEncoder(nn.Module):
         return F.normalize(self.embed(images)[0], dim=1)
 
 
-def global_to_local_nce(sources: torch.Tensor, targets: torch.Tensor, offset: int, tclip: float,
-                        reg_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def global_to_local_nce(
+    sources: torch.Tensor, targets: torch.Tensor, offset: int, tclip: float, reg_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """NCE of each source (N, D) (this process's images, rows offset .. offset + N - 1 of the
     global batch) predicting every location of its own image's map among all locations of the
     other images' maps (targets: (B, D, H, W), the global batch). Returns (loss, the score
@@ -123,8 +132,8 @@ def global_to_local_nce(sources: torch.Tensor, targets: torch.Tensor, offset: in
     rows = torch.arange(n, device=scores.device)
     own = torch.zeros(scores.shape[:2], dtype=torch.bool, device=scores.device)
     own[rows, offset + rows] = True
-    positives = scores[rows, offset + rows]                                        # (N, L)
-    negatives = scores.masked_fill(own.unsqueeze(2), float("-inf")).flatten(1)     # (N, B * L)
+    positives = scores[rows, offset + rows]  # (N, L)
+    negatives = scores.masked_fill(own.unsqueeze(2), float("-inf")).flatten(1)  # (N, B * L)
     log_negatives = torch.logsumexp(negatives, dim=1, keepdim=True)
     nce = positives - torch.logaddexp(positives, log_negatives)
     mean_scores = scores.detach().mean(dim=2)
@@ -135,11 +144,13 @@ def global_to_local_nce(sources: torch.Tensor, targets: torch.Tensor, offset: in
 class AMDIM(Method):
     """Terms "global->stage<a>", "global->stage<b>", "stage<a>->stage<a>" (each the mean of its
     two directions) and "logit_reg"; no I_NCE (see the module's docstring)."""
+
     views = VIEWS_PAIR
     paper_head = None  # the embeddings are AMDIM's own, whatever MODEL.HEAD says
 
-    def __init__(self, encoder: AMDIMEncoder, tclip: float, reg_weight: float,
-                 temperature: float = 0.2):
+    def __init__(
+        self, encoder: AMDIMEncoder, tclip: float, reg_weight: float, temperature: float = 0.2
+    ):
         """`temperature` only scales the fresh-key probes (evaluation/fresh_keys.py)."""
         super().__init__()
         self.query_encoder = encoder
@@ -152,9 +163,11 @@ class AMDIM(Method):
         a = cfg.MODEL.AMDIM
         stages = tuple(a.LOCAL_STAGES)
         if len(stages) != 2 or not all(s in (1, 2, 3) for s in stages):
-            raise ConfigError(f"MODEL.AMDIM.LOCAL_STAGES {stages}: expected two stages among "
-                              "1, 2, 3 (the trunk's layer1..layer3; the global feature is "
-                              "layer4's)")
+            raise ConfigError(
+                f"MODEL.AMDIM.LOCAL_STAGES {stages}: expected two stages among "
+                "1, 2, 3 (the trunk's layer1..layer3; the global feature is "
+                "layer4's)"
+            )
         if a.TCLIP <= 0:
             raise ConfigError(f"MODEL.AMDIM.TCLIP {a.TCLIP}: must be positive (release: 20)")
 
@@ -162,8 +175,9 @@ class AMDIM(Method):
     def from_cfg(cls, cfg) -> "AMDIM":
         a = cfg.MODEL.AMDIM
         backbone, dim = backbone_of_cfg(cfg)
-        encoder = AMDIMEncoder(backbone, dim, cfg.MODEL.FEAT_DIM, tuple(a.LOCAL_STAGES),
-                               a.HIDDEN_BN)
+        encoder = AMDIMEncoder(
+            backbone, dim, cfg.MODEL.FEAT_DIM, tuple(a.LOCAL_STAGES), a.HIDDEN_BN
+        )
         return cls(encoder, a.TCLIP, a.REG_WEIGHT, cfg.MODEL.TEMPERATURE)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
@@ -180,15 +194,21 @@ class AMDIM(Method):
         rows = torch.arange(n, device=a1.device)
         s1, s2 = (a.flatten(2)[rows, :, where] for a, where in zip((a1, a2), locations))
         offset = du.get_rank() * n
-        gathered = {name: du.all_gather_with_grad(t)
-                    for name, t in (("a1", a1), ("a2", a2), ("b1", b1), ("b2", b2))}
-        pairs = {f"global->{first}": ((g1, gathered["a2"]), (g2, gathered["a1"])),
-                 f"global->{second}": ((g1, gathered["b2"]), (g2, gathered["b1"])),
-                 f"{first}->{first}": ((s1, gathered["a2"]), (s2, gathered["a1"]))}
+        gathered = {
+            name: du.all_gather_with_grad(t)
+            for name, t in (("a1", a1), ("a2", a2), ("b1", b1), ("b2", b2))
+        }
+        pairs = {
+            f"global->{first}": ((g1, gathered["a2"]), (g2, gathered["a1"])),
+            f"global->{second}": ((g1, gathered["b2"]), (g2, gathered["b1"])),
+            f"{first}->{first}": ((s1, gathered["a2"]), (s2, gathered["a1"])),
+        }
         terms, loss, regulariser, logits = {}, 0, 0, None
         for name, directions in pairs.items():
-            both = [global_to_local_nce(src, trg, offset, self.tclip, self.reg_weight)
-                    for src, trg in directions]
+            both = [
+                global_to_local_nce(src, trg, offset, self.tclip, self.reg_weight)
+                for src, trg in directions
+            ]
             term = 0.5 * (both[0][0] + both[1][0])
             regulariser = regulariser + 0.5 * (both[0][1] + both[1][1])
             loss = loss + term
@@ -196,9 +216,12 @@ class AMDIM(Method):
             if logits is None:
                 logits = positive_first(both[0][2], offset)
         terms["logit_reg"] = regulariser.detach()
-        return StepOutput(loss + regulariser, logits, terms,
-                          ERPair(SPHERE, F.normalize(g1.detach(), dim=1),
-                                 F.normalize(g2.detach(), dim=1)))
+        return StepOutput(
+            loss + regulariser,
+            logits,
+            terms,
+            ERPair(SPHERE, F.normalize(g1.detach(), dim=1), F.normalize(g2.detach(), dim=1)),
+        )
 
 
 def positive_first(scores: torch.Tensor, offset: int) -> torch.Tensor:

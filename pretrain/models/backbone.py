@@ -9,6 +9,7 @@ WIDTH_PER_GROUP 64k.
 STEM picks the layers before layer1 for the image size (STEMS below); the stem keeps the names
 conv1 / bn1, so conversion to Detectron2 is the same renaming for every stem.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from ..common.errors import ConfigError
 EXTRA_ARCHS = {
     "resnext152_32x8d": dict(block=Bottleneck, layers=[3, 8, 36, 3], groups=32, width_per_group=8),
 }
-TORCHVISION_LAYERS = {"resnet18": (BasicBlock, [2, 2, 2, 2]),
-                      "resnet34": (BasicBlock, [3, 4, 6, 3]),
-                      "resnet50": (Bottleneck, [3, 4, 6, 3]),
-                      "resnet101": (Bottleneck, [3, 4, 23, 3]),
-                      "resnet152": (Bottleneck, [3, 8, 36, 3])}
+TORCHVISION_LAYERS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,18 @@ def replace_stem(trunk: ResNet, name: str) -> ResNet:
     if spec == STEMS["imagenet"]:
         return trunk
     channels = trunk.conv1.out_channels
-    trunk.conv1 = nn.Conv2d(3, channels, kernel_size=spec.kernel, stride=spec.stride,
-                            padding=spec.kernel // 2, bias=False)
+    trunk.conv1 = nn.Conv2d(
+        3,
+        channels,
+        kernel_size=spec.kernel,
+        stride=spec.stride,
+        padding=spec.kernel // 2,
+        bias=False,
+    )
     nn.init.kaiming_normal_(trunk.conv1.weight, mode="fan_out", nonlinearity="relu")
-    trunk.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if spec.max_pool \
-        else nn.Identity()
+    trunk.maxpool = (
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if spec.max_pool else nn.Identity()
+    )
     return trunk
 
 
@@ -106,8 +116,9 @@ class WideResNet(ResNet):
         return super()._make_layer(block, planes * self._width, blocks, stride, dilate)
 
 
-def build_backbone(arch: str, width: int = 1, stem: str = "imagenet",
-                   zero_init_residual: bool = False) -> tuple[nn.Module, int]:
+def build_backbone(
+    arch: str, width: int = 1, stem: str = "imagenet", zero_init_residual: bool = False
+) -> tuple[nn.Module, int]:
     """Returns (trunk, feature_dim): the model with `fc` replaced by an identity and the stem
     `stem` (a key of STEMS), so its parameter names stay torchvision's (conv1, bn1, layer1..4) for
     conversion to Detectron2. `zero_init_residual`: each residual block's last BN scale starts at
@@ -115,16 +126,19 @@ def build_backbone(arch: str, width: int = 1, stem: str = "imagenet",
     stem_spec(stem)  # an unknown stem fails before any weight is drawn
     if width != 1:
         if arch not in TORCHVISION_LAYERS:
-            raise ConfigError(f"MODEL.WIDTH {width} is supported for {sorted(TORCHVISION_LAYERS)}, "
-                             f"not {arch!r}")
+            raise ConfigError(
+                f"MODEL.WIDTH {width} is supported for {sorted(TORCHVISION_LAYERS)}, not {arch!r}"
+            )
         trunk = WideResNet(*TORCHVISION_LAYERS[arch], width=width)
     elif arch in EXTRA_ARCHS:
         trunk = ResNet(**EXTRA_ARCHS[arch])
     else:
         constructor = getattr(torchvision.models, arch, None)
         if constructor is None or not arch.startswith(("resnet", "resnext", "wide_resnet")):
-            raise ConfigError(f"MODEL.ARCH {arch!r} is not a ResNet / ResNeXt: use a torchvision "
-                             f"constructor name or one of {sorted(EXTRA_ARCHS)}")
+            raise ConfigError(
+                f"MODEL.ARCH {arch!r} is not a ResNet / ResNeXt: use a torchvision "
+                f"constructor name or one of {sorted(EXTRA_ARCHS)}"
+            )
         trunk = constructor(weights=None)
     if zero_init_residual:  # after the constructor's own init, as torchvision does; no draws
         for block in trunk.modules():

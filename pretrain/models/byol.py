@@ -7,6 +7,7 @@ tau_base to 1 (ema.py); no negatives. The loss is symmetric, each term Eq. 2's
 `query_encoder` is the online backbone + projector, `key_encoder` the target (names shared with
 MoCo so that the readouts and tools/convert.py --encoder key find them), an EMA of it after each
 optimizer step (ema.py); no queue and no shuffle-BN (BYOL uses global BN: MODEL.SYNC_BN)."""
+
 from __future__ import annotations
 
 import torch
@@ -49,13 +50,21 @@ class BYOL(Method):
     stop-gradient leaves without a gradient; the online projection is its trained counterpart
     (our reading: the authors' release publishes the estimators, not the training code).
     Terms "reconstruction" and "entropy", each summed over the directions."""
+
     views = VIEWS_PAIR
     anneals_momentum = True
     has_er_variant = True
     legacy_keys = ("queue", "queue_ptr")  # empty buffers of when BYOL was built on MoCo
 
-    def __init__(self, online: Encoder, predictor: nn.Module, feat_dim: int, momentum: float,
-                 momentum_cosine: bool, temperature: float):
+    def __init__(
+        self,
+        online: Encoder,
+        predictor: nn.Module,
+        feat_dim: int,
+        momentum: float,
+        momentum_cosine: bool,
+        temperature: float,
+    ):
         """`temperature` only scales the fresh-key probes (evaluation/fresh_keys.py)."""
         super().__init__()
         self.query_encoder = online
@@ -97,13 +106,21 @@ class BYOL(Method):
         z1, z2 = self.encode_keys(view1), self.encode_keys(view2)  # target projections, no grad
         if self.er is not None:
             kappa = self.er.kappa
-            rec = sum(reconstruction(F.normalize(p, dim=1), z, SPHERE, kappa)
-                      for p, z in ((p1, z2), (p2, z1)))
+            rec = sum(
+                reconstruction(F.normalize(p, dim=1), z, SPHERE, kappa)
+                for p, z in ((p1, z2), (p2, z1))
+            )
             h = sum(entropy(F.normalize(y, dim=1), SPHERE, kappa) for y in (y1, y2))
-            return StepOutput(self.er.loss(rec, h), batch_logits(p1, z2),
-                              {"reconstruction": rec.detach(), "entropy": h.detach()},
-                              ERPair(SPHERE, F.normalize(p1.detach(), dim=1), z2))
+            return StepOutput(
+                self.er.loss(rec, h),
+                batch_logits(p1, z2),
+                {"reconstruction": rec.detach(), "entropy": h.detach()},
+                ERPair(SPHERE, F.normalize(p1.detach(), dim=1), z2),
+            )
         d12, d21 = 2 - 2 * mean_cosine(p1, z2), 2 - 2 * mean_cosine(p2, z1)
-        return StepOutput(d12 + d21, batch_logits(p1, z2),
-                          {"1->2": d12.detach(), "2->1": d21.detach()},
-                          ERPair(SPHERE, F.normalize(p1.detach(), dim=1), z2))
+        return StepOutput(
+            d12 + d21,
+            batch_logits(p1, z2),
+            {"1->2": d12.detach(), "2->1": d21.detach()},
+            ERPair(SPHERE, F.normalize(p1.detach(), dim=1), z2),
+        )

@@ -10,6 +10,7 @@ each L MoCo's InfoNCE (pretrain/losses.py). "core": view 1 with each other view 
 j = 2..M); "full": every pair. With two views both are L(q1 vs k2) + L(q2 vs k1). Every queue is
 read before any is written. `state_dict()` holds the branches as `view1.*`, `view2.*`, ...
 (encoders, queues, pointers)."""
+
 from __future__ import annotations
 
 import copy
@@ -34,10 +35,20 @@ def replace_first_conv(backbone: nn.Module, in_channels: int) -> None:
     as torchvision initialises it (Kaiming normal, fan-out)."""
     old = getattr(backbone, "conv1", None)
     if not isinstance(old, nn.Conv2d):
-        raise CMCConfigError(f"MODEL.CMC: the backbone's conv1 is a {type(old).__name__}, not the "
-                             "Conv2d that CMC rebuilds for its view's channels")
-    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-                    old.dilation, old.groups, old.bias is not None)
+        raise CMCConfigError(
+            f"MODEL.CMC: the backbone's conv1 is a {type(old).__name__}, not the "
+            "Conv2d that CMC rebuilds for its view's channels"
+        )
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        old.groups,
+        old.bias is not None,
+    )
     nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
     backbone.conv1 = new.to(old.weight.dtype)
 
@@ -58,6 +69,7 @@ class CMC(Method):
     """MODEL.METHOD moco with MODEL.CMC.ENABLED (registered as moco: MoCo.from_cfg builds it).
     The loss sums the InfoNCE terms "i->j" of the graph's pairs, both directions; the log's I_NCE
     is from their mean, per direction, comparable with MoCo's (InfoMin Fig. 4)."""
+
     views = VIEWS_CHANNEL_GROUPS
     paper_head = None
 
@@ -66,15 +78,18 @@ class CMC(Method):
         if len(branches) < 2:
             raise CMCConfigError("CMC: two views or more")
         first = branches[0]
-        if any(b.queue_size != first.queue_size or b.batch_negatives != first.batch_negatives
-               for b in branches):
+        if any(
+            b.queue_size != first.queue_size or b.batch_negatives != first.batch_negatives
+            for b in branches
+        ):
             raise CMCConfigError("CMC: every view needs the same queue size and negatives")
         self.num_views = len(branches)
         for i, branch in enumerate(branches):
             self.add_module(f"view{i + 1}", branch)  # view1, view2: the two-view checkpoints' keys
         self.pairs = graph_pairs(len(branches), graph)
-        self.info_nce_terms = tuple(term for i, j in self.pairs
-                                    for term in (f"{i + 1}->{j + 1}", f"{j + 1}->{i + 1}"))
+        self.info_nce_terms = tuple(
+            term for i, j in self.pairs for term in (f"{i + 1}->{j + 1}", f"{j + 1}->{i + 1}")
+        )
 
     @property
     def branches(self) -> list[MoCo]:
@@ -83,12 +98,15 @@ class CMC(Method):
     @classmethod
     def check_cfg(cls, cfg) -> None:
         if cfg.MODEL.JIGSAW.ENABLED:
-            raise CMCConfigError("MODEL.CMC.ENABLED and MODEL.JIGSAW.ENABLED: CMC has no JigSaw "
-                                 "branch; turn one off")
+            raise CMCConfigError(
+                "MODEL.CMC.ENABLED and MODEL.JIGSAW.ENABLED: CMC has no JigSaw branch; turn one off"
+            )
         if cfg.EVAL.KNN_PERIOD and cfg.EVAL.KNN_FEATURES == "embedding":
-            raise CMCConfigError("EVAL.KNN_FEATURES embedding with MODEL.CMC.ENABLED: CMC has "
-                                 "one embedding per view; the kNN monitor reads every backbone "
-                                 "(EVAL.KNN_FEATURES backbone)")
+            raise CMCConfigError(
+                "EVAL.KNN_FEATURES embedding with MODEL.CMC.ENABLED: CMC has "
+                "one embedding per view; the kNN monitor reads every backbone "
+                "(EVAL.KNN_FEATURES backbone)"
+            )
         graph_pairs(2, cfg.MODEL.CMC.GRAPH)
 
     @property
@@ -110,18 +128,23 @@ class CMC(Method):
     def readout_backbone(self, cfg) -> nn.Module:
         """Every query backbone as one feature extractor of RGB images (CMCReadoutBackbone)."""
         learned = _learned_views(cfg)  # one load serves the split and the readout
-        return CMCReadoutBackbone(self, cfg.DATA.COLOR_SPACE or "rgb", _split(cfg, learned),
-                                  learned)
+        return CMCReadoutBackbone(
+            self, cfg.DATA.COLOR_SPACE or "rgb", _split(cfg, learned), learned
+        )
 
     def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("CMC's keys are per view: the probes score CrossViewPair "
-                                  "(evaluation/mutual_info.py)")
+        raise NotImplementedError(
+            "CMC's keys are per view: the probes score CrossViewPair (evaluation/mutual_info.py)"
+        )
 
     @staticmethod
     def _contrast(queries, keys, all_keys, negatives, branch: MoCo):
         """InfoNCE of `queries` against the other view's keys and queue (`branch` holds them)."""
-        batch = dict(batch_keys=all_keys, offset=du.get_rank() * len(keys)) \
-            if branch.batch_negatives else {}
+        batch = (
+            dict(batch_keys=all_keys, offset=du.get_rank() * len(keys))
+            if branch.batch_negatives
+            else {}
+        )
         return info_nce(queries, keys, negatives, branch.temperature, **batch)
 
     def forward(self, *view_images: torch.Tensor):
@@ -130,8 +153,10 @@ class CMC(Method):
         moves the key encoders."""
         branches = self.branches
         if len(view_images) != len(branches):
-            raise CMCConfigError(f"CMC with {len(branches)} views was given {len(view_images)} "
-                                 "channel groups (DATA.CHANNEL_SPLIT)")
+            raise CMCConfigError(
+                f"CMC with {len(branches)} views was given {len(view_images)} "
+                "channel groups (DATA.CHANNEL_SPLIT)"
+            )
         queries = [b.query_encoder(x) for b, x in zip(branches, view_images)]
         keys = [b.encode_keys(x) for b, x in zip(branches, view_images)]  # shuffle-BN in order
         all_keys = [du.all_gather_cat(k) for k in keys]
@@ -139,16 +164,18 @@ class CMC(Method):
         loss, logits, terms = 0, [], {}
         for i, j in self.pairs:
             for a, b in ((i, j), (j, i)):
-                term, term_logits = self._contrast(queries[a], keys[b], all_keys[b], queues[b],
-                                                   branches[b])
+                term, term_logits = self._contrast(
+                    queries[a], keys[b], all_keys[b], queues[b], branches[b]
+                )
                 loss = loss + term
                 logits.append(term_logits)
                 terms[f"{a + 1}->{b + 1}"] = term.detach()
         for branch, gathered in zip(branches, all_keys):
             branch.enqueue(gathered)
         first, second = self.pairs[0]  # the core view and the next
-        return StepOutput(loss, torch.cat(logits), terms,
-                          ERPair(SPHERE, queries[first].detach(), keys[second]))
+        return StepOutput(
+            loss, torch.cat(logits), terms, ERPair(SPHERE, queries[first].detach(), keys[second])
+        )
 
 
 def _view_branch(cfg, in_channels: int) -> MoCo:
@@ -163,8 +190,9 @@ def _view_branch(cfg, in_channels: int) -> MoCo:
 
 def build_cmc(cfg) -> CMC:
     CMC.check_cfg(cfg)
-    return CMC(*(_view_branch(cfg, k) for k in _split(cfg, _learned_views(cfg))),
-               graph=cfg.MODEL.CMC.GRAPH)
+    return CMC(
+        *(_view_branch(cfg, k) for k in _split(cfg, _learned_views(cfg))), graph=cfg.MODEL.CMC.GRAPH
+    )
 
 
 def _learned_views(cfg):
@@ -214,6 +242,7 @@ class CrossViewPair(nn.Module):
     """One direction of a CMC model shaped like a MoCo model for the fresh-key probes
     (evaluation/fresh_keys.py): queries from one view's query encoder, keys from the other view's
     key encoder, no queue."""
+
     queue_size = 0
 
     def __init__(self, query_branch: MoCo, key_branch: MoCo):
@@ -224,5 +253,3 @@ class CrossViewPair(nn.Module):
 
     def encode_keys(self, images: torch.Tensor) -> torch.Tensor:
         return self.key_branch.encode_keys(images)
-
-

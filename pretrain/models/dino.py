@@ -20,6 +20,7 @@ MODEL.DINO.CLIP_GRAD on its own (`adjust_gradients`, called between backward and
 The student is `query_encoder`, the teacher `key_encoder` (MoCo's names: tools/convert.py
 --encoder key converts the teacher, the network DINO evaluates), an EMA of the student after each
 optimizer step (ema.py)."""
+
 from __future__ import annotations
 
 import torch
@@ -55,12 +56,22 @@ class DINOHead(nn.Module):
     truncated normal of std 0.02, biases 0, as the release), L2 normalisation, then the
     weight-normalised last layer."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int,
-                 norm_last_layer: bool = True):
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        bottleneck_dim: int,
+        out_dim: int,
+        norm_last_layer: bool = True,
+    ):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(),
-                                 nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
-                                 nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):
                 nn.init.trunc_normal_(layer.weight, std=0.02)
@@ -92,6 +103,7 @@ class DINO(Method):
     entropy of the student's batch-mean distribution P_s over the K outputs, averaged over the
     two global crops (the teacher, which the paper's H(W2) is of, gets no gradient; centring
     and sharpening stay). Terms "cross_entropy" and "entropy"."""
+
     views = VIEWS_MULTI_CROP
     adjusts_gradients = True
     anneals_momentum = True
@@ -99,10 +111,20 @@ class DINO(Method):
     er: ERObjective | None = None  # set by from_cfg
     legacy_keys = ("queue", "queue_ptr")  # empty buffers of when DINO was built on MoCo
 
-    def __init__(self, student: Encoder, out_dim: int, momentum: float, momentum_cosine: bool,
-                 student_temp: float, teacher_temp: float, warmup_teacher_temp: float,
-                 warmup_teacher_temp_epochs: int, center_momentum: float,
-                 freeze_last_layer_epochs: float, clip_grad: float):
+    def __init__(
+        self,
+        student: Encoder,
+        out_dim: int,
+        momentum: float,
+        momentum_cosine: bool,
+        student_temp: float,
+        teacher_temp: float,
+        warmup_teacher_temp: float,
+        warmup_teacher_temp_epochs: int,
+        center_momentum: float,
+        freeze_last_layer_epochs: float,
+        clip_grad: float,
+    ):
         """`student_temp` also scales the fresh-key probes (evaluation/fresh_keys.py)."""
         super().__init__()
         self.query_encoder = student
@@ -121,18 +143,29 @@ class DINO(Method):
     def check_cfg(cls, cfg) -> None:
         super().check_cfg(cfg)
         if cfg.MODEL.HEAD != "dino":
-            raise ConfigError(f"MODEL.HEAD {cfg.MODEL.HEAD} with MODEL.METHOD dino: DINO's loss "
-                              "reads the DINO head's K outputs; set MODEL.HEAD dino")
+            raise ConfigError(
+                f"MODEL.HEAD {cfg.MODEL.HEAD} with MODEL.METHOD dino: DINO's loss "
+                "reads the DINO head's K outputs; set MODEL.HEAD dino"
+            )
 
     @classmethod
     def from_cfg(cls, cfg) -> "DINO":
         m, d = cfg.MODEL, cfg.MODEL.DINO
         backbone, dim = backbone_of_cfg(cfg)
         head = DINOHead(dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM, d.OUT_DIM, d.NORM_LAST_LAYER)
-        model = cls(Encoder(backbone, head), d.OUT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE,
-                    d.STUDENT_TEMP, d.TEACHER_TEMP, d.WARMUP_TEACHER_TEMP,
-                    d.WARMUP_TEACHER_TEMP_EPOCHS, d.CENTER_MOMENTUM,
-                    d.FREEZE_LAST_LAYER_EPOCHS, d.CLIP_GRAD)
+        model = cls(
+            Encoder(backbone, head),
+            d.OUT_DIM,
+            m.MOMENTUM,
+            m.MOMENTUM_COSINE,
+            d.STUDENT_TEMP,
+            d.TEACHER_TEMP,
+            d.WARMUP_TEACHER_TEMP,
+            d.WARMUP_TEACHER_TEMP_EPOCHS,
+            d.CENTER_MOMENTUM,
+            d.FREEZE_LAST_LAYER_EPOCHS,
+            d.CLIP_GRAD,
+        )
         model.er = ERObjective.from_cfg(cfg)
         return model
 
@@ -151,8 +184,10 @@ class DINO(Method):
 
     def _epoch(self) -> int:
         if self.iters_per_epoch is None:
-            raise RuntimeError("DINO: start_run was never called (the trainer calls it with the "
-                               "run's epoch length, for the temperature and freeze schedules)")
+            raise RuntimeError(
+                "DINO: start_run was never called (the trainer calls it with the "
+                "run's epoch length, for the temperature and freeze schedules)"
+            )
         return self.iteration // self.iters_per_epoch
 
     def before_optimizer_step(self) -> None:
@@ -198,13 +233,19 @@ class DINO(Method):
         student_out = student.head(crop_features(student.backbone, crops))
         with torch.no_grad():
             teacher_out = teacher.head(teacher.backbone(torch.cat([large1, large2])))
-        tau_t = teacher_temperature(self._epoch(), self.warmup_teacher_temp, self.teacher_temp,
-                                    self.warmup_teacher_temp_epochs)
+        tau_t = teacher_temperature(
+            self._epoch(),
+            self.warmup_teacher_temp,
+            self.teacher_temp,
+            self.warmup_teacher_temp_epochs,
+        )
         with torch.autocast(device_type=large1.device.type, enabled=False):
-            student_out, teacher_out, center = at_least_float32(student_out, teacher_out,
-                                                                self.center)
-            log_p = (F.log_softmax(student_out / self.student_temp, dim=1)
-                     .view(len(crops), batch, -1))
+            student_out, teacher_out, center = at_least_float32(
+                student_out, teacher_out, self.center
+            )
+            log_p = F.log_softmax(student_out / self.student_temp, dim=1).view(
+                len(crops), batch, -1
+            )
             targets = F.softmax((teacher_out - center) / tau_t, dim=1).view(2, batch, -1)
             # cross[i, v] = mean_b -sum_k P_t,i log P_s,v, without a (2, V, B, K) temporary
             cross = -torch.einsum("ibk,vbk->iv", targets, log_p) / batch
@@ -217,5 +258,9 @@ class DINO(Method):
                 terms["entropy"] = h.detach()
                 loss = self.er.loss(loss, h)
         self.update_center(teacher_out)
-        return StepOutput(loss, agreement_logits(log_p[1].detach(), targets[0]), terms,
-                          ERPair(DISCRETE, log_p[1].detach().exp(), targets[0].detach()))
+        return StepOutput(
+            loss,
+            agreement_logits(log_p[1].detach(), targets[0]),
+            terms,
+            ERPair(DISCRETE, log_p[1].detach().exp(), targets[0].detach()),
+        )

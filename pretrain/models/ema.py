@@ -3,6 +3,7 @@ its base value to 1 by a half cosine, as BYOL's tau (Grill et al. 2020, Sec. 3.2
     tau_k = 1 - (1 - tau_base) * (cos(pi k / K) + 1) / 2,
 k the current training step (0 for the first), K the run's total steps; MoCo v3's ResNet recipe
 anneals its m the same way (official code, --moco-m-cos)."""
+
 from __future__ import annotations
 
 import copy
@@ -68,6 +69,8 @@ class MomentumSchedule(nn.Module):
         if not self.cosine:
             return self.base
         if self.total_steps <= 0:
-            raise RuntimeError("MODEL.MOMENTUM_COSINE: the schedule's total_steps was never set "
-                               "(the trainer sets it to the run's iterations)")
+            raise RuntimeError(
+                "MODEL.MOMENTUM_COSINE: the schedule's total_steps was never set "
+                "(the trainer sets it to the run's iterations)"
+            )
         return cosine_momentum(self.base, min(k + self.lead, self.total_steps), self.total_steps)

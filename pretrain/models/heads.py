@@ -1,5 +1,6 @@
 """Projection heads that map backbone features to the contrastive embedding, and the predictors
 of the methods that have one (BYOL, SimSiam, MoCo v3)."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -16,13 +17,23 @@ from ..common.errors import ConfigError
 #            official code: affine-free BN) and MoCo v3's (Chen, Xie, He 2021, App. / code).
 #   SwAV's projection (Caron et al. 2020, App. A: 2048 - BN - ReLU - 128) is BYOL's shape: "none",
 #   its last Linear with a bias (the release's nn.Linear default).
-METHOD_HEADS = {"simclr": (2, "scale", False), "byol": (2, "none", False),
-                "simsiam": (3, "plain", False), "mocov3": (2, "plain", False),
-                "swav": (2, "none", True)}
+METHOD_HEADS = {
+    "simclr": (2, "scale", False),
+    "byol": (2, "none", False),
+    "simsiam": (3, "plain", False),
+    "mocov3": (2, "plain", False),
+    "swav": (2, "none", True),
+}
 
 
-def build_mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2,
-              last_bn: str = "none", last_bias: bool = True) -> nn.Sequential:
+def build_mlp(
+    in_dim: int,
+    hidden_dim: int,
+    out_dim: int,
+    layers: int = 2,
+    last_bn: str = "none",
+    last_bias: bool = True,
+) -> nn.Sequential:
     """`layers` Linear layers with BN + ReLU between them and `last_bn` after the last (see
     METHOD_HEADS); the last Linear has a bias only with `last_bias` and no BN after it. A BN
     layer whose shift is not learned ("scale") keeps its bias at zero, frozen, so that the layer
@@ -32,8 +43,11 @@ def build_mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2,
     modules: list[nn.Module] = []
     dim = in_dim
     for _ in range(layers - 1):
-        modules += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
-                    nn.ReLU(inplace=True)]
+        modules += [
+            nn.Linear(dim, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+        ]
         dim = hidden_dim
     modules.append(nn.Linear(dim, out_dim, bias=last_bias and last_bn == "none"))
     if last_bn == "plain":
@@ -51,13 +65,15 @@ def build_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Modu
     if kind == "linear":
         return nn.Linear(in_dim, out_dim)
     if kind == "mlp":
-        return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True),
-                             nn.Linear(hidden_dim, out_dim))
+        return nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)
+        )
     if kind in METHOD_HEADS:
         layers, last_bn, last_bias = METHOD_HEADS[kind]
         return build_mlp(in_dim, hidden_dim, out_dim, layers, last_bn, last_bias)
-    raise ConfigError(f"MODEL.HEAD {kind!r}: expected 'linear', 'mlp' or one of "
-                     f"{', '.join(METHOD_HEADS)}")
+    raise ConfigError(
+        f"MODEL.HEAD {kind!r}: expected 'linear', 'mlp' or one of {', '.join(METHOD_HEADS)}"
+    )
 
 
 def build_predictor(method: str, dim: int, hidden_dim: int) -> nn.Sequential:

@@ -10,6 +10,7 @@ lemniscate.pytorch, trains without it; the bank's momentum update plays that rol
 
 The encoder is `query_encoder` (moco.Encoder), as in every model of the project, so the kNN
 monitor, the readouts and tools/convert.py find its backbone."""
+
 from __future__ import annotations
 
 import torch
@@ -38,10 +39,15 @@ class InsDis(MemoryBankMethod):
         embeddings = self.query_encoder(images)
         all_indices = du.all_gather_cat(indices)
         negatives, _ = self.memory_bank.draw(all_indices)
-        logits = self.memory_bank.logits(embeddings, indices,
-                                         this_process_rows(negatives, len(indices)))
+        logits = self.memory_bank.logits(
+            embeddings, indices, this_process_rows(negatives, len(indices))
+        )
         loss = self.memory_bank.loss(logits)
         own_entries = self.memory_bank.vectors[indices].clone()  # what the embedding must match
         self.memory_bank.update(all_indices, du.all_gather_cat(embeddings.detach()))
-        return StepOutput(loss, logits, {"instance": loss.detach()},
-                          ERPair(SPHERE, embeddings.detach(), own_entries))
+        return StepOutput(
+            loss,
+            logits,
+            {"instance": loss.detach()},
+            ERPair(SPHERE, embeddings.detach(), own_entries),
+        )

@@ -20,6 +20,7 @@ one L2-normalised embedding per training image, the positive's key and the sourc
               "derived from initial batches"), then kept fixed (buffer `z`).
     "infonce" cross-entropy of the 1 + K logits with the own entry as the class.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,20 +49,35 @@ def check_memory_bank(cfg) -> None:
     if not 0.0 <= bank.MOMENTUM < 1.0:
         raise ConfigError(f"MODEL.MEMORY_BANK.MOMENTUM {bank.MOMENTUM}: expected 0 <= m < 1")
     if m.METHOD == "pirl" and not m.JIGSAW.ENABLED:
-        raise ConfigError("MODEL.METHOD pirl needs MODEL.JIGSAW.ENABLED True: its second "
-                          "embedding is the JigSaw branch's")
-    for key, value, needed in (("DATA.PIPELINE", cfg.DATA.PIPELINE, "cpu"),
-                               ("DATA.VIEWS_FROM", cfg.DATA.VIEWS_FROM, "image"),
-                               ("DATA.VIEW_FAMILY", cfg.DATA.VIEW_FAMILY, "augment")):
+        raise ConfigError(
+            "MODEL.METHOD pirl needs MODEL.JIGSAW.ENABLED True: its second "
+            "embedding is the JigSaw branch's"
+        )
+    for key, value, needed in (
+        ("DATA.PIPELINE", cfg.DATA.PIPELINE, "cpu"),
+        ("DATA.VIEWS_FROM", cfg.DATA.VIEWS_FROM, "image"),
+        ("DATA.VIEW_FAMILY", cfg.DATA.VIEW_FAMILY, "augment"),
+    ):
         if value != needed:
-            raise ConfigError(f"{key} {value!r} with MODEL.METHOD {m.METHOD}: a memory-bank "
-                              f"method takes one view per image with its index ({key} {needed})")
+            raise ConfigError(
+                f"{key} {value!r} with MODEL.METHOD {m.METHOD}: a memory-bank "
+                f"method takes one view per image with its index ({key} {needed})"
+            )
 
 
 class MemoryBank(nn.Module):
-    def __init__(self, dim: int, num_negatives: int, momentum: float, temperature: float,
-                 loss: str, seed: int, exclude_own: bool = False, z_with_own: bool = False,
-                 nce_eps: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_negatives: int,
+        momentum: float,
+        temperature: float,
+        loss: str,
+        seed: int,
+        exclude_own: bool = False,
+        z_with_own: bool = False,
+        nce_eps: float = 0.0,
+    ):
         """`z_with_own`: NCE's Z from all 1 + K columns of the first batch (the own entry too),
         and `nce_eps` added to NCE's denominators, as InsDis's release (lemniscate.pytorch,
         NCEAverage and NCECriterion, eps 1e-7) and PIRL's (VISSL's nce_loss_with_memory, float32's
@@ -81,8 +97,15 @@ class MemoryBank(nn.Module):
     @classmethod
     def from_cfg(cls, cfg, **options) -> "MemoryBank":
         bank = cfg.MODEL.MEMORY_BANK
-        return cls(cfg.MODEL.FEAT_DIM, bank.NEGATIVES, bank.MOMENTUM, cfg.MODEL.TEMPERATURE,
-                   bank.LOSS, cfg.SEED, **options)
+        return cls(
+            cfg.MODEL.FEAT_DIM,
+            bank.NEGATIVES,
+            bank.MOMENTUM,
+            cfg.MODEL.TEMPERATURE,
+            bank.LOSS,
+            cfg.SEED,
+            **options,
+        )
 
     @property
     def size(self) -> int:
@@ -106,8 +129,10 @@ class MemoryBank(nn.Module):
         """(K negatives for each image of the global batch, (B, K); the step's generator, for
         the method's other draws of this step)."""
         if self.size < 2:
-            raise RuntimeError("the memory bank is not allocated: call allocate(num_images) "
-                               "(the trainer does) or load a checkpoint")
+            raise RuntimeError(
+                "the memory bank is not allocated: call allocate(num_images) "
+                "(the trainer does) or load a checkpoint"
+            )
         generator = torch.Generator(device=self.vectors.device)
         generator.manual_seed(self.seed * 1_000_003 + int(self.step))
         return self.draw_more(all_indices, generator), generator
@@ -121,8 +146,9 @@ class MemoryBank(nn.Module):
         others = torch.randint(self.size - 1, shape, generator=generator, device=device)
         return others + (others >= all_indices.unsqueeze(1)).long()
 
-    def logits(self, embeddings: torch.Tensor, indices: torch.Tensor,
-               negatives: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, embeddings: torch.Tensor, indices: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
         """(B, 1 + K) cosines / T of each embedding with its own entry (column 0) and its
         negatives' entries, as the bank is before this step's update; gradient to the
         embeddings only. In at least float32 (as losses.info_nce, for bf16 autocast)."""
@@ -135,8 +161,9 @@ class MemoryBank(nn.Module):
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
         """The mean over this process's anchors of MODEL.MEMORY_BANK.LOSS (module docstring)."""
         if self.loss_kind == "infonce":
-            return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long,
-                                                       device=logits.device))
+            return F.cross_entropy(
+                logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+            )
         if not self.z:
             self._estimate_z(logits if self.z_with_own else logits[:, 1:])
         log_p = logits - torch.log(self.z).to(logits.dtype)  # log P(i|v), InsDis Eq. 4 with Z
@@ -169,6 +196,7 @@ class MemoryBankMethod(Method):
     as every model of the project, so the kNN monitor, the readouts and tools/convert.py find its
     backbone), no momentum encoder (the bank is updated in forward, after the loss), the bank
     kept out of DDP's buffer broadcast and allocated when the run's size is known."""
+
     paper_head = "linear"  # a linear projection to 128-d in both papers
 
     @classmethod
@@ -201,10 +229,11 @@ def ignore_in_ddp(model: nn.Module, bank_name: str = "memory_bank") -> None:
     """DDP would broadcast every buffer from rank 0 at each forward; the bank (650 MB for
     ImageNet) is kept equal by its own update, so it stays out of that."""
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-        model, [f"{bank_name}.{name}" for name in ("vectors", "z", "step")])
+        model, [f"{bank_name}.{name}" for name in ("vectors", "z", "step")]
+    )
 
 
 def this_process_rows(global_rows: torch.Tensor, local_batch: int) -> torch.Tensor:
     """This process's rows of a tensor drawn for the global batch (rank order)."""
     first = du.get_rank() * local_batch
-    return global_rows[first:first + local_batch]
+    return global_rows[first : first + local_batch]

@@ -28,6 +28,7 @@ not have. What a method declares:
 
 Shared parts (the EMA encoder pair of moco.py, the memory bank, the queues, the prototypes) are
 components a method holds."""
+
 from __future__ import annotations
 
 from typing import ClassVar, NamedTuple
@@ -50,9 +51,9 @@ VIEWS_CHANNEL_GROUPS = inputs.CHANNEL_GROUPS
 
 
 class StepOutput(NamedTuple):
-    loss: torch.Tensor    # what backward() takes
+    loss: torch.Tensor  # what backward() takes
     logits: torch.Tensor  # positive in column 0: the log's accuracy (argmax == 0)
-    terms: dict           # name -> detached scalar: the loss's parts, logged as loss/<name>
+    terms: dict  # name -> detached scalar: the loss's parts, logged as loss/<name>
     # The two sides one view's representation is reconstructed from and into, for the log's
     # entropy, reconstruction and I_ER (entropy_reconstruction.py): every method shows one.
     er: ERPair | None = None
@@ -74,27 +75,39 @@ class Method(nn.Module):
         """Settings this method cannot run with; subclasses add theirs (and call this)."""
         m = cfg.MODEL
         if m.MOMENTUM_COSINE and not cls.anneals_momentum:
-            raise ConfigError(f"MODEL.MOMENTUM_COSINE with MODEL.METHOD {m.METHOD}: only "
-                              f"{', '.join(n for n, c in METHODS.items() if c.anneals_momentum)} "
-                              "anneal their momentum")
+            raise ConfigError(
+                f"MODEL.MOMENTUM_COSINE with MODEL.METHOD {m.METHOD}: only "
+                f"{', '.join(n for n, c in METHODS.items() if c.anneals_momentum)} "
+                "anneal their momentum"
+            )
         if cfg.DATA.MULTI_CROP.NUM_SMALL and cls.views != VIEWS_MULTI_CROP:
             multi_crop = ", ".join(n for n, c in METHODS.items() if c.views == VIEWS_MULTI_CROP)
-            raise ConfigError(f"DATA.MULTI_CROP.NUM_SMALL {cfg.DATA.MULTI_CROP.NUM_SMALL} with "
-                              f"MODEL.METHOD {m.METHOD}: only {multi_crop}"
-                              " have a loss for small crops")
+            raise ConfigError(
+                f"DATA.MULTI_CROP.NUM_SMALL {cfg.DATA.MULTI_CROP.NUM_SMALL} with "
+                f"MODEL.METHOD {m.METHOD}: only {multi_crop}"
+                " have a loss for small crops"
+            )
         if m.CMC.ENABLED and cls.name != "moco":
-            raise ConfigError(f"MODEL.CMC.ENABLED with MODEL.METHOD {m.METHOD}: CMC is built on "
-                              "moco's branches; set MODEL.METHOD moco")
+            raise ConfigError(
+                f"MODEL.CMC.ENABLED with MODEL.METHOD {m.METHOD}: CMC is built on "
+                "moco's branches; set MODEL.METHOD moco"
+            )
         if m.ER.KAPPA <= 0:
-            raise ConfigError(f"MODEL.ER.KAPPA {m.ER.KAPPA}: the von Mises-Fisher concentration "
-                              "must be positive (the release's default is 10)")
+            raise ConfigError(
+                f"MODEL.ER.KAPPA {m.ER.KAPPA}: the von Mises-Fisher concentration "
+                "must be positive (the release's default is 10)"
+            )
         if m.ER.OBJECTIVE and not cls.has_er_variant:
-            raise ConfigError(f"MODEL.ER.OBJECTIVE with MODEL.METHOD {m.METHOD}: only "
-                              f"{', '.join(n for n, c in METHODS.items() if c.has_er_variant)} "
-                              "have an ER variant")
+            raise ConfigError(
+                f"MODEL.ER.OBJECTIVE with MODEL.METHOD {m.METHOD}: only "
+                f"{', '.join(n for n, c in METHODS.items() if c.has_er_variant)} "
+                "have an ER variant"
+            )
         if m.JIGSAW.ENABLED and cls.views not in (VIEWS_PAIR_JIGSAW, VIEWS_INDEXED_JIGSAW):
-            raise ConfigError(f"MODEL.JIGSAW.ENABLED with MODEL.METHOD {m.METHOD}: only moco "
-                              "(InfoMin's branch) and pirl have a JigSaw loss")
+            raise ConfigError(
+                f"MODEL.JIGSAW.ENABLED with MODEL.METHOD {m.METHOD}: only moco "
+                "(InfoMin's branch) and pirl have a JigSaw loss"
+            )
 
     @classmethod
     def from_cfg(cls, cfg) -> "Method":
@@ -107,8 +120,11 @@ class Method(nn.Module):
             return
         paper = cls.paper_head or cls.name
         if cfg.MODEL.HEAD != paper and du.get_rank() == 0:
-            print(f"note: MODEL.HEAD {cfg.MODEL.HEAD} with MODEL.METHOD {cls.name}; the paper's "
-                  f"head is MODEL.HEAD {paper}", flush=True)
+            print(
+                f"note: MODEL.HEAD {cfg.MODEL.HEAD} with MODEL.METHOD {cls.name}; the paper's "
+                f"head is MODEL.HEAD {paper}",
+                flush=True,
+            )
 
     # -- training ------------------------------------------------------------------------------
     def num_negatives(self, global_batch_size: int) -> int:
@@ -153,10 +169,12 @@ METHODS: dict[str, type[Method]] = {}
 
 def register_method(name: str):
     """Class decorator: the method of MODEL.METHOD `name`."""
+
     def register(cls: type[Method]) -> type[Method]:
         if name in METHODS:
             raise ValueError(f"MODEL.METHOD {name!r} is registered twice")
         cls.name = name
         METHODS[name] = cls
         return cls
+
     return register

@@ -2,6 +2,7 @@
 
 The model holds everything a resumed run needs besides the optimizer: both encoders and the queue
 with its write pointer, all in `state_dict()`."""
+
 from __future__ import annotations
 
 import torch
@@ -48,8 +49,9 @@ class JigsawHead(nn.Module):
         self.patch_head = patch_head
         self.fc = nn.Linear(num_patches * feat_dim, feat_dim)
 
-    def forward(self, patch_features: torch.Tensor, num_images: int,
-                order: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, patch_features: torch.Tensor, num_images: int, order: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """patch_features: (num_images * P, C), image-major; `order`: (num_images, P) each
         image's patch order (PIRL draws it for the global batch), else drawn here. Returns
         (num_images, feat_dim)."""
@@ -64,13 +66,24 @@ class JigsawHead(nn.Module):
 class MoCo(Method):
     """MoCo v1 / v2 and InfoMin (JigSaw with MODEL.JIGSAW.ENABLED); with MODEL.CMC.ENABLED the
     config builds CMC (cmc.py), one MoCo branch per channel group."""
+
     views = VIEWS_PAIR_JIGSAW
     info_nce_terms = ("instance",)
     paper_head = None  # MoCo v1's linear, v2's mlp, InfoMin's: MODEL.HEAD picks the paper
 
-    def __init__(self, query_encoder: Encoder, feat_dim: int, queue_size: int, momentum: float,
-                 temperature: float, shuffle_bn: bool = True, jigsaw_head: JigsawHead | None = None,
-                 jigsaw_weight: float = 0.5, bn_splits: int = 1, batch_negatives: bool = False):
+    def __init__(
+        self,
+        query_encoder: Encoder,
+        feat_dim: int,
+        queue_size: int,
+        momentum: float,
+        temperature: float,
+        shuffle_bn: bool = True,
+        jigsaw_head: JigsawHead | None = None,
+        jigsaw_weight: float = 0.5,
+        bn_splits: int = 1,
+        batch_negatives: bool = False,
+    ):
         """`bn_splits` > 1: the encoders' BN layers are SplitBatchNorm2d with that many groups per
         process, and keys are shuffled before the key encoder even in a one-process run."""
         super().__init__()
@@ -143,8 +156,12 @@ class MoCo(Method):
         restore = torch.argsort(order)
         return keys[restore].view(du.get_world_size(), -1, keys.shape[1])[du.get_rank()]
 
-    def forward(self, query_images: torch.Tensor, key_images: torch.Tensor,
-                jigsaw_patches: torch.Tensor | None = None):
+    def forward(
+        self,
+        query_images: torch.Tensor,
+        key_images: torch.Tensor,
+        jigsaw_patches: torch.Tensor | None = None,
+    ):
         """The loss, logits of the instance branch, and its terms "instance" (and "jigsaw").
         With jigsaw patches (N, P, C, H, W), the loss is (1 - w) * L_instance + w * L_jigsaw,
         both against the same keys and queue. The keys are enqueued here, after the loss used
@@ -153,8 +170,11 @@ class MoCo(Method):
         keys = self.encode_keys(key_images)
         negatives = self.queue.clone()
         all_keys = du.all_gather_cat(keys)
-        batch = dict(batch_keys=all_keys, offset=du.get_rank() * len(keys)) \
-            if self.batch_negatives else {}
+        batch = (
+            dict(batch_keys=all_keys, offset=du.get_rank() * len(keys))
+            if self.batch_negatives
+            else {}
+        )
         loss, logits = info_nce(queries, keys, negatives, self.temperature, **batch)
         terms = {"instance": loss.detach()}
         if jigsaw_patches is not None:
@@ -173,21 +193,37 @@ def build_moco(cfg) -> MoCo:
     head = build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM)
     jigsaw_head = None
     if m.JIGSAW.ENABLED:
-        jigsaw_head = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
-                                 m.JIGSAW.GRID ** 2, m.FEAT_DIM)
+        jigsaw_head = JigsawHead(
+            build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM), m.JIGSAW.GRID**2, m.FEAT_DIM
+        )
     if m.QUEUE_SIZE == 0 and not m.BATCH_NEGATIVES:
-        raise ConfigError("MODEL.QUEUE_SIZE 0 leaves no negatives: set MODEL.BATCH_NEGATIVES True "
-                         "to contrast with the batch's other keys instead")
+        raise ConfigError(
+            "MODEL.QUEUE_SIZE 0 leaves no negatives: set MODEL.BATCH_NEGATIVES True "
+            "to contrast with the batch's other keys instead"
+        )
     if m.SYNC_BN and m.SHUFFLE_BN and du.get_rank() == 0:
-        print("warning: MODEL.SYNC_BN replaces shuffle-BN, but against a queue it leaves a leak: "
-              "the positive key is the only logit computed under the current key batch's BN "
-              "statistics. Global BN suffices for in-batch negatives (SimCLR), not for MoCo's "
-              "queue; keep SYNC_BN False for MoCo/InfoMin.", flush=True)
+        print(
+            "warning: MODEL.SYNC_BN replaces shuffle-BN, but against a queue it leaves a leak: "
+            "the positive key is the only logit computed under the current key batch's BN "
+            "statistics. Global BN suffices for in-batch negatives (SimCLR), not for MoCo's "
+            "queue; keep SYNC_BN False for MoCo/InfoMin.",
+            flush=True,
+        )
     shuffle_bn = m.SHUFFLE_BN and not m.SYNC_BN  # global statistics leave nothing to shuffle
     splits = 1
     if shuffle_bn:
         world_size = du.get_world_size()
         splits = bn_splits(m.BN_SPLITS, cfg.SOLVER.BATCH_SIZE // world_size, world_size)
         backbone = convert_to_split_bn(backbone, splits)  # before the key encoder copies it
-    return MoCo(Encoder(backbone, head), m.FEAT_DIM, m.QUEUE_SIZE, m.MOMENTUM, m.TEMPERATURE,
-                shuffle_bn, jigsaw_head, m.JIGSAW.LOSS_WEIGHT, splits, m.BATCH_NEGATIVES)
+    return MoCo(
+        Encoder(backbone, head),
+        m.FEAT_DIM,
+        m.QUEUE_SIZE,
+        m.MOMENTUM,
+        m.TEMPERATURE,
+        shuffle_bn,
+        jigsaw_head,
+        m.JIGSAW.LOSS_WEIGHT,
+        splits,
+        m.BATCH_NEGATIVES,
+    )

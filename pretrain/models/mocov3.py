@@ -9,6 +9,7 @@ The momentum m may be annealed to 1 by a half cosine as in the official ResNet r
 key encoder an EMA of the query one after each optimizer step (ema.py), and MoCo's InfoNCE with
 in-batch keys (the same cross-entropy, its positive moved to column 0). No shuffle-BN: MoCo v3
 uses global BN (MODEL.SYNC_BN)."""
+
 from __future__ import annotations
 
 import torch
@@ -28,13 +29,21 @@ from .moco import Encoder
 class MoCoV3(Method):
     """Terms "1->2", "2->1": each direction's InfoNCE (before the 2 T factor); the log's I_NCE
     is from their mean, against the global batch's other keys."""
+
     views = VIEWS_PAIR
     info_nce_terms = ("1->2", "2->1")
     anneals_momentum = True
     legacy_keys = ("queue", "queue_ptr")  # empty buffers of when MoCo v3 was built on MoCo
 
-    def __init__(self, query_encoder: Encoder, predictor: nn.Module, feat_dim: int,
-                 momentum: float, momentum_cosine: bool, temperature: float):
+    def __init__(
+        self,
+        query_encoder: Encoder,
+        predictor: nn.Module,
+        feat_dim: int,
+        momentum: float,
+        momentum_cosine: bool,
+        temperature: float,
+    ):
         super().__init__()
         self.query_encoder = query_encoder
         self.key_encoder = frozen_copy(query_encoder)
@@ -72,8 +81,14 @@ class MoCoV3(Method):
     def _contrast(self, queries: torch.Tensor, keys: torch.Tensor):
         all_keys = du.all_gather_cat(keys)
         empty = keys.new_zeros(0, keys.shape[1])
-        return info_nce(queries, keys, empty, self.temperature, batch_keys=all_keys,
-                        offset=du.get_rank() * len(keys))
+        return info_nce(
+            queries,
+            keys,
+            empty,
+            self.temperature,
+            batch_keys=all_keys,
+            offset=du.get_rank() * len(keys),
+        )
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
         """The loss, logits of both directions stacked along the batch, and the two
@@ -82,6 +97,9 @@ class MoCoV3(Method):
         k1, k2 = self.encode_keys(view1), self.encode_keys(view2)  # normalised, no grad
         loss12, logits12 = self._contrast(q1, k2)
         loss21, logits21 = self._contrast(q2, k1)
-        return StepOutput(2 * self.temperature * (loss12 + loss21), torch.cat([logits12, logits21]),
-                          {"1->2": loss12.detach(), "2->1": loss21.detach()},
-                          ERPair(SPHERE, q1.detach(), k2))
+        return StepOutput(
+            2 * self.temperature * (loss12 + loss21),
+            torch.cat([logits12, logits21]),
+            {"1->2": loss12.detach(), "2->1": loss21.detach()},
+            ERPair(SPHERE, q1.detach(), k2),
+        )

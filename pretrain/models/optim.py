@@ -2,6 +2,7 @@
 BYOL's and MoCo v3's, or LARC as SwAV's; the parameter groups (biases and norms without weight
 decay where a release leaves them out); and the per-group learning-rate factors of the schedule
 (SimSiam keeps its predictor's learning rate fixed)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -22,10 +23,22 @@ class LARS(torch.optim.Optimizer):
     from both (BYOL App. A says so; SimCLR's and MoCo v3's releases do the same; parameter_groups
     below does it)."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, adapt: bool = True):
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                        trust_coefficient=trust_coefficient, adapt=adapt)
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+        adapt: bool = True,
+    ):
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            trust_coefficient=trust_coefficient,
+            adapt=adapt,
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -41,9 +54,11 @@ class LARS(torch.optim.Optimizer):
                 d = p.grad.add(p, alpha=group["weight_decay"])
                 if group["adapt"]:
                     w_norm, d_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
-                    ratio = torch.where((w_norm > 0) & (d_norm > 0),
-                                        group["trust_coefficient"] * w_norm / d_norm,
-                                        torch.ones_like(w_norm))
+                    ratio = torch.where(
+                        (w_norm > 0) & (d_norm > 0),
+                        group["trust_coefficient"] * w_norm / d_norm,
+                        torch.ones_like(w_norm),
+                    )
                     d = d.mul_(ratio)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
@@ -62,10 +77,25 @@ class LARC(torch.optim.Optimizer):
     the norm of their sum. Where ||w|| or ||g|| is 0 the gradient goes on unscaled and undecayed.
     Then heavy-ball momentum (the first buffer the step itself) and the rate, as torch's SGD."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, eps: float = 1e-8):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      trust_coefficient=trust_coefficient, eps=eps))
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+        eps: float = 1e-8,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                trust_coefficient=trust_coefficient,
+                eps=eps,
+            ),
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -80,8 +110,11 @@ class LARC(torch.optim.Optimizer):
                     continue
                 w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(p.grad)
                 adapted = (w_norm != 0) & (g_norm != 0)
-                ratio = torch.where(adapted, eta * w_norm / (g_norm + w_norm * wd + group["eps"]),
-                                    torch.ones_like(w_norm))
+                ratio = torch.where(
+                    adapted,
+                    eta * w_norm / (g_norm + w_norm * wd + group["eps"]),
+                    torch.ones_like(w_norm),
+                )
                 decay = torch.where(adapted, wd, 0.0)  # apex decays only what it adapts
                 d = (p.grad + decay * p) * ratio
                 state = self.state[p]
@@ -106,10 +139,14 @@ def parameter_groups(cfg, model: nn.Module) -> list[dict]:
     s = cfg.SOLVER
     predictor = getattr(model, "predictor", None)
     if s.PREDICTOR_FIXED_LR and predictor is None:
-        raise ConfigError(f"SOLVER.PREDICTOR_FIXED_LR: MODEL.METHOD {cfg.MODEL.METHOD} has no "
-                          "predictor")
-    in_predictor = {id(p) for p in predictor.parameters()} \
-        if s.PREDICTOR_FIXED_LR and predictor is not None else set()
+        raise ConfigError(
+            f"SOLVER.PREDICTOR_FIXED_LR: MODEL.METHOD {cfg.MODEL.METHOD} has no predictor"
+        )
+    in_predictor = (
+        {id(p) for p in predictor.parameters()}
+        if s.PREDICTOR_FIXED_LR and predictor is not None
+        else set()
+    )
     groups: dict[tuple[bool, bool], list] = {}
     for p in model.parameters():
         if p.requires_grad:
@@ -133,16 +170,27 @@ def build_solver(cfg, model: nn.Module, lr: float) -> torch.optim.Optimizer:
     if s.OPTIMIZER == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY)
     if s.OPTIMIZER == "lars":
-        return LARS(groups, lr=lr, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY,
-                    trust_coefficient=s.LARS_TRUST_COEFFICIENT)
+        return LARS(
+            groups,
+            lr=lr,
+            momentum=s.MOMENTUM,
+            weight_decay=s.WEIGHT_DECAY,
+            trust_coefficient=s.LARS_TRUST_COEFFICIENT,
+        )
     if s.OPTIMIZER == "larc":
         for group in groups:
             group.pop("adapt", None)
-        return LARC(groups, lr=lr, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY,
-                    trust_coefficient=s.LARS_TRUST_COEFFICIENT)
+        return LARC(
+            groups,
+            lr=lr,
+            momentum=s.MOMENTUM,
+            weight_decay=s.WEIGHT_DECAY,
+            trust_coefficient=s.LARS_TRUST_COEFFICIENT,
+        )
     if s.OPTIMIZER == "adam":  # AMDIM's release: Adam with L2 decay in the gradient
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(s.ADAM_BETAS), eps=s.ADAM_EPS,
-                                weight_decay=s.WEIGHT_DECAY)
+        return torch.optim.Adam(
+            groups, lr=lr, betas=tuple(s.ADAM_BETAS), eps=s.ADAM_EPS, weight_decay=s.WEIGHT_DECAY
+        )
     raise ConfigError(f"SOLVER.OPTIMIZER {s.OPTIMIZER!r}: expected one of {OPTIMIZERS}")
 
 
@@ -150,7 +198,8 @@ def _fixed(iteration: int) -> float:
     return 1.0
 
 
-def group_lr_factors(optimizer: torch.optim.Optimizer,
-                     schedule: Callable[[int], float]) -> list[Callable[[int], float]]:
+def group_lr_factors(
+    optimizer: torch.optim.Optimizer, schedule: Callable[[int], float]
+) -> list[Callable[[int], float]]:
     """One LambdaLR factor per group: `schedule`, or 1 for a `fixed_lr` group."""
     return [_fixed if group.get("fixed_lr") else schedule for group in optimizer.param_groups]

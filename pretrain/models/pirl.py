@@ -16,6 +16,7 @@ the negatives "excluding image I".)
 Each step draws the JigSaw term's negatives, the image term's, then the patch order of the
 global batch from the bank's step generator, so one process and several take the same step.
 The encoder is `query_encoder` (moco.Encoder), as in every model of the project."""
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,13 @@ class PIRL(MemoryBankMethod):
     views = VIEWS_INDEXED_JIGSAW
     loss_terms = ("jigsaw", "image")
 
-    def __init__(self, encoder: Encoder, jigsaw_head: JigsawHead, memory_bank: MemoryBank,
-                 jigsaw_weight: float):
+    def __init__(
+        self,
+        encoder: Encoder,
+        jigsaw_head: JigsawHead,
+        memory_bank: MemoryBank,
+        jigsaw_weight: float,
+    ):
         super().__init__(encoder, memory_bank)
         self.jigsaw_head = jigsaw_head
         self.jigsaw_weight = jigsaw_weight
@@ -49,14 +55,19 @@ class PIRL(MemoryBankMethod):
         m = cfg.MODEL
         backbone, dim = backbone_of_cfg(cfg)
         encoder = Encoder(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
-        jigsaw = JigsawHead(build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM),
-                            m.JIGSAW.GRID ** 2, m.FEAT_DIM)
-        return cls(encoder, jigsaw, MemoryBank.from_cfg(cfg, z_with_own=True,
-                                                    nce_eps=NCE_EPS),
-                   m.JIGSAW.LOSS_WEIGHT)
+        jigsaw = JigsawHead(
+            build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM), m.JIGSAW.GRID**2, m.FEAT_DIM
+        )
+        return cls(
+            encoder,
+            jigsaw,
+            MemoryBank.from_cfg(cfg, z_with_own=True, nce_eps=NCE_EPS),
+            m.JIGSAW.LOSS_WEIGHT,
+        )
 
-    def forward(self, images: torch.Tensor, patches: torch.Tensor,
-                indices: torch.Tensor) -> StepOutput:
+    def forward(
+        self, images: torch.Tensor, patches: torch.Tensor, indices: torch.Tensor
+    ) -> StepOutput:
         """images: (N, C, H, W); patches: (N, P, C, h, w) the JigSaw patches of the same images;
         indices: (N,) their rows in the bank. The loss, the image term's logits, and the terms
         "jigsaw" and "image"."""
@@ -65,18 +76,23 @@ class PIRL(MemoryBankMethod):
         all_indices = du.all_gather_cat(indices)
         negatives, generator = self.memory_bank.draw(all_indices)
         image_negatives = self.memory_bank.draw_more(all_indices, generator)
-        order = torch.rand(len(all_indices), patches.shape[1], generator=generator,
-                           device=generator.device).argsort(dim=1)
+        order = torch.rand(
+            len(all_indices), patches.shape[1], generator=generator, device=generator.device
+        ).argsort(dim=1)
         mine = len(indices)
         jigsaw = self.jigsaw_head(patch_features, len(patches), this_process_rows(order, mine))
         bank = self.memory_bank
         jigsaw_logits = bank.logits(jigsaw, indices, this_process_rows(negatives, mine))
         jigsaw_loss = bank.loss(jigsaw_logits)  # first: the step that sets Z sets it here
-        image_logits = bank.logits(image_embeddings, indices,
-                                   this_process_rows(image_negatives, mine))
+        image_logits = bank.logits(
+            image_embeddings, indices, this_process_rows(image_negatives, mine)
+        )
         image_loss = bank.loss(image_logits)
         loss = self.jigsaw_weight * jigsaw_loss + (1 - self.jigsaw_weight) * image_loss
         bank.update(all_indices, du.all_gather_cat(image_embeddings.detach()))
-        return StepOutput(loss, image_logits,
-                          {"jigsaw": jigsaw_loss.detach(), "image": image_loss.detach()},
-                          ERPair(SPHERE, jigsaw.detach(), image_embeddings.detach()))
+        return StepOutput(
+            loss,
+            image_logits,
+            {"jigsaw": jigsaw_loss.detach(), "image": image_loss.detach()},
+            ERPair(SPHERE, jigsaw.detach(), image_embeddings.detach()),
+        )

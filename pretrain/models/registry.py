@@ -1,8 +1,10 @@
 """MODEL.METHOD's model: the registry of methods (method.py's contract) filled by importing every
 method's module, and the one builder the engine, the probes and the readouts call."""
+
 from __future__ import annotations
 
 from ..common.errors import ConfigError
+
 # Each module registers its method(s) on import (method.register_method).
 from . import amdim, byol, dino, insdis, moco, mocov3, pirl, simclr, simsiam, swav  # noqa: F401
 from .method import METHODS, Method

@@ -9,6 +9,7 @@ statistics span both views; global BN across processes with MODEL.SYNC_BN). Acro
 embeddings are gathered with their gradient, so every process's loss, averaged by DDP, is the
 global batch's. The encoder is `query_encoder` (moco.Encoder), as in every model of the
 project, so the kNN monitor, the readouts and tools/convert.py find its backbone."""
+
 from __future__ import annotations
 
 import torch
@@ -46,7 +47,14 @@ class SimCLR(Method):
         a no-op: the biases and BN parameters, which LARS does not rescale, get twice the step
         of a plain mean."""
         z1, z2 = self.query_encoder(torch.cat([view1, view2])).chunk(2)
-        mean, logits = nt_xent(z1, z2, self.temperature, du.all_gather_with_grad(z1),
-                               du.all_gather_with_grad(z2), offset=du.get_rank() * len(z1))
-        return StepOutput(2 * mean, logits, {"nt_xent": mean.detach()},
-                          ERPair(SPHERE, z1.detach(), z2.detach()))
+        mean, logits = nt_xent(
+            z1,
+            z2,
+            self.temperature,
+            du.all_gather_with_grad(z1),
+            du.all_gather_with_grad(z2),
+            offset=du.get_rank() * len(z1),
+        )
+        return StepOutput(
+            2 * mean, logits, {"nt_xent": mean.detach()}, ERPair(SPHERE, z1.detach(), z2.detach())
+        )

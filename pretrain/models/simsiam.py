@@ -7,6 +7,7 @@ SOLVER.PREDICTOR_FIXED_LR, pretrain/models/optim.py).
 The encoder is `query_encoder` (moco.Encoder), as in every model of the project, so the kNN
 monitor, the readouts and tools/convert.py find its backbone; keys for the fresh-key probes are
 the same encoder's embeddings (`encode_keys`)."""
+
 from __future__ import annotations
 
 import torch
@@ -46,7 +47,9 @@ class SimSiam(Method):
         z1, z2 = encoder.head(encoder.backbone(view1)), encoder.head(encoder.backbone(view2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
         d12, d21 = -mean_cosine(p1, z2) / 2, -mean_cosine(p2, z1) / 2  # z detached in mean_cosine
-        return StepOutput(d12 + d21, batch_logits(p1, z2),
-                          {"1->2": d12.detach(), "2->1": d21.detach()},
-                          ERPair(SPHERE, F.normalize(p1.detach(), dim=1),
-                                 F.normalize(z2.detach(), dim=1)))
+        return StepOutput(
+            d12 + d21,
+            batch_logits(p1, z2),
+            {"1->2": d12.detach(), "2->1": d21.detach()},
+            ERPair(SPHERE, F.normalize(p1.detach(), dim=1), F.normalize(z2.detach(), dim=1)),
+        )

@@ -9,6 +9,7 @@ CIFAR-10 demo groups them), as if each group were one GPU;
 `MoCo.encode_keys` permutes the keys before the key encoder, so a key lands in another group than
 its query's. In eval mode it is plain BN, and its parameters and buffers are BatchNorm2d's, so
 checkpoints, conversion and evaluation see no difference."""
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,10 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         if not self.training or self.splits == 1:
             return super().forward(x)
         if len(x) % self.splits:
-            raise ValueError(f"SplitBatchNorm2d: a batch of {len(x)} does not split into "
-                             f"{self.splits} equal groups (MODEL.BN_SPLITS)")
+            raise ValueError(
+                f"SplitBatchNorm2d: a batch of {len(x)} does not split into "
+                f"{self.splits} equal groups (MODEL.BN_SPLITS)"
+            )
         # One batch-norm call, as MoCo's CIFAR-10 demo makes it: the batch viewed as n / G
         # samples of G x C channels, so image s's channels sit in group s mod G (no copy for a
         # contiguous batch; channels_last is copied once). Each group updates its own copy of
@@ -54,8 +57,16 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
             running_var = self.running_var.repeat(groups)
         weight = self.weight.repeat(groups) if self.weight is not None else None
         bias = self.bias.repeat(groups) if self.bias is not None else None
-        out = F.batch_norm(x.reshape(n // groups, groups * c, *x.shape[2:]), running_mean,
-                           running_var, weight, bias, True, momentum, self.eps)
+        out = F.batch_norm(
+            x.reshape(n // groups, groups * c, *x.shape[2:]),
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            True,
+            momentum,
+            self.eps,
+        )
         if self.track_running_stats:
             with torch.no_grad():
                 self.running_mean.copy_(running_mean.view(groups, c).mean(dim=0))
@@ -70,8 +81,10 @@ def bn_splits(requested: int, batch_per_process: int, world_size: int) -> int:
     shuffles."""
     if requested > 0:
         if batch_per_process % requested:
-            raise ConfigError(f"MODEL.BN_SPLITS {requested} does not divide the per-process batch "
-                             f"of {batch_per_process}")
+            raise ConfigError(
+                f"MODEL.BN_SPLITS {requested} does not divide the per-process batch "
+                f"of {batch_per_process}"
+            )
         return requested
     splits = math.ceil(TARGET_GROUPS / world_size)
     while splits > 1 and (batch_per_process % splits or batch_per_process // splits < MIN_GROUP):
@@ -85,6 +98,14 @@ def convert_to_split_bn(module: nn.Module, splits: int) -> nn.Module:
     """Every BatchNorm2d of `module` computes its training statistics over `splits` groups."""
     if splits == 1:
         return module
-    return replace_batch_norms(module, lambda bn: SplitBatchNorm2d(
-        bn.num_features, splits, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-        track_running_stats=bn.track_running_stats))
+    return replace_batch_norms(
+        module,
+        lambda bn: SplitBatchNorm2d(
+            bn.num_features,
+            splits,
+            eps=bn.eps,
+            momentum=bn.momentum,
+            affine=bn.affine,
+            track_running_stats=bn.track_running_stats,
+        ),
+    )

@@ -17,6 +17,7 @@ paper adds a queue (App. A.1, MODEL.SWAV.QUEUE_LENGTH): the last stored embeddin
 crop join its batch in the Sinkhorn, so that the equipartition spans more samples than a batch.
 The encoder is `query_encoder` (moco.Encoder), as in every model of the project, so the kNN
 monitor, the readouts and tools/convert.py find its backbone."""
+
 from __future__ import annotations
 
 import torch
@@ -87,14 +88,24 @@ class SwAV(Method):
     the two large crops. The codes keep their Sinkhorn-Knopp equipartition (which is how SwAV
     already keeps H(W) high, the paper's point); the explicit term puts it on the predictions,
     which get gradients. Terms "swapped_prediction" and "entropy"."""
+
     views = VIEWS_MULTI_CROP
     adjusts_gradients = True
     has_er_variant = True
     er: ERObjective | None = None  # set by from_cfg
 
-    def __init__(self, encoder: Encoder, feat_dim: int, num_prototypes: int, temperature: float,
-                 epsilon: float, sinkhorn_iterations: int, freeze_prototypes_epochs: float,
-                 queue_length: int = 0, queue_start_epoch: float = 0.0):
+    def __init__(
+        self,
+        encoder: Encoder,
+        feat_dim: int,
+        num_prototypes: int,
+        temperature: float,
+        epsilon: float,
+        sinkhorn_iterations: int,
+        freeze_prototypes_epochs: float,
+        queue_length: int = 0,
+        queue_start_epoch: float = 0.0,
+    ):
         """`queue_length`: stored features per large crop, over all processes (0: none)."""
         super().__init__()
         self.query_encoder = encoder
@@ -115,11 +126,21 @@ class SwAV(Method):
     def from_cfg(cls, cfg) -> "SwAV":
         m, s = cfg.MODEL, cfg.MODEL.SWAV
         if s.QUEUE_LENGTH % du.get_world_size():
-            raise ConfigError(f"MODEL.SWAV.QUEUE_LENGTH {s.QUEUE_LENGTH} is not divisible by "
-                              f"the {du.get_world_size()} processes")
-        model = cls(Encoder.from_cfg(cfg), m.FEAT_DIM, s.NUM_PROTOTYPES, m.TEMPERATURE,
-                    s.EPSILON, s.SINKHORN_ITERATIONS, s.FREEZE_PROTOTYPES_EPOCHS, s.QUEUE_LENGTH,
-                    s.QUEUE_START_EPOCH)
+            raise ConfigError(
+                f"MODEL.SWAV.QUEUE_LENGTH {s.QUEUE_LENGTH} is not divisible by "
+                f"the {du.get_world_size()} processes"
+            )
+        model = cls(
+            Encoder.from_cfg(cfg),
+            m.FEAT_DIM,
+            s.NUM_PROTOTYPES,
+            m.TEMPERATURE,
+            s.EPSILON,
+            s.SINKHORN_ITERATIONS,
+            s.FREEZE_PROTOTYPES_EPOCHS,
+            s.QUEUE_LENGTH,
+            s.QUEUE_START_EPOCH,
+        )
         model.er = ERObjective.from_cfg(cfg)
         return model
 
@@ -129,8 +150,9 @@ class SwAV(Method):
         self.queue_start_iter = round(self.queue_start_epoch * iters_per_epoch)
 
     @torch.no_grad()
-    def codes(self, crop: int, scores: torch.Tensor, z: torch.Tensor,
-              weight: torch.Tensor) -> torch.Tensor:
+    def codes(
+        self, crop: int, scores: torch.Tensor, z: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
         """Sinkhorn codes of large crop `crop`'s batch: with a full queue, computed together with
         the stored features' scores and those rows dropped; then every process's embeddings `z`
         enter the queue (from the start epoch on), the oldest leave. The queue is the global
@@ -140,16 +162,19 @@ class SwAV(Method):
         if not len(queue):
             return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
         if self.queue_start_iter is None:
-            raise RuntimeError("SwAV: start_run was never called (the trainer calls it with "
-                               "the run's epoch length, for MODEL.SWAV.QUEUE_START_EPOCH)")
+            raise RuntimeError(
+                "SwAV: start_run was never called (the trainer calls it with "
+                "the run's epoch length, for MODEL.SWAV.QUEUE_START_EPOCH)"
+            )
         share = len(queue) // du.get_world_size()
-        mine = queue[du.get_rank() * share:(du.get_rank() + 1) * share]
+        mine = queue[du.get_rank() * share : (du.get_rank() + 1) * share]
         stored = mine.to(scores.dtype) @ weight.t() if queue[-1].any() else scores[:0]
-        codes = sinkhorn(torch.cat([stored, scores]), self.epsilon,
-                         self.sinkhorn_iterations)[len(stored):]
+        codes = sinkhorn(torch.cat([stored, scores]), self.epsilon, self.sinkhorn_iterations)[
+            len(stored) :
+        ]
         if int(self.iteration) >= self.queue_start_iter:
             everyone = du.all_gather_cat(z.to(queue.dtype).contiguous())
-            queue.copy_(torch.cat([everyone, queue])[:len(queue)])
+            queue.copy_(torch.cat([everyone, queue])[: len(queue)])
         return codes
 
     def after_optimizer_step(self) -> None:
@@ -162,8 +187,10 @@ class SwAV(Method):
     def adjust_gradients(self) -> None:
         """After backward, before the optimizer step: no update of the prototypes while frozen."""
         if self.freeze_prototypes_iters is None:
-            raise RuntimeError("SwAV: start_run was never called (the trainer calls it with "
-                               "the run's epoch length, for MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS)")
+            raise RuntimeError(
+                "SwAV: start_run was never called (the trainer calls it with "
+                "the run's epoch length, for MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS)"
+            )
         if int(self.iteration) < self.freeze_prototypes_iters:
             for p in self.prototypes.parameters():
                 p.grad = None
@@ -185,14 +212,27 @@ class SwAV(Method):
             scores = (z @ weight.t()).view(len(crops), len(large1), -1)  # (V, B, K)
             log_p = F.log_softmax(scores / self.temperature, dim=2)
             batch = len(large1)
-            codes = [self.codes(i, scores[i].detach(), z[i * batch:(i + 1) * batch].detach(),
-                                weight.detach()) for i in (0, 1)]
-            loss = sum(-(codes[i] * log_p[[v for v in range(len(crops)) if v != i]])
-                       .sum(dim=2).mean() for i in (0, 1)) / 2
+            codes = [
+                self.codes(
+                    i, scores[i].detach(), z[i * batch : (i + 1) * batch].detach(), weight.detach()
+                )
+                for i in (0, 1)
+            ]
+            loss = (
+                sum(
+                    -(codes[i] * log_p[[v for v in range(len(crops)) if v != i]]).sum(dim=2).mean()
+                    for i in (0, 1)
+                )
+                / 2
+            )
             terms = {"swapped_prediction": loss.detach()}
             if self.er is not None:
                 h = sum(entropy(log_p[i].exp(), DISCRETE, self.er.kappa) for i in (0, 1)) / 2
                 terms["entropy"] = h.detach()
                 loss = self.er.loss(loss, h)
-        return StepOutput(loss, agreement_logits(scores[1].detach(), codes[0]), terms,
-                          ERPair(DISCRETE, log_p[1].detach().exp(), codes[0]))
+        return StepOutput(
+            loss,
+            agreement_logits(scores[1].detach(), codes[0]),
+            terms,
+            ERPair(DISCRETE, log_p[1].detach().exp(), codes[0]),
+        )

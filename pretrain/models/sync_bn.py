@@ -1,6 +1,7 @@
 """Batch norm whose statistics span every process: torch's SyncBatchNorm on GPU; on CPU, where that
 refuses to run, an all-reduce of the per-channel moments (gloo), differentiable through
 torch.distributed.nn. Equal per-process batch sizes are assumed, as the sampler guarantees."""
+
 from __future__ import annotations
 
 import torch
@@ -67,6 +68,10 @@ def convert_to_sync_bn(module: nn.Module, device: str) -> nn.Module:
     """Replace every BatchNorm1d / 2d in `module` by its cross-process version for `device`."""
     if device == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return replace_batch_norms(module, lambda bn: _ALL_REDUCE[type(bn)](
-        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats),
-        kinds=tuple(_ALL_REDUCE))
+    return replace_batch_norms(
+        module,
+        lambda bn: _ALL_REDUCE[type(bn)](
+            bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats
+        ),
+        kinds=tuple(_ALL_REDUCE),
+    )

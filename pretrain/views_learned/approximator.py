@@ -2,6 +2,7 @@
 InfoNCE between their embeddings over the batch (each image's other view is its positive, the other
 images' views its negatives). I_NCE = log N - loss is the bound on I(view 1; view 2) it
 certifies."""
+
 from __future__ import annotations
 
 import torch
@@ -22,9 +23,14 @@ class ViewEncoder(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 32, embed_dim: int = 64):
         super().__init__()
-        self.body = nn.Sequential(*_conv(in_channels, width, 1), *_conv(width, 2 * width, 2),
-                                  *_conv(2 * width, 4 * width, 2), *_conv(4 * width, 4 * width, 2),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.body = nn.Sequential(
+            *_conv(in_channels, width, 1),
+            *_conv(width, 2 * width, 2),
+            *_conv(2 * width, 4 * width, 2),
+            *_conv(4 * width, 4 * width, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.feature_dim = 4 * width
         self.head = nn.Linear(self.feature_dim, embed_dim)
 
@@ -51,12 +57,19 @@ def i_nce(loss: float, batch_size: int) -> float:
 class NCEApproximator(nn.Module):
     """f1, f2: one encoder per view (view 1 has `split` channels, view 2 the rest)."""
 
-    def __init__(self, split: int, channels: int = 3, width: int = 32, embed_dim: int = 64,
-                 temperature: float = 0.1):
+    def __init__(
+        self,
+        split: int,
+        channels: int = 3,
+        width: int = 32,
+        embed_dim: int = 64,
+        temperature: float = 0.1,
+    ):
         super().__init__()
         self.width, self.embed_dim, self.temperature = width, embed_dim, temperature
-        self.encoders = nn.ModuleList([ViewEncoder(split, width, embed_dim),
-                                       ViewEncoder(channels - split, width, embed_dim)])
+        self.encoders = nn.ModuleList(
+            [ViewEncoder(split, width, embed_dim), ViewEncoder(channels - split, width, embed_dim)]
+        )
 
     @property
     def feature_dim(self) -> int:

@@ -1,6 +1,7 @@
 """Small image sets held in memory as uint8 tensors, for training the view generator on a CPU:
 every batch is drawn and augmented by a generator seeded with (seed, step), so a resumed run sees
 exactly the batches an uninterrupted one would."""
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,9 @@ class ImageBank:
         return len(self.images)
 
     @classmethod
-    def from_folder(cls, root: str, size: int, limit: int = 0, seed: int = 0,
-                    labelled: bool = False) -> "ImageBank":
+    def from_folder(
+        cls, root: str, size: int, limit: int = 0, seed: int = 0, labelled: bool = False
+    ) -> "ImageBank":
         """Images under `root` resized and centre-cropped to `size`; with `limit`, a fixed random
         subset; `labelled` reads class folders (ImageFolder layout) and keeps the labels."""
         to_tensor = _to_uint8(size)
@@ -74,4 +76,4 @@ def _flip_and_shift(x: torch.Tensor, rng: torch.Generator, pad: int = 4) -> torc
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(2 * pad + 1, (n,), generator=rng).tolist()
     dx = torch.randint(2 * pad + 1, (n,), generator=rng).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])

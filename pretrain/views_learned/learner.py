@@ -9,6 +9,7 @@ information while sharing less of everything else:
 The classifier terms reach g through the encoders' features, but f1, f2 are stepped by I_NCE only
 (the objective above, maximised over f, would otherwise push them to *raise* the cross-entropy).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -23,12 +24,12 @@ from ..data.flow import PixelFlow, split_views
 
 @dataclass
 class LearnerSettings:
-    lr_generator: float = 2e-4     # InfoMin App. B.5
+    lr_generator: float = 2e-4  # InfoMin App. B.5
     lr_approximator: float = 6e-4  # InfoMin App. B.5
     # Not stated in the paper. At the approximator's 6e-4 the label accuracy fell to chance while
     # the generator lowered I_NCE; at 3e-3 it rose (docs/results/learned_views_2026-12.md).
     lr_classifier: float = 3e-3
-    beta1: float = 0.9             # Adam betas: not stated in the paper, torch's defaults
+    beta1: float = 0.9  # Adam betas: not stated in the paper, torch's defaults
     beta2: float = 0.999
     classifier_weight: float = 1.0
 
@@ -36,20 +37,30 @@ class LearnerSettings:
 class ViewLearner(nn.Module):
     """g, the I_NCE approximator, optional classifiers c1, c2, and their three Adam optimisers."""
 
-    def __init__(self, generator: PixelFlow, approximator: NCEApproximator, split: int,
-                 num_classes: int = 0, settings: LearnerSettings | None = None):
+    def __init__(
+        self,
+        generator: PixelFlow,
+        approximator: NCEApproximator,
+        split: int,
+        num_classes: int = 0,
+        settings: LearnerSettings | None = None,
+    ):
         super().__init__()
         self.generator, self.approximator, self.split = generator, approximator, split
         self.settings = settings or LearnerSettings()
         s, betas = self.settings, (self.settings.beta1, self.settings.beta2)
         dim = approximator.feature_dim
-        self.classifiers = (nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(2))
-                            if num_classes else None)
+        self.classifiers = (
+            nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(2)) if num_classes else None
+        )
         adam = torch.optim.Adam
         self.opt_generator = adam(generator.parameters(), s.lr_generator, betas)
         self.opt_approximator = adam(approximator.parameters(), s.lr_approximator, betas)
-        self.opt_classifier = (adam(self.classifiers.parameters(), s.lr_classifier, betas)
-                               if self.classifiers is not None else None)
+        self.opt_classifier = (
+            adam(self.classifiers.parameters(), s.lr_classifier, betas)
+            if self.classifiers is not None
+            else None
+        )
 
     def views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return split_views(self.generator(images), self.split)
@@ -72,8 +83,13 @@ class ViewLearner(nn.Module):
         self.opt_approximator.step()
         return loss.item()
 
-    def generator_step(self, images: torch.Tensor, labelled: torch.Tensor | None = None,
-                       labels: torch.Tensor | None = None, update_generator: bool = True) -> dict:
+    def generator_step(
+        self,
+        images: torch.Tensor,
+        labelled: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        update_generator: bool = True,
+    ) -> dict:
         """One Adam step of g (raising the InfoNCE loss, i.e. lowering I_NCE) and of c1, c2 (and g)
         on the labelled cross-entropy; f1, f2 are held fixed. With update_generator False only the
         classifiers learn, on views of the current g (the warm-up)."""
@@ -108,8 +124,12 @@ class ViewLearner(nn.Module):
         return self.approximator(*self.views(images))[0].item()
 
     @torch.no_grad()
-    def evaluate(self, images: torch.Tensor, labelled: torch.Tensor | None = None,
-                 labels: torch.Tensor | None = None) -> dict:
+    def evaluate(
+        self,
+        images: torch.Tensor,
+        labelled: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> dict:
         """InfoNCE loss and I_NCE (nats) on `images` as one batch; with labels, the classifier
         terms' top-1 accuracy (%) on each view."""
         loss = self.nce_loss(images)
@@ -121,9 +141,12 @@ class ViewLearner(nn.Module):
         return out
 
     def full_state(self) -> dict:
-        state = {"model": self.state_dict(), "settings": asdict(self.settings),
-                 "opt_generator": self.opt_generator.state_dict(),
-                 "opt_approximator": self.opt_approximator.state_dict()}
+        state = {
+            "model": self.state_dict(),
+            "settings": asdict(self.settings),
+            "opt_generator": self.opt_generator.state_dict(),
+            "opt_approximator": self.opt_approximator.state_dict(),
+        }
         if self.opt_classifier is not None:
             state["opt_classifier"] = self.opt_classifier.state_dict()
         return state

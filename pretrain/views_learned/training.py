@@ -2,6 +2,7 @@
 last checkpoint (written atomically by engine.checkpoint), requeued on SLURM like every stage,
 with a warm-up in which only f1, f2 (and c1, c2) learn on the initial g, so the first I_NCE and
 accuracies reported measure g at its start, not untrained estimators."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,13 @@ from typing import Callable
 import torch
 
 from ..engine.loop import Hook, TrainLoop, every
-from ..engine.checkpoint import (last_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                                 set_rng_state)
+from ..engine.checkpoint import (
+    last_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .bank import ImageBank
 from .learner import ViewLearner
 
@@ -28,9 +34,15 @@ class Schedule:
     seed: int = 0
 
 
-def train_views(learner: ViewLearner, images: ImageBank, schedule: Schedule, output_dir: str,
-                labelled: ImageBank | None = None, held_out: tuple | None = None,
-                log: Callable[[str], None] = print) -> list[dict] | None:
+def train_views(
+    learner: ViewLearner,
+    images: ImageBank,
+    schedule: Schedule,
+    output_dir: str,
+    labelled: ImageBank | None = None,
+    held_out: tuple | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict] | None:
     """Run (or resume) the min-max for schedule.steps steps on the project's training loop
     (engine/loop.py); returns the evaluations made on `held_out` = (images, labelled images,
     labels) every eval_every steps and at the end, or None when a scheduler's signal stopped it
@@ -54,12 +66,15 @@ def train_views(learner: ViewLearner, images: ImageBank, schedule: Schedule, out
         learner.generator_step(x, xl, yl, update_generator=index >= schedule.warmup_steps)
 
     def checkpoint(done: int) -> None:
-        save_checkpoint(output_dir, f"checkpoint_{done:07d}.pth",
-                        {"learner": learner.full_state(), "rng": rng_state(), "step": done,
-                         "history": history})
+        save_checkpoint(
+            output_dir,
+            f"checkpoint_{done:07d}.pth",
+            {"learner": learner.full_state(), "rng": rng_state(), "step": done, "history": history},
+        )
 
-    hooks = [] if held_out is None else [HeldOutEvaluation(learner, held_out, schedule, history,
-                                                           log)]
+    hooks = (
+        [] if held_out is None else [HeldOutEvaluation(learner, held_out, schedule, history, log)]
+    )
     loop = TrainLoop(step, checkpoint, start, schedule.steps, every(schedule.save_every), hooks)
     if not loop.run(range(start, schedule.steps)):
         return None
@@ -90,15 +105,22 @@ def _evaluate(learner: ViewLearner, held_out: tuple, step: int, log) -> dict:
     return result
 
 
-def probe_i_nce(learner: ViewLearner, images: ImageBank, held_out: torch.Tensor, steps: int,
-                batch_size: int, seed: int) -> dict:
+def probe_i_nce(
+    learner: ViewLearner,
+    images: ImageBank,
+    held_out: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    seed: int,
+) -> dict:
     """I_NCE of the learner's current g measured by a *fresh* approximator (initialised from
     `seed`) trained `steps` steps on g's frozen views: the same probe for g at its start and at its
     end compares the views, not how long the adversary has been learning."""
     torch.manual_seed(seed)
     old = learner.approximator
-    fresh = type(old)(learner.split, learner.generator.channels, old.width, old.embed_dim,
-                      old.temperature)
+    fresh = type(old)(
+        learner.split, learner.generator.channels, old.width, old.embed_dim, old.temperature
+    )
     probe = ViewLearner(learner.generator, fresh, learner.split, settings=learner.settings)
     for step in range(steps):
         probe.approximator_step(images.batch(step, batch_size, seed)[0])

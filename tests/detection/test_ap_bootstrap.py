@@ -1,6 +1,7 @@
 """detection/ap_bootstrap.py against pycocotools' own COCOeval on the real fruits_nuts annotations:
 with every image once it is COCOeval's AP, and with integer weights it is COCOeval's AP of a json in
 which those images are repeated (or dropped)."""
+
 import contextlib
 import io
 import json
@@ -37,15 +38,29 @@ def noisy_detections(gt: dict, seed: int) -> list:
         x, y, w, h = ann["bbox"]
         jitter = rng.normal(0, 0.15, size=4) * [w, h, w, h]
         category = ann["category_id"] if rng.uniform() < 0.85 else 1 + (ann["category_id"] % 3)
-        detections.append({"image_id": ann["image_id"], "category_id": category,
-                           "bbox": [x + jitter[0], y + jitter[1], max(1.0, w + jitter[2]),
-                                    max(1.0, h + jitter[3])],
-                           "score": float(rng.uniform(0.05, 1.0))})
+        detections.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": category,
+                "bbox": [
+                    x + jitter[0],
+                    y + jitter[1],
+                    max(1.0, w + jitter[2]),
+                    max(1.0, h + jitter[3]),
+                ],
+                "score": float(rng.uniform(0.05, 1.0)),
+            }
+        )
     for image in gt["images"]:
         for _ in range(3):
-            detections.append({"image_id": image["id"], "category_id": int(rng.integers(1, 4)),
-                               "bbox": [float(rng.uniform(0, 600)), float(rng.uniform(0, 400)),
-                                        40.0, 40.0], "score": float(rng.uniform(0.05, 0.6))})
+            detections.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": int(rng.integers(1, 4)),
+                    "bbox": [float(rng.uniform(0, 600)), float(rng.uniform(0, 400)), 40.0, 40.0],
+                    "score": float(rng.uniform(0.05, 0.6)),
+                }
+            )
     return detections
 
 
@@ -99,8 +114,14 @@ def test_masks_and_a_run_that_found_nothing(fruits, tmp_path):
         rles = mask_utils.frPyObjects(ann["segmentation"], image["height"], image["width"])
         rle = mask_utils.merge(rles)
         rle["counts"] = rle["counts"].decode()
-        detections.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                           "segmentation": rle, "score": 0.9})
+        detections.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "segmentation": rle,
+                "score": 0.9,
+            }
+        )
     (tmp_path / "gt.json").write_text(json.dumps(fruits))
     (tmp_path / "dt.json").write_text(json.dumps(detections))
     ap = WeightedCocoAP(str(tmp_path / "gt.json"), str(tmp_path / "dt.json"), "segm")

@@ -10,8 +10,9 @@ from tests.conftest import REPO
 
 @pytest.mark.integration
 def test_reports_the_build_in_use():
-    out = subprocess.run([sys.executable, "-m", "detection"], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "detection"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert out.startswith("detectron2 0.6: ")
     assert ("Python-only" in out) == (compat.enable() == "python-only")
 
@@ -19,8 +20,10 @@ def test_reports_the_build_in_use():
 @pytest.mark.integration
 def test_detectron2_imports_whatever_is_imported_first():
     # A fresh interpreter that imports Detectron2 modules before anything of ours.
-    code = ("from detectron2.data import transforms; from detectron2.layers import DeformConv; "
-            "from detectron2.evaluation import fast_eval_api; print('ok')")
+    code = (
+        "from detectron2.data import transforms; from detectron2.layers import DeformConv; "
+        "from detectron2.evaluation import fast_eval_api; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
 
@@ -40,11 +43,14 @@ def test_missing_compiled_op_raises_an_error_naming_it():
         pairwise_iou_rotated(boxes, boxes)
 
 
-@pytest.mark.parametrize("key, value, op", [
-    ("MODEL.RESNETS.DEFORM_ON_PER_STAGE", [False, True, True, True], "deformable convolution"),
-    ("MODEL.PROPOSAL_GENERATOR.NAME", "RRPN", "rotated"),
-    ("MODEL.ROI_HEADS.NAME", "RROIHeads", "rotated"),
-])
+@pytest.mark.parametrize(
+    "key, value, op",
+    [
+        ("MODEL.RESNETS.DEFORM_ON_PER_STAGE", [False, True, True, True], "deformable convolution"),
+        ("MODEL.PROPOSAL_GENERATOR.NAME", "RRPN", "rotated"),
+        ("MODEL.ROI_HEADS.NAME", "RROIHeads", "rotated"),
+    ],
+)
 def test_config_needing_a_compiled_op_is_refused_up_front(key, value, op):
     needs_python_only_build()
     from detectron2.config import get_cfg

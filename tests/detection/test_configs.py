@@ -1,5 +1,6 @@
 """Every shipped detection config merges with Detectron2's get_cfg, builds, and has SyncBN where the
 recipe puts it and the input convention of torchvision-style weights."""
+
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,19 @@ TORCHVISION_MEAN, TORCHVISION_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 5
 
 def test_the_published_set_is_complete():
     names = {p.stem for p in PUBLISHED}
-    for base in ["coco_R_50_FPN_1x", "coco_R_50_FPN_2x", "coco_R_50_FPN_6x", "coco_R_50_C4_1x",
-                 "coco_R_50_C4_2x", "coco_R_101_FPN_1x", "coco_R_101_FPN_2x", "coco_R_101_C4_1x",
-                 "coco_cascade_R_101_FPN_1x", "coco_X_101_32x8d_FPN_1x", "coco_X_152_32x8d_FPN_1x"]:
+    for base in [
+        "coco_R_50_FPN_1x",
+        "coco_R_50_FPN_2x",
+        "coco_R_50_FPN_6x",
+        "coco_R_50_C4_1x",
+        "coco_R_50_C4_2x",
+        "coco_R_101_FPN_1x",
+        "coco_R_101_FPN_2x",
+        "coco_R_101_C4_1x",
+        "coco_cascade_R_101_FPN_1x",
+        "coco_X_101_32x8d_FPN_1x",
+        "coco_X_152_32x8d_FPN_1x",
+    ]:
         assert {base, base + "_infomin", base + "_rand"} <= names, base
     assert {"voc_R_50_C4_24k", "voc_R_50_C4_24k_infomin"} <= names
 

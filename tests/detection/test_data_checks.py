@@ -3,6 +3,7 @@ fruits_nuts (COCO) sets made in tmp_path: truncated, missing and mis-sized image
 the image are found before training, left out and listed or refused in one line; an image that
 fails while training is named; VOC with the xml files beside the images or without ImageSets/Main
 and COCO with Roboflow's placeholder or same-named categories register and evaluate."""
+
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -13,8 +14,12 @@ import torch
 
 import detection  # noqa: F401  (before detectron2)
 from detection.config import load_detection_cfg
-from detection.data_checks import (CheckedDatasetMapper, SkippingMapDataset, report_unannotated,
-                                   check_detection_data)
+from detection.data_checks import (
+    CheckedDatasetMapper,
+    SkippingMapDataset,
+    report_unannotated,
+    check_detection_data,
+)
 from detection.datasets import register_from_specs
 from pretrain.common.errors import ConfigError, DatasetError
 from pretrain.data.bad_data import BAD_IMAGES_FILE, BadImageError
@@ -28,8 +33,14 @@ def bccd_ids(shared_data, n: int) -> list[str]:
     return (shared_data / "bccd/ImageSets/Main/test.txt").read_text().split()[:n]
 
 
-def copy_bccd(shared_data, dest: Path, n: int = 6, flat: bool = False,
-              image_sets: bool = True, folders=("Annotations", "JPEGImages")) -> list[str]:
+def copy_bccd(
+    shared_data,
+    dest: Path,
+    n: int = 6,
+    flat: bool = False,
+    image_sets: bool = True,
+    folders=("Annotations", "JPEGImages"),
+) -> list[str]:
     """The first n BCCD test images in the standard layout (or `folders` for the xml and the
     jpg files), or with the xml beside the jpg (flat), or without ImageSets/Main; returns their
     ids."""
@@ -50,23 +61,26 @@ def copy_bccd(shared_data, dest: Path, n: int = 6, flat: bool = False,
 def truncate(path: Path) -> None:
     """Cuts a JPEG a few hundred bytes into its scan: Pillow still reads the header."""
     data = path.read_bytes()
-    path.write_bytes(data[:data.index(b"\xff\xda") + 400])
+    path.write_bytes(data[: data.index(b"\xff\xda") + 400])
 
 
 def cfg_for(tmp_path, *opts):
     return load_detection_cfg(BCCD_CFG, ["OUTPUT_DIR", str(tmp_path / "out"), *opts])
 
 
-def test_truncated_jpeg_is_found_by_the_default_check_then_left_out_and_listed(shared_data,
-                                                                             tmp_path):
+def test_truncated_jpeg_is_found_by_the_default_check_then_left_out_and_listed(
+    shared_data, tmp_path
+):
     from detectron2.data import DatasetCatalog
 
     ids = copy_bccd(shared_data, tmp_path / "voc")
     truncate(tmp_path / "voc/JPEGImages" / f"{ids[2]}.jpg")
     path = str(tmp_path / "voc/JPEGImages" / f"{ids[2]}.jpg")
     for depth in ("header", "decode"):  # the default check sees its end marker is missing
-        spec = (f"name=t_trunc_{depth}_{tmp_path.name} format=voc root={tmp_path / 'voc'} "
-                f"split=test {CLASSES}")
+        spec = (
+            f"name=t_trunc_{depth}_{tmp_path.name} format=voc root={tmp_path / 'voc'} "
+            f"split=test {CLASSES}"
+        )
         (name,) = register_from_specs([spec])
         bad = check_detection_data(cfg_for(tmp_path, "DATASETS.CHECK", depth), [name])
         assert list(bad) == [path] and "truncated" in bad[path]
@@ -100,8 +114,12 @@ def test_an_image_that_fails_while_training_is_named_not_a_worker_crash(shared_d
     with pytest.raises(BadImageError, match=rf"{ids[1]}\.jpg: OSError: .*truncated"):
         CheckedDatasetMapper(cfg, is_train=False)(record)  # never evaluate another in its place
     # Raised in a DataLoader worker, it still reaches the main process as one line.
-    loader = torch.utils.data.DataLoader([record], batch_size=None, num_workers=1,
-                                         collate_fn=CheckedDatasetMapper(cfg, is_train=False))
+    loader = torch.utils.data.DataLoader(
+        [record],
+        batch_size=None,
+        num_workers=1,
+        collate_fn=CheckedDatasetMapper(cfg, is_train=False),
+    )
     with pytest.raises(BadImageError) as caught:
         next(iter(loader))
     assert "\n" not in str(caught.value) and f"{ids[1]}.jpg" in str(caught.value)
@@ -138,8 +156,10 @@ def test_missing_coco_image_is_caught_before_training(shared_data, tmp_path):
 
     json_file = copy_fruits_nuts(shared_data, tmp_path / "fn")
     (tmp_path / "fn/images/5.jpg").unlink()
-    spec = (f"name=t_missing_{tmp_path.name} format=coco json={json_file} "
-            f"images={tmp_path / 'fn/images'}")
+    spec = (
+        f"name=t_missing_{tmp_path.name} format=coco json={json_file} "
+        f"images={tmp_path / 'fn/images'}"
+    )
     (name,) = register_from_specs([spec])
     cfg = cfg_for(tmp_path, "DATASETS.ON_BAD_IMAGE", "error")
     with pytest.raises(BadImageError, match=r"fn/images/5\.jpg: no such file"):
@@ -162,19 +182,24 @@ def evaluate_ground_truth(name: str, output_dir: Path) -> dict:
         evaluator = PascalVOCDetectionEvaluator(name)
     evaluator.reset()
     for record in DatasetCatalog.get(name):
-        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
-                 for a in record["annotations"]]
-        instances = Instances((record["height"], record["width"]),
-                              pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
-                              scores=torch.ones(len(boxes)),
-                              pred_classes=torch.tensor([a["category_id"]
-                                                         for a in record["annotations"]]))
+        boxes = [
+            BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+            for a in record["annotations"]
+        ]
+        instances = Instances(
+            (record["height"], record["width"]),
+            pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
+            scores=torch.ones(len(boxes)),
+            pred_classes=torch.tensor([a["category_id"] for a in record["annotations"]]),
+        )
         evaluator.process([record], [{"instances": instances}])
     return evaluator.evaluate()["bbox"]
 
 
-LAYOUT_FOLDERS = {"annots_images": ("annots", "images"),
-                  "annotations_images": ("annotations", "images")}
+LAYOUT_FOLDERS = {
+    "annots_images": ("annots", "images"),
+    "annotations_images": ("annotations", "images"),
+}
 
 
 @pytest.mark.parametrize("layout", ["xml_beside_images", "no_image_sets", *LAYOUT_FOLDERS])
@@ -184,17 +209,26 @@ def test_voc_layouts_register_split_and_evaluate(shared_data, tmp_path, layout):
     sharing an image."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    ids = copy_bccd(shared_data, tmp_path / "voc", n=8, flat=layout == "xml_beside_images",
-                    image_sets=False,
-                    folders=LAYOUT_FOLDERS.get(layout, ("Annotations", "JPEGImages")))
+    ids = copy_bccd(
+        shared_data,
+        tmp_path / "voc",
+        n=8,
+        flat=layout == "xml_beside_images",
+        image_sets=False,
+        folders=LAYOUT_FOLDERS.get(layout, ("Annotations", "JPEGImages")),
+    )
     common = f"format=voc root={tmp_path / 'voc'} holdout=0.25 seed=1 {CLASSES}"
-    train, test = register_from_specs([f"name=t_{layout}_train_{tmp_path.name} {common} part=train",
-                                       f"name=t_{layout}_test_{tmp_path.name} {common}"
-                                       " part=test"])
+    train, test = register_from_specs(
+        [
+            f"name=t_{layout}_train_{tmp_path.name} {common} part=train",
+            f"name=t_{layout}_test_{tmp_path.name} {common} part=test",
+        ]
+    )
     train_ids = [r["image_id"] for r in DatasetCatalog.get(train)]
     test_records = DatasetCatalog.get(test)
-    assert len(test_records) == 2 and sorted(train_ids + [r["image_id"] for r in test_records]) \
-        == sorted(ids)
+    assert len(test_records) == 2 and sorted(
+        train_ids + [r["image_id"] for r in test_records]
+    ) == sorted(ids)
     assert all(Path(r["file_name"]).is_file() and r["annotations"] for r in test_records)
     assert MetadataCatalog.get(test).thing_classes == ["RBC", "WBC", "Platelets"]
     assert check_detection_data(cfg_for(tmp_path, "DATASETS.CHECK", "decode"), [train, test]) == {}
@@ -207,19 +241,26 @@ def test_voc_split_list_named_but_missing_is_refused(shared_data, tmp_path):
         register_from_specs([f"name=t_nosplit format=voc root={tmp_path / 'voc'} split=val"])
 
 
-def test_coco_placeholder_and_same_named_categories_are_reported_per_id(shared_data, tmp_path,
-                                                                          capsys):
+def test_coco_placeholder_and_same_named_categories_are_reported_per_id(
+    shared_data, tmp_path, capsys
+):
     from detectron2.data import MetadataCatalog
 
     # Roboflow's export: category 0 names the dataset (the others' supercategory), holds no
     # annotation; here also two real categories under one name (fruits_nuts' fig renamed date).
-    categories = [{"id": 0, "name": "fruit", "supercategory": "none"},
-                  {"id": 1, "name": "date", "supercategory": "fruit"},
-                  {"id": 2, "name": "date", "supercategory": "fruit"},
-                  {"id": 3, "name": "hazelnut", "supercategory": "fruit"}]
+    categories = [
+        {"id": 0, "name": "fruit", "supercategory": "none"},
+        {"id": 1, "name": "date", "supercategory": "fruit"},
+        {"id": 2, "name": "date", "supercategory": "fruit"},
+        {"id": 3, "name": "hazelnut", "supercategory": "fruit"},
+    ]
     json_file = copy_fruits_nuts(shared_data, tmp_path / "fn", categories)
-    (name,) = register_from_specs([f"name=t_roboflow_{tmp_path.name} format=coco "
-                                   f"json={json_file} images={tmp_path / 'fn/images'}"])
+    (name,) = register_from_specs(
+        [
+            f"name=t_roboflow_{tmp_path.name} format=coco "
+            f"json={json_file} images={tmp_path / 'fn/images'}"
+        ]
+    )
     meta = MetadataCatalog.get(name)
     assert meta.thing_classes == ["date (id 1)", "date (id 2)", "hazelnut"]
     assert meta.thing_dataset_id_to_contiguous_id == {1: 0, 2: 1, 3: 2}
@@ -245,14 +286,39 @@ def test_train_net_survives_a_truncated_training_image_or_names_it(shared_data, 
     train_ids = [r["image_id"] for r in DatasetCatalog.get(f"e2e_{tmp_path.name}_train")]
     bad = tmp_path / "voc" / f"{train_ids[0]}.jpg"
     truncate(bad)
-    args = ["detection/train_net.py", "--config-file", BCCD_CFG, "MODEL.WEIGHTS", "",
-            "DATASETS.REGISTER", json.dumps(register).replace('"', "'").replace("[", "(")
-            .replace("]", ",)"), "DATASETS.TRAIN", "('e2e_train',)",
-            "DATASETS.TEST", "('e2e_test',)",
-            "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "TEST.PRECISE_BN.ENABLED", "False",
-            "MODEL.RPN.POST_NMS_TOPK_TEST", "10", "INPUT.MIN_SIZE_TRAIN", "(192,)",
-            "INPUT.MAX_SIZE_TRAIN", "256", "INPUT.MIN_SIZE_TEST", "192", "INPUT.MAX_SIZE_TEST",
-            "256", "DATALOADER.NUM_WORKERS", "1", "DATASETS.CHECK", "off"]
+    args = [
+        "detection/train_net.py",
+        "--config-file",
+        BCCD_CFG,
+        "MODEL.WEIGHTS",
+        "",
+        "DATASETS.REGISTER",
+        json.dumps(register).replace('"', "'").replace("[", "(").replace("]", ",)"),
+        "DATASETS.TRAIN",
+        "('e2e_train',)",
+        "DATASETS.TEST",
+        "('e2e_test',)",
+        "SOLVER.MAX_ITER",
+        "3",
+        "SOLVER.WARMUP_ITERS",
+        "1",
+        "TEST.PRECISE_BN.ENABLED",
+        "False",
+        "MODEL.RPN.POST_NMS_TOPK_TEST",
+        "10",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(192,)",
+        "INPUT.MAX_SIZE_TRAIN",
+        "256",
+        "INPUT.MIN_SIZE_TEST",
+        "192",
+        "INPUT.MAX_SIZE_TEST",
+        "256",
+        "DATALOADER.NUM_WORKERS",
+        "1",
+        "DATASETS.CHECK",
+        "off",
+    ]
     run_tool(*args, "OUTPUT_DIR", str(tmp_path / "skip"))
     assert (tmp_path / "skip/bad_images.txt").read_text().startswith(f"{bad}\tOSError")
     assert "e2e_test" in json.loads((tmp_path / "skip/metrics_eval.json").read_text())
@@ -261,8 +327,7 @@ def test_train_net_survives_a_truncated_training_image_or_names_it(shared_data, 
     assert f"BadImageError: {bad}: OSError" in str(failed.value)
 
 
-def test_a_dataset_none_of_whose_images_can_be_read_is_refused_in_one_line(shared_data,
-                                                                            tmp_path):
+def test_a_dataset_none_of_whose_images_can_be_read_is_refused_in_one_line(shared_data, tmp_path):
     """Not Detectron2's "Dataset is empty" assertion after every image was left out."""
     from pretrain.common.errors import DatasetError
 
@@ -276,13 +341,15 @@ def test_a_dataset_none_of_whose_images_can_be_read_is_refused_in_one_line(share
     assert len((tmp_path / "out" / BAD_IMAGES_FILE).read_text().splitlines()) == 2
 
 
-def test_voc_splits_without_split_lists_are_refused_not_the_same_images_twice(shared_data,
-                                                                               tmp_path):
+def test_voc_splits_without_split_lists_are_refused_not_the_same_images_twice(
+    shared_data, tmp_path
+):
     copy_bccd(shared_data, tmp_path / "voc", n=4, flat=True)
     for split in ("train", "test"):
         with pytest.raises(ConfigError, match=f"split={split}: .* has no ImageSets/Main lists"):
-            register_from_specs([f"name=t_{split}_{tmp_path.name} format=voc "
-                                 f"root={tmp_path / 'voc'} split={split}"])
+            register_from_specs(
+                [f"name=t_{split}_{tmp_path.name} format=voc root={tmp_path / 'voc'} split={split}"]
+            )
 
 
 def coco_variant(shared_data, tmp_path, change) -> str:
@@ -305,17 +372,24 @@ def test_coco_jsons_with_repeated_image_ids_or_no_annotations_are_refused(shared
         register_from_specs([f"name=t_noann_{tmp_path.name} {spec}"])
 
 
-@pytest.mark.parametrize("box, reason", [((10, 10, 0, 5), "zero or negative size"),
-                                         ((10, 10, -4, 5), "zero or negative size"),
-                                         ((10, float("nan"), 4, 5), "not a number")])
+@pytest.mark.parametrize(
+    "box, reason",
+    [
+        ((10, 10, 0, 5), "zero or negative size"),
+        ((10, 10, -4, 5), "zero or negative size"),
+        ((10, float("nan"), 4, 5), "not a number"),
+    ],
+)
 def test_degenerate_boxes_are_named(shared_data, tmp_path, box, reason):
     from detectron2.structures import BoxMode
 
     from detection.data_checks import record_problem
 
     path = sorted((shared_data / "bccd/JPEGImages").glob("*.jpg"))[0]
-    record = {"file_name": str(path), "annotations": [
-        {"bbox": list(box), "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}]}
+    record = {
+        "file_name": str(path),
+        "annotations": [{"bbox": list(box), "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}],
+    }
     assert reason in record_problem(record, decode=False)
 
 
@@ -328,11 +402,14 @@ def test_mask_rcnn_on_a_box_only_dataset_is_refused_before_training(shared_data,
 
     spec = coco_variant(shared_data, tmp_path, drop_masks)
     (name,) = register_from_specs([f"name=t_boxonly_{tmp_path.name} {spec}"])
-    cfg = load_detection_cfg(str(REPO / "configs/detection/small/fruits_nuts_R_18_FPN.yaml"),
-                             ["OUTPUT_DIR", str(tmp_path / "out")])
+    cfg = load_detection_cfg(
+        str(REPO / "configs/detection/small/fruits_nuts_R_18_FPN.yaml"),
+        ["OUTPUT_DIR", str(tmp_path / "out")],
+    )
     assert cfg.MODEL.MASK_ON
-    with pytest.raises(DatasetError, match=f"dataset {name}: MODEL.MASK_ON, but its annotations "
-                                           "hold no masks"):
+    with pytest.raises(
+        DatasetError, match=f"dataset {name}: MODEL.MASK_ON, but its annotations hold no masks"
+    ):
         check_detection_data(cfg, [name])
 
 
@@ -348,20 +425,25 @@ def test_a_voc_object_without_a_box_and_a_bad_holdout_are_one_line_errors(shared
     first.remove(first.find("bndbox"))
     tree.write(xml)
     root = tmp_path / "voc"
-    (name,) = register_from_specs([f"name=t_nobox_{tmp_path.name} format=voc root={root} "
-                                   f"split=test {CLASSES}"])
+    (name,) = register_from_specs(
+        [f"name=t_nobox_{tmp_path.name} format=voc root={root} split=test {CLASSES}"]
+    )
     with pytest.raises(DatasetError, match=f"VOC annotation {xml}: object .* has no <bndbox>"):
         DatasetCatalog.get(name)
     for holdout in ("abc", "1.5"):
         with pytest.raises(ConfigError, match=f"holdout={holdout}"):
-            register_from_specs([f"name=t_h{holdout}_{tmp_path.name} format=voc root={root} "
-                                 f"holdout={holdout} {CLASSES}"])
+            register_from_specs(
+                [
+                    f"name=t_h{holdout}_{tmp_path.name} format=voc root={root} "
+                    f"holdout={holdout} {CLASSES}"
+                ]
+            )
 
 
-def test_training_images_without_annotations_are_counted_in_one_line(shared_data, tmp_path,
-                                                                     capsys):
+def test_training_images_without_annotations_are_counted_in_one_line(shared_data, tmp_path, capsys):
     """Detectron2 drops them from training (FILTER_EMPTY_ANNOTATIONS); background images of an
     export (282 of 2,583 in the issue's) must not vanish unseen."""
+
     def unannotate_three(coco):
         keep = {image["id"] for image in coco["images"][3:]}
         coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
@@ -369,8 +451,10 @@ def test_training_images_without_annotations_are_counted_in_one_line(shared_data
     spec = coco_variant(shared_data, tmp_path / "a", unannotate_three)
     (name,) = register_from_specs([f"name=t_bg_{tmp_path.name} {spec}"])
     assert report_unannotated(cfg_for(tmp_path), [name]) == {name: 3}
-    assert "3 of 18 training images have no annotations and are left out of training" in \
-        capsys.readouterr().err
+    assert (
+        "3 of 18 training images have no annotations and are left out of training"
+        in capsys.readouterr().err
+    )
     keep = cfg_for(tmp_path, "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "False")
     assert report_unannotated(keep, [name]) == {}
 
@@ -384,8 +468,9 @@ def test_training_images_without_annotations_are_counted_in_one_line(shared_data
         report_unannotated(cfg_for(tmp_path), [name])
 
 
-def test_a_16_bit_image_is_read_scaled_to_8_bits_not_clipped_to_white(shared_data, tmp_path,
-                                                                       monkeypatch, capsys):
+def test_a_16_bit_image_is_read_scaled_to_8_bits_not_clipped_to_white(
+    shared_data, tmp_path, monkeypatch, capsys
+):
     """Detectron2 reads a 16-bit grayscale scan through Pillow's convert("RGB"), which clips it
     at 255: the check gives the dataset an 8-bit copy scaled by the bit depth (cached in the
     user's cache folder), and Detectron2's own reader then sees the scan's grey levels."""
@@ -408,8 +493,11 @@ def test_a_16_bit_image_is_read_scaled_to_8_bits_not_clipped_to_white(shared_dat
     assert (read_image(str(scan), format="RGB") == 255).mean() > 0.9  # what Detectron2 alone sees
     (name,) = register_from_specs([f"name=t_16bit_{tmp_path.name} {spec}"])
     assert check_detection_data(cfg_for(tmp_path), [name]) == {}
-    copies = [r["file_name"] for r in DatasetCatalog.get(name)
-              if r["file_name"].startswith(str(tmp_path / "cache" / "infomin-det"))]
+    copies = [
+        r["file_name"]
+        for r in DatasetCatalog.get(name)
+        if r["file_name"].startswith(str(tmp_path / "cache" / "infomin-det"))
+    ]
     assert len(copies) == 1 and str(scan) not in [r["file_name"] for r in DatasetCatalog.get(name)]
     record = {"file_name": copies[0]}
     seen = read_image(record["file_name"], format="RGB")

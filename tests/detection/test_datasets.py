@@ -7,20 +7,31 @@ from detection.datasets import parse_spec, register_from_specs
 
 def test_spec_parsing_and_errors():
     assert parse_spec("name=a format=voc root='/x y' split=val") == {
-        "name": "a", "format": "voc", "root": "/x y", "split": "val"}
+        "name": "a",
+        "format": "voc",
+        "root": "/x y",
+        "split": "val",
+    }
     with pytest.raises(ConfigError, match="missing format="):
         parse_spec("name=a root=/x")
     with pytest.raises(ConfigError, match="not KEY=VALUE"):
         parse_spec("name=a format=voc /x")
 
 
-@pytest.mark.parametrize("spec, problem", [
-    ("name=t_missing_root format=voc root=/nonexistent split=train",
-     "root /nonexistent: no such dir"),
-    ("name=t_missing_json format=coco json=/nonexistent.json images=/tmp",
-     "json /nonexistent.json"),
-    ("name=t_bad_format format=yolo root=/tmp", "format=yolo"),
-])
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        (
+            "name=t_missing_root format=voc root=/nonexistent split=train",
+            "root /nonexistent: no such dir",
+        ),
+        (
+            "name=t_missing_json format=coco json=/nonexistent.json images=/tmp",
+            "json /nonexistent.json",
+        ),
+        ("name=t_bad_format format=yolo root=/tmp", "format=yolo"),
+    ],
+)
 def test_missing_paths_fail_before_training(spec, problem):
     with pytest.raises(ConfigError, match=problem):
         register_from_specs([spec])
@@ -41,8 +52,9 @@ def test_coco_holdout_split_is_disjoint_and_complete(shared_data):
 
     root = shared_data / "fruits_nuts"
     common = f"format=coco json={root}/trainval.json images={root}/images holdout=0.25 seed=3"
-    train, test = register_from_specs([f"name=t_fn_train {common} part=train",
-                                       f"name=t_fn_test {common} part=test"])
+    train, test = register_from_specs(
+        [f"name=t_fn_train {common} part=train", f"name=t_fn_test {common} part=test"]
+    )
     train_ids = {r["image_id"] for r in DatasetCatalog.get(train)}
     test_ids = {r["image_id"] for r in DatasetCatalog.get(test)}
     assert len(test_ids) == round(0.25 * 18) and not train_ids & test_ids

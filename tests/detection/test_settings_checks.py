@@ -1,6 +1,7 @@
 """Settings that would train and report plausible numbers, refused before training
 (detection/settings_checks.py): a class count other than the dataset's, and backbone weights of
 another depth or width."""
+
 import pickle
 
 import pytest
@@ -25,12 +26,21 @@ def test_num_classes_below_the_datasets_is_refused(shared_data, tmp_path):
     from detection import train_net
 
     args = setup_args("MODEL.ROI_HEADS.NUM_CLASSES", "2", "OUTPUT_DIR", str(tmp_path / "run"))
-    with pytest.raises(ConfigError, match=r"MODEL.ROI_HEADS.NUM_CLASSES 2, but dataset bccd_train "
-                                          r"has 3 classes \(RBC, WBC, Platelets\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"MODEL.ROI_HEADS.NUM_CLASSES 2, but dataset bccd_train "
+        r"has 3 classes \(RBC, WBC, Platelets\)",
+    ):
         train_net.setup(args)
     assert not (tmp_path / "run").exists()  # refused before the output folder was touched
-    args = setup_args("MODEL.ROI_HEADS.NUM_CLASSES", "2", "DATASETS.ALLOW_NUM_CLASSES_MISMATCH",
-                      "True", "OUTPUT_DIR", str(tmp_path / "run"))
+    args = setup_args(
+        "MODEL.ROI_HEADS.NUM_CLASSES",
+        "2",
+        "DATASETS.ALLOW_NUM_CLASSES_MISMATCH",
+        "True",
+        "OUTPUT_DIR",
+        str(tmp_path / "run"),
+    )
     assert train_net.setup(args).MODEL.ROI_HEADS.NUM_CLASSES == 2
 
 
@@ -49,10 +59,14 @@ def test_convert_records_the_architecture(r18_pkl):
     assert (data["arch"], data["width"], data["stem"]) == ("resnet18", 1.0, "imagenet")
 
 
-@pytest.mark.parametrize("arch, expected", [
-    ("resnet34", ("resnet34", 1.0)), ("resnet50", ("resnet50", 1.0)),
-    ("resnext50_32x4d", ("resnext50_32x4d", 1.0)),
-])
+@pytest.mark.parametrize(
+    "arch, expected",
+    [
+        ("resnet34", ("resnet34", 1.0)),
+        ("resnet50", ("resnet50", 1.0)),
+        ("resnext50_32x4d", ("resnext50_32x4d", 1.0)),
+    ],
+)
 def test_architecture_from_the_weights_alone(arch, expected):
     net = getattr(torchvision.models, arch)()
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
@@ -64,13 +78,19 @@ def test_resnet18_weights_in_a_resnet50_model_are_refused(r18_pkl):
     from detection.verify import build_cfg
 
     cfg = build_cfg(BCCD, ["MODEL.WEIGHTS", str(r18_pkl), *R50_OPTS], keep_weights=True)
-    with pytest.raises(CheckpointError, match=r"holds a ResNet-18 backbone \(width 1\), the model "
-                                              r"builds ResNet-50 \(width 1; MODEL.RESNETS.DEPTH 50"
-                                              r".*: \d+ of \d+ backbone tensors would stay random"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a ResNet-18 backbone \(width 1\), the model "
+        r"builds ResNet-50 \(width 1; MODEL.RESNETS.DEPTH 50"
+        r".*: \d+ of \d+ backbone tensors would stay random",
+    ):
         Trainer.build_model(cfg)
     # Allowed when asked for, and weights of the right depth pass as they are.
-    cfg = build_cfg(BCCD, ["MODEL.WEIGHTS", str(r18_pkl), *R50_OPTS,
-                           "MODEL.BACKBONE.MAX_RANDOM_FRACTION", "1.0"], keep_weights=True)
+    cfg = build_cfg(
+        BCCD,
+        ["MODEL.WEIGHTS", str(r18_pkl), *R50_OPTS, "MODEL.BACKBONE.MAX_RANDOM_FRACTION", "1.0"],
+        keep_weights=True,
+    )
     Trainer.build_model(cfg)
     Trainer.build_model(build_cfg(BCCD, ["MODEL.WEIGHTS", str(r18_pkl)], keep_weights=True))
 
@@ -82,8 +102,11 @@ def test_torchvision_names_that_detectron2_cannot_place_are_refused(tmp_path):
 
     torch.save({"model": torchvision.models.resnet18().state_dict()}, tmp_path / "tv.pth")
     cfg = build_cfg(BCCD, ["MODEL.WEIGHTS", str(tmp_path / "tv.pth")], keep_weights=True)
-    with pytest.raises(CheckpointError, match=r"holds a ResNet backbone of unknown depth.*"
-                                              r"(\d+) of \1 backbone tensors would stay random"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a ResNet backbone of unknown depth.*"
+        r"(\d+) of \1 backbone tensors would stay random",
+    ):
         Trainer.build_model(cfg)
 
 
@@ -95,8 +118,10 @@ def test_a_dataset_without_categories_says_so_not_set_num_classes_0():
 
     DatasetCatalog.register("no_categories_test", lambda: [])
     MetadataCatalog.get("no_categories_test").set(thing_classes=[])
-    cfg = load_detection_cfg(str(REPO / "configs/detection/small/bccd_R_18_C4.yaml"),
-                             ["DATASETS.TRAIN", "('no_categories_test',)", "DATASETS.TEST", "()"])
+    cfg = load_detection_cfg(
+        str(REPO / "configs/detection/small/bccd_R_18_C4.yaml"),
+        ["DATASETS.TRAIN", "('no_categories_test',)", "DATASETS.TEST", "()"],
+    )
     with pytest.raises(ConfigError, match="dataset no_categories_test has no categories") as err:
         check_num_classes(cfg)
     assert "NUM_CLASSES 0" not in str(err.value)
@@ -110,15 +135,23 @@ def test_eval_only_with_a_head_of_another_class_count_is_refused(tmp_path):
     from detection.settings_checks import check_eval_weights
 
     bccd = str(REPO / "configs/detection/small/bccd_R_18_C4.yaml")
-    one_class = load_detection_cfg(bccd, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
-                                          "MODEL.ROI_HEADS.NUM_CLASSES", "1"])
+    one_class = load_detection_cfg(
+        bccd, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.NUM_CLASSES", "1"]
+    )
     path = tmp_path / "model_final.pth"
     torch.save({"model": build_model(one_class).state_dict(), "iteration": 3}, path)
-    same = load_detection_cfg(bccd, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(path),
-                                     "MODEL.ROI_HEADS.NUM_CLASSES", "1"])
+    same = load_detection_cfg(
+        bccd,
+        ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(path), "MODEL.ROI_HEADS.NUM_CLASSES", "1"],
+    )
     check_eval_weights(same, build_model(same))  # the model it was trained as: fine
-    two = load_detection_cfg(bccd, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(path),
-                                    "MODEL.ROI_HEADS.NUM_CLASSES", "2"])
-    with pytest.raises(CheckpointError, match=r"--eval-only: .* does not fill 4 of .*"
-                                              r"roi_heads.box_predictor.*ROI_HEADS.NUM_CLASSES 2"):
+    two = load_detection_cfg(
+        bccd,
+        ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(path), "MODEL.ROI_HEADS.NUM_CLASSES", "2"],
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"--eval-only: .* does not fill 4 of .*"
+        r"roi_heads.box_predictor.*ROI_HEADS.NUM_CLASSES 2",
+    ):
         check_eval_weights(two, build_model(two))

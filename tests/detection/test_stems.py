@@ -1,5 +1,6 @@
 """Detectron2 backbones with pretraining's stems (detection/modeling.py): the same network as the
 pretrained trunk, tensor for tensor and output for output, and configs that cannot mix stems."""
+
 import pickle
 
 import pytest
@@ -44,14 +45,21 @@ def detectron2_resnet(stem: str):
 def test_detectron2_backbone_computes_what_pretraining_trained(stem):
     trunk = trained_looking_trunk(stem)
     resnet = detectron2_resnet(stem).eval()
-    weights = {expected_detectron2_name(k): v for k, v in trunk.state_dict().items()
-               if not k.endswith("num_batches_tracked")}
+    weights = {
+        expected_detectron2_name(k): v
+        for k, v in trunk.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     missing, unexpected = resnet.load_state_dict(weights, strict=False)
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
 
     first = STEMS[stem].total_stride
     assert {k: v.stride for k, v in resnet.output_shape().items()} == {
-        "res2": first, "res3": 2 * first, "res4": 4 * first, "res5": 8 * first}
+        "res2": first,
+        "res3": 2 * first,
+        "res4": 4 * first,
+        "res5": 8 * first,
+    }
     ours = {}
     for i, layer in enumerate((trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4)):
         layer.register_forward_hook(lambda m, a, out, i=i: ours.update({f"res{i + 2}": out}))
@@ -69,8 +77,10 @@ def test_detectron2_backbone_computes_what_pretraining_trained(stem):
 def test_fpn_levels_are_named_by_their_stride_and_the_top_block_pools_the_last():
     from detectron2.modeling import build_model
 
-    for config, levels in ((CIFAR_FPN, ["p0", "p1", "p2", "p3", "p4"]),
-                           (TINY_FPN, ["p1", "p2", "p3", "p4", "p5"])):
+    for config, levels in (
+        (CIFAR_FPN, ["p0", "p1", "p2", "p3", "p4"]),
+        (TINY_FPN, ["p1", "p2", "p3", "p4", "p5"]),
+    ):
         model = build_model(build_cfg(config)).eval()
         with torch.no_grad():
             features = model.backbone(torch.randn(1, 3, 64, 64))
@@ -87,16 +97,23 @@ def test_c4_model_with_the_cifar_stem_loads_a_converted_trunk(tmp_path):
     torch.save(trunk.state_dict(), tmp_path / "cifar.pth")
     run_tool("tools/convert.py", str(tmp_path / "cifar.pth"), str(tmp_path / "cifar.pkl"))
     assert "stem" not in pickle.load(open(tmp_path / "cifar.pkl", "rb"))
-    opts = ["MODEL.BACKBONE.NAME", "build_resnet_backbone_with_stem_type",
-            "MODEL.RESNETS.STEM_TYPE", "cifar"]
+    opts = [
+        "MODEL.BACKBONE.NAME",
+        "build_resnet_backbone_with_stem_type",
+        "MODEL.RESNETS.STEM_TYPE",
+        "cifar",
+    ]
     assert verify_weights(str(tmp_path / "cifar.pkl"), R18_C4, opts) == 100
 
 
 def test_a_small_stem_with_a_stock_backbone_or_an_unknown_stem_is_a_config_error():
     from detection.config import load_detection_cfg
 
-    with pytest.raises(ConfigError, match="STEM_TYPE 'cifar' needs MODEL.BACKBONE.NAME one of "
-                                         r"\['build_resnet_backbone_with_stem_type'"):
+    with pytest.raises(
+        ConfigError,
+        match="STEM_TYPE 'cifar' needs MODEL.BACKBONE.NAME one of "
+        r"\['build_resnet_backbone_with_stem_type'",
+    ):
         load_detection_cfg(STOCK_FPN, ["MODEL.RESNETS.STEM_TYPE", "cifar"])
     with pytest.raises(ConfigError, match=f"{CIFAR_FPN}: MODEL.RESNETS.STEM_TYPE 'stl' is not one"):
         load_detection_cfg(CIFAR_FPN, ["MODEL.RESNETS.STEM_TYPE", "stl"])

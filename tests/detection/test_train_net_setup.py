@@ -29,9 +29,11 @@ def test_missing_builtin_dataset_files_stop_before_training(tmp_path):
     from detection import train_net
 
     args = default_argument_parser().parse_args(
-        ["--config-file", COCO, "OUTPUT_DIR", str(tmp_path)])
-    with pytest.raises(DatasetError,
-                       match=r"coco_2017_train: json_file .*instances_train2017.json"):
+        ["--config-file", COCO, "OUTPUT_DIR", str(tmp_path)]
+    )
+    with pytest.raises(
+        DatasetError, match=r"coco_2017_train: json_file .*instances_train2017.json"
+    ):
         train_net.setup(args)
 
 

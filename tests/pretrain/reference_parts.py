@@ -1,6 +1,7 @@
 """Parts shared by the reference-equivalence tests of SimCLR, BYOL, SimSiam and MoCo v3, written
 from the papers, not from pretrain/: a ResNet-18 trunk, MLPs with BN, the SGD and LARS updates,
 the cosine schedules, and the comparison of our model's state with the reference's."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ class AffineFreeBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.num_batches_tracked += 1
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, None, True, 0.1,
-                            1e-5)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, None, True, 0.1, 1e-5
+        )
 
 
 def mlp(dims: list[int], last: str, last_bias: bool = True) -> nn.Sequential:
@@ -58,16 +60,38 @@ def network(projector: nn.Module) -> nn.ModuleDict:
     return nn.ModuleDict(dict(backbone=trunk(), head=projector)).double()
 
 
-def project(method: str, *opts: str, total_iters: int = 10 ** 9):
+def project(method: str, *opts: str, total_iters: int = 10**9):
     """Our model of MODEL.METHOD `method` (tiny ResNet-18), and the trainer's optimizer and
     schedule. A cosine over 10^9 iterations keeps the rate at LR for a few steps."""
-    cfg = load_cfg(opts=[
-        "MODEL.METHOD", method, "MODEL.HEAD", method, "MODEL.ARCH", "resnet18",
-        "MODEL.FEAT_DIM", str(FEAT_DIM), "MODEL.HEAD_HIDDEN_DIM", str(HIDDEN),
-        "MODEL.PREDICTOR_HIDDEN_DIM", str(PRED_HIDDEN), "SOLVER.BATCH_SIZE", str(BATCH),
-        "SOLVER.BASE_LR", str(LR * 256 / BATCH), "SOLVER.MOMENTUM", str(SGD_MOMENTUM),
-        "SOLVER.WEIGHT_DECAY", str(WEIGHT_DECAY), "SOLVER.WARMUP_EPOCHS", "0.0",
-        "SOLVER.LARS_TRUST_COEFFICIENT", str(TRUST), *opts])
+    cfg = load_cfg(
+        opts=[
+            "MODEL.METHOD",
+            method,
+            "MODEL.HEAD",
+            method,
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.FEAT_DIM",
+            str(FEAT_DIM),
+            "MODEL.HEAD_HIDDEN_DIM",
+            str(HIDDEN),
+            "MODEL.PREDICTOR_HIDDEN_DIM",
+            str(PRED_HIDDEN),
+            "SOLVER.BATCH_SIZE",
+            str(BATCH),
+            "SOLVER.BASE_LR",
+            str(LR * 256 / BATCH),
+            "SOLVER.MOMENTUM",
+            str(SGD_MOMENTUM),
+            "SOLVER.WEIGHT_DECAY",
+            str(WEIGHT_DECAY),
+            "SOLVER.WARMUP_EPOCHS",
+            "0.0",
+            "SOLVER.LARS_TRUST_COEFFICIENT",
+            str(TRUST),
+            *opts,
+        ]
+    )
     torch.manual_seed(0)
     model = build_model(cfg).double().train()
     model.start_run(0, 1, total_iters)  # as the trainer does (no memory-bank method here)
@@ -100,7 +124,8 @@ class ReferenceOptimizer:
                 d = g.clone()
                 if w_norm != 0 and g_norm != 0:
                     d = (g + WEIGHT_DECAY * p) * (
-                        TRUST * w_norm / (g_norm + w_norm * WEIGHT_DECAY + 1e-8))
+                        TRUST * w_norm / (g_norm + w_norm * WEIGHT_DECAY + 1e-8)
+                    )
             elif (self.lars or not self.decay_1d) and p.ndim == 1:
                 d = g.clone()
             else:
@@ -145,8 +170,10 @@ def trainer_step(model, optimizer, scheduler, *views, step_model=None) -> float:
 
 def batches(steps: int, size: int = 16):
     g = torch.Generator().manual_seed(1)
-    return [tuple(torch.randn(2, BATCH, 3, size, size, generator=g, dtype=torch.float64))
-            for _ in range(steps)]
+    return [
+        tuple(torch.randn(2, BATCH, 3, size, size, generator=g, dtype=torch.float64))
+        for _ in range(steps)
+    ]
 
 
 # The memory-bank methods (InsDis, PIRL), from the papers' equations: a bank of N_IMAGES entries,
@@ -173,8 +200,9 @@ def step_generator(step: int) -> torch.Generator:
     return torch.Generator().manual_seed(step)
 
 
-def nce_terms(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor, negatives: torch.Tensor,
-              z: float) -> torch.Tensor:
+def nce_terms(
+    v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor, negatives: torch.Tensor, z: float
+) -> torch.Tensor:
     """InsDis Eq. 5-6 per image i: -log h(i, v) - sum_k log(1 - h(j_k, v)), with
     P(j | v) = exp(bank_j . v / T) / Z (Eq. 4 with Z) and h = P / (P + m P_n), P_n = 1 / n."""
     m, n = negatives.shape[1], len(bank)
@@ -195,8 +223,9 @@ def estimated_z(v: torch.Tensor, bank: torch.Tensor, negatives: torch.Tensor) ->
         return (len(bank) / negatives.shape[1] * torch.stack(sums).mean()).item()
 
 
-def info_nce_terms(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
-                   negatives: torch.Tensor) -> torch.Tensor:
+def info_nce_terms(
+    v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
     """-log exp(bank_i . v / T) / (exp(bank_i . v / T) + sum_k exp(bank_jk . v / T))."""
     losses = []
     for i in range(len(v)):

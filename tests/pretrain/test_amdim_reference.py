@@ -14,6 +14,7 @@ positive location, log-softmax against the positive and every location of the ot
 (the release's masked, max-shifted sums); the three costs averaged over their two directions and
 summed with half the six regularisers; then Adam(betas (0.8, 0.999), eps 1e-8, weight decay
 1e-5 in the gradient) at lr x min(1, (k + 1) / W) during the warm-up, x 0.2 after the step."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,14 @@ import torch.nn.functional as F
 import torchvision
 
 from pretrain.models.amdim import ResidualEmbedding
-from tests.pretrain.reference_parts import (FEAT_DIM, assert_same, batches, load_into,
-                                            project, trainer_step)
+from tests.pretrain.reference_parts import (
+    FEAT_DIM,
+    assert_same,
+    batches,
+    load_into,
+    project,
+    trainer_step,
+)
 
 TCLIP, REG, LR, WARMUP, STEP_AT = 5.0, 0.05, 0.01, 2, 2
 BETAS, EPS, WD = (0.8, 0.999), 1e-8, 1e-5
@@ -57,8 +64,8 @@ def release_model_scores(r_src, r_trg, mask_mat):
     n_rkhs = r_src.size(1)
     mask_pos = mask_mat.unsqueeze(dim=2).expand(-1, -1, n_locs).to(r_src.dtype)
     mask_neg = 1.0 - mask_pos
-    raw = torch.mm(r_src, r_trg).reshape(len(r_src), n_batch, n_locs) / n_rkhs ** 0.5
-    lgt_reg = REG * (raw ** 2).mean()
+    raw = torch.mm(r_src, r_trg).reshape(len(r_src), n_batch, n_locs) / n_rkhs**0.5
+    lgt_reg = REG * (raw**2).mean()
     raw = tanh_clip(raw, TCLIP)
     pos = (mask_pos * raw).sum(dim=1)
     neg = ((mask_neg * raw) - TCLIP * mask_pos).reshape(len(r_src), -1)
@@ -73,10 +80,15 @@ class ReferenceAMDIM:
     def __init__(self):
         trunk = torchvision.models.resnet18(weights=None)
         trunk.fc = nn.Identity()
-        self.net = nn.ModuleDict(dict(
-            backbone=trunk, global_embedding=FakeRKHSConvNet(512, FEAT_DIM),
-            local_embeddings=nn.ModuleList([FakeRKHSConvNet(256, FEAT_DIM),
-                                            FakeRKHSConvNet(128, FEAT_DIM)]))).double()
+        self.net = nn.ModuleDict(
+            dict(
+                backbone=trunk,
+                global_embedding=FakeRKHSConvNet(512, FEAT_DIM),
+                local_embeddings=nn.ModuleList(
+                    [FakeRKHSConvNet(256, FEAT_DIM), FakeRKHSConvNet(128, FEAT_DIM)]
+                ),
+            )
+        ).double()
         self.k = 0
         self.m: dict[int, torch.Tensor] = {}
         self.v: dict[int, torch.Tensor] = {}
@@ -115,8 +127,14 @@ class ReferenceAMDIM:
             nce, reg = release_model_scores(src, targets(trg), mask_mat)
             return -nce.mean(), reg
 
-        pairs = [(r1_src_1, r5_x2), (r1_src_2, r5_x1), (r1_src_1, r7_x2), (r1_src_2, r7_x1),
-                 (r5_src_1, r5_x2), (r5_src_2, r5_x1)]
+        pairs = [
+            (r1_src_1, r5_x2),
+            (r1_src_2, r5_x1),
+            (r1_src_1, r7_x2),
+            (r1_src_2, r7_x1),
+            (r5_src_1, r5_x2),
+            (r5_src_2, r5_x1),
+        ]
         results = [g2l(s, t) for s, t in pairs]
         losses = [0.5 * (results[i][0] + results[i + 1][0]) for i in (0, 2, 4)]
         lgt_reg = 0.5 * sum(r[1] for r in results)
@@ -139,12 +157,36 @@ class ReferenceAMDIM:
 
 def test_amdim_steps_like_the_release():
     model, optimizer, scheduler = project(
-        "amdim", "MODEL.HEAD", "mlp", "MODEL.AMDIM.LOCAL_STAGES", "(3, 2)",
-        "MODEL.AMDIM.TCLIP", str(TCLIP), "MODEL.AMDIM.REG_WEIGHT", str(REG),
-        "SOLVER.OPTIMIZER", "adam", "SOLVER.ADAM_BETAS", str(BETAS), "SOLVER.ADAM_EPS", str(EPS),
-        "SOLVER.WEIGHT_DECAY", str(WD), "SOLVER.BASE_LR", str(LR), "SOLVER.LR_SCALING", "none",
-        "SOLVER.WARMUP_EPOCHS", str(float(WARMUP)), "SOLVER.WARMUP_RULE", "one_based",
-        "SOLVER.LR_STEPS", f"({STEP_AT},)", "SOLVER.LR_STEP_GAMMA", "0.2")
+        "amdim",
+        "MODEL.HEAD",
+        "mlp",
+        "MODEL.AMDIM.LOCAL_STAGES",
+        "(3, 2)",
+        "MODEL.AMDIM.TCLIP",
+        str(TCLIP),
+        "MODEL.AMDIM.REG_WEIGHT",
+        str(REG),
+        "SOLVER.OPTIMIZER",
+        "adam",
+        "SOLVER.ADAM_BETAS",
+        str(BETAS),
+        "SOLVER.ADAM_EPS",
+        str(EPS),
+        "SOLVER.WEIGHT_DECAY",
+        str(WD),
+        "SOLVER.BASE_LR",
+        str(LR),
+        "SOLVER.LR_SCALING",
+        "none",
+        "SOLVER.WARMUP_EPOCHS",
+        str(float(WARMUP)),
+        "SOLVER.WARMUP_RULE",
+        "one_based",
+        "SOLVER.LR_STEPS",
+        f"({STEP_AT},)",
+        "SOLVER.LR_STEP_GAMMA",
+        "0.2",
+    )
     reference = ReferenceAMDIM()
     load_into(reference.net, model.query_encoder)
     for step, (x1, x2) in enumerate(batches(3, size=64)):
@@ -169,7 +211,8 @@ def test_the_embeddings_start_as_the_releases():
     assert w[off].abs().max() <= 0.01
     narrowing = ResidualEmbedding(8, 4)
     assert narrowing.shortcut.weight.abs().max() > 0.01 or math.isclose(
-        narrowing.shortcut.weight.abs().max().item(), 0.01)
+        narrowing.shortcut.weight.abs().max().item(), 0.01
+    )
 
 
 @pytest.mark.parametrize("stages", ["(4, 2)", "(3,)"])
@@ -179,5 +222,15 @@ def test_local_stages_outside_the_trunk_are_refused(stages):
     from pretrain.models.registry import build_model
 
     with pytest.raises(ConfigError, match="MODEL.AMDIM.LOCAL_STAGES"):
-        build_model(load_cfg(opts=["MODEL.METHOD", "amdim", "MODEL.ARCH", "resnet18",
-                                   "MODEL.AMDIM.LOCAL_STAGES", stages]))
+        build_model(
+            load_cfg(
+                opts=[
+                    "MODEL.METHOD",
+                    "amdim",
+                    "MODEL.ARCH",
+                    "resnet18",
+                    "MODEL.AMDIM.LOCAL_STAGES",
+                    stages,
+                ]
+            )
+        )

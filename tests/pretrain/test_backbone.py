@@ -5,8 +5,10 @@ import torchvision
 from pretrain.models.backbone import UnknownStemError, build_backbone
 
 
-@pytest.mark.parametrize("arch, width, dim", [("resnet18", 1, 512), ("resnet34", 1, 512),
-                                              ("resnet50", 1, 2048), ("resnet50", 2, 4096)])
+@pytest.mark.parametrize(
+    "arch, width, dim",
+    [("resnet18", 1, 512), ("resnet34", 1, 512), ("resnet50", 1, 2048), ("resnet50", 2, 4096)],
+)
 def test_trunk_features(arch, width, dim):
     trunk, feature_dim = build_backbone(arch, width)
     assert feature_dim == dim
@@ -44,9 +46,14 @@ def feature_maps(trunk: torch.nn.Module, size: int) -> tuple[tuple, tuple]:
 
 # (stem, image size) -> side of the stem's output and of layer4's: strides 4 / 32 for ImageNet's
 # stem, 1 / 8 for CIFAR's, 2 / 16 for the 64-96 px one.
-STEM_SIDES = {("imagenet", 32): (8, 1), ("imagenet", 64): (16, 2),
-              ("cifar", 32): (32, 4), ("cifar", 64): (64, 8),
-              ("tinyimagenet", 32): (16, 2), ("tinyimagenet", 64): (32, 4)}
+STEM_SIDES = {
+    ("imagenet", 32): (8, 1),
+    ("imagenet", 64): (16, 2),
+    ("cifar", 32): (32, 4),
+    ("cifar", 64): (64, 8),
+    ("tinyimagenet", 32): (16, 2),
+    ("tinyimagenet", 64): (32, 4),
+}
 
 
 @pytest.mark.parametrize("stem, size", sorted(STEM_SIDES))
@@ -54,8 +61,10 @@ STEM_SIDES = {("imagenet", 32): (8, 1), ("imagenet", 64): (16, 2),
 def test_each_stems_feature_maps_at_32_and_64_px(stem, size, arch, width, channels):
     trunk, dim = build_backbone(arch, width, stem)
     stem_side, final_side = STEM_SIDES[stem, size]
-    assert feature_maps(trunk, size) == ((2, 64 * width, stem_side, stem_side),
-                                         (2, channels, final_side, final_side))
+    assert feature_maps(trunk, size) == (
+        (2, 64 * width, stem_side, stem_side),
+        (2, channels, final_side, final_side),
+    )
     assert dim == channels and trunk(torch.randn(2, 3, size, size)).shape == (2, channels)
 
 

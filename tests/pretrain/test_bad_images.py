@@ -2,6 +2,7 @@
 skipped and named in OUTPUT_DIR/bad_images.txt, or stop the run with one line naming the file
 (DATA.ON_BAD_IMAGE); the check before training (DATA.CHECK, --check-data) finds them first.
 Real CIFAR-10 JPEGs, truncated copies made here."""
+
 import json
 import shutil
 import tarfile
@@ -36,8 +37,8 @@ def cifar_class_folders(shared_data, dest: Path, per_class: dict) -> dict:
     found = {c: [] for c in per_class}
     with tarfile.open(shared_data / "cifar10-images.tar.gz") as tar:
         for member in tar:
-            prefix = member.name[:member.name.rfind("/") + 1]
-            cls = prefix[len("train/"):-1]
+            prefix = member.name[: member.name.rfind("/") + 1]
+            cls = prefix[len("train/") : -1]
             if member.isfile() and prefix in wanted and len(found[cls]) < wanted[prefix]:
                 path = dest / cls / Path(member.name).name
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,7 @@ def truncate(path: Path) -> None:
     """Cuts a JPEG a few bytes into its scan, as an interrupted copy does: Pillow still reads
     the header, decoding fails."""
     data = path.read_bytes()
-    path.write_bytes(data[:data.index(b"\xff\xda") + 40])
+    path.write_bytes(data[: data.index(b"\xff\xda") + 40])
 
 
 def cfg_for(root, out, *opts):
@@ -81,8 +82,7 @@ def test_truncated_files_are_found_by_the_default_check_from_their_missing_end(b
         assert all("truncated" in reason for _, reason in bad)
 
 
-def test_the_end_check_spares_trailing_bytes_and_decode_finds_damage_inside(cifar_sample,
-                                                                            tmp_path):
+def test_the_end_check_spares_trailing_bytes_and_decode_finds_damage_inside(cifar_sample, tmp_path):
     good = sorted((cifar_sample / "bird").iterdir())[0].read_bytes()
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "camera.jpg").write_bytes(good + b"MAKERNOTE" * 8)  # data after the end
@@ -101,8 +101,9 @@ def test_a_whole_bad_class_folder_is_survived_and_counted_once_per_file(bad_fold
     counted = 0
     for epoch in range(2):  # the second epoch meets the same files again: counted once
         for start in range(0, 37, 8):
-            batch, bad = collate_views([pipeline.dataset[(epoch, i)]
-                                        for i in range(start, min(37, start + 8))])
+            batch, bad = collate_views(
+                [pipeline.dataset[(epoch, i)] for i in range(start, min(37, start + 8))]
+            )
             assert batch[0].shape[1:] == (3, 32, 32)
             counted += pipeline.record_bad(bad)
     assert counted == 17
@@ -129,8 +130,9 @@ def test_missing_listed_file_is_caught_before_training(bad_folder, tmp_path):
     root, folders = bad_folder
     listing = tmp_path / "list.txt"
     (root / "bird/page.jpg").write_text("<html>403 Forbidden</html>")  # a failed download
-    listing.write_text("images/bird/" + folders["bird"][0].name + "\nimages/bird/gone.jpg\n"
-                       "images/bird/page.jpg\n")
+    listing.write_text(
+        "images/bird/" + folders["bird"][0].name + "\nimages/bird/gone.jpg\nimages/bird/page.jpg\n"
+    )
     cfg = cfg_for(listing, tmp_path / "out", "DATA.ON_BAD_IMAGE", "error")
     with pytest.raises(BadImageError, match=r"bird/gone\.jpg: no such file"):
         checked_images(cfg)
@@ -144,8 +146,7 @@ def test_unreadable_draws_in_a_worker_end_in_one_line_naming_a_file(bad_folder, 
     root, folders = bad_folder
     cfg = cfg_for(root / "frog", tmp_path / "out")  # nothing but truncated files
     dataset = ImageViews(FolderImages(str(root / "frog")), build_views(cfg))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1,
-                                         sampler=[(0, 0)])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1, sampler=[(0, 0)])
     with pytest.raises(BadImageError) as caught:
         next(iter(loader))
     message = str(caught.value)
@@ -153,8 +154,9 @@ def test_unreadable_draws_in_a_worker_end_in_one_line_naming_a_file(bad_folder, 
     assert "frog/" in message
 
 
-def test_a_deeper_earlier_check_is_reused_so_a_resume_samples_the_same_images(bad_folder, tmp_path,
-                                                                            capsys):
+def test_a_deeper_earlier_check_is_reused_so_a_resume_samples_the_same_images(
+    bad_folder, tmp_path, capsys
+):
     root, folders = bad_folder
     first = checked_images(cfg_for(root, tmp_path / "out", "DATA.CHECK", "decode"))
     assert "checking 37 images" in capsys.readouterr().err
@@ -202,8 +204,9 @@ def _check_in_two_processes(root: str, out: str) -> None:
     from pretrain.common import distributed as du
 
     du.init_from_env("cpu")
-    images = checked_images(cfg_for(root, out, "DATA.CHECK", "decode"), du.get_rank(),
-                            du.get_world_size())
+    images = checked_images(
+        cfg_for(root, out, "DATA.CHECK", "decode"), du.get_rank(), du.get_world_size()
+    )
     with open(Path(out) / f"kept{du.get_rank()}.txt", "w") as f:
         f.write("\n".join(images.name(i) for i in range(len(images))))
 

@@ -18,6 +18,7 @@ BYOL-ER (Rodríguez-Gálvez et al. 2023) on the same reference: the loss is, ove
 directions, the release's vMF reconstruction of z' from q (both normalised) minus w times the
 release's vMF entropy of the online projections z (tests/pretrain/reference_er.py, the
 constant without the release's +1e-7, which at 8 dimensions moves no digit that matters)."""
+
 from __future__ import annotations
 
 import copy
@@ -27,9 +28,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.pretrain.reference_parts import (FEAT_DIM, HIDDEN, PRED_HIDDEN, ReferenceOptimizer,
-                                            assert_same, batches, cosine_lr, load_into, mlp,
-                                            network, project, trainer_step)
+from tests.pretrain.reference_parts import (
+    FEAT_DIM,
+    HIDDEN,
+    PRED_HIDDEN,
+    ReferenceOptimizer,
+    assert_same,
+    batches,
+    cosine_lr,
+    load_into,
+    mlp,
+    network,
+    project,
+    trainer_step,
+)
 from tests.pretrain.reference_er import release_entropy, release_reconstruction
 
 TAU_BASE, TOTAL = 0.9, 4  # tau_base far from 1 and a short run, so that the schedule shows
@@ -40,8 +52,9 @@ class ReferenceBYOL:
     def __init__(self, er: bool = False):
         self.er = er
         self.online = network(mlp([512, HIDDEN, FEAT_DIM], last="none", last_bias=False))
-        self.predictor = mlp([FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none",
-                             last_bias=False).double()
+        self.predictor = mlp(
+            [FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none", last_bias=False
+        ).double()
         self.target = None  # a copy of the online network once its weights are loaded
         self.optimizer = ReferenceOptimizer(lars=True)
         self.k = 0
@@ -60,16 +73,28 @@ class ReferenceBYOL:
             z_tilde, z_prime = self.project(self.target, v), self.project(self.target, v_prime)
         b = len(v)
         if self.er:
+
             def unit(x):
                 return F.normalize(x, dim=1)
-            rec = sum(release_reconstruction(unit(a), unit(t), "sphere", KAPPA, with_eps=False)
-                      for a, t in ((q, z_prime), (q_tilde, z_tilde)))
-            h = sum(release_entropy(unit(y), "sphere", KAPPA, with_eps=False)
-                    for y in (z, z_online_prime))
+
+            rec = sum(
+                release_reconstruction(unit(a), unit(t), "sphere", KAPPA, with_eps=False)
+                for a, t in ((q, z_prime), (q_tilde, z_tilde))
+            )
+            h = sum(
+                release_entropy(unit(y), "sphere", KAPPA, with_eps=False)
+                for y in (z, z_online_prime)
+            )
             loss = rec - ENTROPY_WEIGHT * h
         else:
-            loss = -2 / b * (F.cosine_similarity(q, z_prime).sum()
-                             + F.cosine_similarity(q_tilde, z_tilde).sum())
+            loss = (
+                -2
+                / b
+                * (
+                    F.cosine_similarity(q, z_prime).sum()
+                    + F.cosine_similarity(q_tilde, z_tilde).sum()
+                )
+            )
         params = list(self.online.parameters()) + list(self.predictor.parameters())
         rate = cosine_lr(self.k, TOTAL)
         self.optimizer.step(params, torch.autograd.grad(loss, params), [rate] * len(params))
@@ -83,11 +108,29 @@ class ReferenceBYOL:
 
 @pytest.mark.parametrize("er", [False, True], ids=["byol", "byol-er"])
 def test_byol_steps_like_algorithm_1_of_the_paper(er):
-    er_opts = ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.KAPPA", str(KAPPA),
-               "MODEL.ER.ENTROPY_WEIGHT", str(ENTROPY_WEIGHT)] if er else []
+    er_opts = (
+        [
+            "MODEL.ER.OBJECTIVE",
+            "True",
+            "MODEL.ER.KAPPA",
+            str(KAPPA),
+            "MODEL.ER.ENTROPY_WEIGHT",
+            str(ENTROPY_WEIGHT),
+        ]
+        if er
+        else []
+    )
     model, optimizer, scheduler = project(
-        "byol", "MODEL.MOMENTUM", str(TAU_BASE), "MODEL.MOMENTUM_COSINE", "True",
-        "SOLVER.OPTIMIZER", "lars", *er_opts, total_iters=TOTAL)
+        "byol",
+        "MODEL.MOMENTUM",
+        str(TAU_BASE),
+        "MODEL.MOMENTUM_COSINE",
+        "True",
+        "SOLVER.OPTIMIZER",
+        "lars",
+        *er_opts,
+        total_iters=TOTAL,
+    )
     reference = ReferenceBYOL(er)
     load_into(reference.online, model.query_encoder)
     load_into(reference.predictor, model.predictor)

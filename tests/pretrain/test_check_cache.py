@@ -1,6 +1,7 @@
 """The image check's verdicts kept between runs (pretrain/data/check_cache.py): a run on images
 another run checked reads only the files that changed, and a deeper check looks again. Real
 CIFAR-10 JPEGs; the user's cache is a folder of the test's own."""
+
 import os
 
 import pytest
@@ -30,7 +31,8 @@ def same_stamp_other_bytes(path) -> None:
 
 
 def test_a_second_run_on_the_same_images_takes_the_verdicts_and_rechecks_a_changed_file(
-        images, tmp_path):
+    images, tmp_path
+):
     assert checked_images(cfg_for(images, tmp_path / "run1")) is not None
     assert len(load_verdicts(str(images))) == 12
     assert os.path.isfile(cache_path(str(images)))

@@ -1,4 +1,3 @@
-
 import pytest
 
 from pretrain.common.errors import CheckpointError
@@ -23,8 +22,10 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path):
     with pytest.raises(RuntimeError):
         save_checkpoint(str(tmp_path), "checkpoint_00000002.pth", {"bad": Unpicklable()})
     assert load_checkpoint(last_checkpoint(str(tmp_path)))["iteration"] == 1
-    assert (sorted(p.name for p in tmp_path.iterdir())
-            == ["checkpoint_00000001.pth", "last_checkpoint"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_00000001.pth",
+        "last_checkpoint",
+    ]
 
 
 def test_unreadable_checkpoint_names_the_file(tmp_path):

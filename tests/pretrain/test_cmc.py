@@ -1,5 +1,6 @@
 """CMC's channel-split views on real images, its config errors, and a pretraining run through the
 command-line tool that checkpoints, resumes, and is refused by the Detectron2 converter."""
+
 from __future__ import annotations
 
 import json
@@ -142,8 +143,13 @@ def test_learned_views_are_the_frozen_generators_split_of_one_augmented_image(bc
     backbone = model.readout_backbone(cfg)
     with torch.no_grad():
         features = backbone(x[None])
-        direct = torch.cat([model.view1.query_encoder.backbone(expected[None, :1]),
-                            model.view2.query_encoder.backbone(expected[None, 1:])], dim=1)
+        direct = torch.cat(
+            [
+                model.view1.query_encoder.backbone(expected[None, :1]),
+                model.view2.query_encoder.backbone(expected[None, 1:]),
+            ],
+            dim=1,
+        )
     torch.testing.assert_close(features, direct)
 
 
@@ -153,21 +159,36 @@ def test_learned_views_name_a_missing_file_and_a_split_other_than_the_generators
     with pytest.raises(ConfigError, match="DATA.LEARNED_VIEWS must name a generator file"):
         build_views(load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned"]))
     with pytest.raises(ConfigError, match="no such file"):
-        build_views(load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned",
-                                          "DATA.LEARNED_VIEWS", str(tmp_path / "none.pth")]))
+        build_views(
+            load_cfg(
+                CPU_CONFIG,
+                ["DATA.COLOR_SPACE", "learned", "DATA.LEARNED_VIEWS", str(tmp_path / "none.pth")],
+            )
+        )
     path = saved_generator(tmp_path, split=2)
     with pytest.raises(ConfigError, match=r"learned with the split \(2, 1\)"):
-        build_cmc(load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned",
-                                        "DATA.LEARNED_VIEWS", path]))
+        build_cmc(load_cfg(CPU_CONFIG, ["DATA.COLOR_SPACE", "learned", "DATA.LEARNED_VIEWS", path]))
 
 
 @pytest.mark.integration
 def test_cmc_pretrains_on_learned_views(bccd, tmp_path):
     out = tmp_path / "out"
     path = saved_generator(tmp_path)
-    run_tool("tools/pretrain.py", "--config-file", CPU_CONFIG, "DATA.ROOT", str(bccd),
-             "OUTPUT_DIR", str(out), "DATA.COLOR_SPACE", "learned", "DATA.LEARNED_VIEWS", path,
-             "SOLVER.MAX_ITER", "2")
+    run_tool(
+        "tools/pretrain.py",
+        "--config-file",
+        CPU_CONFIG,
+        "DATA.ROOT",
+        str(bccd),
+        "OUTPUT_DIR",
+        str(out),
+        "DATA.COLOR_SPACE",
+        "learned",
+        "DATA.LEARNED_VIEWS",
+        path,
+        "SOLVER.MAX_ITER",
+        "2",
+    )
     state = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert state["iteration"] == 2
     assert state["model"]["view2.query_encoder.backbone.conv1.weight"].shape[1] == 2
@@ -178,23 +199,34 @@ def test_three_views_are_three_channel_groups_measured_over_their_graph(bccd):
     direction of the graph the model was trained on, and the readout concatenating all three."""
     from pretrain.evaluation.mutual_info import measure_info_nce
 
-    opts = ["DATA.CHANNEL_SPLIT", "(1, 1, 1)", "SOLVER.BATCH_SIZE", "8", "MODEL.ARCH",
-            "resnet18", "DATA.CROP_SIZE", "32"]
+    opts = [
+        "DATA.CHANNEL_SPLIT",
+        "(1, 1, 1)",
+        "SOLVER.BATCH_SIZE",
+        "8",
+        "MODEL.ARCH",
+        "resnet18",
+        "DATA.CROP_SIZE",
+        "32",
+    ]
     cfg = load_cfg(CPU_CONFIG, opts)
     with seeded_rngs(5):
         groups = build_views(cfg)(first_image(bccd))
     assert [g.shape[0] for g in groups] == [1, 1, 1]
     with pytest.raises(CMCConfigError, match="MODEL.CMC.GRAPH 'ring'"):
         build_cmc(load_cfg(CPU_CONFIG, [*opts, "MODEL.CMC.GRAPH", "ring"]))
-    for graph, directions in (("core", {"12", "21", "13", "31"}),
-                              ("full", {"12", "21", "13", "31", "23", "32"})):
+    for graph, directions in (
+        ("core", {"12", "21", "13", "31"}),
+        ("full", {"12", "21", "13", "31", "23", "32"}),
+    ):
         cfg = load_cfg(CPU_CONFIG, [*opts, "MODEL.CMC.GRAPH", graph])
         torch.manual_seed(0)
         model = build_cmc(cfg)
         result = measure_info_nce(model, cfg, str(bccd), 16)
-        found = {key[len("i_nce_"):] for key in result if key.startswith("i_nce_")}
+        found = {key[len("i_nce_") :] for key in result if key.startswith("i_nce_")}
         assert found == directions
         assert result["i_nce"] == pytest.approx(
-            sum(result[f"i_nce_{d}"] for d in directions) / len(directions))
+            sum(result[f"i_nce_{d}"] for d in directions) / len(directions)
+        )
     features = model.readout_backbone(cfg).eval()(torch.randn(2, 3, 32, 32))
     assert features.shape == (2, 3 * 512)

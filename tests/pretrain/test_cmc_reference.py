@@ -14,6 +14,7 @@ of its own queue. Shuffle-BN in one process as in tests/pretrain/test_moco_refer
 group-BN trunk, written from MoCo's paper, is reused here): BN over G groups, key batch permuted
 before the key encoder and put back after; view 1's permutation is drawn before view 2's.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,16 +23,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pretrain.models.cmc import build_cmc
+
 # The settings both reference tests share, and the project's model built from them.
-from tests.pretrain.test_moco_reference import (BATCH, FEAT_DIM, GROUPS, LR, M, QUEUE, SGD_MOMENTUM,
-                                                WEIGHT_DECAY, T, project_model, reference_head,
-                                                reference_trunk)
+from tests.pretrain.test_moco_reference import (
+    BATCH,
+    FEAT_DIM,
+    GROUPS,
+    LR,
+    M,
+    QUEUE,
+    SGD_MOMENTUM,
+    WEIGHT_DECAY,
+    T,
+    project_model,
+    reference_head,
+    reference_trunk,
+)
 
 STEPS = 3
 TOL = 1e-6
 
 
 # ----------------------------------------------------------------- the reference, from the paper
+
 
 def view_encoder(in_channels: int, head: str) -> nn.ModuleDict:
     trunk = reference_trunk(GROUPS)
@@ -49,8 +63,11 @@ class ReferenceCMC:
         # L_F = sum_{1 <= i < j <= M} L(Vi, Vj); L(Vi, Vj) = L_contrast(Vi->Vj)
         # + L_contrast(Vj->Vi).
         views = range(len(split))
-        self.edges = ([(0, j) for j in views if j > 0] if graph == "core" else
-                      [(i, j) for i in views for j in views if i < j])
+        self.edges = (
+            [(0, j) for j in views if j > 0]
+            if graph == "core"
+            else [(i, j) for i in views for j in views if i < j]
+        )
         # SGD's momentum buffers from zero: mu * 0 + d is d, PyTorch's first buffer, exactly
         self.velocity = [torch.zeros_like(p) for f in self.f for p in f.parameters()]
 
@@ -61,8 +78,9 @@ class ReferenceCMC:
     @staticmethod
     def contrast(anchor: torch.Tensor, positive: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         """-log of the positive's softmax share among positive and queued negatives, mean."""
-        scores = torch.cat([(anchor * positive).sum(dim=1, keepdim=True), anchor @ queue.t()],
-                           dim=1) / T
+        scores = (
+            torch.cat([(anchor * positive).sum(dim=1, keepdim=True), anchor @ queue.t()], dim=1) / T
+        )
         return (torch.logsumexp(scores, dim=1) - scores[:, 0]).mean()
 
     def step(self, *views: torch.Tensor) -> float:
@@ -72,8 +90,11 @@ class ReferenceCMC:
             for g, v in zip(self.g, views):
                 shuffle = torch.randperm(len(v))
                 keys.append(self.embed(g, v[shuffle])[torch.argsort(shuffle)])
-        loss = sum(self.contrast(z[i], keys[j], self.queues[j])
-                   + self.contrast(z[j], keys[i], self.queues[i]) for i, j in self.edges)
+        loss = sum(
+            self.contrast(z[i], keys[j], self.queues[j])
+            + self.contrast(z[j], keys[i], self.queues[i])
+            for i, j in self.edges
+        )
         params = [p for f in self.f for p in f.parameters()]
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
@@ -84,17 +105,28 @@ class ReferenceCMC:
                 for p_g, p_f in zip(g.parameters(), f.parameters()):
                     p_g.copy_(M * p_g + (1 - M) * p_f)
             for view, k in enumerate(keys):
-                self.queues[view][self.ptrs[view]:self.ptrs[view] + len(k)] = k
+                self.queues[view][self.ptrs[view] : self.ptrs[view] + len(k)] = k
                 self.ptrs[view] = (self.ptrs[view] + len(k)) % QUEUE
         return loss.item()
 
 
 # ------------------------------------------------------------------------------ the comparison
 
+
 def project_cmc(split: tuple[int, ...], head: str, graph: str = "core"):
-    return project_model(build_cmc, "MODEL.CMC.ENABLED", "True", "DATA.COLOR_SPACE", "lab",
-                         "DATA.CHANNEL_SPLIT", str(split), "MODEL.HEAD", head,
-                         "MODEL.CMC.GRAPH", graph)
+    return project_model(
+        build_cmc,
+        "MODEL.CMC.ENABLED",
+        "True",
+        "DATA.COLOR_SPACE",
+        "lab",
+        "DATA.CHANNEL_SPLIT",
+        str(split),
+        "MODEL.HEAD",
+        head,
+        "MODEL.CMC.GRAPH",
+        graph,
+    )
 
 
 def branches(model):
@@ -112,8 +144,10 @@ def copy_initial_state(model, reference: ReferenceCMC) -> None:
 
 def assert_same_state(model, reference: ReferenceCMC, step: int) -> None:
     for view, branch in enumerate(branches(model)):
-        for side, ours, theirs in (("query", branch.query_encoder, reference.f[view]),
-                                   ("key", branch.key_encoder, reference.g[view])):
+        for side, ours, theirs in (
+            ("query", branch.query_encoder, reference.f[view]),
+            ("key", branch.key_encoder, reference.g[view]),
+        ):
             ours, theirs = ours.state_dict(), theirs.state_dict()  # parameters and BN buffers
             assert ours.keys() == theirs.keys()
             for name in ours:
@@ -124,12 +158,15 @@ def assert_same_state(model, reference: ReferenceCMC, step: int) -> None:
         assert int(branch.queue_ptr) == reference.ptrs[view], f"step {step}: pointer {view + 1}"
 
 
-@pytest.mark.parametrize("split, head, graph, directions", [
-    ((1, 2), "mlp", "core", 2),  # L | ab, MoCo v2's head
-    ((2, 1), "linear", "full", 2),  # the other way round, CMC's / MoCo v1's linear head
-    ((1, 1, 1), "mlp", "core", 4),  # L | a | b, L the core view: L-a, L-b, both ways
-    ((1, 1, 1), "linear", "full", 6),  # every pair: L-a, L-b, a-b, both ways
-])
+@pytest.mark.parametrize(
+    "split, head, graph, directions",
+    [
+        ((1, 2), "mlp", "core", 2),  # L | ab, MoCo v2's head
+        ((2, 1), "linear", "full", 2),  # the other way round, CMC's / MoCo v1's linear head
+        ((1, 1, 1), "mlp", "core", 4),  # L | a | b, L the core view: L-a, L-b, both ways
+        ((1, 1, 1), "linear", "full", 6),  # every pair: L-a, L-b, a-b, both ways
+    ],
+)
 def test_cmc_steps_like_the_paper(split, head, graph, directions):
     model, optimizer, scheduler = project_cmc(split, head, graph)
     for branch, k in zip(branches(model), split):

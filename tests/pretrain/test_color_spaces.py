@@ -1,6 +1,7 @@
 """Each colour space against an independent oracle (OpenCV, Python's colorsys, published reference
 values, or the space's defining relation to another), each inverse to 1e-5 in float32, and the
 per-channel normalisation's ranges against CMC's published L*a*b* ranges."""
+
 from __future__ import annotations
 
 import colorsys
@@ -11,9 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.data.color_spaces import (SPACES, ColorSpaceError, channel_ranges, check_split,
-                                        denormalize, describe_split, from_space, normalize,
-                                        split_channels, to_space)
+from pretrain.data.color_spaces import (
+    SPACES,
+    ColorSpaceError,
+    channel_ranges,
+    check_split,
+    denormalize,
+    describe_split,
+    from_space,
+    normalize,
+    split_channels,
+    to_space,
+)
 
 CORNERS = [(r, g, b) for r in (0.0, 1.0) for g in (0.0, 1.0) for b in (0.0, 1.0)]
 
@@ -21,8 +31,9 @@ CORNERS = [(r, g, b) for r in (0.0, 1.0) for g in (0.0, 1.0) for b in (0.0, 1.0)
 def colours(n: int = 256, seed: int = 0) -> torch.Tensor:
     """(3, 1, n + 11) float64: random sRGB colours, the cube's corners and three greys."""
     rand = torch.rand(3, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    fixed = torch.tensor(CORNERS + [(0.5, 0.5, 0.5), (0.01, 0.01, 0.01), (0.9, 0.9, 0.9)],
-                         dtype=torch.float64).t()
+    fixed = torch.tensor(
+        CORNERS + [(0.5, 0.5, 0.5), (0.01, 0.01, 0.01), (0.9, 0.9, 0.9)], dtype=torch.float64
+    ).t()
     return torch.cat([rand, fixed], dim=1).unsqueeze(1)
 
 
@@ -48,13 +59,20 @@ def by_pixel(function, x: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------- the oracles
 
+
 def test_lab_matches_published_values_and_opencv():
     # CIE L*a*b* (D65) of the sRGB primaries, secondaries and white, as the standard references
     # tabulate them (e.g. Lindbloom's calculator); 0.05 covers their D65 white's rounding.
-    published = {(1, 0, 0): (53.2408, 80.0925, 67.2032), (0, 1, 0): (87.7347, -86.1827, 83.1793),
-                 (0, 0, 1): (32.2970, 79.1875, -107.8602), (1, 1, 0): (97.1393, -21.5537, 94.4780),
-                 (1, 0, 1): (60.3199, 98.2542, -60.8430), (0, 1, 1): (91.1132, -48.0875, -14.1312),
-                 (1, 1, 1): (100.0, 0.0, 0.0), (0, 0, 0): (0.0, 0.0, 0.0)}
+    published = {
+        (1, 0, 0): (53.2408, 80.0925, 67.2032),
+        (0, 1, 0): (87.7347, -86.1827, 83.1793),
+        (0, 0, 1): (32.2970, 79.1875, -107.8602),
+        (1, 1, 0): (97.1393, -21.5537, 94.4780),
+        (1, 0, 1): (60.3199, 98.2542, -60.8430),
+        (0, 1, 1): (91.1132, -48.0875, -14.1312),
+        (1, 1, 1): (100.0, 0.0, 0.0),
+        (0, 0, 0): (0.0, 0.0, 0.0),
+    }
     rgb = torch.tensor(list(published), dtype=torch.float64).t().unsqueeze(1)
     expected = torch.tensor(list(published.values()), dtype=torch.float64).t().unsqueeze(1)
     assert (to_space(rgb, "lab") - expected).abs().max() < 0.05
@@ -73,8 +91,9 @@ def test_xyz_is_the_srgb_matrix_of_the_decoded_colours():
     x = colours()
     assert (to_space(x, "xyz") - opencv(srgb_decoded(x), cv2.COLOR_RGB2XYZ)).abs().max() < 1e-5
     white = to_space(torch.ones(3, 1, 1, dtype=torch.float64), "xyz").flatten()
-    assert torch.allclose(white, torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64),
-                          atol=1e-3)  # D65
+    assert torch.allclose(
+        white, torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64), atol=1e-3
+    )  # D65
 
 
 def test_hsv_matches_colorsys_and_opencv():
@@ -126,6 +145,7 @@ def test_every_inverse_returns_the_rgb(space):
 
 
 # ----------------------------------------------------------------------- normalisation, split
+
 
 def test_lab_ranges_are_cmcs_and_normalisation_fills_minus_one_to_one():
     # CMC's Lab normalisation: L in [0, 100], a in [-86.183, 98.233], b in [-107.857, 94.478].

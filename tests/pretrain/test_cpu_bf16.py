@@ -1,5 +1,6 @@
 """SOLVER.CPU_AMP (pretrain/common/cpu_bf16.py): bf16 autocast on CPUs that compute it natively,
 fp32 elsewhere; Detectron2 models train in bf16 and evaluate in fp32."""
+
 import pytest
 import torch
 
@@ -26,7 +27,8 @@ class LossesInTraining(torch.nn.Module):
 def test_cpu_runs_fp32_unless_asked():
     assert mixed_precision("bf16", "cpu")[0] is None
     assert mixed_precision("off", "cpu", cpu_amp=True)[0] is (
-        torch.bfloat16 if cpu_has_native_bf16() else None)
+        torch.bfloat16 if cpu_has_native_bf16() else None
+    )
 
 
 @native

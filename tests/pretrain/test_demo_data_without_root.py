@@ -1,6 +1,7 @@
 """The demo's objects (Fashion-MNIST) on a machine where the user is not root, which is where most
 users sit (a cluster login node, a laptop): the data step runs as user nobody (the interpreter
 starts as root only to import, then drops to nobody before the step)."""
+
 from __future__ import annotations
 
 import gzip
@@ -33,8 +34,10 @@ else:
     print("FOLDER", folder, images.shape[0])
 """.format(uid=NOBODY)
 
-pytestmark = [pytest.mark.integration,  # a tool process
-              pytest.mark.skipif(os.geteuid() != 0, reason="drops from root to nobody")]
+pytestmark = [
+    pytest.mark.integration,  # a tool process
+    pytest.mark.skipif(os.geteuid() != 0, reason="drops from root to nobody"),
+]
 
 
 @pytest.fixture
@@ -50,9 +53,14 @@ def data_step(tmp_path, env: dict) -> str:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     os.chmod(home, 0o777)
-    proc = subprocess.run([sys.executable, "-c", STEP, str(tmp_path / "no-debian-package"),
-                           str(home / "cache")], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "HOME": str(home), **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", STEP, str(tmp_path / "no-debian-package"), str(home / "cache")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HOME": str(home), **env},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()[-1]
 
@@ -67,8 +75,10 @@ def write_idx_files(folder: Path, count: int) -> None:
         with gzip.open(folder / f"{split}-images-idx3-ubyte.gz", "wb") as f:
             f.write(header + images.tobytes())
         with gzip.open(folder / f"{split}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(np.array([2049, count], dtype=">i4").tobytes()
-                    + (np.arange(count) % 10).astype(np.uint8).tobytes())
+            f.write(
+                np.array([2049, count], dtype=">i4").tobytes()
+                + (np.arange(count) % 10).astype(np.uint8).tobytes()
+            )
     os.chmod(folder, 0o755)
 
 

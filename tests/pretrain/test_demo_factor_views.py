@@ -1,5 +1,6 @@
 """The views of InfoMin's Table 4 on the demo's world: renderings of one instance share exactly
 the chosen factors and differ in the others."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,7 +14,7 @@ def photos_and_objects():
     photos = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8) for _ in range(3)]
     objects = np.zeros((4, 28, 28), np.uint8)
     for i, obj in enumerate(objects):  # four distinct shapes
-        obj[4 + i:20 + i, 6:10 + 4 * i] = 255
+        obj[4 + i : 20 + i, 6 : 10 + 4 * i] = 255
     return photos, objects
 
 
@@ -35,18 +36,22 @@ def test_changing_one_factor_changes_the_image(factor):
         changed[factor] = draw_factors(rng, len(objects), len(photos))[factor]
         if factor != "object" or changed["object"] != base["object"]:
             break
-    assert not np.array_equal(render(photos, objects, base, 32),
-                              render(photos, objects, changed, 32))
+    assert not np.array_equal(
+        render(photos, objects, base, 32), render(photos, objects, changed, 32)
+    )
 
 
 def test_instance_folders_share_exactly_the_chosen_factors(tmp_path, monkeypatch):
     photos, objects = photos_and_objects()
     drawn = []
-    monkeypatch.setattr(factor_views, "render",
-                        lambda p, o, factors, size: drawn.append(factors) or render(p, o, factors,
-                                                                                   size))
-    factor_views.write_instance_views(str(tmp_path), photos, objects, ["object", "colour"],
-                                      n_instances=2, renderings=3, size=32)
+    monkeypatch.setattr(
+        factor_views,
+        "render",
+        lambda p, o, factors, size: drawn.append(factors) or render(p, o, factors, size),
+    )
+    factor_views.write_instance_views(
+        str(tmp_path), photos, objects, ["object", "colour"], n_instances=2, renderings=3, size=32
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["000000", "000001"]
     assert len(list((tmp_path / "000001").glob("*.jpg"))) == 3
     assert Image.open(tmp_path / "000000" / "2.jpg").size == (32, 32)
@@ -67,12 +72,21 @@ def drawn_factors(monkeypatch, shared, n_instances: int, renderings: int, tmp_pa
     """The factors of every rendering write_instance_views draws, instance by instance."""
     photos, objects = photos_and_objects()
     drawn = []
-    monkeypatch.setattr(factor_views, "render",
-                        lambda p, o, factors, size: drawn.append(factors) or render(p, o, factors,
-                                                                                   size))
-    factor_views.write_instance_views(str(tmp_path), photos, objects, shared,
-                                      n_instances=n_instances, renderings=renderings, size=8)
-    return [drawn[i:i + renderings] for i in range(0, len(drawn), renderings)]
+    monkeypatch.setattr(
+        factor_views,
+        "render",
+        lambda p, o, factors, size: drawn.append(factors) or render(p, o, factors, size),
+    )
+    factor_views.write_instance_views(
+        str(tmp_path),
+        photos,
+        objects,
+        shared,
+        n_instances=n_instances,
+        renderings=renderings,
+        size=8,
+    )
+    return [drawn[i : i + renderings] for i in range(0, len(drawn), renderings)]
 
 
 def test_a_dialled_factor_is_shared_by_that_fraction_of_instances(tmp_path, monkeypatch):
@@ -84,12 +98,14 @@ def test_a_dialled_factor_is_shared_by_that_fraction_of_instances(tmp_path, monk
 
 
 def test_always_and_never_draw_the_renderings_they_drew_before_dialling_existed(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """The demo's and Table 4's views (a list of factors) are unchanged by the dial: the same
     settings as probabilities 1 and 0 draw the very same factors."""
     as_list = drawn_factors(monkeypatch, ["object"], 20, 3, tmp_path / "list")
-    as_probabilities = drawn_factors(monkeypatch, {"object": 1.0, "background": 0.0}, 20, 3,
-                                     tmp_path / "probabilities")
+    as_probabilities = drawn_factors(
+        monkeypatch, {"object": 1.0, "background": 0.0}, 20, 3, tmp_path / "probabilities"
+    )
     assert repr(as_list) == repr(as_probabilities)
 
 

@@ -20,6 +20,7 @@ C <- m C + (1 - m) mean(t1, t2). tau_t is linear from 0.04 to 0.07 over the firs
 DINO-ER (Rodríguez-Gálvez et al. 2023) on the same reference: the loss minus w times the
 release's discrete entropy (tests/pretrain/reference_er.py) of the student's batch-mean
 softmax(s / tau_s), averaged over the two global crops."""
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, ReferenceOptimizer,
-                                            assert_same, cosine_lr, network, project,
-                                            trainer_step)
+from tests.pretrain.reference_parts import (
+    BATCH,
+    FEAT_DIM,
+    HIDDEN,
+    ReferenceOptimizer,
+    assert_same,
+    cosine_lr,
+    network,
+    project,
+    trainer_step,
+)
 from tests.pretrain.reference_er import release_entropy
 from tests.pretrain.test_swav_reference import NUM_SMALL, multi_crop_batches
 
@@ -44,8 +53,13 @@ ENTROPY_WEIGHT = 0.7
 class ReferenceHead(nn.Module):
     def __init__(self):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(512, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, HIDDEN),
-                                 nn.GELU(), nn.Linear(HIDDEN, FEAT_DIM))
+        self.mlp = nn.Sequential(
+            nn.Linear(512, HIDDEN),
+            nn.GELU(),
+            nn.Linear(HIDDEN, HIDDEN),
+            nn.GELU(),
+            nn.Linear(HIDDEN, FEAT_DIM),
+        )
         with warnings.catch_warnings():  # the old API: its parameter names are weight_g, weight_v
             warnings.simplefilter("ignore", FutureWarning)
             self.last_layer = nn.utils.weight_norm(nn.Linear(FEAT_DIM, OUT_DIM, bias=False))
@@ -76,8 +90,11 @@ class ReferenceDINO:
         s = s.split(BATCH)
         with torch.no_grad():
             t = self.gt["head"](self.gt["backbone"](torch.cat(crops[:2]))).split(BATCH)
-        tpt = torch.linspace(TPT_START, TPT_END, TPT_EPOCHS)[self.k].item() \
-            if self.k < TPT_EPOCHS else TPT_END
+        tpt = (
+            torch.linspace(TPT_START, TPT_END, TPT_EPOCHS)[self.k].item()
+            if self.k < TPT_EPOCHS
+            else TPT_END
+        )
 
         def H(t_, s_):
             t_ = t_.detach()
@@ -88,8 +105,12 @@ class ReferenceDINO:
         pairs = [(i, v) for i in (0, 1) for v in range(len(s)) if v != i]
         loss = sum(H(t[i], s[v]) for i, v in pairs) / len(pairs)
         if self.er:
-            loss = loss - ENTROPY_WEIGHT * sum(
-                release_entropy(F.softmax(s[i] / TPS, dim=1), "discrete") for i in (0, 1)) / 2
+            loss = (
+                loss
+                - ENTROPY_WEIGHT
+                * sum(release_entropy(F.softmax(s[i] / TPS, dim=1), "discrete") for i in (0, 1))
+                / 2
+            )
 
         named = [(n, p) for n, p in self.gs.named_parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss, [p for _, p in named])
@@ -116,17 +137,38 @@ class ReferenceDINO:
 
 @pytest.mark.parametrize("er", [False, True], ids=["dino", "dino-er"])
 def test_dino_steps_like_algorithm_1_of_the_paper(er):
-    er_opts = ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.ENTROPY_WEIGHT",
-               str(ENTROPY_WEIGHT)] if er else []
+    er_opts = (
+        ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.ENTROPY_WEIGHT", str(ENTROPY_WEIGHT)] if er else []
+    )
     model, optimizer, scheduler = project(
-        "dino", "MODEL.MOMENTUM", str(L_BASE), "MODEL.MOMENTUM_COSINE", "True",
-        "MODEL.DINO.OUT_DIM", str(OUT_DIM), "MODEL.DINO.STUDENT_TEMP", str(TPS),
-        "MODEL.DINO.WARMUP_TEACHER_TEMP", str(TPT_START), "MODEL.DINO.TEACHER_TEMP", str(TPT_END),
-        "MODEL.DINO.WARMUP_TEACHER_TEMP_EPOCHS", str(TPT_EPOCHS),
-        "MODEL.DINO.CENTER_MOMENTUM", str(CENTER_M), "MODEL.DINO.CLIP_GRAD", str(CLIP),
-        "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS", str(float(FREEZE_STEPS)),
-        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.DECAY_BIAS_AND_NORM", "False",
-        *er_opts, total_iters=TOTAL)
+        "dino",
+        "MODEL.MOMENTUM",
+        str(L_BASE),
+        "MODEL.MOMENTUM_COSINE",
+        "True",
+        "MODEL.DINO.OUT_DIM",
+        str(OUT_DIM),
+        "MODEL.DINO.STUDENT_TEMP",
+        str(TPS),
+        "MODEL.DINO.WARMUP_TEACHER_TEMP",
+        str(TPT_START),
+        "MODEL.DINO.TEACHER_TEMP",
+        str(TPT_END),
+        "MODEL.DINO.WARMUP_TEACHER_TEMP_EPOCHS",
+        str(TPT_EPOCHS),
+        "MODEL.DINO.CENTER_MOMENTUM",
+        str(CENTER_M),
+        "MODEL.DINO.CLIP_GRAD",
+        str(CLIP),
+        "MODEL.DINO.FREEZE_LAST_LAYER_EPOCHS",
+        str(float(FREEZE_STEPS)),
+        "DATA.MULTI_CROP.NUM_SMALL",
+        str(NUM_SMALL),
+        "SOLVER.DECAY_BIAS_AND_NORM",
+        "False",
+        *er_opts,
+        total_iters=TOTAL,
+    )
     model.start_run(0, iters_per_epoch=1, total_iters=TOTAL)
     reference = ReferenceDINO(er)
     reference.gs.load_state_dict(model.query_encoder.state_dict())

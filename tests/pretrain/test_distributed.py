@@ -1,4 +1,5 @@
 """Multi-process behaviour on CPU (gloo), through the same launcher and CLI users run."""
+
 import json
 import os
 
@@ -8,9 +9,22 @@ import torch
 from pretrain.common.launch import launch
 from tests.conftest import run_tool, run_tool_until_killed
 
-TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64", "MODEL.QUEUE_SIZE", "32",
-        "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0", "SOLVER.BATCH_SIZE", "8",
-        "LOG_PERIOD", "1"]
+TINY = [
+    "MODEL.ARCH",
+    "resnet18",
+    "MODEL.HEAD_HIDDEN_DIM",
+    "64",
+    "MODEL.QUEUE_SIZE",
+    "32",
+    "DATA.CROP_SIZE",
+    "32",
+    "DATA.NUM_WORKERS",
+    "0",
+    "SOLVER.BATCH_SIZE",
+    "8",
+    "LOG_PERIOD",
+    "1",
+]
 
 
 def losses(output_dir):
@@ -25,8 +39,9 @@ def iterations(output_dir):
 
 
 def final_weights(output_dir):
-    return torch.load(os.path.join(output_dir, "model_final.pth"), map_location="cpu",
-                      weights_only=False)["model"]
+    return torch.load(
+        os.path.join(output_dir, "model_final.pth"), map_location="cpu", weights_only=False
+    )["model"]
 
 
 @pytest.mark.integration
@@ -37,12 +52,23 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(cifar10, 
     # Two steps: the second reads the first's update, queue and EMA. On an AMD EPYC the runs are
     # 3.7e-6 apart after two steps and 2.4e-4 after a third (the summation order's last bits,
     # amplified), so a third step would test the CPU, not the code.
-    common = [*TINY, "MODEL.SYNC_BN", "True", "SOLVER.MAX_ITER", "2",
-              "DATA.VIEWS.BLUR_P", "1.0", "DATA.VIEWS.BLUR_SIGMA", "(3.5, 7.0)",
-              "DATA.ROOT", str(cifar10 / "test")]
+    common = [
+        *TINY,
+        "MODEL.SYNC_BN",
+        "True",
+        "SOLVER.MAX_ITER",
+        "2",
+        "DATA.VIEWS.BLUR_P",
+        "1.0",
+        "DATA.VIEWS.BLUR_SIGMA",
+        "(3.5, 7.0)",
+        "DATA.ROOT",
+        str(cifar10 / "test"),
+    ]
     run_tool("tools/pretrain.py", *common, "OUTPUT_DIR", str(tmp_path / "one"))
-    run_tool("tools/pretrain.py", "--num-processes", "2", *common,
-             "OUTPUT_DIR", str(tmp_path / "two"))
+    run_tool(
+        "tools/pretrain.py", "--num-processes", "2", *common, "OUTPUT_DIR", str(tmp_path / "two")
+    )
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert list(one) == [1, 2]
     for it in one:
@@ -66,8 +92,10 @@ def _check_shuffle_bn(tmp_dir):
     images = torch.randn(4, 3, 32, 32)
     shuffled = model.encode_keys(images)
     direct = model.key_encoder(images)
-    torch.save({"max_diff": (shuffled - direct).abs().max().item()},
-               os.path.join(tmp_dir, f"rank{du.get_rank()}.pt"))
+    torch.save(
+        {"max_diff": (shuffled - direct).abs().max().item()},
+        os.path.join(tmp_dir, f"rank{du.get_rank()}.pt"),
+    )
 
 
 def test_shuffle_bn_gives_each_process_back_its_own_keys(tmp_path):
@@ -78,13 +106,22 @@ def test_shuffle_bn_gives_each_process_back_its_own_keys(tmp_path):
 
 @pytest.mark.integration
 def test_killed_run_resumes_the_exact_trajectory(cifar10, tmp_path):
-    common = ["tools/pretrain.py", *TINY, "SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "4",
-              "DATA.ROOT", str(cifar10 / "test")]
+    common = [
+        "tools/pretrain.py",
+        *TINY,
+        "SOLVER.MAX_ITER",
+        "12",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "4",
+        "DATA.ROOT",
+        str(cifar10 / "test"),
+    ]
     run_tool(*common, "OUTPUT_DIR", str(tmp_path / "whole"))
 
     broken = tmp_path / "killed"
-    run_tool_until_killed(*common, "OUTPUT_DIR", str(broken),
-                          marker=broken / "checkpoint_00000004.pth")
+    run_tool_until_killed(
+        *common, "OUTPUT_DIR", str(broken), marker=broken / "checkpoint_00000004.pth"
+    )
     assert not (broken / "model_final.pth").exists(), "the run ended before it could be killed"
     run_tool(common[0], "--resume", *common[1:], "OUTPUT_DIR", str(broken))
 

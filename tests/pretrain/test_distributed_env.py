@@ -1,5 +1,6 @@
 """The one way from a launcher's environment to torch.distributed's variables
 (pretrain/common/distributed_env.py), with the variables SLURM sets in a task of a real job."""
+
 import os
 
 import pytest
@@ -49,8 +50,9 @@ def test_each_task_of_a_multi_node_job_gets_its_rank_and_one_master(monkeypatch)
         tasks.append(exported(monkeypatch))
     assert [t["RANK"] for t in tasks] == ["0", "1", "2", "3"]
     assert [t["LOCAL_RANK"] for t in tasks] == ["0", "1", "0", "1"]
-    assert ({t["WORLD_SIZE"] for t in tasks} == {"4"}
-            and {t["LOCAL_WORLD_SIZE"] for t in tasks} == {"2"})
+    assert {t["WORLD_SIZE"] for t in tasks} == {"4"} and {t["LOCAL_WORLD_SIZE"] for t in tasks} == {
+        "2"
+    }
     # Every task agrees on the master without talking: the first node, a port from the job id.
     assert {t["MASTER_ADDR"] for t in tasks} == {"gpu07"}
     assert len({t["MASTER_PORT"] for t in tasks}) == 1
@@ -68,6 +70,7 @@ def test_a_users_master_port_and_torchruns_variables_are_kept(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "8")
     assert export_distributed_env() == "torchrun"
     import os
+
     assert os.environ["RANK"] == "5" and "MASTER_ADDR" not in os.environ
 
 

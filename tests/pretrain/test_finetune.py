@@ -2,6 +2,7 @@
 (class-balanced and seeded, or a list of file names), SimCLR's schedule, a run from a checkpoint
 format people have that learns, writes its subset and result, and resumes bit for bit after a
 scheduler's signal."""
+
 import json
 import os
 import signal
@@ -48,12 +49,18 @@ def test_a_subset_file_names_the_images(cifar_test, cifar10, tmp_path):
     subset, names = labelled_subset(cifar_test, str(root), 1.0, 0, str(listed))
     assert names == sorted(chosen) and len(subset) == 3
     listed.write_text("no_such_image.jpg\n" + chosen[0] + "\n")
-    with pytest.raises(DatasetError, match=r"subset.txt: 1 of its 2 images are not in \S+test, "
-                                           "e.g. no_such_image.jpg"):
+    with pytest.raises(
+        DatasetError,
+        match=r"subset.txt: 1 of its 2 images are not in \S+test, "
+        "e.g. no_such_image.jpg",
+    ):
         labelled_subset(cifar_test, str(root), 1.0, 0, str(listed))
     listed.write_text(os.path.basename(chosen[0]) + "\n")
-    with pytest.raises(DatasetError, match=r"\d+.jpg is in 10 class folders of \S+test; name it "
-                                           r"as class/\d+.jpg"):
+    with pytest.raises(
+        DatasetError,
+        match=r"\d+.jpg is in 10 class folders of \S+test; name it "
+        r"as class/\d+.jpg",
+    ):
         labelled_subset(cifar_test, str(root), 1.0, 0, str(listed))
     with pytest.raises(DatasetError, match="DATA.SUBSET_FILE .*missing.txt: no such file"):
         labelled_subset(cifar_test, str(cifar10 / "test"), 1.0, 0, str(tmp_path / "missing.txt"))
@@ -62,8 +69,11 @@ def test_a_subset_file_names_the_images(cifar_test, cifar10, tmp_path):
 def test_simclrs_protocol_is_the_default_and_bad_fractions_are_refused():
     cfg = load_finetune_cfg()
     solver = cfg.SOLVER
-    assert (solver.BATCH_SIZE, solver.BASE_LR * solver.BATCH_SIZE / 256, solver.MOMENTUM) == \
-        (4096, 0.8, 0.9)
+    assert (solver.BATCH_SIZE, solver.BASE_LR * solver.BATCH_SIZE / 256, solver.MOMENTUM) == (
+        4096,
+        0.8,
+        0.9,
+    )
     assert solver.NESTEROV and solver.WEIGHT_DECAY == 0.0 and solver.EPOCHS == 60
     assert cfg.DATA.PERCENT == 1.0
     # A whole number for a float key, as people type it, is read as the float.
@@ -74,17 +84,41 @@ def test_simclrs_protocol_is_the_default_and_bad_fractions_are_refused():
 
 
 def small(cifar10, weights, out, *opts):
-    return load_finetune_cfg(opts=[
-        "MODEL.ARCH", "resnet18", "MODEL.WEIGHTS", str(weights), "DATA.ROOT",
-        str(cifar10 / "test"), "DATA.VAL_ROOT", str(cifar10 / "test"), "DATA.VAL_LIMIT", "64",
-        "DATA.PERCENT", "0.5", "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",
-        "SOLVER.BATCH_SIZE", "10", "SOLVER.EPOCHS", "2", "LOG_PERIOD", "5",
-        "OUTPUT_DIR", str(out), *opts])  # 50 images: 5 steps an epoch
+    return load_finetune_cfg(
+        opts=[
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.WEIGHTS",
+            str(weights),
+            "DATA.ROOT",
+            str(cifar10 / "test"),
+            "DATA.VAL_ROOT",
+            str(cifar10 / "test"),
+            "DATA.VAL_LIMIT",
+            "64",
+            "DATA.PERCENT",
+            "0.5",
+            "DATA.CROP_SIZE",
+            "32",
+            "DATA.NUM_WORKERS",
+            "0",
+            "SOLVER.BATCH_SIZE",
+            "10",
+            "SOLVER.EPOCHS",
+            "2",
+            "LOG_PERIOD",
+            "5",
+            "OUTPUT_DIR",
+            str(out),
+            *opts,
+        ]
+    )  # 50 images: 5 steps an epoch
 
 
 @pytest.mark.integration
 def test_a_fine_tune_stopped_by_a_schedulers_signal_resumes_bit_for_bit(
-        cifar10, tmp_path, monkeypatch):
+    cifar10, tmp_path, monkeypatch
+):
     """From a torchvision checkpoint (a format convert reads): the whole network trains (the
     backbone moves, not only the classifier), subset.txt and result.json are written, and a run
     stopped by USR2 in its 7th step resumes from the checkpoint the signal wrote and ends with
@@ -126,13 +160,29 @@ def test_a_fine_tune_stopped_by_a_schedulers_signal_resumes_bit_for_bit(
     def rows(folder):
         with open(folder / "metrics.jsonl") as f:
             return [{k: v for k, v in json.loads(line).items() if k != "img_per_s"} for line in f]
+
     assert rows(stopped) == rows(whole)
 
 
 @pytest.mark.integration
 def test_the_tool_refuses_a_fraction_smaller_than_a_batch(cifar10, tmp_path):
-    with pytest.raises(AssertionError, match="the labelled fraction of .*test holds 50 samples, "
-                                             r"fewer than one batch \(SOLVER.BATCH_SIZE 64\)"):
-        run_tool("tools/finetune.py", "MODEL.ARCH", "resnet18", "DATA.ROOT", str(cifar10 / "test"),
-                 "DATA.VAL_ROOT", str(cifar10 / "test"), "DATA.PERCENT", "0.5",
-                 "SOLVER.BATCH_SIZE", "64", "OUTPUT_DIR", str(tmp_path / "out"))
+    with pytest.raises(
+        AssertionError,
+        match="the labelled fraction of .*test holds 50 samples, "
+        r"fewer than one batch \(SOLVER.BATCH_SIZE 64\)",
+    ):
+        run_tool(
+            "tools/finetune.py",
+            "MODEL.ARCH",
+            "resnet18",
+            "DATA.ROOT",
+            str(cifar10 / "test"),
+            "DATA.VAL_ROOT",
+            str(cifar10 / "test"),
+            "DATA.PERCENT",
+            "0.5",
+            "SOLVER.BATCH_SIZE",
+            "64",
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+        )

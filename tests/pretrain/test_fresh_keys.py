@@ -1,5 +1,6 @@
 """The fresh-key probe tells a collapsed model from one that discriminates images, where the
 queue accuracy of the training log cannot."""
+
 import math
 
 import pytest
@@ -17,8 +18,21 @@ BATCH = 8
 
 
 def tiny_moco(*opts):
-    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "32", "MODEL.FEAT_DIM", "16",
-                         "MODEL.HEAD_HIDDEN_DIM", "32", "SOLVER.BATCH_SIZE", str(BATCH), *opts])
+    cfg = load_cfg(
+        opts=[
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.QUEUE_SIZE",
+            "32",
+            "MODEL.FEAT_DIM",
+            "16",
+            "MODEL.HEAD_HIDDEN_DIM",
+            "32",
+            "SOLVER.BATCH_SIZE",
+            str(BATCH),
+            *opts,
+        ]
+    )
     torch.manual_seed(0)
     return build_moco(cfg)
 
@@ -61,8 +75,9 @@ def test_pairs_that_are_not_whole_batches_are_refused():
 
 
 def test_a_model_without_a_queue_is_scored_on_fresh_keys_only():
-    model = tiny_moco("MODEL.QUEUE_SIZE", "0", "MODEL.BATCH_NEGATIVES", "True",
-                      "MODEL.SHUFFLE_BN", "False")
+    model = tiny_moco(
+        "MODEL.QUEUE_SIZE", "0", "MODEL.BATCH_NEGATIVES", "True", "MODEL.SHUFFLE_BN", "False"
+    )
     model.eval()
     x = images()
     scores = fresh_key_scores(model, x, x, BATCH)
@@ -74,8 +89,10 @@ def test_a_model_without_a_queue_is_scored_on_fresh_keys_only():
 def test_probe_views_of_a_jigsaw_run_are_its_two_instance_views(shared_data, pipeline):
     """A JigSaw run's pipeline makes a third view (the patches); the probe takes the query and
     key views, made on the CPU whichever pipeline the run trained with."""
-    cfg = load_cfg("configs/pretrain/demo_R18_infomin_gpu.yaml",
-                   ["SOLVER.BATCH_SIZE", "4", "DATA.PIPELINE", pipeline])
+    cfg = load_cfg(
+        "configs/pretrain/demo_R18_infomin_gpu.yaml",
+        ["SOLVER.BATCH_SIZE", "4", "DATA.PIPELINE", pipeline],
+    )
     assert cfg.MODEL.JIGSAW.ENABLED
     queries, keys = heldout_views(cfg, str(shared_data / "bccd" / "JPEGImages"), 10)
     assert queries.shape == keys.shape == (8, 3, 64, 64)  # rounded down to whole batches
@@ -87,18 +104,36 @@ def test_a_checkpoint_of_the_initial_weights_scores_exactly_as_the_init_row(cifa
     weights; the init row is that config's model as training starts it. So a checkpoint of those
     very weights scores the same to the last bit, and one of other weights does not. No queue
     here: its NaN scores are null in JSON."""
-    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "32",
-                         "MODEL.QUEUE_SIZE", "0", "MODEL.BATCH_NEGATIVES", "True",
-                         "DATA.CROP_SIZE", "32", "SOLVER.BATCH_SIZE", str(BATCH), "SEED", "3"])
+    cfg = load_cfg(
+        opts=[
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.HEAD_HIDDEN_DIM",
+            "32",
+            "MODEL.QUEUE_SIZE",
+            "0",
+            "MODEL.BATCH_NEGATIVES",
+            "True",
+            "DATA.CROP_SIZE",
+            "32",
+            "SOLVER.BATCH_SIZE",
+            str(BATCH),
+            "SEED",
+            "3",
+        ]
+    )
     paths = []
     for weights_seed in (cfg.SEED, cfg.SEED + 1):
         torch.manual_seed(weights_seed)
         paths.append(str(tmp_path / f"seed{weights_seed}.pth"))
-        torch.save({"format": CHECKPOINT_FORMAT, "cfg": cfg.dump(),
-                    "model": build_moco(cfg).state_dict()}, paths[-1])
+        torch.save(
+            {"format": CHECKPOINT_FORMAT, "cfg": cfg.dump(), "model": build_moco(cfg).state_dict()},
+            paths[-1],
+        )
     scored = []
-    result = probe_checkpoints(paths, str(cifar10 / "test"), n=2 * BATCH + 3, with_init=True,
-                               on_row=scored.append)
+    result = probe_checkpoints(
+        paths, str(cifar10 / "test"), n=2 * BATCH + 3, with_init=True, on_row=scored.append
+    )
     assert scored == result["rows"]
     assert [row["checkpoint"] for row in result["rows"]] == ["init", *paths]
     init, same, other = ([row[column] for column in COLUMNS] for row in result["rows"])

@@ -2,6 +2,7 @@
 (torchvision's get_params, timm's RandAugment recorded while it runs), the whole pipeline's views
 (shapes, dtypes, ranges, reproducibility, independence from the batch), agreement of its pixel
 statistics with the CPU pipeline's, packs, and a training run through tools/pretrain.py."""
+
 import glob
 import random
 
@@ -26,8 +27,10 @@ N = 6000
 
 def ks_statistic(a, b) -> float:
     """Two-sample Kolmogorov-Smirnov distance (no scipy here)."""
-    a, b = torch.as_tensor(a, dtype=torch.float64).sort().values, torch.as_tensor(
-        b, dtype=torch.float64).sort().values
+    a, b = (
+        torch.as_tensor(a, dtype=torch.float64).sort().values,
+        torch.as_tensor(b, dtype=torch.float64).sort().values,
+    )
     points = torch.cat([a, b])
     cdf_a = torch.searchsorted(a, points, right=True) / len(a)
     cdf_b = torch.searchsorted(b, points, right=True) / len(b)
@@ -40,7 +43,8 @@ KS_LIMIT = 1.95 * (2 / N) ** 0.5
 
 def draws(n=N, seed_offset=0):
     return randomness.Draws(
-        randomness.sample_uniforms(range(seed_offset, seed_offset + n), 1)[:, 0])
+        randomness.sample_uniforms(range(seed_offset, seed_offset + n), 1)[:, 0]
+    )
 
 
 def close(frequency, p, n=N):
@@ -49,11 +53,18 @@ def close(frequency, p, n=N):
 
 @pytest.mark.parametrize("height, width", [(480, 640), (1000, 90)])
 def test_resized_crop_boxes_follow_torchvision(height, width):
-    ours = randomness.resized_crop_boxes(draws(), torch.full((N,), height), torch.full((N,), width),
-                                         (0.2, 1.0))
+    ours = randomness.resized_crop_boxes(
+        draws(), torch.full((N,), height), torch.full((N,), width), (0.2, 1.0)
+    )
     torch.manual_seed(0)
-    ref = torch.tensor([T.RandomResizedCrop.get_params(torch.empty(1, height, width), [0.2, 1.0],
-                                                       [3 / 4, 4 / 3]) for _ in range(N)])
+    ref = torch.tensor(
+        [
+            T.RandomResizedCrop.get_params(
+                torch.empty(1, height, width), [0.2, 1.0], [3 / 4, 4 / 3]
+            )
+            for _ in range(N)
+        ]
+    )
     for column in range(4):  # top, left, height, width
         assert ks_statistic(ours[:, column], ref[:, column]) < KS_LIMIT
     assert (ours[:, 0] + ours[:, 2] <= height).all() and (ours[:, 1] + ours[:, 3] <= width).all()
@@ -63,8 +74,10 @@ def test_color_jitter_parameters_follow_torchvision():
     params = randomness.color_jitter_params(draws(), 0.8, 0.8, 0.8, 0.2, p=0.8)
     torch.manual_seed(0)
     jitter = T.ColorJitter(0.8, 0.8, 0.8, 0.2)
-    ref = [jitter.get_params(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
-           for _ in range(N)]
+    ref = [
+        jitter.get_params(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+        for _ in range(N)
+    ]
     for i, key in enumerate(("brightness", "contrast", "saturation", "hue"), start=1):
         assert ks_statistic(params[key], [r[i] for r in ref]) < KS_LIMIT
     assert close(params["apply"].float().mean(), 0.8)
@@ -73,10 +86,24 @@ def test_color_jitter_parameters_follow_torchvision():
             assert close((params["order"][:, position] == op).float().mean(), 0.25)
 
 
-STRENGTHS = ["DATA.CROP_SIZE", "64", "DATA.VIEWS.STEPS", "('flip', 'jitter', 'blur', 'grayscale')",
-             "DATA.VIEWS.FLIP_P", "0.7", "DATA.VIEWS.JITTER_STRENGTH", "0.3",
-             "DATA.VIEWS.JITTER_P", "0.6", "DATA.VIEWS.GRAYSCALE_P", "0.35",
-             "DATA.VIEWS.BLUR_SIGMA", "(0.5, 3.0)", "DATA.VIEWS.BLUR_P", "0.3"]
+STRENGTHS = [
+    "DATA.CROP_SIZE",
+    "64",
+    "DATA.VIEWS.STEPS",
+    "('flip', 'jitter', 'blur', 'grayscale')",
+    "DATA.VIEWS.FLIP_P",
+    "0.7",
+    "DATA.VIEWS.JITTER_STRENGTH",
+    "0.3",
+    "DATA.VIEWS.JITTER_P",
+    "0.6",
+    "DATA.VIEWS.GRAYSCALE_P",
+    "0.35",
+    "DATA.VIEWS.BLUR_SIGMA",
+    "(0.5, 3.0)",
+    "DATA.VIEWS.BLUR_P",
+    "0.3",
+]
 
 
 def test_configured_strengths_give_the_same_parameter_distributions_on_both_pipelines():
@@ -98,25 +125,31 @@ def test_configured_strengths_give_the_same_parameter_distributions_on_both_pipe
     assert ks_statistic(blur_params["sigma"], ref_sigma) < KS_LIMIT
     assert max(ref_sigma) <= 3.0 * 64 / 224 and min(ref_sigma) >= 0.5 * 64 / 224
     assert recipe.blur_kernel == gaussian.kernel_size[0] == 7
-    for frequency, transform in ((params["apply"], jitter), (blur_params["apply"], blur),
-                                 (draws().take() < recipe.flip_p, flip),
-                                 (draws().take() < recipe.grayscale_p, gray)):
+    for frequency, transform in (
+        (params["apply"], jitter),
+        (blur_params["apply"], blur),
+        (draws().take() < recipe.flip_p, flip),
+        (draws().take() < recipe.grayscale_p, gray),
+    ):
         assert close(frequency.double().mean(), transform.p), type(transform).__name__
     assert (flip.p, jitter.p, blur.p, gray.p) == (0.7, 0.6, 0.3, 0.35)
 
 
 def record_timm_rand_augment(n, cfg):
     """(op name, argument, bicubic) of every op timm's RandAugment really applies, n images."""
-    (rand_augment,) = [t for t in build_views(cfg).augmentation.transforms
-                       if type(t).__name__ == "RandAugment"]
+    (rand_augment,) = [
+        t for t in build_views(cfg).augmentation.transforms if type(t).__name__ == "RandAugment"
+    ]
     calls = []
     for op in rand_augment.ops:
+
         def recorder(img, *args, _name=op.name, **kwargs):
             resample = kwargs.get("resample")
             if isinstance(resample, (tuple, list)):  # timm picks the filter inside the op
                 resample = random.choice(resample)
             calls.append((_name, args[0] if args else None, resample == Image.BICUBIC))
             return img
+
         op.aug_fn = recorder
     random.seed(0)
     np.random.seed(0)
@@ -128,16 +161,25 @@ def record_timm_rand_augment(n, cfg):
 
 def our_rand_augment_calls(n, recipe):
     calls = []
-    for layer in randomness.rand_augment_params(draws(n), recipe.rand_augment_n,
-                                                recipe.rand_augment_m, recipe.rand_augment_mstd,
-                                                recipe.rand_augment_p):
+    for layer in randomness.rand_augment_params(
+        draws(n),
+        recipe.rand_augment_n,
+        recipe.rand_augment_m,
+        recipe.rand_augment_mstd,
+        recipe.rand_augment_p,
+    ):
         level = layer["magnitude"] / 10
         sign = torch.where(layer["negate"], -1.0, 1.0).double()
         arguments = {
-            "Rotate": level * 30 * sign, "ShearX": level * 0.3 * sign, "ShearY": level * 0.3 * sign,
-            "TranslateXRel": level * 0.45 * sign, "TranslateYRel": level * 0.45 * sign,
-            "Posterize": (level * 4).floor(), "Solarize": (level * 256).floor().clamp(max=256),
-            "SolarizeAdd": (level * 110).floor().clamp(max=128)}
+            "Rotate": level * 30 * sign,
+            "ShearX": level * 0.3 * sign,
+            "ShearY": level * 0.3 * sign,
+            "TranslateXRel": level * 0.45 * sign,
+            "TranslateYRel": level * 0.45 * sign,
+            "Posterize": (level * 4).floor(),
+            "Solarize": (level * 256).floor().clamp(max=256),
+            "SolarizeAdd": (level * 110).floor().clamp(max=128),
+        }
         for name in ("Color", "Contrast", "Brightness", "Sharpness"):
             arguments[name] = level * 1.8 + 0.1
         for i in layer["apply"].nonzero().flatten().tolist():
@@ -147,9 +189,21 @@ def our_rand_augment_calls(n, recipe):
     return calls
 
 
-@pytest.mark.parametrize("opts", [
-    [], ["DATA.VIEWS.RAND_AUGMENT_N", "1", "DATA.VIEWS.RAND_AUGMENT_M", "6"],
-    ["DATA.VIEWS.RAND_AUGMENT_N", "3", "DATA.VIEWS.RAND_AUGMENT_M", "3", "DATA.CROP_SIZE", "64"]])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        [],
+        ["DATA.VIEWS.RAND_AUGMENT_N", "1", "DATA.VIEWS.RAND_AUGMENT_M", "6"],
+        [
+            "DATA.VIEWS.RAND_AUGMENT_N",
+            "3",
+            "DATA.VIEWS.RAND_AUGMENT_M",
+            "3",
+            "DATA.CROP_SIZE",
+            "64",
+        ],
+    ],
+)
 def test_rand_augment_parameters_follow_timm(opts):
     """InfoMin's RandAugment, and others set by DATA.VIEWS: the GPU pipeline's recipe against timm
     built by the CPU pipeline from the same config."""
@@ -168,19 +222,27 @@ def test_rand_augment_parameters_follow_timm(opts):
             # small samples (~400 per op): the KS limit for that size
             limit = 1.95 * (1 / len(ours_op) + 1 / len(ref_op)) ** 0.5
             assert ks_statistic([c[1] for c in ours_op], [c[1] for c in ref_op]) < limit, name
-    geometric = [c for c in ours if c[0] in ("Rotate", "ShearX", "ShearY", "TranslateXRel",
-                                              "TranslateYRel")]
+    geometric = [
+        c for c in ours if c[0] in ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+    ]
     ref_geometric = [c for c in ref if c[0] in {g[0] for g in geometric}]
     for calls in (geometric, ref_geometric):
         assert close(np.mean([c[2] for c in calls]), 0.5, len(calls))
 
 
 # the published orders (facts.md), independent of recipes.py
-REFERENCE_STEPS = {"mocov1": ("grayscale", "jitter", "flip"),
-                   "mocov2": ("jitter", "grayscale", "blur", "flip"),
-                   "infomin": ("flip", "jitter", "blur", "rand_augment", "grayscale")}
-CPU_STEPS = {"RandomHorizontalFlip": "flip", "RandomGrayscale": "grayscale",
-             "ColorJitter": "jitter", "RandAugment": "rand_augment", "GaussianBlur": "blur"}
+REFERENCE_STEPS = {
+    "mocov1": ("grayscale", "jitter", "flip"),
+    "mocov2": ("jitter", "grayscale", "blur", "flip"),
+    "infomin": ("flip", "jitter", "blur", "rand_augment", "grayscale"),
+}
+CPU_STEPS = {
+    "RandomHorizontalFlip": "flip",
+    "RandomGrayscale": "grayscale",
+    "ColorJitter": "jitter",
+    "RandAugment": "rand_augment",
+    "GaussianBlur": "blur",
+}
 
 
 def cpu_steps(cfg) -> tuple[str, ...]:
@@ -192,12 +254,17 @@ def cpu_steps(cfg) -> tuple[str, ...]:
     return tuple(steps)
 
 
-@pytest.mark.parametrize("opts, expected", [
-    *[(["DATA.AUGMENTATION", name], steps) for name, steps in REFERENCE_STEPS.items()],
-    (["DATA.VIEWS.STEPS", "('blur', 'grayscale', 'flip')"], ("blur", "grayscale", "flip")),
-    (["DATA.AUGMENTATION", "mocov2", "DATA.VIEWS.STEPS", "('rand_augment', 'jitter')"],
-     ("rand_augment", "jitter")),
-])
+@pytest.mark.parametrize(
+    "opts, expected",
+    [
+        *[(["DATA.AUGMENTATION", name], steps) for name, steps in REFERENCE_STEPS.items()],
+        (["DATA.VIEWS.STEPS", "('blur', 'grayscale', 'flip')"], ("blur", "grayscale", "flip")),
+        (
+            ["DATA.AUGMENTATION", "mocov2", "DATA.VIEWS.STEPS", "('rand_augment', 'jitter')"],
+            ("rand_augment", "jitter"),
+        ),
+    ],
+)
 def test_both_pipelines_run_the_recipe_steps_in_order(opts, expected):
     cfg = load_cfg(INFOMIN, opts)
     assert cpu_steps(cfg) == expected
@@ -216,8 +283,10 @@ def gpu_views(cfg, images, indices, epoch=0):
 
 
 def small_infomin(*opts):
-    return load_cfg(INFOMIN, ["DATA.CROP_SIZE", "96", "MODEL.JIGSAW.CELL", "40",
-                              "MODEL.JIGSAW.PATCH", "32", *opts])
+    return load_cfg(
+        INFOMIN,
+        ["DATA.CROP_SIZE", "96", "MODEL.JIGSAW.CELL", "40", "MODEL.JIGSAW.PATCH", "32", *opts],
+    )
 
 
 def test_pipeline_views_shapes_ranges_and_reproducibility(bccd):
@@ -265,27 +334,69 @@ def square_photos(bccd, tmp_path_factory):
     folder = tmp_path_factory.mktemp("square")
     for i, path in enumerate(sorted(glob.glob(str(bccd / "*.jpg")))[:4]):
         Image.open(path).convert("RGB").crop((100 + 20 * i, 60, 280 + 20 * i, 240)).save(
-            folder / f"{i}.png")
+            folder / f"{i}.png"
+        )
     return FolderImages(str(folder))
 
 
-@pytest.mark.parametrize("opts", [
-    ["DATA.AUGMENTATION", "mocov2", "DATA.CROP_SIZE", "64",
-     "DATA.VIEWS.STEPS", "('blur', 'grayscale', 'flip')", "DATA.VIEWS.BLUR_SIGMA", "(3.5, 3.5)"],
-    ["DATA.CROP_SIZE", "48", "DATA.VIEWS.STEPS", "('flip', 'jitter', 'blur', 'rand_augment')",
-     "DATA.VIEWS.JITTER_P", "0.0", "DATA.VIEWS.RAND_AUGMENT_N", "0",
-     "DATA.VIEWS.BLUR_SIGMA", "(1.2, 1.2)"],
-    ["DATA.AUGMENTATION", "mocov1", "DATA.CROP_SIZE", "32", "DATA.VIEWS.FLIP_P", "0.0",
-     "DATA.VIEWS.JITTER", "(0.0, 0.0, 0.0, 0.0)"],
-])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        [
+            "DATA.AUGMENTATION",
+            "mocov2",
+            "DATA.CROP_SIZE",
+            "64",
+            "DATA.VIEWS.STEPS",
+            "('blur', 'grayscale', 'flip')",
+            "DATA.VIEWS.BLUR_SIGMA",
+            "(3.5, 3.5)",
+        ],
+        [
+            "DATA.CROP_SIZE",
+            "48",
+            "DATA.VIEWS.STEPS",
+            "('flip', 'jitter', 'blur', 'rand_augment')",
+            "DATA.VIEWS.JITTER_P",
+            "0.0",
+            "DATA.VIEWS.RAND_AUGMENT_N",
+            "0",
+            "DATA.VIEWS.BLUR_SIGMA",
+            "(1.2, 1.2)",
+        ],
+        [
+            "DATA.AUGMENTATION",
+            "mocov1",
+            "DATA.CROP_SIZE",
+            "32",
+            "DATA.VIEWS.FLIP_P",
+            "0.0",
+            "DATA.VIEWS.JITTER",
+            "(0.0, 0.0, 0.0, 0.0)",
+        ],
+    ],
+)
 def test_both_pipelines_make_the_same_view_given_the_same_parameters(square_photos, opts):
     """DATA.VIEWS keys at probabilities 0 or 1 and one-point ranges leave nothing to chance (the
     whole-image crop, flip or not, grayscale, blur at one sigma scaled to the crop, RandAugment of
     0 ops): the two pipelines' views then agree pixel for pixel, to the tolerances of the single
     ops (tests/pretrain/test_gpu_ops.py: resize and blur 1 level each)."""
-    cfg = load_cfg(INFOMIN, ["DATA.CROP_SCALE", "(1.0, 1.0)", "DATA.VIEWS.FLIP_P", "1.0",
-                             "DATA.VIEWS.GRAYSCALE_P", "1.0", "DATA.VIEWS.BLUR_P", "1.0",
-                             "MODEL.JIGSAW.ENABLED", "False", *opts])
+    cfg = load_cfg(
+        INFOMIN,
+        [
+            "DATA.CROP_SCALE",
+            "(1.0, 1.0)",
+            "DATA.VIEWS.FLIP_P",
+            "1.0",
+            "DATA.VIEWS.GRAYSCALE_P",
+            "1.0",
+            "DATA.VIEWS.BLUR_P",
+            "1.0",
+            "MODEL.JIGSAW.ENABLED",
+            "False",
+            *opts,
+        ],
+    )
     indices = range(len(square_photos))
     gpu, _ = gpu_views(cfg, square_photos, indices)
     dataset = ImageViews(square_photos, build_views(cfg), seed=cfg.SEED)
@@ -323,11 +434,36 @@ def test_pack_round_trip_and_truncation_error(bccd, tmp_path):
 def test_pretraining_runs_and_resumes_with_the_gpu_pipeline_from_a_pack(bccd, tmp_path):
     pack = tmp_path / "pack"
     run_tool("tools/pack_images.py", str(bccd), str(pack))
-    common = ["--config-file", INFOMIN, "MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64",
-              "MODEL.QUEUE_SIZE", "64", "DATA.CROP_SIZE", "64", "MODEL.JIGSAW.CELL", "32",
-              "MODEL.JIGSAW.PATCH", "24", "DATA.PIPELINE", "gpu", "DATA.ROOT", str(pack),
-              "DATA.NUM_WORKERS", "1", "SOLVER.BATCH_SIZE", "8", "SOLVER.CHECKPOINT_PERIOD", "2",
-              "LOG_PERIOD", "1", "OUTPUT_DIR", str(tmp_path / "out")]
+    common = [
+        "--config-file",
+        INFOMIN,
+        "MODEL.ARCH",
+        "resnet18",
+        "MODEL.HEAD_HIDDEN_DIM",
+        "64",
+        "MODEL.QUEUE_SIZE",
+        "64",
+        "DATA.CROP_SIZE",
+        "64",
+        "MODEL.JIGSAW.CELL",
+        "32",
+        "MODEL.JIGSAW.PATCH",
+        "24",
+        "DATA.PIPELINE",
+        "gpu",
+        "DATA.ROOT",
+        str(pack),
+        "DATA.NUM_WORKERS",
+        "1",
+        "SOLVER.BATCH_SIZE",
+        "8",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "LOG_PERIOD",
+        "1",
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
+    ]
     run_tool("tools/pretrain.py", *common, "SOLVER.MAX_ITER", "2")
     out = run_tool("tools/pretrain.py", "--resume", *common, "SOLVER.MAX_ITER", "3").stdout
     assert "resumed from" in out and "iter 3/3" in out

@@ -20,8 +20,10 @@ def test_class_folders_flat_folders_and_lists(tmp_path):
     assert len(list_images(str(tmp_path / "imagenet"))) == 5
     listing = tmp_path / "list.txt"
     listing.write_text("imagenet/n01/img0.jpg\nimagenet/n02/img2.jpg\n")
-    assert [p.split("imagenet/")[1] for p in list_images(str(listing))] == ["n01/img0.jpg",
-                                                                            "n02/img2.jpg"]
+    assert [p.split("imagenet/")[1] for p in list_images(str(listing))] == [
+        "n01/img0.jpg",
+        "n02/img2.jpg",
+    ]
 
 
 @pytest.mark.parametrize("root, message", [("", "DATA.ROOT"), ("/nonexistent/imgs", "no such")])
@@ -33,8 +35,9 @@ def test_missing_root_is_a_clear_error(root, message):
 def test_corrupt_images_are_skipped_and_counted(tmp_path):
     write_images(tmp_path, 3)
     (tmp_path / "img1.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
-    dataset = ImageViews(FolderImages(str(tmp_path)),
-                         ContrastiveViews(preset_augmentation("mocov2", 16, (0.2, 1.0))))
+    dataset = ImageViews(
+        FolderImages(str(tmp_path)), ContrastiveViews(preset_augmentation("mocov2", 16, (0.2, 1.0)))
+    )
     (views, skipped) = collate_views([dataset[(0, i)] for i in range(3)])
     assert [name for name, _ in skipped] == [str(tmp_path / "img1.jpg")]
     assert views[0].shape == views[1].shape == (3, 3, 16, 16)
@@ -42,8 +45,9 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
 
 def test_augmentation_depends_only_on_seed_epoch_and_index(tmp_path):
     write_images(tmp_path, 2)
-    dataset = ImageViews(FolderImages(str(tmp_path)),
-                         ContrastiveViews(preset_augmentation("mocov2", 16, (0.2, 1.0))))
+    dataset = ImageViews(
+        FolderImages(str(tmp_path)), ContrastiveViews(preset_augmentation("mocov2", 16, (0.2, 1.0)))
+    )
     a, _ = dataset[(3, 1)]
     torch.manual_seed(1234)  # the caller's RNG state must not matter ...
     b, _ = dataset[(3, 1)]

@@ -14,6 +14,7 @@ NCE as the authors' release computes it (lemniscate.pytorch, lib/NCEAverage.py a
 lib/NCECriterion.py): Z = n * the mean of exp(s / T) over all 1 + m columns of the first batch,
 the image's own entry included; h = P / (P + m/n + eps) and 1 - h = (m/n) / (P + m/n + eps),
 eps = 1e-7."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,16 +22,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.pretrain.reference_parts import (BANK_T, BATCH, FEAT_DIM, LR, N_IMAGES, NEGATIVES,
-                                            ReferenceOptimizer, assert_same, assert_same_bank,
-                                            bank_batches, info_nce_terms, load_into, network,
-                                            project, step_generator, trainer_step, update_bank)
+from tests.pretrain.reference_parts import (
+    BANK_T,
+    BATCH,
+    FEAT_DIM,
+    LR,
+    N_IMAGES,
+    NEGATIVES,
+    ReferenceOptimizer,
+    assert_same,
+    assert_same_bank,
+    bank_batches,
+    info_nce_terms,
+    load_into,
+    network,
+    project,
+    step_generator,
+    trainer_step,
+    update_bank,
+)
 
 EPS = 1e-7  # lemniscate's NCECriterion
 
 
-def release_z(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
-              negatives: torch.Tensor) -> float:
+def release_z(
+    v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor, negatives: torch.Tensor
+) -> float:
     """NCEAverage: out = exp(bank[idx] . v / T) over idx = (own, the m noise draws); Z =
     out.mean() * n, once."""
     with torch.no_grad():
@@ -39,8 +56,9 @@ def release_z(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
         return (out.mean() * len(bank)).item()
 
 
-def release_nce_terms(v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor,
-                      negatives: torch.Tensor, z: float) -> torch.Tensor:
+def release_nce_terms(
+    v: torch.Tensor, bank: torch.Tensor, own: torch.Tensor, negatives: torch.Tensor, z: float
+) -> torch.Tensor:
     """NCECriterion per image: -log(P_own / (P_own + m Pn + eps)) - sum_k log(m Pn / (P_k + m Pn
     + eps)), P = exp(s / T) / Z, Pn = 1 / n."""
     m, n = negatives.shape[1], len(bank)
@@ -81,8 +99,16 @@ class ReferenceInsDis:
 @pytest.mark.parametrize("loss", ["nce", "infonce"])
 def test_insdis_steps_like_the_papers_equations(loss):
     model, optimizer, scheduler = project(
-        "insdis", "MODEL.HEAD", "linear", "MODEL.TEMPERATURE", str(BANK_T),
-        "MODEL.MEMORY_BANK.NEGATIVES", str(NEGATIVES), "MODEL.MEMORY_BANK.LOSS", loss)
+        "insdis",
+        "MODEL.HEAD",
+        "linear",
+        "MODEL.TEMPERATURE",
+        str(BANK_T),
+        "MODEL.MEMORY_BANK.NEGATIVES",
+        str(NEGATIVES),
+        "MODEL.MEMORY_BANK.LOSS",
+        loss,
+    )
     model.memory_bank.allocate(N_IMAGES)
     reference = ReferenceInsDis(model.memory_bank.vectors, loss)
     load_into(reference.f, model.query_encoder)

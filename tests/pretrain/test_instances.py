@@ -1,5 +1,6 @@
 """DATA.VIEWS_FROM folder: the two views of a sample are two different images of one instance
 folder, drawn reproducibly from the sample's seed."""
+
 import numpy as np
 import pytest
 import torch
@@ -29,8 +30,18 @@ def grey(view):
 
 
 def folder_cfg(root):
-    return load_cfg(opts=["DATA.ROOT", str(root), "DATA.VIEWS_FROM", "folder",
-                          "DATA.AUGMENTATION", "flip", "DATA.CROP_SIZE", "8"])
+    return load_cfg(
+        opts=[
+            "DATA.ROOT",
+            str(root),
+            "DATA.VIEWS_FROM",
+            "folder",
+            "DATA.AUGMENTATION",
+            "flip",
+            "DATA.CROP_SIZE",
+            "8",
+        ]
+    )
 
 
 def test_views_are_two_different_images_of_one_instance(tmp_path):

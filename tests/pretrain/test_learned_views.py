@@ -1,5 +1,6 @@
 """Learned views (InfoMin Sec. 4.2): the pixel-wise invertible flow, the I_NCE approximator, the
 direction of each side's step in the min-max, bit-exact resume, and the frozen-generator views."""
+
 import math
 import os
 import signal
@@ -8,9 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.views_learned import (GeneratorFileError, ImageBank, LearnedViews, NCEApproximator,
-                                    PixelFlow, Schedule, ViewLearner, load_generator,
-                                    save_generator, split_views, symmetric_info_nce, train_views)
+from pretrain.views_learned import (
+    GeneratorFileError,
+    ImageBank,
+    LearnedViews,
+    NCEApproximator,
+    PixelFlow,
+    Schedule,
+    ViewLearner,
+    load_generator,
+    save_generator,
+    split_views,
+    symmetric_info_nce,
+    train_views,
+)
 from pretrain.data.flow import FlowConfigError
 
 
@@ -54,8 +66,9 @@ def test_volume_preserving_blocks_have_unit_jacobian_and_nvp_reports_its_log_det
     pixel = torch.randn(1, 3, 1, 1, dtype=torch.float64)
     for kind in ("vp", "nvp"):
         flow = _scrambled(kind, seed=2).double()
-        jac = torch.autograd.functional.jacobian(lambda p: flow(p.view(1, 3, 1, 1)).view(3),
-                                                 pixel.view(3))
+        jac = torch.autograd.functional.jacobian(
+            lambda p: flow(p.view(1, 3, 1, 1)).view(3), pixel.view(3)
+        )
         log_det = torch.linalg.slogdet(jac).logabsdet.item()
         if kind == "vp":
             assert log_det == pytest.approx(0.0, abs=1e-12)
@@ -94,8 +107,9 @@ def test_flow_matches_a_per_pixel_reference_in_float64(kind, cifar_bank):
     flow = _scrambled(kind, seed=3).double()
     x, _ = cifar_bank.head(2)
     x = x[:, :, :4, :4].double()
-    np.testing.assert_allclose(flow(x).detach().numpy(), _reference_flow(flow, x.numpy()),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        flow(x).detach().numpy(), _reference_flow(flow, x.numpy()), rtol=0, atol=1e-6
+    )
 
 
 def test_symmetric_info_nce_matches_the_formula_in_float64():
@@ -117,8 +131,9 @@ def test_split_outside_the_channels_is_refused():
 
 def _learner(kind="nvp", num_classes=10, seed=0) -> ViewLearner:
     torch.manual_seed(seed)
-    return ViewLearner(PixelFlow(kind, 3, 8), NCEApproximator(1, width=8, embed_dim=16), 1,
-                       num_classes)
+    return ViewLearner(
+        PixelFlow(kind, 3, 8), NCEApproximator(1, width=8, embed_dim=16), 1, num_classes
+    )
 
 
 def _params(module) -> list[torch.Tensor]:
@@ -159,17 +174,39 @@ def test_warmup_step_trains_the_classifiers_but_leaves_the_generator(cifar_bank)
 def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(cifar_bank, tmp_path):
     labelled = ImageBank(cifar_bank.images[:48], cifar_bank.labels[:48])
     held = cifar_bank.head(32)
-    schedule = dict(batch_size=16, labelled_batch_size=8, warmup_steps=1, save_every=2,
-                    eval_every=2)
+    schedule = dict(
+        batch_size=16, labelled_batch_size=8, warmup_steps=1, save_every=2, eval_every=2
+    )
     whole = _learner(seed=0)
-    history = train_views(whole, cifar_bank, Schedule(4, **schedule), str(tmp_path / "whole"),
-                          labelled, (held[0], *held), log=lambda _: None)
-    train_views(_learner(seed=0), cifar_bank, Schedule(2, **schedule), str(tmp_path / "parts"),
-                labelled, (held[0], *held), log=lambda _: None)
+    history = train_views(
+        whole,
+        cifar_bank,
+        Schedule(4, **schedule),
+        str(tmp_path / "whole"),
+        labelled,
+        (held[0], *held),
+        log=lambda _: None,
+    )
+    train_views(
+        _learner(seed=0),
+        cifar_bank,
+        Schedule(2, **schedule),
+        str(tmp_path / "parts"),
+        labelled,
+        (held[0], *held),
+        log=lambda _: None,
+    )
     resumed = _learner(seed=7)  # a different init: everything must come from the checkpoint
     lines = []
-    history2 = train_views(resumed, cifar_bank, Schedule(4, **schedule), str(tmp_path / "parts"),
-                           labelled, (held[0], *held), log=lines.append)
+    history2 = train_views(
+        resumed,
+        cifar_bank,
+        Schedule(4, **schedule),
+        str(tmp_path / "parts"),
+        labelled,
+        (held[0], *held),
+        log=lines.append,
+    )
     assert lines[0].startswith("resumed from") and "step 2" in lines[0]
     for a, b in zip(whole.full_state()["model"].values(), resumed.full_state()["model"].values()):
         assert torch.equal(a, b)
@@ -200,12 +237,41 @@ def test_learn_views_tool_trains_resumes_and_saves_a_usable_generator(cifar10, t
     from tests.conftest import run_tool
 
     out = tmp_path / "views"
-    args = ["tools/learn_views.py", "--images", str(cifar10 / "test"), "--limit", "64",
-            "--labelled", str(cifar10 / "test"), "--labelled-limit", "32", "--held-out",
-            str(cifar10 / "test"), "--held-out-count", "32", "--size", "16", "--hidden", "8",
-            "--width", "8", "--batch-size", "16", "--labelled-batch-size", "8", "--warmup", "1",
-            "--eval-every", "2", "--save-every", "2", "--probe-steps", "1",
-            "--output-dir", str(out)]
+    args = [
+        "tools/learn_views.py",
+        "--images",
+        str(cifar10 / "test"),
+        "--limit",
+        "64",
+        "--labelled",
+        str(cifar10 / "test"),
+        "--labelled-limit",
+        "32",
+        "--held-out",
+        str(cifar10 / "test"),
+        "--held-out-count",
+        "32",
+        "--size",
+        "16",
+        "--hidden",
+        "8",
+        "--width",
+        "8",
+        "--batch-size",
+        "16",
+        "--labelled-batch-size",
+        "8",
+        "--warmup",
+        "1",
+        "--eval-every",
+        "2",
+        "--save-every",
+        "2",
+        "--probe-steps",
+        "1",
+        "--output-dir",
+        str(out),
+    ]
     run_tool(*args, "--steps", "2")
     resumed = run_tool(*args, "--steps", "3")
     assert "resumed from" in resumed.stdout and "probe" in resumed.stdout
@@ -218,17 +284,26 @@ def test_learn_views_tool_trains_resumes_and_saves_a_usable_generator(cifar10, t
 
 
 def test_a_schedulers_signal_checkpoints_and_the_requeued_run_ends_as_an_uninterrupted_one(
-        cifar_bank, tmp_path):
+    cifar_bank, tmp_path
+):
     """USR2 in the middle of step 3 (of 5, checkpoints every 4): the loop checkpoints at step 3,
     hands the signal on (submitit's handler would requeue), and the rerun resumes there and ends
     in the uninterrupted run's state and history."""
     labelled = ImageBank(cifar_bank.images[:48], cifar_bank.labels[:48])
     held = cifar_bank.head(32)
-    schedule = dict(batch_size=16, labelled_batch_size=8, warmup_steps=1, save_every=4,
-                    eval_every=2)
+    schedule = dict(
+        batch_size=16, labelled_batch_size=8, warmup_steps=1, save_every=4, eval_every=2
+    )
     whole = _learner(seed=0)
-    history = train_views(whole, cifar_bank, Schedule(5, **schedule), str(tmp_path / "whole"),
-                          labelled, (held[0], *held), log=lambda _: None)
+    history = train_views(
+        whole,
+        cifar_bank,
+        Schedule(5, **schedule),
+        str(tmp_path / "whole"),
+        labelled,
+        (held[0], *held),
+        log=lambda _: None,
+    )
     stopped, handed_over = _learner(seed=0), []
     real_step, calls = stopped.approximator_step, []
 
@@ -241,14 +316,34 @@ def test_a_schedulers_signal_checkpoints_and_the_requeued_run_ends_as_an_uninter
     stopped.approximator_step = approximator_step
     previous = signal.signal(signal.SIGUSR2, lambda *_: handed_over.append(True))
     try:
-        assert train_views(stopped, cifar_bank, Schedule(5, **schedule), str(tmp_path / "parts"),
-                           labelled, (held[0], *held), log=lambda _: None) is None
+        assert (
+            train_views(
+                stopped,
+                cifar_bank,
+                Schedule(5, **schedule),
+                str(tmp_path / "parts"),
+                labelled,
+                (held[0], *held),
+                log=lambda _: None,
+            )
+            is None
+        )
     finally:
         signal.signal(signal.SIGUSR2, previous)
     assert handed_over == [True] and (tmp_path / "parts" / "checkpoint_0000003.pth").exists()
     resumed, lines = _learner(seed=7), []
-    assert train_views(resumed, cifar_bank, Schedule(5, **schedule), str(tmp_path / "parts"),
-                       labelled, (held[0], *held), log=lines.append) == history
+    assert (
+        train_views(
+            resumed,
+            cifar_bank,
+            Schedule(5, **schedule),
+            str(tmp_path / "parts"),
+            labelled,
+            (held[0], *held),
+            log=lines.append,
+        )
+        == history
+    )
     assert lines[0].startswith("resumed from") and "step 3" in lines[0]
     for a, b in zip(whole.full_state()["model"].values(), resumed.full_state()["model"].values()):
         assert torch.equal(a, b)

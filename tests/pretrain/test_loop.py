@@ -1,6 +1,7 @@
 """The one training loop (pretrain/engine/loop.py): the order of steps, hooks and checkpoints, and
 a scheduler's signal turned into a checkpoint at the step boundary before the installed handler
 runs. The signal is real (os.kill); the handler stands in for submitit's and records the call."""
+
 import os
 import signal
 
@@ -25,18 +26,34 @@ class Recorder(Hook):
 
 def test_steps_hooks_and_periodic_checkpoints_run_in_order_and_never_after_the_last_step():
     events = []
-    loop = TrainLoop(lambda batch, it: batch * 10, lambda done: events.append(("save", done)),
-                     start_iter=2, max_iter=6, checkpoint_due=every(2), hooks=[Recorder(events)])
+    loop = TrainLoop(
+        lambda batch, it: batch * 10,
+        lambda done: events.append(("save", done)),
+        start_iter=2,
+        max_iter=6,
+        checkpoint_due=every(2),
+        hooks=[Recorder(events)],
+    )
     assert loop.run(iter(range(100))) is True  # takes only the 4 batches still due
-    assert events == [("before", 2), ("after", 3, 0), ("before", 3), ("after", 4, 10),
-                      ("save", 4), ("before", 4), ("after", 5, 20), ("before", 5),
-                      ("after", 6, 30), ("end", 6, False)]
+    assert events == [
+        ("before", 2),
+        ("after", 3, 0),
+        ("before", 3),
+        ("after", 4, 10),
+        ("save", 4),
+        ("before", 4),
+        ("after", 5, 20),
+        ("before", 5),
+        ("after", 6, 30),
+        ("end", 6, False),
+    ]
 
 
 def test_a_finished_run_steps_nothing():
     events = []
-    loop = TrainLoop(lambda batch, it: pytest.fail("stepped"), events.append, 6, 6, every(1),
-                     [Recorder(events)])
+    loop = TrainLoop(
+        lambda batch, it: pytest.fail("stepped"), events.append, 6, 6, every(1), [Recorder(events)]
+    )
     assert loop.run(iter(range(100))) is True and events == [("end", 6, False)]
 
 
@@ -59,14 +76,21 @@ def test_a_schedulers_signal_checkpoints_at_the_step_boundary_then_hands_over():
 
     previous = signal.signal(signal.SIGUSR2, requeue)
     try:
-        loop = TrainLoop(step, lambda done: events.append(("save", done)), 0, 100, every(50),
-                         [Recorder(events)])
+        loop = TrainLoop(
+            step, lambda done: events.append(("save", done)), 0, 100, every(50), [Recorder(events)]
+        )
         assert loop.run(iter(range(100))) is False
         assert signal.getsignal(signal.SIGUSR2) is requeue  # handed back to the handler
     finally:
         signal.signal(signal.SIGUSR2, previous)
-    assert events[-6:] == [("before", 2), ("step 3 went on",), ("after", 3, 2), ("save", 3),
-                           ("end", 3, True), ("handler", signal.SIGUSR2)]
+    assert events[-6:] == [
+        ("before", 2),
+        ("step 3 went on",),
+        ("after", 3, 2),
+        ("save", 3),
+        ("end", 3, True),
+        ("handler", signal.SIGUSR2),
+    ]
     assert loop.stopped and loop.iteration == 3
 
 
@@ -75,6 +99,7 @@ def test_without_a_handler_the_signal_does_not_stop_the_run():
     (the default action of USR2 would end the process, so this installs SIG_IGN)."""
     previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
+
         def step(batch, iteration):
             os.kill(os.getpid(), signal.SIGUSR2)
             return batch

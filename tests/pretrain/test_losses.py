@@ -46,7 +46,7 @@ def test_batch_negatives_are_the_other_keys_of_the_global_batch():
     loss, logits = info_nce(q, k, queue, t, batch_keys=all_keys, offset=3)
     expected = []
     for i in range(3):
-        others = torch.cat([all_keys[:3 + i], all_keys[3 + i + 1:]])
+        others = torch.cat([all_keys[: 3 + i], all_keys[3 + i + 1 :]])
         scores = torch.cat([(q[i] @ k[i]).view(1), others @ q[i], queue @ q[i]]) / t
         expected.append(-(scores[0] - torch.logsumexp(scores, 0)))
     assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-6)
@@ -79,13 +79,14 @@ def test_logits_are_float32_under_bf16_autocast():
         loss, logits = info_nce(q16, k16, queue, t, batch_keys=k16)
         naive = torch.cat([(q16 * k16).sum(dim=1, keepdim=True), q16 @ queue.t()], dim=1) / t
     # The same bf16-rounded inputs, in float32 outside autocast.
-    expected_loss, expected = info_nce(q16.detach().float(), k16.float(), queue, t,
-                                       batch_keys=k16.float())
+    expected_loss, expected = info_nce(
+        q16.detach().float(), k16.float(), queue, t, batch_keys=k16.float()
+    )
     assert logits.dtype == torch.float32 and loss.dtype == torch.float32
     assert torch.allclose(logits, expected, atol=1e-6, rtol=0)
     assert torch.allclose(loss, expected_loss, atol=1e-6, rtol=0)
     # ... which a bf16 matmul does not give: the check can fail.
-    expected_without_batch = torch.cat([expected[:, :1], expected[:, 1 + 4:]], dim=1)
+    expected_without_batch = torch.cat([expected[:, :1], expected[:, 1 + 4 :]], dim=1)
     assert naive.dtype == torch.bfloat16
     assert (naive.float() - expected_without_batch).abs().max() > 5e-3
     loss.backward()

@@ -3,6 +3,7 @@ batch's indices and embeddings gathered before the bank update (so every process
 bank), the negatives and the patch order drawn for the global batch, NCE's Z from the global
 batch, global BN (MODEL.SYNC_BN) and DDP's averaged gradients. In float64, as
 tests/pretrain/test_methods_distributed.py (which says why)."""
+
 from __future__ import annotations
 
 import os
@@ -40,13 +41,16 @@ def _steps(out_dir: str, method: str) -> None:
         patches = torch.randn(BATCH, 9, 3, 8, 8, generator=g, dtype=torch.float64)
         rows = torch.randperm(IMAGES, generator=g)[:BATCH]
         views = (images, patches, rows) if method == "pirl" else (images, rows)
-        loss = trainer_step(model, optimizer, scheduler, *(v[mine] for v in views),
-                            step_model=step_model)
+        loss = trainer_step(
+            model, optimizer, scheduler, *(v[mine] for v in views), step_model=step_model
+        )
         losses.append(du.all_reduce_mean(loss, "cpu"))  # as the log averages them
     banks = du.all_gather_cat(model.memory_bank.vectors.unsqueeze(0))
     if rank == 0:
-        torch.save({"losses": losses, "model": model.state_dict(), "banks": banks},
-                   os.path.join(out_dir, f"{world}.pt"))
+        torch.save(
+            {"losses": losses, "model": model.state_dict(), "banks": banks},
+            os.path.join(out_dir, f"{world}.pt"),
+        )
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ sample carrying its index to the memory bank), writes checkpoints holding the ba
 sampler's step that tools/convert.py's converter reads the backbone out of, and a run resumed
 from the second checkpoint ends exactly where the whole run did, bank included; plus the
 config errors of the memory-bank methods."""
+
 from __future__ import annotations
 
 import math
@@ -16,22 +17,34 @@ from pretrain.config import load_cfg
 from pretrain.pretraining import build_optimizer, train
 from pretrain.models.registry import build_model
 from tests.conftest import REPO
-from tests.pretrain.test_methods import (TINY, assert_backbone_converts,
-                                          assert_resumes_exactly, metrics)
+from tests.pretrain.test_methods import (
+    TINY,
+    assert_backbone_converts,
+    assert_resumes_exactly,
+    metrics,
+)
 
 CONFIGS = {"insdis": "insdis_R50_200ep.yaml", "pirl": "pirl_R50_800ep.yaml"}
 # 16 negatives, and JigSaw patches of 8 px in 12 px cells (a 36 px crop) for the CPU.
-TINY_BANK = ["MODEL.MEMORY_BANK.NEGATIVES", "16", "MODEL.JIGSAW.CELL", "12",
-             "MODEL.JIGSAW.PATCH", "8"]
+TINY_BANK = [
+    "MODEL.MEMORY_BANK.NEGATIVES",
+    "16",
+    "MODEL.JIGSAW.CELL",
+    "12",
+    "MODEL.JIGSAW.PATCH",
+    "8",
+]
 
 
 def recipe(method: str, *opts: str):
-    return load_cfg(str(REPO / "configs" / "pretrain" / CONFIGS[method]),
-                    [*TINY, *TINY_BANK, *opts])
+    return load_cfg(
+        str(REPO / "configs" / "pretrain" / CONFIGS[method]), [*TINY, *TINY_BANK, *opts]
+    )
 
 
-@pytest.mark.parametrize("method, loss", [("insdis", "nce"), ("pirl", "nce"),
-                                          ("insdis", "infonce")])
+@pytest.mark.parametrize(
+    "method, loss", [("insdis", "nce"), ("pirl", "nce"), ("insdis", "infonce")]
+)
 def test_each_method_trains_converts_and_resumes_exactly(method, loss, shared_data, tmp_path):
     out = tmp_path / "out"
     images = shared_data / "bccd" / "JPEGImages"
@@ -51,11 +64,13 @@ def test_each_method_trains_converts_and_resumes_exactly(method, loss, shared_da
     assert_backbone_converts(final, weights, tmp_path / f"{method}.pkl")
     # Interrupted after iteration 2: the resumed run draws the same negatives from the same
     # bank and ends where the whole one did, bit for bit.
-    assert_resumes_exactly(lambda folder: recipe(method, *opts, "OUTPUT_DIR", folder), out,
-                           tmp_path)
+    assert_resumes_exactly(
+        lambda folder: recipe(method, *opts, "OUTPUT_DIR", folder), out, tmp_path
+    )
     # The bank moved: the entries of the images seen differ from the seeded initial bank.
-    initial = torch.load(out / "checkpoint_00000001.pth", map_location="cpu",
-                         weights_only=False)["model"]["memory_bank.vectors"]
+    initial = torch.load(out / "checkpoint_00000001.pth", map_location="cpu", weights_only=False)[
+        "model"
+    ]["memory_bank.vectors"]
     assert 0 < int((initial != bank).any(dim=1).sum()) <= 2 * 8
 
 
@@ -70,15 +85,18 @@ def test_a_model_built_without_the_bank_loads_a_checkpoints_bank():
     assert torch.equal(fresh.memory_bank.vectors, trained.memory_bank.vectors)
 
 
-@pytest.mark.parametrize("opts, match", [
-    (["MODEL.METHOD", "insdis", "MODEL.MEMORY_BANK.LOSS", "softmax"], "MODEL.MEMORY_BANK.LOSS"),
-    (["MODEL.METHOD", "insdis", "MODEL.MEMORY_BANK.NEGATIVES", "0"], "NEGATIVES 0"),
-    (["MODEL.METHOD", "insdis", "MODEL.MEMORY_BANK.MOMENTUM", "1.0"], "MOMENTUM 1.0"),
-    (["MODEL.METHOD", "insdis", "MODEL.JIGSAW.ENABLED", "True"], "MODEL.JIGSAW.ENABLED"),
-    (["MODEL.METHOD", "pirl"], "needs MODEL.JIGSAW.ENABLED"),
-    (["MODEL.METHOD", "insdis", "DATA.PIPELINE", "gpu"], "DATA.PIPELINE 'gpu'"),
-    (["MODEL.METHOD", "insdis", "DATA.VIEWS_FROM", "folder"], "DATA.VIEWS_FROM 'folder'"),
-])
+@pytest.mark.parametrize(
+    "opts, match",
+    [
+        (["MODEL.METHOD", "insdis", "MODEL.MEMORY_BANK.LOSS", "softmax"], "MODEL.MEMORY_BANK.LOSS"),
+        (["MODEL.METHOD", "insdis", "MODEL.MEMORY_BANK.NEGATIVES", "0"], "NEGATIVES 0"),
+        (["MODEL.METHOD", "insdis", "MODEL.MEMORY_BANK.MOMENTUM", "1.0"], "MOMENTUM 1.0"),
+        (["MODEL.METHOD", "insdis", "MODEL.JIGSAW.ENABLED", "True"], "MODEL.JIGSAW.ENABLED"),
+        (["MODEL.METHOD", "pirl"], "needs MODEL.JIGSAW.ENABLED"),
+        (["MODEL.METHOD", "insdis", "DATA.PIPELINE", "gpu"], "DATA.PIPELINE 'gpu'"),
+        (["MODEL.METHOD", "insdis", "DATA.VIEWS_FROM", "folder"], "DATA.VIEWS_FROM 'folder'"),
+    ],
+)
 def test_config_errors_name_the_key(opts, match):
     cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.HEAD", "linear", *opts])
     with pytest.raises(ConfigError, match=match):

@@ -1,6 +1,7 @@
 """The method contract (pretrain/models/method.py): every registered MODEL.METHOD, built from its
 shipped recipe (shrunk to a CPU test), takes the inputs its `views` declare and answers every
 question the engine, the readouts and the probes ask, with nothing probed by hasattr."""
+
 from __future__ import annotations
 
 import ast
@@ -22,16 +23,41 @@ from pretrain.models.method import METHODS, Method, StepOutput
 from pretrain.models.registry import build_model
 from tests.conftest import REPO
 
-RECIPES = {"moco": "mocov2_R50_200ep.yaml", "simclr": "simclr_R50_100ep.yaml",
-           "byol": "byol_R50_1000ep.yaml", "simsiam": "simsiam_R50_100ep.yaml",
-           "mocov3": "mocov3_R50_100ep.yaml", "insdis": "insdis_R50_200ep.yaml",
-           "pirl": "pirl_R50_800ep.yaml", "swav": "swav_R50_800ep.yaml",
-           "dino": "dino_R50_100ep.yaml", "amdim": "amdim_R50_IN128_50ep.yaml",
-           "cmc": "cmc_lab_R50_200ep.yaml"}
-TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "32", "MODEL.FEAT_DIM", "16",
-        "MODEL.PREDICTOR_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", "4", "MODEL.QUEUE_SIZE", "8",
-        "MODEL.MEMORY_BANK.NEGATIVES", "8", "MODEL.DINO.OUT_DIM", "32",
-        "MODEL.SWAV.NUM_PROTOTYPES", "8", "MODEL.SWAV.QUEUE_LENGTH", "0"]
+RECIPES = {
+    "moco": "mocov2_R50_200ep.yaml",
+    "simclr": "simclr_R50_100ep.yaml",
+    "byol": "byol_R50_1000ep.yaml",
+    "simsiam": "simsiam_R50_100ep.yaml",
+    "mocov3": "mocov3_R50_100ep.yaml",
+    "insdis": "insdis_R50_200ep.yaml",
+    "pirl": "pirl_R50_800ep.yaml",
+    "swav": "swav_R50_800ep.yaml",
+    "dino": "dino_R50_100ep.yaml",
+    "amdim": "amdim_R50_IN128_50ep.yaml",
+    "cmc": "cmc_lab_R50_200ep.yaml",
+}
+TINY = [
+    "MODEL.ARCH",
+    "resnet18",
+    "MODEL.HEAD_HIDDEN_DIM",
+    "32",
+    "MODEL.FEAT_DIM",
+    "16",
+    "MODEL.PREDICTOR_HIDDEN_DIM",
+    "16",
+    "SOLVER.BATCH_SIZE",
+    "4",
+    "MODEL.QUEUE_SIZE",
+    "8",
+    "MODEL.MEMORY_BANK.NEGATIVES",
+    "8",
+    "MODEL.DINO.OUT_DIM",
+    "32",
+    "MODEL.SWAV.NUM_PROTOTYPES",
+    "8",
+    "MODEL.SWAV.QUEUE_LENGTH",
+    "0",
+]
 BATCH, SIZE, SAMPLES = 4, 32, 16
 
 
@@ -51,7 +77,7 @@ def step_inputs(model: Method, cfg) -> list[torch.Tensor]:
         return torch.randn(BATCH, channels, size, size, generator=g)
 
     grid = cfg.MODEL.JIGSAW.GRID
-    patches = torch.randn(BATCH, grid ** 2, 3, 16, 16, generator=g)
+    patches = torch.randn(BATCH, grid**2, 3, 16, 16, generator=g)
     indices = torch.arange(BATCH)
     views = model.views
     if views == contract.VIEWS_PAIR:
@@ -113,8 +139,11 @@ def test_a_method_answers_the_contract(name):
     assert features.shape[0] == 2 and features.ndim == 2
 
 
-ER_RECIPES = {"byol": "byol_er_R50_1000ep.yaml", "dino": "dino_er_R50_100ep.yaml",
-              "swav": "swav_er_R50_800ep.yaml"}
+ER_RECIPES = {
+    "byol": "byol_er_R50_1000ep.yaml",
+    "dino": "dino_er_R50_100ep.yaml",
+    "swav": "swav_er_R50_800ep.yaml",
+}
 
 
 @pytest.mark.parametrize("name", list(ER_RECIPES))
@@ -130,19 +159,27 @@ def test_the_er_variants_loss_is_reconstruction_minus_entropy(name):
     rec = {"byol": "reconstruction", "dino": "cross_entropy", "swav": "swapped_prediction"}[name]
     assert set(out.terms) == {rec, "entropy"}
     w = cfg.MODEL.ER.ENTROPY_WEIGHT
-    assert out.loss.item() == pytest.approx((out.terms[rec] - w * out.terms["entropy"]).item(),
-                                            rel=1e-6)
+    assert out.loss.item() == pytest.approx(
+        (out.terms[rec] - w * out.terms["entropy"]).item(), rel=1e-6
+    )
     out.loss.backward()
     assert all(p.grad is not None for p in model.query_encoder.backbone.parameters())
     with pytest.raises(ConfigError, match="MODEL.ER.OBJECTIVE with MODEL.METHOD simclr"):
-        build_model(load_cfg(str(REPO / "configs" / "pretrain" / RECIPES["simclr"]),
-                             [*TINY, "MODEL.ER.OBJECTIVE", "True"]))
+        build_model(
+            load_cfg(
+                str(REPO / "configs" / "pretrain" / RECIPES["simclr"]),
+                [*TINY, "MODEL.ER.OBJECTIVE", "True"],
+            )
+        )
 
 
 def test_each_direction_and_branch_is_a_named_term():
     """The breakdown sums to the loss where the loss is the terms' plain sum."""
-    for name, expected in (("cmc", {"1->2", "2->1"}), ("byol", {"1->2", "2->1"}),
-                           ("simsiam", {"1->2", "2->1"})):
+    for name, expected in (
+        ("cmc", {"1->2", "2->1"}),
+        ("byol", {"1->2", "2->1"}),
+        ("simsiam", {"1->2", "2->1"}),
+    ):
         model, cfg = tiny_model(name)
         out = model(*step_inputs(model, cfg))
         assert set(out.terms) == expected
@@ -152,14 +189,17 @@ def test_each_direction_and_branch_is_a_named_term():
 def test_the_engine_never_probes_a_method_with_hasattr():
     """The trainer asks the contract; a method's optional parts are never guessed at."""
     for path in (Path(REPO) / "pretrain" / "engine").glob("*.py"):
-        calls = [node for node in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") in
-                 ("hasattr", "getattr")]
+        calls = [
+            node
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("hasattr", "getattr")
+        ]
         assert not calls, f"{path.name} probes with hasattr/getattr"
 
 
-@pytest.mark.parametrize("name, zero_init", [("simsiam", True), ("mocov3", True), ("byol", False),
-                                             ("moco", False)])
+@pytest.mark.parametrize(
+    "name, zero_init", [("simsiam", True), ("mocov3", True), ("byol", False), ("moco", False)]
+)
 def test_backbones_start_as_the_releases_build_them(name, zero_init):
     """SimSiam's and MoCo v3's releases build torchvision's ResNet with zero_init_residual=True
     (each block's last BN scale 0); the others with torchvision's defaults. Same seed, same
@@ -177,9 +217,9 @@ def test_backbones_start_as_the_releases_build_them(name, zero_init):
 # Each release's linear warm-up, written from its code: the fraction of the peak lr at iteration
 # `it` (0-based) of W warm-up iterations.
 RELEASE_WARMUPS = {
-    "simclr": lambda it, w: it / w,        # tag 1.0: global_step / warmup_steps * lr
-    "byol": lambda it, w: it / w,          # lr * global_step / warmup_steps
-    "mocov3": lambda it, w: it / w,        # lr * epoch / warmup_epochs, epoch = e + i / n
+    "simclr": lambda it, w: it / w,  # tag 1.0: global_step / warmup_steps * lr
+    "byol": lambda it, w: it / w,  # lr * global_step / warmup_steps
+    "mocov3": lambda it, w: it / w,  # lr * epoch / warmup_epochs, epoch = e + i / n
     "dino": lambda it, w: float(np.linspace(0, 1, w)[it]),  # utils.cosine_scheduler
     "swav": lambda it, w: float(np.linspace(0, 1, w)[it]),  # (from 0 here; the release's 0.3)
 }
@@ -189,8 +229,9 @@ RELEASE_WARMUPS = {
 def test_warm_ups_ramp_as_the_releases_do(name):
     from pretrain.pretraining import build_optimizer
 
-    cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES[name]),
-                   [*TINY, "SOLVER.WARMUP_EPOCHS", "2.0"])
+    cfg = load_cfg(
+        str(REPO / "configs" / "pretrain" / RECIPES[name]), [*TINY, "SOLVER.WARMUP_EPOCHS", "2.0"]
+    )
     model = build_model(cfg)
     optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=5, total_iters=40)
     peak = optimizer.param_groups[0]["initial_lr"]
@@ -215,7 +256,8 @@ def test_simsiam_sets_its_lr_once_per_epoch_as_its_release():
     for it in range(12):
         epoch = it // 3
         assert groups[False]["lr"] == pytest.approx(
-            peak * 0.5 * (1 + math.cos(math.pi * epoch / 4)), abs=1e-12), it
+            peak * 0.5 * (1 + math.cos(math.pi * epoch / 4)), abs=1e-12
+        ), it
         assert groups[True]["lr"] == pytest.approx(groups[True]["initial_lr"])
         optimizer.step()
         scheduler.step()

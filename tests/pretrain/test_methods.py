@@ -3,6 +3,7 @@ to a CPU test, trains three iterations through the library path of tools/pretrai
 images, writes checkpoints that tools/convert.py's converter reads the backbone out of, and a run
 resumed from the second checkpoint ends exactly where the whole run did; plus the optimizer
 groups (LARS exclusions, SimSiam's fixed predictor rate) and the config errors."""
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,34 @@ from pretrain.pretraining import build_optimizer, train
 from pretrain.models.registry import build_model
 from tests.conftest import REPO
 
-CONFIGS = {"simclr": "simclr_R50_100ep.yaml", "byol": "byol_R50_1000ep.yaml",
-           "simsiam": "simsiam_R50_100ep.yaml", "mocov3": "mocov3_R50_100ep.yaml"}
-TINY = ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "32", "MODEL.FEAT_DIM", "16",
-        "MODEL.PREDICTOR_HIDDEN_DIM", "16", "DATA.CROP_SIZE", "32", "DATA.NUM_WORKERS", "0",
-        "SOLVER.BATCH_SIZE", "8", "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "1",
-        "LOG_PERIOD", "1"]
+CONFIGS = {
+    "simclr": "simclr_R50_100ep.yaml",
+    "byol": "byol_R50_1000ep.yaml",
+    "simsiam": "simsiam_R50_100ep.yaml",
+    "mocov3": "mocov3_R50_100ep.yaml",
+}
+TINY = [
+    "MODEL.ARCH",
+    "resnet18",
+    "MODEL.HEAD_HIDDEN_DIM",
+    "32",
+    "MODEL.FEAT_DIM",
+    "16",
+    "MODEL.PREDICTOR_HIDDEN_DIM",
+    "16",
+    "DATA.CROP_SIZE",
+    "32",
+    "DATA.NUM_WORKERS",
+    "0",
+    "SOLVER.BATCH_SIZE",
+    "8",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1",
+    "LOG_PERIOD",
+    "1",
+]
 
 
 def recipe(method: str, *opts: str):
@@ -36,8 +59,9 @@ def recipe(method: str, *opts: str):
 @pytest.mark.parametrize("method", list(CONFIGS))
 def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tmp_path):
     out, images = tmp_path / "out", str(shared_data / "bccd" / "JPEGImages")
-    final, weights = train_three_iterations(recipe(method, "DATA.ROOT", images, "OUTPUT_DIR",
-                                                   str(out)))
+    final, weights = train_three_iterations(
+        recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", str(out))
+    )
     has_target = method in ("byol", "mocov3")
     assert any(k.startswith("key_encoder.backbone.") for k in weights) == has_target
     assert any(k.startswith("predictor.") for k in weights) == (method != "simclr")
@@ -48,8 +72,11 @@ def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tm
     # I_ER for every method; I_NCE only for those with negatives (SimCLR, MoCo v3).
     with open(out / "metrics.jsonl") as f:
         logged = [r for r in map(json.loads, f) if "loss" in r]
-    assert all(math.isfinite(r["I_ER"]) and r["I_ER"] == pytest.approx(
-        r["er/entropy"] - r["er/reconstruction"]) for r in logged)
+    assert all(
+        math.isfinite(r["I_ER"])
+        and r["I_ER"] == pytest.approx(r["er/entropy"] - r["er/reconstruction"])
+        for r in logged
+    )
     assert all(("I_NCE" in r) == (method in ("simclr", "mocov3")) for r in logged)
 
     assert_backbone_converts(final, weights, tmp_path / f"{method}.pkl")
@@ -58,7 +85,8 @@ def test_each_method_trains_converts_and_resumes_exactly(method, shared_data, tm
             convert(final, str(tmp_path / "key.pkl"), encoder="key")
 
     assert_resumes_exactly(
-        lambda folder: recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", folder), out, tmp_path)
+        lambda folder: recipe(method, "DATA.ROOT", images, "OUTPUT_DIR", folder), out, tmp_path
+    )
 
 
 def assert_backbone_converts(final: str, weights: dict, converted: Path) -> None:
@@ -67,8 +95,9 @@ def assert_backbone_converts(final: str, weights: dict, converted: Path) -> None
     assert summary["format"] == "pretrain" and len(summary["kept"]) == 100  # ResNet-18
     with open(converted, "rb") as f:
         d2 = pickle.load(f)["model"]
-    assert (d2["res2.0.conv1.weight"]
-            == weights["query_encoder.backbone.layer1.0.conv1.weight"].numpy()).all()
+    assert (
+        d2["res2.0.conv1.weight"] == weights["query_encoder.backbone.layer1.0.conv1.weight"].numpy()
+    ).all()
 
 
 def train_three_iterations(cfg) -> tuple[str, dict]:
@@ -110,7 +139,8 @@ def test_lars_leaves_biases_and_bn_alone_and_simsiam_keeps_its_predictor_rate():
     assert all(p.ndim == 1 for p in excluded["params"])
     assert excluded["weight_decay"] == 0.0 and not excluded["adapt"]
     assert len(adapted["params"]) + len(excluded["params"]) == len(
-        [p for p in model.parameters() if p.requires_grad])
+        [p for p in model.parameters() if p.requires_grad]
+    )
 
     cfg = recipe("simsiam", "SOLVER.WARMUP_EPOCHS", "0.0", "SOLVER.LR_GRANULARITY", "iteration")
     model = build_model(cfg)
@@ -153,14 +183,17 @@ def test_the_default_method_is_moco_with_one_sgd_group():
     assert len(optimizer.param_groups) == 1
 
 
-@pytest.mark.parametrize("opts, match", [
-    (["MODEL.METHOD", "swaw"], "MODEL.METHOD 'swaw'"),
-    (["MODEL.METHOD", "simclr", "MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
-    (["MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
-    (["MODEL.METHOD", "byol", "MODEL.JIGSAW.ENABLED", "True"], "MODEL.JIGSAW.ENABLED"),
-    (["MODEL.METHOD", "simclr", "SOLVER.PREDICTOR_FIXED_LR", "True"], "has no predictor"),
-    (["MODEL.METHOD", "simclr", "SOLVER.OPTIMIZER", "adagrad"], "SOLVER.OPTIMIZER 'adagrad'"),
-])
+@pytest.mark.parametrize(
+    "opts, match",
+    [
+        (["MODEL.METHOD", "swaw"], "MODEL.METHOD 'swaw'"),
+        (["MODEL.METHOD", "simclr", "MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
+        (["MODEL.MOMENTUM_COSINE", "True"], "MODEL.MOMENTUM_COSINE"),
+        (["MODEL.METHOD", "byol", "MODEL.JIGSAW.ENABLED", "True"], "MODEL.JIGSAW.ENABLED"),
+        (["MODEL.METHOD", "simclr", "SOLVER.PREDICTOR_FIXED_LR", "True"], "has no predictor"),
+        (["MODEL.METHOD", "simclr", "SOLVER.OPTIMIZER", "adagrad"], "SOLVER.OPTIMIZER 'adagrad'"),
+    ],
+)
 def test_config_errors_name_the_key(opts, match):
     cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "16", *opts])
     with pytest.raises(ConfigError, match=match):

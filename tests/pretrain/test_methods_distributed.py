@@ -7,6 +7,7 @@ In float64, from the same weights and batches, so that equality is the test: in 
 models (ResNet-18, 16-d heads, 8 images) amplify summation-order noise ~100x a step (SimSiam: 1e-7
 at step 1, 1e-3 by step 3, while float64 agrees to 1e-14), which says nothing about the code. The
 data path of 1 vs 2 processes is tests/pretrain/test_distributed.py's (MoCo, same sampler)."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ STEPS, BATCH = 3, 8
 def _steps(out_dir: str, method: str) -> None:
     from pretrain.config import load_cfg
 
-    cfg = load_cfg(str(REPO / "configs" / "pretrain" / CONFIGS[method]),
-                   [*TINY, "SOLVER.WARMUP_EPOCHS", "0.0"])
+    cfg = load_cfg(
+        str(REPO / "configs" / "pretrain" / CONFIGS[method]), [*TINY, "SOLVER.WARMUP_EPOCHS", "0.0"]
+    )
     steps_on_crops(out_dir, cfg, (32, 32))
 
 
@@ -50,13 +52,16 @@ def steps_on_crops(out_dir: str, cfg, sizes: tuple[int, ...], iters_per_epoch: i
     mine = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
     losses = []
     for _ in range(STEPS):
-        crops = [torch.randn(BATCH, 3, size, size, generator=g, dtype=torch.float64)[mine]
-                 for size in sizes]
+        crops = [
+            torch.randn(BATCH, 3, size, size, generator=g, dtype=torch.float64)[mine]
+            for size in sizes
+        ]
         loss = trainer_step(model, optimizer, scheduler, *crops, step_model=step_model)
         losses.append(du.all_reduce_mean(loss, "cpu"))  # as the log averages them
     if rank == 0:
-        torch.save({"losses": losses, "model": model.state_dict()},
-                   os.path.join(out_dir, f"{world}.pt"))
+        torch.save(
+            {"losses": losses, "model": model.state_dict()}, os.path.join(out_dir, f"{world}.pt")
+        )
 
 
 @pytest.mark.slow

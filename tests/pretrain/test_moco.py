@@ -7,10 +7,24 @@ from pretrain.models.moco import build_moco
 
 
 def small_moco(queue_size=8, momentum=0.9, batch=4, batch_negatives=False):
-    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", str(queue_size),
-                         "MODEL.MOMENTUM", str(momentum), "MODEL.FEAT_DIM", "4",
-                         "MODEL.HEAD_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", str(batch),
-                         "MODEL.BATCH_NEGATIVES", str(batch_negatives)])
+    cfg = load_cfg(
+        opts=[
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.QUEUE_SIZE",
+            str(queue_size),
+            "MODEL.MOMENTUM",
+            str(momentum),
+            "MODEL.FEAT_DIM",
+            "4",
+            "MODEL.HEAD_HIDDEN_DIM",
+            "16",
+            "SOLVER.BATCH_SIZE",
+            str(batch),
+            "MODEL.BATCH_NEGATIVES",
+            str(batch_negatives),
+        ]
+    )
     torch.manual_seed(0)
     return build_moco(cfg)
 

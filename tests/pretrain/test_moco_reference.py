@@ -11,6 +11,7 @@ groups of the batch, and the key batch permuted before f_k and put back in order
 checked the same way: the batch's other keys as additional negatives (MODEL.BATCH_NEGATIVES), and
 PIRL's / InfoMin's jigsaw branch, loss = (1 - w) L_instance + w L_jigsaw.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -32,6 +33,7 @@ TOL = 1e-6
 
 
 # ----------------------------------------------------------------- the reference, from the paper
+
 
 class GroupBatchNorm(nn.Module):
     """Training-mode BN with statistics per group of the batch (each group one 'GPU'), grouped as
@@ -72,8 +74,11 @@ def reference_trunk(groups: int) -> nn.Module:
         if isinstance(module, nn.BatchNorm2d):
             parent_name, _, child = name.rpartition(".")
             parent = trunk.get_submodule(parent_name) if parent_name else trunk
-            setattr(parent, child, GroupBatchNorm(module.num_features, groups, module.eps,
-                                                  module.momentum))
+            setattr(
+                parent,
+                child,
+                GroupBatchNorm(module.num_features, groups, module.eps, module.momentum),
+            )
     return trunk
 
 
@@ -87,22 +92,28 @@ class ReferenceMoCo:
     """Algorithm 1 of the paper; queue stored C x K as in the paper's pseudo-code."""
 
     def __init__(self, head: str, batch_negatives: bool, jigsaw: bool):
-        self.f_q = nn.ModuleDict(dict(backbone=reference_trunk(GROUPS),
-                                      head=reference_head(head, 512))).double()
-        self.f_k = nn.ModuleDict(dict(backbone=reference_trunk(GROUPS),
-                                      head=reference_head(head, 512))).double()
+        self.f_q = nn.ModuleDict(
+            dict(backbone=reference_trunk(GROUPS), head=reference_head(head, 512))
+        ).double()
+        self.f_k = nn.ModuleDict(
+            dict(backbone=reference_trunk(GROUPS), head=reference_head(head, 512))
+        ).double()
         self.jigsaw = None
         if jigsaw:
-            self.jigsaw = nn.ModuleDict(dict(patch_head=reference_head(head, 512),
-                                             fc=nn.Linear(GRID ** 2 * FEAT_DIM, FEAT_DIM))).double()
+            self.jigsaw = nn.ModuleDict(
+                dict(
+                    patch_head=reference_head(head, 512), fc=nn.Linear(GRID**2 * FEAT_DIM, FEAT_DIM)
+                )
+            ).double()
         self.batch_negatives = batch_negatives
         self.queue = torch.zeros(FEAT_DIM, QUEUE, dtype=torch.float64)
         self.ptr = 0
         self.velocity: dict[int, torch.Tensor] = {}
 
     def trainable(self) -> list[nn.Parameter]:
-        return list(self.f_q.parameters()) + ([] if self.jigsaw is None
-                                              else list(self.jigsaw.parameters()))
+        return list(self.f_q.parameters()) + (
+            [] if self.jigsaw is None else list(self.jigsaw.parameters())
+        )
 
     @staticmethod
     def embed(f: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +147,8 @@ class ReferenceMoCo:
         loss = self.contrastive_loss(q, k)
         if patches is not None:
             loss = (1 - JIGSAW_WEIGHT) * loss + JIGSAW_WEIGHT * self.contrastive_loss(
-                self.jigsaw_embedding(patches), k)
+                self.jigsaw_embedding(patches), k
+            )
         params = self.trainable()
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
@@ -147,36 +159,70 @@ class ReferenceMoCo:
                 p -= LR * v
             for p_k, p_q in zip(self.f_k.parameters(), self.f_q.parameters()):
                 p_k.copy_(M * p_k + (1 - M) * p_q)
-            self.queue[:, self.ptr:self.ptr + len(k)] = k.t()  # enqueue over the oldest keys
+            self.queue[:, self.ptr : self.ptr + len(k)] = k.t()  # enqueue over the oldest keys
             self.ptr = (self.ptr + len(k)) % QUEUE
         return loss.item()
 
 
 # ------------------------------------------------------------------------------ the comparison
 
+
 def project_model(build, *opts: str):
     """The project's model of a reference test (build_moco or build_cmc): ResNet-18 with the
     settings above and `opts`, in float64 from seed 0, with its optimizer and schedule at LR."""
-    cfg = load_cfg(opts=[
-        "MODEL.ARCH", "resnet18", "MODEL.FEAT_DIM", str(FEAT_DIM),
-        "MODEL.HEAD_HIDDEN_DIM", str(HIDDEN), "MODEL.QUEUE_SIZE", str(QUEUE),
-        "MODEL.MOMENTUM", str(M), "MODEL.TEMPERATURE", str(T), "MODEL.BN_SPLITS", str(GROUPS),
-        "MODEL.SHUFFLE_BN", "True", "SOLVER.BATCH_SIZE", str(BATCH),
-        "SOLVER.BASE_LR", str(LR * 256 / BATCH), "SOLVER.MOMENTUM", str(SGD_MOMENTUM),
-        "SOLVER.WEIGHT_DECAY", str(WEIGHT_DECAY), "SOLVER.WARMUP_EPOCHS", "0.0", *opts])
+    cfg = load_cfg(
+        opts=[
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.FEAT_DIM",
+            str(FEAT_DIM),
+            "MODEL.HEAD_HIDDEN_DIM",
+            str(HIDDEN),
+            "MODEL.QUEUE_SIZE",
+            str(QUEUE),
+            "MODEL.MOMENTUM",
+            str(M),
+            "MODEL.TEMPERATURE",
+            str(T),
+            "MODEL.BN_SPLITS",
+            str(GROUPS),
+            "MODEL.SHUFFLE_BN",
+            "True",
+            "SOLVER.BATCH_SIZE",
+            str(BATCH),
+            "SOLVER.BASE_LR",
+            str(LR * 256 / BATCH),
+            "SOLVER.MOMENTUM",
+            str(SGD_MOMENTUM),
+            "SOLVER.WEIGHT_DECAY",
+            str(WEIGHT_DECAY),
+            "SOLVER.WARMUP_EPOCHS",
+            "0.0",
+            *opts,
+        ]
+    )
     torch.manual_seed(0)
     model = build(cfg).double().train()
     # A cosine over 10^9 iterations: the factor after 3 of them is 1.0 in float64.
-    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=1, total_iters=10 ** 9)
+    optimizer, scheduler = build_optimizer(cfg, model, iters_per_epoch=1, total_iters=10**9)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(LR, abs=1e-15)
     return model, optimizer, scheduler
 
 
 def project_moco(head: str, batch_negatives: bool, jigsaw: bool):
-    return project_model(build_moco, "MODEL.HEAD", head,
-                         "MODEL.BATCH_NEGATIVES", str(batch_negatives),
-                         "MODEL.JIGSAW.ENABLED", str(jigsaw), "MODEL.JIGSAW.GRID", str(GRID),
-                         "MODEL.JIGSAW.LOSS_WEIGHT", str(JIGSAW_WEIGHT))
+    return project_model(
+        build_moco,
+        "MODEL.HEAD",
+        head,
+        "MODEL.BATCH_NEGATIVES",
+        str(batch_negatives),
+        "MODEL.JIGSAW.ENABLED",
+        str(jigsaw),
+        "MODEL.JIGSAW.GRID",
+        str(GRID),
+        "MODEL.JIGSAW.LOSS_WEIGHT",
+        str(JIGSAW_WEIGHT),
+    )
 
 
 def copy_initial_state(model, reference: ReferenceMoCo) -> None:
@@ -190,8 +236,10 @@ def copy_initial_state(model, reference: ReferenceMoCo) -> None:
 
 
 def assert_same_state(model, reference: ReferenceMoCo, step: int) -> None:
-    pairs = [("query", model.query_encoder, reference.f_q),
-             ("key", model.key_encoder, reference.f_k)]
+    pairs = [
+        ("query", model.query_encoder, reference.f_q),
+        ("key", model.key_encoder, reference.f_k),
+    ]
     if reference.jigsaw is not None:
         pairs.append(("jigsaw", model.jigsaw_head, reference.jigsaw))
     for side, ours, theirs in pairs:
@@ -205,11 +253,14 @@ def assert_same_state(model, reference: ReferenceMoCo, step: int) -> None:
     assert int(model.queue_ptr) == reference.ptr, f"step {step}: queue pointer"
 
 
-@pytest.mark.parametrize("head, batch_negatives, jigsaw", [
-    ("mlp", False, False),  # MoCo v2
-    ("linear", True, False),  # MoCo v1's head, with the batch's other keys as extra negatives
-    ("mlp", False, True),  # InfoMin / PIRL: instance and jigsaw branches
-])
+@pytest.mark.parametrize(
+    "head, batch_negatives, jigsaw",
+    [
+        ("mlp", False, False),  # MoCo v2
+        ("linear", True, False),  # MoCo v1's head, with the batch's other keys as extra negatives
+        ("mlp", False, True),  # InfoMin / PIRL: instance and jigsaw branches
+    ],
+)
 def test_moco_steps_like_algorithm_1_of_the_paper(head, batch_negatives, jigsaw):
     model, optimizer, scheduler = project_moco(head, batch_negatives, jigsaw)
     reference = ReferenceMoCo(head, batch_negatives, jigsaw)
@@ -219,8 +270,11 @@ def test_moco_steps_like_algorithm_1_of_the_paper(head, batch_negatives, jigsaw)
     g = torch.Generator().manual_seed(1)
     for step in range(STEPS):
         x_q, x_k = torch.randn(2, BATCH, 3, 16, 16, generator=g, dtype=torch.float64)
-        patches = torch.randn(BATCH, GRID ** 2, 3, 8, 8, generator=g,
-                              dtype=torch.float64) if jigsaw else None
+        patches = (
+            torch.randn(BATCH, GRID**2, 3, 8, 8, generator=g, dtype=torch.float64)
+            if jigsaw
+            else None
+        )
         seed = 1000 + step  # as the trainer does: a fresh seed before each step
 
         torch.manual_seed(seed)  # ours, as pretrain/pretraining.py steps it

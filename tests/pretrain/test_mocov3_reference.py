@@ -12,6 +12,7 @@ the release (main_moco.py, moco/builder.py) updates f_k <- m_k f_k + (1 - m_k) f
 of iteration k, before computing its keys; both are checked. MLPs as the release builds them for
 ResNet: Linear without bias, BN + ReLU between, an affine-free BN after the projector's output,
 none after the predictor's."""
+
 from __future__ import annotations
 
 import copy
@@ -21,9 +22,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, LR, PRED_HIDDEN,
-                                            ReferenceOptimizer, assert_same, batches, load_into,
-                                            mlp, network, project, trainer_step)
+from tests.pretrain.reference_parts import (
+    BATCH,
+    FEAT_DIM,
+    HIDDEN,
+    LR,
+    PRED_HIDDEN,
+    ReferenceOptimizer,
+    assert_same,
+    batches,
+    load_into,
+    mlp,
+    network,
+    project,
+    trainer_step,
+)
 
 M, T, TOTAL = 0.9, 0.5, 4
 
@@ -31,8 +44,9 @@ M, T, TOTAL = 0.9, 0.5, 4
 class ReferenceMoCoV3:
     def __init__(self, cosine: bool):
         self.f_q = network(mlp([512, HIDDEN, FEAT_DIM], last="plain"))
-        self.predictor = mlp([FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none",
-                             last_bias=False).double()
+        self.predictor = mlp(
+            [FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none", last_bias=False
+        ).double()
         self.f_k = None
         self.cosine = cosine
         self.optimizer = ReferenceOptimizer(lars=True)
@@ -76,8 +90,16 @@ class ReferenceMoCoV3:
 @pytest.mark.parametrize("cosine", [False, True])
 def test_mocov3_steps_like_algorithm_1_of_the_paper(cosine):
     model, optimizer, scheduler = project(
-        "mocov3", "MODEL.MOMENTUM", str(M), "MODEL.TEMPERATURE", str(T),
-        "MODEL.MOMENTUM_COSINE", str(cosine), "SOLVER.OPTIMIZER", "lars")
+        "mocov3",
+        "MODEL.MOMENTUM",
+        str(M),
+        "MODEL.TEMPERATURE",
+        str(T),
+        "MODEL.MOMENTUM_COSINE",
+        str(cosine),
+        "SOLVER.OPTIMIZER",
+        "lars",
+    )
     if cosine:
         model.start_run(0, 1, TOTAL)
     assert model.num_negatives(BATCH) == BATCH - 1

@@ -1,13 +1,20 @@
 """The paired tests every comparison in a report goes through (pretrain/evaluation/paired_tests.py),
 held against hand-computed values and constructed cases whose answer is known."""
+
 import math
 
 import numpy as np
 import pytest
 
-from pretrain.evaluation.paired_tests import (PairingError, mcnemar, paired_bootstrap,
-                                              paired_bootstrap_metric, significant, spearman,
-                                              verdict)
+from pretrain.evaluation.paired_tests import (
+    PairingError,
+    mcnemar,
+    paired_bootstrap,
+    paired_bootstrap_metric,
+    significant,
+    spearman,
+    verdict,
+)
 
 
 def test_mcnemar_counts_only_the_disagreements_and_gives_the_exact_binomial_p():
@@ -69,8 +76,9 @@ def test_the_metric_bootstrap_equals_the_accuracy_bootstrap_for_a_mean_over_imag
     def weighted(correct):
         return lambda w: 100 * float(np.sum(w * correct) / np.sum(w))
 
-    generic = paired_bootstrap_metric([weighted(r) for r in better], [weighted(r) for r in base],
-                                      images=400, resamples=600)
+    generic = paired_bootstrap_metric(
+        [weighted(r) for r in better], [weighted(r) for r in base], images=400, resamples=600
+    )
     direct = paired_bootstrap(better, base, resamples=600)
     assert generic["difference"] == pytest.approx(direct["difference"])
     width = lambda t: t["ci"][1] - t["ci"][0]  # noqa: E731
@@ -87,5 +95,6 @@ def test_spearman_matches_pearson_on_ranks_and_its_interval_widens_with_few_poin
     assert result["ci"] == pytest.approx((math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se)))
     assert result["ci"][0] < 0.3  # six points cannot pin a correlation down
     assert spearman([1, 2, 2, 3], [1, 3, 2, 4])["rho"] == pytest.approx(
-        np.corrcoef([1, 2.5, 2.5, 4], [1, 3, 2, 4])[0, 1])  # ties: mean ranks
+        np.corrcoef([1, 2.5, 2.5, 4], [1, 3, 2, 4])[0, 1]
+    )  # ties: mean ranks
     assert spearman([1, 2, 3], [3, 2, 1])["ci"] is None  # too few points for an interval

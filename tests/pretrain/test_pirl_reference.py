@@ -22,6 +22,7 @@ Deliberate deviations, named in configs/pretrain/pirl_R50_800ep.yaml: the draw p
 project's step generator instead of each rank's global one) and the bank's initial vectors
 (Gaussian, normalised; the release draws them uniform in [-1/sqrt(D/3), 1/sqrt(D/3)] and
 normalises): both sides here start from our bank and use the same draws."""
+
 from __future__ import annotations
 
 import math
@@ -31,10 +32,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.pretrain.reference_parts import (BANK_T, BATCH, FEAT_DIM, LR, N_IMAGES, NEGATIVES,
-                                            ReferenceOptimizer, assert_same, assert_same_bank,
-                                            bank_batches, load_into, network, project,
-                                            step_generator, trainer_step, update_bank)
+from tests.pretrain.reference_parts import (
+    BANK_T,
+    BATCH,
+    FEAT_DIM,
+    LR,
+    N_IMAGES,
+    NEGATIVES,
+    ReferenceOptimizer,
+    assert_same,
+    assert_same_bank,
+    bank_batches,
+    load_into,
+    network,
+    project,
+    step_generator,
+    trainer_step,
+    update_bank,
+)
 
 LAMBDA, PATCHES, TOTAL = 0.5, 9, 4  # a 4-epoch cosine (one step an epoch): its floor shows
 EPS = torch.finfo(torch.float32).eps
@@ -50,8 +65,9 @@ def release_lr(epoch: int) -> float:
 class ReferencePIRL:
     def __init__(self, bank: torch.Tensor, loss: str):
         self.f = network(nn.Linear(512, FEAT_DIM))
-        self.g = nn.ModuleDict(dict(patch_head=nn.Linear(512, FEAT_DIM),
-                                    fc=nn.Linear(PATCHES * FEAT_DIM, FEAT_DIM))).double()
+        self.g = nn.ModuleDict(
+            dict(patch_head=nn.Linear(512, FEAT_DIM), fc=nn.Linear(PATCHES * FEAT_DIM, FEAT_DIM))
+        ).double()
         self.bank = bank.clone()
         self.loss, self.z = loss, None
         self.optimizer = ReferenceOptimizer(lars=False, decay_1d=False)
@@ -82,8 +98,9 @@ class ReferencePIRL:
         order = torch.rand(BATCH, PATCHES, generator=generator).argsort(dim=1)
         shuffled = torch.stack([patch_embeddings[i, order[i]] for i in range(BATCH)])
         g_v = F.normalize(self.g["fc"](shuffled.flatten(1)), dim=1)
-        loss = (LAMBDA * self.l_nce(g_v, own, jigsaw_negatives)
-                + (1 - LAMBDA) * self.l_nce(f_v, own, image_negatives))
+        loss = LAMBDA * self.l_nce(g_v, own, jigsaw_negatives) + (1 - LAMBDA) * self.l_nce(
+            f_v, own, image_negatives
+        )
         params = list(self.f.parameters()) + list(self.g.parameters())
         rate = release_lr(self.k)
         self.optimizer.step(params, torch.autograd.grad(loss, params), [rate] * len(params))
@@ -96,11 +113,27 @@ class ReferencePIRL:
 @pytest.mark.parametrize("loss", ["nce", pytest.param("infonce", marks=pytest.mark.slow)])
 def test_pirl_steps_like_its_release(loss):
     model, optimizer, scheduler = project(
-        "pirl", "MODEL.HEAD", "linear", "MODEL.TEMPERATURE", str(BANK_T),
-        "MODEL.JIGSAW.ENABLED", "True", "MODEL.JIGSAW.LOSS_WEIGHT", str(LAMBDA),
-        "MODEL.MEMORY_BANK.NEGATIVES", str(NEGATIVES), "MODEL.MEMORY_BANK.LOSS", loss,
-        "SOLVER.DECAY_BIAS_AND_NORM", "False", "SOLVER.LR_GRANULARITY", "epoch",
-        "SOLVER.COSINE_FLOOR", str(END_FRACTION), total_iters=TOTAL)
+        "pirl",
+        "MODEL.HEAD",
+        "linear",
+        "MODEL.TEMPERATURE",
+        str(BANK_T),
+        "MODEL.JIGSAW.ENABLED",
+        "True",
+        "MODEL.JIGSAW.LOSS_WEIGHT",
+        str(LAMBDA),
+        "MODEL.MEMORY_BANK.NEGATIVES",
+        str(NEGATIVES),
+        "MODEL.MEMORY_BANK.LOSS",
+        loss,
+        "SOLVER.DECAY_BIAS_AND_NORM",
+        "False",
+        "SOLVER.LR_GRANULARITY",
+        "epoch",
+        "SOLVER.COSINE_FLOOR",
+        str(END_FRACTION),
+        total_iters=TOTAL,
+    )
     model.memory_bank.allocate(N_IMAGES)
     reference = ReferencePIRL(model.memory_bank.vectors, loss)
     load_into(reference.f, model.query_encoder)

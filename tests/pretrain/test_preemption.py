@@ -1,5 +1,6 @@
 """A scheduler's USR2 during training: checkpoint at the iteration boundary, then the installed
 handler (submitit's, in a SLURM job) runs. The signal is real; the handler here records the call."""
+
 import os
 import subprocess
 import sys
@@ -32,8 +33,9 @@ SCRIPT = textwrap.dedent("""
 def test_signal_checkpoints_at_the_iteration_boundary_then_hands_over(cifar10, tmp_path):
     code = SCRIPT.format(out=str(tmp_path), data=str(cifar10 / "test"))
     # Run from the repository root, so `python -c` imports this checkout's packages.
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert (tmp_path / "handler_called").read_text() == "yes"
     with open(tmp_path / "last_checkpoint") as f:

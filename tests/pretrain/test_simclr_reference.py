@@ -10,13 +10,25 @@ l(i, j) = -log exp(s_ij / T) / sum_{k != i} exp(s_ik / T),
 L = 1 / N sum_k [l(2k-1, 2k) + l(2k, 2k-1)]: the release's loss_a + loss_b, the two directions'
 batch means summed (the paper's Algorithm 1 writes 1 / 2N; under LARS the factor matters for the
 biases and BN, which LARS does not rescale), then a LARS step (biases and BN excluded)."""
+
 from __future__ import annotations
 
 import torch
 
-from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, LR, ReferenceOptimizer,
-                                            assert_same, batches, load_into, mlp, network,
-                                            project, trainer_step)
+from tests.pretrain.reference_parts import (
+    BATCH,
+    FEAT_DIM,
+    HIDDEN,
+    LR,
+    ReferenceOptimizer,
+    assert_same,
+    batches,
+    load_into,
+    mlp,
+    network,
+    project,
+    trainer_step,
+)
 
 T = 0.2
 
@@ -33,19 +45,19 @@ class ReferenceSimCLR:
         s = torch.nn.functional.cosine_similarity(z.unsqueeze(1), z.unsqueeze(0), dim=2)
 
         def pair_loss(i: int, j: int) -> torch.Tensor:  # l(i, j) of the module docstring
-            others = torch.cat([s[i, :i], s[i, i + 1:]])
+            others = torch.cat([s[i, :i], s[i, i + 1 :]])
             return -(s[i, j] / T - torch.logsumexp(others / T, dim=0))
 
-        loss = sum(pair_loss(2 * k, 2 * k + 1) + pair_loss(2 * k + 1, 2 * k)
-                   for k in range(n)) / n
+        loss = sum(pair_loss(2 * k, 2 * k + 1) + pair_loss(2 * k + 1, 2 * k) for k in range(n)) / n
         params = list(self.f_g.parameters())
         self.optimizer.step(params, torch.autograd.grad(loss, params), [LR] * len(params))
         return loss.item()
 
 
 def test_simclr_steps_like_algorithm_1_of_the_paper():
-    model, optimizer, scheduler = project("simclr", "MODEL.TEMPERATURE", str(T),
-                                          "SOLVER.OPTIMIZER", "lars")
+    model, optimizer, scheduler = project(
+        "simclr", "MODEL.TEMPERATURE", str(T), "SOLVER.OPTIMIZER", "lars"
+    )
     assert model.num_negatives(BATCH) == 2 * BATCH - 2
     reference = ReferenceSimCLR()
     load_into(reference.f_g, model.query_encoder)

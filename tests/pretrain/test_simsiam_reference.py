@@ -9,14 +9,27 @@ p1, p2 = h(z1), h(z2); L = D(p1, z2) / 2 + D(p2, z1) / 2 with D(p, z) = -cos(p, 
 an SGD step (momentum 0.9, weight decay) whose rate follows the cosine schedule for f and stays
 at its base value for h (Table 1, last row: the predictor with a fixed learning rate). No
 momentum encoder."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from tests.pretrain.reference_parts import (FEAT_DIM, HIDDEN, LR, PRED_HIDDEN,
-                                            ReferenceOptimizer, assert_same, batches, cosine_lr,
-                                            load_into, mlp, network, project, trainer_step)
+from tests.pretrain.reference_parts import (
+    FEAT_DIM,
+    HIDDEN,
+    LR,
+    PRED_HIDDEN,
+    ReferenceOptimizer,
+    assert_same,
+    batches,
+    cosine_lr,
+    load_into,
+    mlp,
+    network,
+    project,
+    trainer_step,
+)
 
 TOTAL = 4
 
@@ -46,8 +59,14 @@ class ReferenceSimSiam:
 
 
 def test_simsiam_steps_like_algorithm_1_of_the_paper():
-    model, optimizer, scheduler = project("simsiam", "MODEL.HEAD_HIDDEN_DIM", str(HIDDEN),
-                                          "SOLVER.PREDICTOR_FIXED_LR", "True", total_iters=TOTAL)
+    model, optimizer, scheduler = project(
+        "simsiam",
+        "MODEL.HEAD_HIDDEN_DIM",
+        str(HIDDEN),
+        "SOLVER.PREDICTOR_FIXED_LR",
+        "True",
+        total_iters=TOTAL,
+    )
     assert not hasattr(model, "key_encoder")  # no momentum encoder
     reference = ReferenceSimSiam()
     load_into(reference.f, model.query_encoder)

@@ -1,6 +1,7 @@
 """The keys of a fair short comparison of methods: each method's own small-batch lr rule
 (SOLVER.LR_SCALING) and an EMA momentum with the same schedule in fractions of the run
 (MODEL.MOMENTUM_REFERENCE_ITERS)."""
+
 import math
 
 import pytest
@@ -20,15 +21,29 @@ SIMCLR = str(REPO / "configs" / "pretrain" / "simclr_R50_100ep.yaml")
 def test_simclrs_square_root_rule_gives_its_0075_sqrt_batch():
     """SimCLR App. B.1: lr = 0.075 x sqrt(BatchSize), BASE_LR 1.2 at 256 here; at batch 64 that
     is 8x the linear rule's lr from the 4096-batch recipe's 0.3 per 256."""
-    cfg = load_cfg(SIMCLR, ["SOLVER.BATCH_SIZE", "64", "SOLVER.LR_SCALING", "sqrt",
-                            "SOLVER.BASE_LR", "1.2"])
+    cfg = load_cfg(
+        SIMCLR, ["SOLVER.BATCH_SIZE", "64", "SOLVER.LR_SCALING", "sqrt", "SOLVER.BASE_LR", "1.2"]
+    )
     assert scaled_lr(cfg) == pytest.approx(0.075 * math.sqrt(64))
     linear = load_cfg(SIMCLR, ["SOLVER.BATCH_SIZE", "64"])
     assert scaled_lr(linear) == pytest.approx(0.3 * 64 / 256)
     assert scaled_lr(cfg) / scaled_lr(linear) == pytest.approx(8.0)
     torch.manual_seed(0)
-    model = build_model(load_cfg(SIMCLR, ["MODEL.ARCH", "resnet18", "SOLVER.BATCH_SIZE", "64",
-                                          "SOLVER.LR_SCALING", "sqrt", "SOLVER.BASE_LR", "1.2"]))
+    model = build_model(
+        load_cfg(
+            SIMCLR,
+            [
+                "MODEL.ARCH",
+                "resnet18",
+                "SOLVER.BATCH_SIZE",
+                "64",
+                "SOLVER.LR_SCALING",
+                "sqrt",
+                "SOLVER.BASE_LR",
+                "1.2",
+            ],
+        )
+    )
     optimizer, _ = build_optimizer(cfg, model, iters_per_epoch=10, total_iters=100)
     assert all(group["initial_lr"] == pytest.approx(0.6) for group in optimizer.param_groups)
     with pytest.raises(ConfigError, match="SOLVER.LR_SCALING 'cubic'"):
@@ -49,11 +64,11 @@ def test_the_ema_schedule_is_kept_in_fractions_of_the_run():
 def test_the_model_is_built_with_the_run_length_momentum_and_the_config_keeps_its_own():
     cfg = load_cfg(BYOL, ["MODEL.ARCH", "resnet18", "MODEL.MOMENTUM_REFERENCE_ITERS", "1000"])
     built = model_cfg_for_run(cfg, total_iters=100)
-    assert built.MODEL.MOMENTUM == pytest.approx(0.996 ** 10)
+    assert built.MODEL.MOMENTUM == pytest.approx(0.996**10)
     assert cfg.MODEL.MOMENTUM == 0.996  # what the run folder and checkpoint record
     torch.manual_seed(0)
     model = build_model(built)
-    assert model.momentum_schedule.base == pytest.approx(0.996 ** 10)
+    assert model.momentum_schedule.base == pytest.approx(0.996**10)
     assert model_cfg_for_run(load_cfg(BYOL), 100) is not None
     assert model_cfg_for_run(load_cfg(BYOL), 100).MODEL.MOMENTUM == 0.996  # the key off
 
@@ -66,7 +81,8 @@ def test_a_cosine_ends_at_the_floor_a_release_decays_to():
     floored, plain = warmup_cosine(2.0, 2, 12, floor=0.001), warmup_cosine(2.0, 2, 12)
     assert floored(1) == plain(1) == 2.0 and floored(12) == pytest.approx(0.002)
     assert floored(7) == pytest.approx(0.002 + (2.0 - 0.002) * 0.5)
-    assert [warmup_cosine(2.0, 2, 12, floor=0.0)(i) for i in range(13)] == \
-        [plain(i) for i in range(13)]
+    assert [warmup_cosine(2.0, 2, 12, floor=0.0)(i) for i in range(13)] == [
+        plain(i) for i in range(13)
+    ]
     with pytest.raises(ConfigError, match=r"SOLVER.COSINE_FLOOR 1.5: expected a fraction"):
         warmup_cosine(2.0, 2, 12, floor=1.5)

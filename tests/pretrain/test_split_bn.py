@@ -1,5 +1,6 @@
 """Shuffle-BN in one process: SplitBatchNorm2d is BatchNorm2d per group, and the MoCo model built
 for a one-process run uses it with the keys permuted across groups."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -35,8 +36,8 @@ def test_training_output_gradient_and_running_stats_are_batch_norm_per_group(cha
         expected[g::3] = bn(x[g::3])
     assert torch.allclose(out, expected, atol=1e-5)
     weights = torch.randn_like(out)
-    grad, = torch.autograd.grad((out * weights).sum(), x)
-    expected_grad, = torch.autograd.grad((expected * weights).sum(), x)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
     assert torch.allclose(grad, expected_grad, atol=1e-5)
     # Running statistics: the average of what each group's BN would have tracked.
     for name in ("running_mean", "running_var"):
@@ -61,15 +62,18 @@ def test_a_batch_that_does_not_split_evenly_is_refused_by_name():
         split(torch.randn(6, 5, 4, 4))
 
 
-@pytest.mark.parametrize("requested,batch,world,expected", [
-    (0, 256, 1, 8),   # one GPU with the reference batch: MoCo's 8 groups of 32
-    (0, 64, 1, 4),    # the demo: groups of 16 rather than 8 groups of 8
-    (0, 16, 1, 2),    # small batches still get 2 groups, or nothing is shuffled
-    (0, 32, 8, 1),    # 8 processes: the shuffle across them is MoCo's own
-    (0, 128, 2, 4),   # 2 processes x 4 groups = 8
-    (0, 15, 1, 1),    # odd: no equal groups exist
-    (3, 12, 1, 3),    # an explicit value is kept
-])
+@pytest.mark.parametrize(
+    "requested,batch,world,expected",
+    [
+        (0, 256, 1, 8),  # one GPU with the reference batch: MoCo's 8 groups of 32
+        (0, 64, 1, 4),  # the demo: groups of 16 rather than 8 groups of 8
+        (0, 16, 1, 2),  # small batches still get 2 groups, or nothing is shuffled
+        (0, 32, 8, 1),  # 8 processes: the shuffle across them is MoCo's own
+        (0, 128, 2, 4),  # 2 processes x 4 groups = 8
+        (0, 15, 1, 1),  # odd: no equal groups exist
+        (3, 12, 1, 3),  # an explicit value is kept
+    ],
+)
 def test_the_number_of_groups_follows_mocos_eight(requested, batch, world, expected):
     assert bn_splits(requested, batch, world) == expected
 
@@ -80,8 +84,21 @@ def test_an_explicit_split_that_does_not_divide_the_batch_is_refused():
 
 
 def tiny_moco(*opts):
-    cfg = load_cfg(opts=["MODEL.ARCH", "resnet18", "MODEL.QUEUE_SIZE", "16", "MODEL.FEAT_DIM", "4",
-                         "MODEL.HEAD_HIDDEN_DIM", "16", "SOLVER.BATCH_SIZE", "8", *opts])
+    cfg = load_cfg(
+        opts=[
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.QUEUE_SIZE",
+            "16",
+            "MODEL.FEAT_DIM",
+            "4",
+            "MODEL.HEAD_HIDDEN_DIM",
+            "16",
+            "SOLVER.BATCH_SIZE",
+            "8",
+            *opts,
+        ]
+    )
     torch.manual_seed(0)
     return build_moco(cfg)
 

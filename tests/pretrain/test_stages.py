@@ -1,4 +1,5 @@
 """The stage registry shared by the tools and slurm/submit.py (pretrain/stages.py)."""
+
 import pytest
 
 from pretrain.common.errors import ConfigError
@@ -6,8 +7,16 @@ from pretrain.stages import STAGES, _resolve, get_stage
 
 
 def test_every_stage_names_functions_that_exist():
-    assert set(STAGES) == {"pretrain", "lincls", "knn", "supervised", "finetune",
-                           "detection", "learn_views", "sweep"}
+    assert set(STAGES) == {
+        "pretrain",
+        "lincls",
+        "knn",
+        "supervised",
+        "finetune",
+        "detection",
+        "learn_views",
+        "sweep",
+    }
     for stage in STAGES.values():
         for target in (stage.loader, stage.runner, stage.describer):
             assert callable(_resolve(target)), (stage.name, target)
@@ -19,8 +28,9 @@ def test_a_stage_loads_its_config_from_overrides_and_describes_it():
     assert cfg.KNN.K == 7 and "VAL_ROOT: b" in knn.describe(cfg)
     with pytest.raises(ConfigError, match="DATA.VAL_ROOT: required"):
         knn.load_config("", ["DATA.ROOT", "a"])
-    assert (get_stage("pretrain").load_config("", ["MODEL.ARCH", "resnet18"]).MODEL.ARCH
-            == "resnet18")
+    assert (
+        get_stage("pretrain").load_config("", ["MODEL.ARCH", "resnet18"]).MODEL.ARCH == "resnet18"
+    )
 
 
 def test_view_learning_takes_its_tools_arguments_as_a_stage():

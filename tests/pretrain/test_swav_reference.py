@@ -22,6 +22,7 @@ used.
 SwAV-ER (Rodríguez-Gálvez et al. 2023) on the same reference: the loss minus w times the
 release's discrete entropy (tests/pretrain/reference_er.py) of the batch-mean
 softmax(scores / T), averaged over the two large crops."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,9 +30,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.pretrain.reference_parts import (BATCH, FEAT_DIM, HIDDEN, LR, ReferenceOptimizer,
-                                            assert_same, load_into, mlp, network, project,
-                                            trainer_step)
+from tests.pretrain.reference_parts import (
+    BATCH,
+    FEAT_DIM,
+    HIDDEN,
+    LR,
+    ReferenceOptimizer,
+    assert_same,
+    load_into,
+    mlp,
+    network,
+    project,
+    trainer_step,
+)
 from tests.pretrain.reference_er import release_entropy
 
 K, T, EPS, SINKHORN_ITERS, FREEZE_STEPS = 10, 0.1, 0.05, 3, 2
@@ -42,8 +53,13 @@ LARGE, SMALL, NUM_SMALL = 32, 16, 2
 def multi_crop_batches(steps: int):
     """Per step: 2 large crops (B, 3, 32, 32) and NUM_SMALL small ones (B, 3, 16, 16)."""
     g = torch.Generator().manual_seed(2)
-    return [[torch.randn(BATCH, 3, size, size, generator=g, dtype=torch.float64)
-             for size in [LARGE] * 2 + [SMALL] * NUM_SMALL] for _ in range(steps)]
+    return [
+        [
+            torch.randn(BATCH, 3, size, size, generator=g, dtype=torch.float64)
+            for size in [LARGE] * 2 + [SMALL] * NUM_SMALL
+        ]
+        for _ in range(steps)
+    ]
 
 
 class ReferenceSwAV:
@@ -84,15 +100,20 @@ class ReferenceSwAV:
                 else:
                     q_t = self.sinkhorn(scores[t])
                 if self.queue_batches and self.k >= QUEUE_START_STEP:
-                    z_t = z[t * BATCH:(t + 1) * BATCH]
-                    self.stored[t] = (self.stored[t] + [z_t.detach()])[-self.queue_batches:]
+                    z_t = z[t * BATCH : (t + 1) * BATCH]
+                    self.stored[t] = (self.stored[t] + [z_t.detach()])[-self.queue_batches :]
             others = [s for v, s in enumerate(scores) if v != t]
-            loss = loss + sum(-(q_t * F.log_softmax(s / T, dim=1)).sum(dim=1).mean()
-                              for s in others) / len(others)
+            loss = loss + sum(
+                -(q_t * F.log_softmax(s / T, dim=1)).sum(dim=1).mean() for s in others
+            ) / len(others)
         loss = loss / 2
         if self.entropy_weight:
-            loss = loss - self.entropy_weight * sum(
-                release_entropy(F.softmax(scores[t] / T, dim=1), "discrete") for t in (0, 1)) / 2
+            loss = (
+                loss
+                - self.entropy_weight
+                * sum(release_entropy(F.softmax(scores[t] / T, dim=1), "discrete") for t in (0, 1))
+                / 2
+            )
         params = list(self.net.parameters()) + [self.C.weight]
         grads = list(torch.autograd.grad(loss, params))
         if self.k < FREEZE_STEPS:  # the prototypes last, so the other velocities keep their index
@@ -102,19 +123,40 @@ class ReferenceSwAV:
         return loss.item()
 
 
-@pytest.mark.parametrize("queue_length, entropy_weight", [(0, 0.0), (BATCH, 0.0), (0, 0.7)],
-                         ids=["swav", "swav-queue", "swav-er"])
+@pytest.mark.parametrize(
+    "queue_length, entropy_weight",
+    [(0, 0.0), (BATCH, 0.0), (0, 0.7)],
+    ids=["swav", "swav-queue", "swav-er"],
+)
 def test_swav_steps_like_the_paper(queue_length, entropy_weight):
-    er_opts = ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.ENTROPY_WEIGHT",
-               str(entropy_weight)] if entropy_weight else []
+    er_opts = (
+        ["MODEL.ER.OBJECTIVE", "True", "MODEL.ER.ENTROPY_WEIGHT", str(entropy_weight)]
+        if entropy_weight
+        else []
+    )
     model, optimizer, scheduler = project(
-        "swav", "MODEL.SWAV.QUEUE_LENGTH", str(queue_length),
-        "MODEL.SWAV.QUEUE_START_EPOCH", str(float(QUEUE_START_STEP)),
-        "MODEL.TEMPERATURE", str(T), "MODEL.SWAV.NUM_PROTOTYPES", str(K),
-        "MODEL.SWAV.EPSILON", str(EPS), "MODEL.SWAV.SINKHORN_ITERATIONS", str(SINKHORN_ITERS),
-        "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS", str(float(FREEZE_STEPS)),
-        "DATA.MULTI_CROP.NUM_SMALL", str(NUM_SMALL), "SOLVER.OPTIMIZER", "larc", *er_opts)
-    model.start_run(0, iters_per_epoch=1, total_iters=10 ** 9)
+        "swav",
+        "MODEL.SWAV.QUEUE_LENGTH",
+        str(queue_length),
+        "MODEL.SWAV.QUEUE_START_EPOCH",
+        str(float(QUEUE_START_STEP)),
+        "MODEL.TEMPERATURE",
+        str(T),
+        "MODEL.SWAV.NUM_PROTOTYPES",
+        str(K),
+        "MODEL.SWAV.EPSILON",
+        str(EPS),
+        "MODEL.SWAV.SINKHORN_ITERATIONS",
+        str(SINKHORN_ITERS),
+        "MODEL.SWAV.FREEZE_PROTOTYPES_EPOCHS",
+        str(float(FREEZE_STEPS)),
+        "DATA.MULTI_CROP.NUM_SMALL",
+        str(NUM_SMALL),
+        "SOLVER.OPTIMIZER",
+        "larc",
+        *er_opts,
+    )
+    model.start_run(0, iters_per_epoch=1, total_iters=10**9)
     reference = ReferenceSwAV(queue_length, entropy_weight)
     load_into(reference.net, model.query_encoder)
     reference.C.load_state_dict(model.prototypes.state_dict())

@@ -1,5 +1,6 @@
 """The sweep's verdicts come from paired tests (pretrain/sweep_report.py): constructed runs whose
 answer is known, with no pretraining."""
+
 import re
 import zlib
 
@@ -20,17 +21,33 @@ def runs(name: str, accuracy: float, i_nce: float, seeds=(0, 1, 2), random_init=
         rng = np.random.default_rng(zlib.crc32(f"{name}/{seed}".encode()))
         right = rng.uniform(size=IMAGES) < accuracy + difficulty + rng.normal(0, 0.02)
         predictions = [label if ok else (label + 1) % 10 for label, ok in zip(labels, right)]
-        rows.append({"name": name, "label": name, "random_init": random_init, "seed": seed,
-                     "i_nce": i_nce + rng.normal(0, 0.02), "i_nce_bound": 6.93,
-                     "accuracy": 100 * float(np.mean(right)), "predictions": predictions,
-                     "labels": labels, "heldout_loss": 1.0, "train_loss": 1.0,
-                     "iterations": 200, "seconds": 1.0})
+        rows.append(
+            {
+                "name": name,
+                "label": name,
+                "random_init": random_init,
+                "seed": seed,
+                "i_nce": i_nce + rng.normal(0, 0.02),
+                "i_nce_bound": 6.93,
+                "accuracy": 100 * float(np.mean(right)),
+                "predictions": predictions,
+                "labels": labels,
+                "heldout_loss": 1.0,
+                "train_loss": 1.0,
+                "iterations": 200,
+                "seconds": 1.0,
+            }
+        )
     return rows
 
 
 def test_a_gain_below_its_noise_is_marked_not_significant_and_a_large_one_above():
-    rows = (runs("random_init", 0.28, 0.0, random_init=True) + runs("c=0.2", 0.285, 1.0)
-            + runs("c=0.8", 0.38, 2.0) + runs("c=1.0", 0.20, 2.5))
+    rows = (
+        runs("random_init", 0.28, 0.0, random_init=True)
+        + runs("c=0.2", 0.285, 1.0)
+        + runs("c=0.8", 0.38, 2.0)
+        + runs("c=1.0", 0.20, 2.5)
+    )
     settings = {s["name"]: s for s in summarise(rows)["settings"]}
     small = settings["c=0.2"]
     assert abs(small["accuracy"][0] - settings["random_init"]["accuracy"][0]) < 6
@@ -45,8 +62,9 @@ def test_a_reverse_u_needs_the_peak_inside_and_both_sides_significant(tmp_path):
     u = summarise(peaked)["reverse_u"]
     assert u["interior"] and u["best"] == "c=0.6" and u["holds"]
     assert u["against_low"]["p"] < 0.05 and u["against_high"]["p"] < 0.05
-    flat_right = base + runs("c=0.08", 0.30, 0.5) + runs("c=0.6", 0.40, 1.5) \
-        + runs("c=1.0", 0.395, 2.5)
+    flat_right = (
+        base + runs("c=0.08", 0.30, 0.5) + runs("c=0.6", 0.40, 1.5) + runs("c=1.0", 0.395, 2.5)
+    )
     u = summarise(flat_right)["reverse_u"]
     assert u["interior"] and not u["holds"]  # the fall after the peak is within the noise
     rising = base + runs("c=0.08", 0.30, 0.5) + runs("c=0.6", 0.33, 1.5) + runs("c=1.0", 0.40, 2.5)
@@ -64,8 +82,11 @@ def test_a_view_split_label_keeps_its_table_row_whole(tmp_path):
     for row in rows[3:]:
         row["label"] = "L | ab"
     write_sweep_report(rows, [], "knn", str(tmp_path))
-    table_rows = [line for line in (tmp_path / "results.md").read_text().splitlines()
-                  if line.startswith("| L \\| ab |")]
+    table_rows = [
+        line
+        for line in (tmp_path / "results.md").read_text().splitlines()
+        if line.startswith("| L \\| ab |")
+    ]
     assert len(table_rows) == 4  # the summary row and one per seed
     cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in table_rows]
     assert cells == [7, 10, 10, 10]  # as many cells as the header: the split did not add one

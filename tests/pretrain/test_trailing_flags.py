@@ -1,24 +1,29 @@
 """Switches after the KEY VALUE pairs (pretrain/common/cli.py), in the tools that use them, and
 the Ctrl-C line that names where to resume."""
+
 import pytest
 
-from pretrain.common.cli import (EXIT_INTERRUPTED, pull_flags, run_entry_point,
-                                 set_interrupted_hint)
+from pretrain.common.cli import EXIT_INTERRUPTED, pull_flags, run_entry_point, set_interrupted_hint
 from tests.conftest import REPO
 
 BCCD = str(REPO / "configs/detection/small/bccd_R_18_C4.yaml")
 
 
 def test_pull_flags_keeps_the_pairs_in_order():
-    opts, found = pull_flags(["SEED", "1", "--resume", "OUTPUT_DIR", "x", "--force"],
-                             ("--resume", "--force", "--eval-only"))
+    opts, found = pull_flags(
+        ["SEED", "1", "--resume", "OUTPUT_DIR", "x", "--force"],
+        ("--resume", "--force", "--eval-only"),
+    )
     assert opts == ["SEED", "1", "OUTPUT_DIR", "x"] and found == {"--resume", "--force"}
 
 
-@pytest.mark.parametrize("argv", [
-    ["--config-file", BCCD, "--resume", "SEED", "1"],
-    ["--config-file", BCCD, "SEED", "1", "--resume"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config-file", BCCD, "--resume", "SEED", "1"],
+        ["--config-file", BCCD, "SEED", "1", "--resume"],
+    ],
+)
 def test_train_net_takes_resume_anywhere(argv):
     from detection.train_net import parse_args
 

@@ -1,5 +1,6 @@
 """DATA.VIEW_FAMILY patch_offset (InfoMin Fig. 3) and frequency (InfoMin App. B.3): the views are
 where and what they should be, reproducible from the sample's seed, and train the MoCo model."""
+
 import glob
 import math
 
@@ -13,9 +14,14 @@ from pretrain.config import load_cfg
 from pretrain.data.images import ImageViews, seeded_rngs
 from pretrain.data.packed import FolderImages
 from pretrain.data.pipelines import ViewPipeline
-from pretrain.data.view_families import (FrequencyViews, PatchDistanceError, PatchOffsetViews,
-                                         ViewFamilyError, gaussian_kernel_size,
-                                         patch_offset_boxes)
+from pretrain.data.view_families import (
+    FrequencyViews,
+    PatchDistanceError,
+    PatchOffsetViews,
+    ViewFamilyError,
+    gaussian_kernel_size,
+    patch_offset_boxes,
+)
 from pretrain.data.views import build_views
 from tests.conftest import run_tool
 
@@ -67,8 +73,11 @@ def test_patches_lie_exactly_the_distance_apart_inside_the_image_in_every_direct
 
 def test_too_small_an_image_is_an_error_not_a_clamp():
     patch_offset_boxes(64, 48, 16, math.hypot(48, 32))  # the largest distance: corner to corner
-    with pytest.raises(PatchDistanceError, match=r"image 64x48 px too small for two 16 px "
-                                                 r"patches 58 px apart .*largest distance: 57.7"):
+    with pytest.raises(
+        PatchDistanceError,
+        match=r"image 64x48 px too small for two 16 px "
+        r"patches 58 px apart .*largest distance: 57.7",
+    ):
         patch_offset_boxes(64, 48, 16, 58)
     with pytest.raises(PatchDistanceError, match="largest distance: none"):
         patch_offset_boxes(12, 48, 16, 0)
@@ -78,8 +87,14 @@ def coordinate_image(side=64):
     """Red = 4 x, green = 4 y of each pixel (its top-left corner), so a view tells where it was
     cut to a quarter pixel."""
     ramp = 4 * np.arange(side, dtype=np.uint8)
-    pixels = np.stack([np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side)),
-                       np.full((side, side), 128, np.uint8)], axis=-1)
+    pixels = np.stack(
+        [
+            np.tile(ramp, (side, 1)),
+            np.tile(ramp[:, None], (1, side)),
+            np.full((side, side), 128, np.uint8),
+        ],
+        axis=-1,
+    )
     return Image.fromarray(pixels)
 
 
@@ -91,9 +106,20 @@ def read_corner(view):
 
 
 def test_the_views_show_the_image_at_their_boxes_after_the_recipe():
-    cfg = load_cfg(opts=["DATA.VIEW_FAMILY", "patch_offset", "DATA.AUGMENTATION", "flip",
-                         "DATA.VIEWS.FLIP_P", "0.0", "DATA.CROP_SIZE", "16",
-                         "DATA.PATCH.DISTANCE", "20"])
+    cfg = load_cfg(
+        opts=[
+            "DATA.VIEW_FAMILY",
+            "patch_offset",
+            "DATA.AUGMENTATION",
+            "flip",
+            "DATA.VIEWS.FLIP_P",
+            "0.0",
+            "DATA.CROP_SIZE",
+            "16",
+            "DATA.PATCH.DISTANCE",
+            "20",
+        ]
+    )
     views = build_views(cfg)
     assert isinstance(views, PatchOffsetViews) and views.size == 16
     image = coordinate_image()
@@ -119,8 +145,9 @@ def test_a_patch_size_other_than_the_crop_is_resized_to_it(bccd):
         boxes = views.boxes(image)
         query, key = views(image)
     assert query.shape == key.shape == (3, 64, 64)
-    assert (boxes[0][2] - boxes[0][0] == pytest.approx(96)
-            and math.hypot(*corner_offsets(boxes)) == pytest.approx(300))
+    assert boxes[0][2] - boxes[0][0] == pytest.approx(96) and math.hypot(
+        *corner_offsets(boxes)
+    ) == pytest.approx(300)
 
 
 def gaussian_blur_float64(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -137,9 +164,22 @@ def gaussian_blur_float64(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def frequency_views(sigma, *opts):
-    cfg = load_cfg(FREQUENCY_CFG, ["DATA.CROP_SIZE", "48", "DATA.CROP_SCALE", "(1.0, 1.0)",
-                                   "DATA.VIEWS.FLIP_P", "0.0", "DATA.FREQUENCY.SIGMA", str(sigma),
-                                   "DATA.FREQUENCY.LOW_PASS_VIEW", "query", *opts])
+    cfg = load_cfg(
+        FREQUENCY_CFG,
+        [
+            "DATA.CROP_SIZE",
+            "48",
+            "DATA.CROP_SCALE",
+            "(1.0, 1.0)",
+            "DATA.VIEWS.FLIP_P",
+            "0.0",
+            "DATA.FREQUENCY.SIGMA",
+            str(sigma),
+            "DATA.FREQUENCY.LOW_PASS_VIEW",
+            "query",
+            *opts,
+        ],
+    )
     views = build_views(cfg)
     assert isinstance(views, FrequencyViews)
     return views
@@ -155,8 +195,9 @@ def test_low_pass_is_the_gaussian_blur_and_the_bands_add_up_to_the_crop(photo, s
     assert torch.allclose((low * STD + MEAN).double(), reference, atol=1e-6)
     kernel = gaussian_kernel_size(sigma, 48)
     assert kernel == 2 * int(4 * sigma + 0.5) + 1
-    assert torch.allclose(low, (TF.gaussian_blur(crop, [kernel] * 2, [sigma] * 2) - MEAN) / STD,
-                          atol=1e-6)
+    assert torch.allclose(
+        low, (TF.gaussian_blur(crop, [kernel] * 2, [sigma] * 2) - MEAN) / STD, atol=1e-6
+    )
     assert high.abs().max() > 0.01  # a real photo has detail above any of these sigmas
 
 
@@ -204,14 +245,20 @@ def test_the_sweep_parameters_and_the_refused_combinations(tmp_path):
     assert load_cfg(FREQUENCY_CFG, ["DATA.FREQUENCY.SIGMA", "0.7"]).DATA.FREQUENCY.SIGMA == 0.7
     (tmp_path / "0.png").write_bytes(b"")
     images = FolderImages(str(tmp_path))
-    refused = [(["DATA.PIPELINE", "gpu"], "patch_offset needs DATA.PIPELINE cpu"),
-               (["DATA.VIEWS_FROM", "folder"], "patch_offset needs DATA.VIEWS_FROM image"),
-               (["DATA.VIEW_FAMILY", "colour"], "DATA.VIEW_FAMILY 'colour': expected one of"),
-               (["DATA.PATCH.DISTANCE", "-1"], "DATA.PATCH.SIZE 64 / DISTANCE -1"),
-               (["DATA.VIEW_FAMILY", "frequency", "DATA.FREQUENCY.SIGMA", "-0.5"],
-                "DATA.FREQUENCY.SIGMA -0.5"),
-               (["DATA.VIEW_FAMILY", "frequency", "DATA.FREQUENCY.LOW_PASS_VIEW", "key"],
-                "LOW_PASS_VIEW 'key'")]
+    refused = [
+        (["DATA.PIPELINE", "gpu"], "patch_offset needs DATA.PIPELINE cpu"),
+        (["DATA.VIEWS_FROM", "folder"], "patch_offset needs DATA.VIEWS_FROM image"),
+        (["DATA.VIEW_FAMILY", "colour"], "DATA.VIEW_FAMILY 'colour': expected one of"),
+        (["DATA.PATCH.DISTANCE", "-1"], "DATA.PATCH.SIZE 64 / DISTANCE -1"),
+        (
+            ["DATA.VIEW_FAMILY", "frequency", "DATA.FREQUENCY.SIGMA", "-0.5"],
+            "DATA.FREQUENCY.SIGMA -0.5",
+        ),
+        (
+            ["DATA.VIEW_FAMILY", "frequency", "DATA.FREQUENCY.LOW_PASS_VIEW", "key"],
+            "LOW_PASS_VIEW 'key'",
+        ),
+    ]
     for opts, message in refused:
         with pytest.raises(ViewFamilyError, match=message):
             ViewPipeline(load_cfg(PATCH_CFG, opts), images, "cpu")
@@ -222,17 +269,33 @@ def test_the_sweep_parameters_and_the_refused_combinations(tmp_path):
 def test_two_pretraining_iterations_write_a_checkpoint(config, data, request, tmp_path):
     root = request.getfixturevalue(data)
     root = root / "test" if data == "cifar10" else root
-    run_tool("tools/pretrain.py", "--config-file", config, "DATA.ROOT", str(root),
-             "SOLVER.MAX_ITER", "2", "SOLVER.BATCH_SIZE", "8", "DATA.NUM_WORKERS", "0",
-             "LOG_PERIOD", "1", "OUTPUT_DIR", str(tmp_path))
+    run_tool(
+        "tools/pretrain.py",
+        "--config-file",
+        config,
+        "DATA.ROOT",
+        str(root),
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.BATCH_SIZE",
+        "8",
+        "DATA.NUM_WORKERS",
+        "0",
+        "LOG_PERIOD",
+        "1",
+        "OUTPUT_DIR",
+        str(tmp_path),
+    )
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
     assert state["iteration"] == 2 and state["arch"] == "resnet18"
 
 
 @pytest.mark.parametrize("config", [PATCH_CFG, FREQUENCY_CFG])
 def test_the_jigsaw_branch_still_gets_its_patches_of_the_image(bccd, config):
-    cfg = load_cfg(config, ["MODEL.JIGSAW.ENABLED", "True", "MODEL.JIGSAW.CELL", "32",
-                            "MODEL.JIGSAW.PATCH", "24"])
+    cfg = load_cfg(
+        config,
+        ["MODEL.JIGSAW.ENABLED", "True", "MODEL.JIGSAW.CELL", "32", "MODEL.JIGSAW.PATCH", "24"],
+    )
     image = Image.open(sorted(glob.glob(str(bccd / "*.jpg")))[0]).convert("RGB")
     query, key, patches = build_views(cfg)(image)
     assert query.shape == key.shape == (3, 64, 64) and patches.shape == (9, 3, 24, 24)

@@ -14,8 +14,16 @@ def test_infomin_augmentation_has_every_recipe_step_with_its_parameters():
     views = build_views(load_cfg(INFOMIN))
     steps = views.augmentation.transforms
     names = [type(s).__name__ for s in steps]
-    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "RandomApply", "RandomApply",
-                     "RandAugment", "RandomGrayscale", "ToTensor", "Normalize"]
+    assert names == [
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "RandomApply",
+        "RandomApply",
+        "RandAugment",
+        "RandomGrayscale",
+        "ToTensor",
+        "Normalize",
+    ]
     crop, flip, jitter, blur, rand_augment, gray, _, norm = steps
     assert crop.size == (224, 224) and crop.scale == (0.2, 1.0)
     assert flip.p == 0.5
@@ -27,9 +35,22 @@ def test_infomin_augmentation_has_every_recipe_step_with_its_parameters():
     assert blur.p == 0.5 and isinstance(gb, T.GaussianBlur) and gb.sigma == (0.1, 2.0)
     assert rand_augment.num_layers == 2 and rand_augment.choice_weights is None
     assert [op.name for op in rand_augment.ops] == [
-        "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd",
-        "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel",
-        "TranslateYRel"]
+        "AutoContrast",
+        "Equalize",
+        "Invert",
+        "Rotate",
+        "Posterize",
+        "Solarize",
+        "SolarizeAdd",
+        "Color",
+        "Contrast",
+        "Brightness",
+        "Sharpness",
+        "ShearX",
+        "ShearY",
+        "TranslateXRel",
+        "TranslateYRel",
+    ]
     for op in rand_augment.ops:
         assert (op.magnitude, op.magnitude_std, op.prob) == (10, 0.5, 0.5)
         assert op.hparams["img_mean"] == (124, 116, 104)  # fill = ImageNet mean
@@ -57,16 +78,28 @@ def test_jigsaw_patches_come_from_their_own_cells():
 
 
 def test_jigsaw_branch_gives_one_normalised_vector_per_image():
-    cfg = load_cfg(INFOMIN, ["MODEL.ARCH", "resnet18", "MODEL.HEAD_HIDDEN_DIM", "64",
-                             "MODEL.QUEUE_SIZE", "16", "SOLVER.BATCH_SIZE", "2"])
+    cfg = load_cfg(
+        INFOMIN,
+        [
+            "MODEL.ARCH",
+            "resnet18",
+            "MODEL.HEAD_HIDDEN_DIM",
+            "64",
+            "MODEL.QUEUE_SIZE",
+            "16",
+            "SOLVER.BATCH_SIZE",
+            "2",
+        ],
+    )
     model = build_moco(cfg)
     patches = torch.randn(2 * 9, 3, 64, 64)
     features = model.query_encoder.backbone(patches)
     out = model.jigsaw_head(features, num_images=2)
     assert out.shape == (2, 128)
     assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
-    loss, logits, terms, _ = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64),
-                                patches.view(2, 9, 3, 64, 64))
+    loss, logits, terms, _ = model(
+        torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64), patches.view(2, 9, 3, 64, 64)
+    )
     assert set(terms) == {"instance", "jigsaw"}
     loss.backward()
     assert model.jigsaw_head.fc.weight.grad is not None

@@ -1,5 +1,6 @@
 """A real one-node SLURM cluster on 127.0.0.1, from Debian's slurm-wlm and munge, started for the
 session and stopped after it. Skips (saying why) only where SLURM cannot be installed or started."""
+
 import os
 import shutil
 import socket
@@ -22,8 +23,10 @@ def _ensure_packages() -> str | None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return "slurm-wlm is not installed and cannot be (needs root and apt-get)"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"],
+    ):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
         if proc.returncode != 0:
             return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
@@ -85,17 +88,21 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
         for key in ("SlurmdSpoolDir", "SlurmdPidFile", "SlurmdLogFile"):
             start = text.index(f"{key}=")
             end = text.index("\n", start)
-            path = text[start + len(key) + 1:end]
+            path = text[start + len(key) + 1 : end]
             stem, dot, ext = path.rpartition(".") if key != "SlurmdSpoolDir" else (path, "", "")
             text = text[:start] + f"{key}={stem}-%n{dot}{ext}" + text[end:]
         node_lines = "".join(
             f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={free_port()} "
             f"CPUs={cpus} RealMemory={mem_mb * 3 // 4 // len(nodes)} State=UNKNOWN\n"
-            for name in nodes)
+            for name in nodes
+        )
         start = text.index("NodeName=")
-        text = (text[:start] + node_lines
-                + f"PartitionName=debug Nodes={','.join(nodes)} Default=YES MaxTime=INFINITE "
-                  "State=UP\n")
+        text = (
+            text[:start]
+            + node_lines
+            + f"PartitionName=debug Nodes={','.join(nodes)} Default=YES MaxTime=INFINITE "
+            "State=UP\n"
+        )
         conf.write_text(text)
         for name in nodes:
             (folder / f"spool-{name}").mkdir()
@@ -122,8 +129,11 @@ def slurm_cluster(tmp_path_factory):
             break
         time.sleep(1)
     else:
-        logs = "".join((folder / n).read_text()[-1000:] for n in ("slurmctld.log", "slurmd.log")
-                       if (folder / n).exists())
+        logs = "".join(
+            (folder / n).read_text()[-1000:]
+            for n in ("slurmctld.log", "slurmd.log")
+            if (folder / n).exists()
+        )
         pytest.fail(f"the local SLURM cluster did not come up (sinfo: {state!r})\n{logs}")
     try:
         yield folder
@@ -169,8 +179,10 @@ def two_node_cluster(slurm_cluster, tmp_path):
     host = socket.gethostname().split(".")[0]
     nodes = tuple(_local_names(host)[:2])
     if len(nodes) < 2:
-        pytest.skip(f"this machine has one loopback name ({nodes}): add a second to /etc/hosts "
-                    "(127.0.0.1 node2) for the two-node test")
+        pytest.skip(
+            f"this machine has one loopback name ({nodes}): add a second to /etc/hosts "
+            "(127.0.0.1 node2) for the two-node test"
+        )
     folder = tmp_path / "two_nodes"
     folder.mkdir()
     conf = _write_conf(folder, nodes=nodes)

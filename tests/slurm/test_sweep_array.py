@@ -1,5 +1,6 @@
 """tools/sweep.py --slurm on a real local SLURM cluster (tests/slurm/conftest.py): the points run
 as the tasks of one job array and the table is collected from their results."""
+
 import json
 
 import pytest
@@ -14,8 +15,17 @@ pytestmark = pytest.mark.integration  # a real SLURM cluster
 @pytest.mark.slow
 def test_points_run_as_one_job_array_and_are_collected(slurm_cluster, cifar10, tmp_path):
     output, jobs = tmp_path / "out", tmp_path / "jobs"
-    run_tool("tools/sweep.py", *sweep_args(cifar10, output), "--slurm", "--cpus-per-task", "1",
-             "--timeout-min", "10", "--job-dir", str(jobs))
+    run_tool(
+        "tools/sweep.py",
+        *sweep_args(cifar10, output),
+        "--slurm",
+        "--cpus-per-task",
+        "1",
+        "--timeout-min",
+        "10",
+        "--job-dir",
+        str(jobs),
+    )
     record = json.loads((output / "submission.json").read_text())
     assert record["points"] == ["random_init", *NAMES]
     array = {job_id.split("_")[0] for job_id in record["job_ids"]}

@@ -5,6 +5,7 @@ ImageEnhance blends truncate (Image.blend), its grayscale is the ITU-R 601 integ
 every op returns uint8 as a PIL image would. Where torchvision already has the batched op with the
 PIL semantics (equalize, autocontrast, the sharpness kernel) it is used as is.
 """
+
 from __future__ import annotations
 
 import torch
@@ -60,8 +61,11 @@ def _rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     value = maxc
     saturation = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    hue = torch.where(maxc == r, (g - b) / safe,
-                      torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    hue = torch.where(
+        maxc == r,
+        (g - b) / safe,
+        torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe),
+    )
     hue = torch.where(delta > 0, (hue / 6.0) % 1.0, torch.zeros_like(hue))
     return torch.stack((hue, saturation, value), dim=1)
 
@@ -74,10 +78,17 @@ def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     p = value * (1.0 - saturation)
     q = value * (1.0 - saturation * frac)
     t = value * (1.0 - saturation * (1.0 - frac))
-    choices = torch.stack((
-        torch.stack((value, t, p), 1), torch.stack((q, value, p), 1),
-        torch.stack((p, value, t), 1), torch.stack((p, q, value), 1),
-        torch.stack((t, p, value), 1), torch.stack((value, p, q), 1)), dim=1)  # (N, 6, 3, H, W)
+    choices = torch.stack(
+        (
+            torch.stack((value, t, p), 1),
+            torch.stack((q, value, p), 1),
+            torch.stack((p, value, t), 1),
+            torch.stack((p, q, value), 1),
+            torch.stack((t, p, value), 1),
+            torch.stack((value, p, q), 1),
+        ),
+        dim=1,
+    )  # (N, 6, 3, H, W)
     index = sector[:, None, None].expand(-1, 1, 3, -1, -1)
     return choices.gather(1, index).squeeze(1)
 
@@ -107,8 +118,9 @@ def gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: torch.Tensor) ->
     """torchvision's gaussian_blur (reflect padding, rounded back to uint8) with one sigma per
     sample: the separable kernels run as one grouped convolution per axis."""
     n, c, h, w = image.shape
-    kernels = (gaussian_kernels(kernel_size, to_device(sigma, image.device))
-               .repeat_interleave(c, dim=0))
+    kernels = gaussian_kernels(kernel_size, to_device(sigma, image.device)).repeat_interleave(
+        c, dim=0
+    )
     pad = kernel_size // 2
     x = F.pad(image.float().reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
     x = F.conv2d(x, kernels[:, None, None, :], groups=n * c)
@@ -134,8 +146,11 @@ def solarize(image: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
 
 def solarize_add(image: torch.Tensor, add: torch.Tensor, threshold: int = 128) -> torch.Tensor:
     """timm's SolarizeAdd: values below `threshold` get `add` added, saturating at 255."""
-    added = ((image.int() + to_device(add, image.device).view(-1, 1, 1, 1))
-             .clamp_(max=255).to(torch.uint8))
+    added = (
+        (image.int() + to_device(add, image.device).view(-1, 1, 1, 1))
+        .clamp_(max=255)
+        .to(torch.uint8)
+    )
     return torch.where(image < threshold, added, image)
 
 

@@ -3,6 +3,7 @@ GPU (nvJPEG) in one call per batch; other formats, and JPEGs the GPU decoder ref
 through torchvision's CPU decoders. An image no decoder can read is replaced by another image of
 the batch and named, as the CPU pipeline does with unreadable files (the run's BadImageLog
 records each file once, however often it is drawn)."""
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,9 @@ def _decode_on_cpu(data: torch.Tensor, device) -> torch.Tensor | None:
         return None
 
 
-def decode_batch(encoded: list[torch.Tensor], names: list[str], device
-                 ) -> tuple[list[torch.Tensor], list[tuple[str, str]]]:
+def decode_batch(
+    encoded: list[torch.Tensor], names: list[str], device
+) -> tuple[list[torch.Tensor], list[tuple[str, str]]]:
     """(3, H, W) uint8 RGB images on `device`, in order, and the (name, reason) of each image
     replaced by another of the batch."""
     device = torch.device(device)
@@ -31,8 +33,9 @@ def decode_batch(encoded: list[torch.Tensor], names: list[str], device
     jpegs = [i for i, data in enumerate(encoded) if _is_jpeg(data)]
     if device.type == "cuda" and jpegs:
         try:
-            decoded = decode_jpeg([encoded[i] for i in jpegs], mode=ImageReadMode.RGB,
-                                  device=device)
+            decoded = decode_jpeg(
+                [encoded[i] for i in jpegs], mode=ImageReadMode.RGB, device=device
+            )
             for i, image in zip(jpegs, decoded):
                 images[i] = image
         except RuntimeError:  # one bad file fails the batch call: decode one by one instead

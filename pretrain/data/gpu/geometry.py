@@ -1,5 +1,6 @@
 """Batched geometric ops: resized crops of differently sized images into one batch, horizontal
 flips, and the affine ops of RandAugment (rotate, shear, translate) with PIL's conventions."""
+
 from __future__ import annotations
 
 import torch
@@ -31,9 +32,13 @@ def rotation_matrices(degrees: torch.Tensor, height: int, width: int) -> torch.T
     angle = -torch.deg2rad(degrees.double())
     cos, sin = torch.cos(angle), torch.sin(angle)
     cx, cy = width / 2.0, height / 2.0
-    return torch.stack((
-        torch.stack((cos, sin, cx - cos * cx - sin * cy), 1),
-        torch.stack((-sin, cos, cy + sin * cx - cos * cy), 1)), 1)
+    return torch.stack(
+        (
+            torch.stack((cos, sin, cx - cos * cx - sin * cy), 1),
+            torch.stack((-sin, cos, cy + sin * cx - cos * cy), 1),
+        ),
+        1,
+    )
 
 
 def affine_matrices(a, b, c, d, e, f) -> torch.Tensor:
@@ -41,25 +46,33 @@ def affine_matrices(a, b, c, d, e, f) -> torch.Tensor:
     return torch.stack((torch.stack((a, b, c), 1), torch.stack((d, e, f), 1)), 1).double()
 
 
-def warp_affine(image: torch.Tensor, matrices: torch.Tensor, bicubic: bool,
-                fill: tuple[int, int, int]) -> torch.Tensor:
+def warp_affine(
+    image: torch.Tensor, matrices: torch.Tensor, bicubic: bool, fill: tuple[int, int, int]
+) -> torch.Tensor:
     """PIL's Image.transform(AFFINE) for a batch: every output pixel centre is mapped through its
     sample's matrix into the input; points inside the input are interpolated (edges clamped, as PIL
     does), points outside it get `fill`. Rounded back to uint8."""
     n, _, h, w = image.shape
     device = image.device
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32) + 0.5,
-                            torch.arange(w, device=device, dtype=torch.float32) + 0.5,
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32) + 0.5,
+        torch.arange(w, device=device, dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
     points = torch.stack((xs, ys, torch.ones_like(xs)), -1).view(1, h * w, 3)
     matrices = to_device(matrices, device, torch.float32)
     source = points @ matrices.transpose(1, 2)  # (N, h*w, 2) input pixel coordinates
-    inside = ((source[..., 0] >= 0) & (source[..., 0] < w) & (source[..., 1] >= 0)
-              & (source[..., 1] < h)).view(n, 1, h, w)
+    inside = (
+        (source[..., 0] >= 0) & (source[..., 0] < w) & (source[..., 1] >= 0) & (source[..., 1] < h)
+    ).view(n, 1, h, w)
     grid = torch.stack((source[..., 0] * (2.0 / w) - 1.0, source[..., 1] * (2.0 / h) - 1.0), -1)
-    warped = F.grid_sample(image.float(), grid.view(n, h, w, 2),
-                           mode="bicubic" if bicubic else "bilinear", padding_mode="border",
-                           align_corners=False)
+    warped = F.grid_sample(
+        image.float(),
+        grid.view(n, h, w, 2),
+        mode="bicubic" if bicubic else "bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
     warped = torch.where(inside, warped, constant(fill, device))
     return warped.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -78,19 +91,19 @@ def translate_matrices(pixels: torch.Tensor, horizontal: bool) -> torch.Tensor:
     return affine_matrices(one, zero, zero, zero, one, pixels)
 
 
-def jigsaw_patches(image: torch.Tensor, offsets: torch.Tensor, grid: int, cell: int,
-                   patch: int) -> torch.Tensor:
+def jigsaw_patches(
+    image: torch.Tensor, offsets: torch.Tensor, grid: int, cell: int, patch: int
+) -> torch.Tensor:
     """(N, grid*grid, C, patch, patch): the patch of each grid cell (row-major) at that sample's
     offset (dy, dx) inside the cell, as JigsawPatches cuts them on the CPU. `offsets` is
     (N, grid*grid, 2)."""
     n = image.shape[0]
     cells = torch.arange(grid * grid)
-    tops = (cells // grid * cell)[None] + offsets[..., 0]   # (N, 9)
+    tops = (cells // grid * cell)[None] + offsets[..., 0]  # (N, 9)
     lefts = (cells % grid * cell)[None] + offsets[..., 1]
     span = torch.arange(patch)
-    rows = to_device(tops[..., None] + span, image.device)   # (N, 9, P)
+    rows = to_device(tops[..., None] + span, image.device)  # (N, 9, P)
     cols = to_device(lefts[..., None] + span, image.device)
     batch = torch.arange(n, device=image.device).view(n, 1, 1, 1)
     patches = image.permute(0, 2, 3, 1)[batch, rows[..., :, None], cols[..., None, :]]
     return patches.permute(0, 1, 4, 2, 3).contiguous()  # (N, 9, P, P, C) -> (N, 9, C, P, P)
-

@@ -1,6 +1,7 @@
 """timm's RandAugment (the recipe's, InfoMin's "rand-n2-m10-mstd0.5" by default; the
 non-increasing op set) on a batch: each sample runs its own ops at its own magnitudes. Samples are
 grouped by the op they drew, so every op runs once per layer on the samples that chose it."""
+
 from __future__ import annotations
 
 import torch
@@ -25,9 +26,15 @@ def _geometric(image, matrices, bicubic, fill):
     return out
 
 
-def apply_op(name: str, image: torch.Tensor, magnitude: torch.Tensor, negate: torch.Tensor,
-             bicubic: torch.Tensor, fill: tuple[int, int, int],
-             translate_pct: float = 0.45) -> torch.Tensor:
+def apply_op(
+    name: str,
+    image: torch.Tensor,
+    magnitude: torch.Tensor,
+    negate: torch.Tensor,
+    bicubic: torch.Tensor,
+    fill: tuple[int, int, int],
+    translate_pct: float = 0.45,
+) -> torch.Tensor:
     """One RandAugment op on a batch, with timm's magnitude -> argument rules (all in [0, 1] of
     the level: magnitude / 10)."""
     level = magnitude.double() / LEVEL_DENOM
@@ -66,8 +73,9 @@ def apply_op(name: str, image: torch.Tensor, magnitude: torch.Tensor, negate: to
     return _geometric(image, matrices, bicubic, fill)
 
 
-def rand_augment(image: torch.Tensor, layers: list[dict], fill: tuple[int, int, int],
-                 translate_pct: float = 0.45) -> torch.Tensor:
+def rand_augment(
+    image: torch.Tensor, layers: list[dict], fill: tuple[int, int, int], translate_pct: float = 0.45
+) -> torch.Tensor:
     """`layers` from randomness.rand_augment_params; returns a new uint8 batch. The translations
     move by up to `translate_pct` of the image, as timm's TranslateXRel/YRel."""
     image = image.clone()
@@ -77,7 +85,13 @@ def rand_augment(image: torch.Tensor, layers: list[dict], fill: tuple[int, int, 
             if len(which) == 0:
                 continue
             rows = to_device(which, image.device)
-            image[rows] = apply_op(name, image[rows], layer["magnitude"][which],
-                                   layer["negate"][which], layer["bicubic"][which], fill,
-                                   translate_pct)
+            image[rows] = apply_op(
+                name,
+                image[rows],
+                layer["magnitude"][which],
+                layer["negate"][which],
+                layer["bicubic"][which],
+                fill,
+                translate_pct,
+            )
     return image

@@ -10,6 +10,7 @@ torchvision's RandomResizedCrop / ColorJitter / GaussianBlur / RandomApply / Ran
 RandomHorizontalFlip and timm's RandAugment ("rand-n2-m10-mstd0.5": two of its 15 ops drawn with
 replacement, each applied with p 0.5 at magnitude N(10, 0.5) clipped to [0, 10]).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,14 @@ UNIFORMS_PER_VIEW = 96
 
 def sample_uniforms(seeds: list[int], views: int) -> torch.Tensor:
     """(N, views, UNIFORMS_PER_VIEW) float64 uniforms in [0, 1), one generator per sample."""
-    rows = [torch.rand(views * UNIFORMS_PER_VIEW, dtype=torch.float64,
-                       generator=torch.Generator().manual_seed(int(seed)))
-            for seed in seeds]
+    rows = [
+        torch.rand(
+            views * UNIFORMS_PER_VIEW,
+            dtype=torch.float64,
+            generator=torch.Generator().manual_seed(int(seed)),
+        )
+        for seed in seeds
+    ]
     return torch.stack(rows).view(len(seeds), views, UNIFORMS_PER_VIEW)
 
 
@@ -36,9 +42,10 @@ class Draws:
 
     def take(self, count: int = 1) -> torch.Tensor:
         if self.used + count > self.uniforms.shape[1]:
-            raise RuntimeError(f"augmentation needs more than {UNIFORMS_PER_VIEW} uniforms "
-                               "per view")
-        cols = self.uniforms[:, self.used:self.used + count]
+            raise RuntimeError(
+                f"augmentation needs more than {UNIFORMS_PER_VIEW} uniforms per view"
+            )
+        cols = self.uniforms[:, self.used : self.used + count]
         self.used += count
         return cols if count > 1 else cols[:, 0]
 
@@ -55,8 +62,9 @@ class Draws:
 
     def integers(self, low: int, high: torch.Tensor | int) -> torch.Tensor:
         """Uniform integers in [low, high) (high may differ per sample)."""
-        return ((low + self.take() * (torch.as_tensor(high, dtype=torch.float64) - low))
-                .floor().long())
+        return (
+            (low + self.take() * (torch.as_tensor(high, dtype=torch.float64) - low)).floor().long()
+        )
 
     def permutations(self, n: int) -> torch.Tensor:
         """(N, n) uniformly random permutations of range(n) (argsort of i.i.d. uniforms)."""
@@ -66,9 +74,13 @@ class Draws:
 RESIZED_CROP_ATTEMPTS = 10
 
 
-def resized_crop_boxes(draws: Draws, heights: torch.Tensor, widths: torch.Tensor,
-                       scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)
-                       ) -> torch.Tensor:
+def resized_crop_boxes(
+    draws: Draws,
+    heights: torch.Tensor,
+    widths: torch.Tensor,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
     """(N, 4) crops (top, left, height, width) by torchvision's RandomResizedCrop.get_params: up to
     ten tries of area ~ U(scale) and log-aspect ~ U(log ratio), the first that fits wins; otherwise
     the central crop with the aspect clamped to `ratio`."""
@@ -76,7 +88,8 @@ def resized_crop_boxes(draws: Draws, heights: torch.Tensor, widths: torch.Tensor
     area = heights * widths
     target = area[:, None] * (scale[0] + (scale[1] - scale[0]) * draws.take(RESIZED_CROP_ATTEMPTS))
     log_ratio = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * draws.take(
-        RESIZED_CROP_ATTEMPTS)
+        RESIZED_CROP_ATTEMPTS
+    )
     aspect = torch.exp(log_ratio)
     # torchvision rounds with Python's round(), i.e. half to even, like torch.round.
     w = torch.round(torch.sqrt(target * aspect))
@@ -90,9 +103,11 @@ def resized_crop_boxes(draws: Draws, heights: torch.Tensor, widths: torch.Tensor
 
     # torchvision's fallback when no try fits: the central crop, aspect clamped to `ratio`
     in_ratio = widths / heights
-    fallback_w = torch.where(in_ratio < min(ratio), widths,
-                             torch.where(in_ratio > max(ratio), torch.round(heights * max(ratio)),
-                                         widths))
+    fallback_w = torch.where(
+        in_ratio < min(ratio),
+        widths,
+        torch.where(in_ratio > max(ratio), torch.round(heights * max(ratio)), widths),
+    )
     fallback_h = torch.where(in_ratio < min(ratio), torch.round(widths / min(ratio)), heights)
     found = fits.any(dim=1)
     crop_h = torch.where(found, crop_h, fallback_h)
@@ -102,8 +117,9 @@ def resized_crop_boxes(draws: Draws, heights: torch.Tensor, widths: torch.Tensor
     return torch.stack((top, left, crop_h, crop_w), dim=1).long()
 
 
-def color_jitter_params(draws: Draws, brightness: float, contrast: float, saturation: float,
-                        hue: float, p: float) -> dict:
+def color_jitter_params(
+    draws: Draws, brightness: float, contrast: float, saturation: float, hue: float, p: float
+) -> dict:
     """torchvision ColorJitter inside RandomApply(p): whether it fires, its random order of the four
     adjustments (0 brightness, 1 contrast, 2 saturation, 3 hue) and their factors."""
     return {
@@ -121,26 +137,51 @@ def blur_params(draws: Draws, p: float, sigma: tuple[float, float]) -> dict:
     return {"apply": draws.bernoulli(p), "sigma": draws.uniform(*sigma)}
 
 
-RAND_AUGMENT_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
-                    "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness", "ShearX",
-                    "ShearY", "TranslateXRel", "TranslateYRel")
+RAND_AUGMENT_OPS = (
+    "AutoContrast",
+    "Equalize",
+    "Invert",
+    "Rotate",
+    "Posterize",
+    "Solarize",
+    "SolarizeAdd",
+    "Color",
+    "Contrast",
+    "Brightness",
+    "Sharpness",
+    "ShearX",
+    "ShearY",
+    "TranslateXRel",
+    "TranslateYRel",
+)
 LEVEL_DENOM = 10.0
 
 
-def rand_augment_params(draws: Draws, layers: int = 2, magnitude: float = 10.0,
-                        magnitude_std: float = 0.5, prob: float = 0.5) -> list[dict]:
+def rand_augment_params(
+    draws: Draws,
+    layers: int = 2,
+    magnitude: float = 10.0,
+    magnitude_std: float = 0.5,
+    prob: float = 0.5,
+) -> list[dict]:
     """timm's RandAugment per layer: op index (uniform over RAND_AUGMENT_OPS, with replacement),
     whether it fires, its clipped magnitude, a random sign (timm's _randomly_negate) and the
     resampling filter of the geometric ops (bilinear or bicubic, 50/50)."""
     layers_params = []
     for _ in range(layers):
-        op = ((draws.take() * len(RAND_AUGMENT_OPS)).floor().long()
-              .clamp_(max=len(RAND_AUGMENT_OPS) - 1))
-        layers_params.append({
-            "op": op,
-            "apply": draws.bernoulli(prob),
-            "magnitude": draws.normal(magnitude, magnitude_std).clamp(0.0, LEVEL_DENOM),
-            "negate": draws.bernoulli(0.5),
-            "bicubic": draws.bernoulli(0.5),
-        })
+        op = (
+            (draws.take() * len(RAND_AUGMENT_OPS))
+            .floor()
+            .long()
+            .clamp_(max=len(RAND_AUGMENT_OPS) - 1)
+        )
+        layers_params.append(
+            {
+                "op": op,
+                "apply": draws.bernoulli(prob),
+                "magnitude": draws.normal(magnitude, magnitude_std).clamp(0.0, LEVEL_DENOM),
+                "negate": draws.bernoulli(0.5),
+                "bicubic": draws.bernoulli(0.5),
+            }
+        )
     return layers_params

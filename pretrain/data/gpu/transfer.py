@@ -2,13 +2,15 @@
 CPU; copying them from ordinary (pageable) memory would make CUDA wait for every queued kernel
 first (the previous training step included), so they go through pinned memory asynchronously and
 the host keeps launching ahead of the GPU."""
+
 from __future__ import annotations
 
 import torch
 
 
-def to_device(values: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
-              ) -> torch.Tensor:
+def to_device(
+    values: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     if dtype is not None and values.dtype != dtype:
         values = values.to(dtype)
     if device.type != "cuda" or values.device.type == "cuda":
