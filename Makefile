@@ -10,7 +10,7 @@ INSTALL_INPUTS := requirements.txt requirements-test.txt setup.cfg pyproject.tom
                   tools/install_detectron2.py
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 
-.PHONY: install demo test test-fast test-slow clean-venv
+.PHONY: install demo test test-fast test-slow bench-peers clean-venv
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ test-fast: install
 
 test-slow: install
 	$(PY) -m pytest -m "slow" $(ARGS)
+
+# The peer library bench/peers.py compares with (optional: make test never installs it), pinned
+# beside our torch pair so it cannot pull another torch build.
+bench-peers: install
+	$(PIP) install -c requirements.txt lightly==1.6.0
 
 clean-venv:
 	rm -rf $(VENV)

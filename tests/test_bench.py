@@ -77,3 +77,21 @@ def test_split_bn_bench_prints_both_sides_and_the_ratio():
     out = run_tool("bench/split_bn.py", "--batch", "16", "--groups", "2", "--repeats", "1").stdout
     assert "one call ms" in out and "per group ms" in out
     assert len([line for line in out.splitlines() if line.strip().startswith("ResNet-18")]) == 1
+
+
+def test_peer_bench_runs_both_sides_and_prints_the_ratios(cifar10, tmp_path):
+    pytest.importorskip("lightly", reason="the optional peer library: make bench-peers")
+    for split in ("train", "test"):  # 10 images of each of 2 classes: a tiny ImageFolder
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for image in sorted((cifar10 / split / cls).iterdir())[:10]:
+                (tmp_path / split / cls / image.name).symlink_to(image)
+    out = run_tool(
+        "bench/peers.py", "--images", str(tmp_path / "train"), "--test-images",
+        str(tmp_path / "test"), "--output", str(tmp_path / "out"), "--methods", "mocov2",
+        "--seeds", "0", "--steps", "12", "--batch", "8", "--knn-train", "20", "--knn-test", "20",
+    ).stdout  # fmt: skip
+    ours = re.search(r"^mocov2\s+ours\s+([0-9.]+) ±", out, re.MULTILINE)
+    peer = re.search(r"^mocov2\s+peer\s+([0-9.]+) ±.*\| ([0-9.]+)x, ([0-9.]+)x$", out, re.M)
+    assert ours and peer and float(ours.group(1)) > 0 and float(peer.group(2)) > 0, out
+    assert (tmp_path / "out" / "mocov2_seed0" / "peer" / "backbone.pth").is_file()
