@@ -27,11 +27,15 @@ $(STAMP): $(INSTALL_INPUTS)
 demo: install
 	$(PY) tools/demo.py $(ARGS)
 
+# One pytest-xdist worker per core (tests/conftest.py shares the cores out; the SLURM tests keep to
+# one worker, `loadgroup`). ARGS="-n 0" runs in one process.
+XDIST := -n auto --dist loadgroup
+
 test: install
-	$(PY) -m pytest -m "not slow and not gpu" $(ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow and not gpu" $(ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow and not gpu and not integration" $(ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow and not gpu and not integration" $(ARGS)
 
 test-slow: install
 	$(PY) -m pytest -m "slow" $(ARGS)

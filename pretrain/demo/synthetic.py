@@ -28,6 +28,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from pretrain.common.apt import apt_get_install
 from pretrain.common.errors import DatasetError
 from pretrain.common.user_cache import user_cache_dir as cache_folder
 
@@ -114,12 +115,9 @@ def ensure_fashion_mnist(debian_dir: str = FASHION_DIR, cache_dir: str | None = 
         return raw
     if os.geteuid() == 0 and shutil.which("apt-get") and debian_dir == FASHION_DIR:
         print(f"installing Debian's {FASHION_PACKAGE} ...", flush=True)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        for cmd in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", FASHION_PACKAGE],
-        ):
-            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        why = apt_get_install(FASHION_PACKAGE)
+        if why:
+            print(f"warning: {why}", flush=True)  # the download below is the next way
         if _holds_fashion(debian_dir):
             return debian_dir
     try:

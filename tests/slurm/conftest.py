@@ -9,7 +9,16 @@ import time
 
 import pytest
 
+from pretrain.common.apt import apt_get_install
 from pretrain.common.launch import free_port
+
+
+def pytest_collection_modifyitems(items):
+    """Every SLURM test runs in one pytest-xdist worker (`--dist loadgroup`), so the session's one
+    cluster serves them all and no two workers start one."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 def _run(*cmd, check=True, **kwargs):
@@ -22,15 +31,7 @@ def _ensure_packages() -> str | None:
         return None
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return "slurm-wlm is not installed and cannot be (needs root and apt-get)"
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"],
-    ):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        if proc.returncode != 0:
-            return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
-    return None
+    return apt_get_install("slurm-wlm", "munge")
 
 
 def _start_munge() -> bool:
