@@ -38,7 +38,7 @@ test-fast: install
 	$(PY) -m pytest $(XDIST) -m "not slow and not gpu and not integration" $(ARGS)
 
 test-slow: install
-	$(PY) -m pytest -m "slow" $(ARGS)
+	$(PY) -m pytest $(XDIST) -m "slow" $(ARGS)
 
 # The peer library bench/peers.py compares with (optional: make test never installs it), pinned
 # beside our torch pair so it cannot pull another torch build.

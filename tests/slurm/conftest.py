@@ -5,7 +5,9 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -172,7 +174,7 @@ def _local_names(host: str) -> list[str]:
 
 
 @pytest.fixture
-def two_node_cluster(slurm_cluster, tmp_path):
+def two_node_cluster(slurm_cluster):
     """A second cluster of two nodes on this machine, each its own slurmd (`slurmd -N`), named
     after two of the machine's loopback names (so the job's first node is a master address its
     tasks reach); SLURM_CONF points at it while the test runs. Built beside the session's cluster,
@@ -184,8 +186,9 @@ def two_node_cluster(slurm_cluster, tmp_path):
             f"this machine has one loopback name ({nodes}): add a second to /etc/hosts "
             "(127.0.0.1 node2) for the two-node test"
         )
-    folder = tmp_path / "two_nodes"
-    folder.mkdir()
+    # A short folder: slurmd's step sockets live under it and a Unix socket path holds at most
+    # 107 bytes, which a pytest-xdist worker's tmp_path (.../popen-gw1/test_a_two_node_...) passes.
+    folder = Path(tempfile.mkdtemp(prefix="slurm2n-"))
     conf = _write_conf(folder, nodes=nodes)
     old_conf = os.environ["SLURM_CONF"]
     os.environ["SLURM_CONF"] = conf
@@ -208,3 +211,4 @@ def two_node_cluster(slurm_cluster, tmp_path):
         _run("scontrol", "shutdown", check=False)
         time.sleep(2)
         os.environ["SLURM_CONF"] = old_conf
+        shutil.rmtree(folder, ignore_errors=True)

@@ -19,9 +19,9 @@ from tests.slurm.test_submit import (
     wait_for,
 )
 
-# The slow tier (make test-slow): 107 s on a 2-core machine; pretraining's one-node requeue test
-# stays in the default suite.
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# In the default suite (about 80 s on 2 cores, in the SLURM tests' xdist worker): the only real
+# multi-node check.
+pytestmark = pytest.mark.integration
 
 
 def test_a_two_node_job_is_one_process_group_and_resumes_exactly_after_a_requeue(
