@@ -7,7 +7,8 @@ other as processes, their order alternating, and this script prints per side
              image folder's scan and checks, model build, first batch)
   img/s      images per second over the steps after the first WARM ones
   peak MB    the largest resident set among the run's processes (its data workers included)
-  kNN        tools/knn.py top-1 on the trained trunk, the same call for both sides
+  kNN        tools/knn.py top-1 on the trained trunk, the same call for both sides, and ours
+             minus the peer's with the paired bootstrap over seeds and test images
 
 and the ratios ours / peer. Both sides: torchvision ResNet-18 with our `tinyimagenet` stem, 32 px,
 batch 64, fp32, SGD momentum 0.9 with one absolute lr and weight decay on every parameter, cosine
@@ -32,6 +33,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from pretrain.sweep_report import paired_runs_test
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM = 10  # steps left out of img/s: the first batches wait for the data worker's start
@@ -150,6 +153,18 @@ def run_pair(method: str, seed: int, args, folder: str) -> dict[str, dict]:
     return result
 
 
+def paired_knn_test(output: str, method: str, seeds: list[int]) -> dict:
+    """Ours minus the peer's kNN top-1, the paired bootstrap over seeds and test images (both
+    sides classify the same test images with the same training subset)."""
+    runs = {}
+    for side in ("ours", "peer"):
+        runs[side] = []
+        for seed in seeds:
+            with open(os.path.join(output, f"{method}_seed{seed}", f"{side}_knn.json")) as f:
+                runs[side].append(dict(json.load(f), seed=seed))
+    return paired_runs_test(runs["ours"], runs["peer"])
+
+
 def summary(rows: list[dict], key: str) -> tuple[float, float]:
     values = [r[key] for r in rows]
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -171,21 +186,29 @@ def main(argv=None) -> int:
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--knn-train", type=int, default=5000)
     parser.add_argument("--knn-test", type=int, default=2000)
+    parser.add_argument(
+        "--report-only", action="store_true", help="print the table of OUTPUT's earlier run"
+    )
     args = parser.parse_args(argv)
     if args.steps <= WARM + 1:
         parser.error(f"--steps must exceed {WARM + 1}: img/s leaves out the first {WARM} steps")
     try:
-        import lightly  # noqa: F401
+        if not args.report_only:
+            import lightly  # noqa: F401
     except ImportError:
         raise SystemExit("bench/peers.py: lightly is not installed; run `make bench-peers`")
     results: dict[str, dict[int, dict]] = {}
-    for seed in args.seeds:  # seeds outermost: methods interleave in time too
+    for seed in [] if args.report_only else args.seeds:  # seeds outermost: methods interleave
         for method in args.methods:
             folder = os.path.join(args.output, f"{method}_seed{seed}")
             os.makedirs(folder, exist_ok=True)
             results.setdefault(method, {})[seed] = run_pair(method, seed, args, folder)
             with open(os.path.join(args.output, "results.json"), "w") as f:
                 json.dump(results, f, indent=1)
+    if args.report_only:  # the table of an earlier run of this command (JSON keys are strings)
+        with open(os.path.join(args.output, "results.json")) as f:
+            saved = json.load(f)
+        results = {m: {int(s): r for s, r in saved[m].items()} for m in args.methods if m in saved}
     print(f"{args.threads} thread(s), batch {args.batch}, {args.steps} steps, seeds {args.seeds}")
     print(
         f"{'method':8} {'side':5} {'img/s':>14} {'start-up s':>14} {'peak MB':>10} "
@@ -201,11 +224,16 @@ def main(argv=None) -> int:
                 f"{mem:10.0f} {acc:8.2f} ±{acc_sd:4.2f}"
             )
             if side == "peer":
+                test = paired_knn_test(args.output, method, args.seeds)
                 ratio = [by_seed[s]["ours"]["img_per_s"] / by_seed[s]["peer"]["img_per_s"]
                          for s in args.seeds]  # fmt: skip
                 startup = [by_seed[s]["ours"]["start_up_s"] / by_seed[s]["peer"]["start_up_s"]
                            for s in args.seeds]  # fmt: skip
                 line += f" | {statistics.mean(ratio):.2f}x, {statistics.mean(startup):.2f}x"
+                line += (
+                    f"; kNN ours - peer {test['difference']:+.2f} "
+                    f"[{test['ci'][0]:+.2f}, {test['ci'][1]:+.2f}], p {test['p']:.3f}"
+                )
             print(line)
     return 0
 

@@ -56,6 +56,13 @@ def similarity_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return functools.reduce(torch.promote_types, (t.dtype for t in tensors), torch.float32)
 
 
+def at_least_float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors in their common dtype, float32 where that is half precision: exp(score / T),
+    softmaxes and log-sum-exps (Sinkhorn, the ER estimators) need it under bf16 autocast."""
+    dtype = similarity_dtype(*tensors)
+    return [t.to(dtype) for t in tensors]
+
+
 def mutual_information_bound(loss: float, num_negatives: int) -> float:
     """I_NCE = log(K + 1) - L: the InfoNCE lower bound on the views' mutual information (nats)."""
     return math.log(num_negatives + 1) - loss

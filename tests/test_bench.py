@@ -92,6 +92,11 @@ def test_peer_bench_runs_both_sides_and_prints_the_ratios(cifar10, tmp_path):
         "--seeds", "0", "--steps", "12", "--batch", "8", "--knn-train", "20", "--knn-test", "20",
     ).stdout  # fmt: skip
     ours = re.search(r"^mocov2\s+ours\s+([0-9.]+) ±", out, re.MULTILINE)
-    peer = re.search(r"^mocov2\s+peer\s+([0-9.]+) ±.*\| ([0-9.]+)x, ([0-9.]+)x$", out, re.M)
+    peer = re.search(
+        r"^mocov2\s+peer\s+([0-9.]+) ±.*\| ([0-9.]+)x, ([0-9.]+)x; kNN ours - peer [-+0-9.]+ "
+        r"\[[-+0-9.]+, [-+0-9.]+\], p [0-9.]+$",
+        out,
+        re.M,
+    )
     assert ours and peer and float(ours.group(1)) > 0 and float(peer.group(2)) > 0, out
     assert (tmp_path / "out" / "mocov2_seed0" / "peer" / "backbone.pth").is_file()

@@ -34,7 +34,8 @@ from .ema import MomentumSchedule, ema_update, frozen_copy
 from ..entropy_reconstruction import DISCRETE, ERObjective, ERPair, entropy
 from .method import VIEWS_MULTI_CROP, Method, StepOutput, register_method
 from .moco import Encoder
-from .swav import agreement_logits, at_least_float32, crop_features
+from ..losses import at_least_float32
+from .swav import agreement_logits, crop_features
 
 
 class WeightNormLinear(nn.Module):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..common import distributed as du
 from ..common.errors import ConfigError
-from ..losses import similarity_dtype
+from ..losses import at_least_float32
 from ..entropy_reconstruction import DISCRETE, ERObjective, ERPair, entropy
 from .method import VIEWS_MULTI_CROP, Method, StepOutput, register_method
 from .moco import Encoder
@@ -68,13 +68,6 @@ def agreement_logits(predictions: torch.Tensor, targets: torch.Tensor) -> torch.
     with torch.no_grad():
         chosen = predictions.gather(1, targets.argmax(dim=1, keepdim=True))
         return torch.cat([chosen, predictions], dim=1)
-
-
-def at_least_float32(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    """The tensors in their common dtype, float32 where that is half precision: Sinkhorn's
-    exp(score / 0.05) and the softmaxes need it under bf16 autocast (float64 is kept)."""
-    dtype = similarity_dtype(*tensors)
-    return [t.to(dtype) for t in tensors]
 
 
 @register_method("swav")

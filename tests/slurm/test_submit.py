@@ -264,7 +264,6 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, cifar10, 
     check_requeued_and_resumed(jobs, job, work, slurm_run, tmp_path / "direct")
 
 
-@pytest.mark.slow  # 90 s; the default suite requeues pretraining (the same handler and hooks)
 def test_preempted_supervised_job_requeues_and_resumes(slurm_cluster, cifar10, tmp_path):
     """The supervised stage through the same registry: signalled once a periodic checkpoint
     exists, it requeues, resumes from that checkpoint and ends with the weights of an
@@ -308,7 +307,6 @@ def test_preempted_supervised_job_requeues_and_resumes(slurm_cluster, cifar10, t
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
 
 
-@pytest.mark.slow  # 88 s; their USR2 resumes are also tested without SLURM in the default suite
 def test_preempted_readout_and_view_learning_jobs_requeue_and_resume(
     slurm_cluster, cifar10, tmp_path
 ):
