@@ -28,8 +28,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .losses import at_least_float32
-
 SPHERE, DISCRETE = "sphere", "discrete"
 EPS = 1e-7  # the release's, inside the discrete logarithms
 
@@ -61,10 +59,16 @@ def log_vmf_normaliser(dim: int, kappa: float) -> float:
     )
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """kappa z.z' and log-sum-exps over the batch in float32 at least, even under autocast (its
+    own copy of losses.at_least_float32: the two modules sit side by side in one layer)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def entropy(embeddings: torch.Tensor, support: str, kappa: float) -> torch.Tensor:
     """H of a batch (k, d): L2-normalised rows ("sphere") or probability rows ("discrete")."""
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        return _entropy(*at_least_float32(embeddings), support, kappa)
+        return _entropy(at_least_float32(embeddings), support, kappa)
 
 
 def _entropy(embeddings: torch.Tensor, support: str, kappa: float) -> torch.Tensor:
@@ -87,7 +91,7 @@ def reconstruction(
 ) -> torch.Tensor:
     """E[-log q(target | source)] over the batch's pairs (rows)."""
     with torch.autocast(device_type=source.device.type, enabled=False):
-        return _reconstruction(*at_least_float32(source, target), support, kappa)
+        return _reconstruction(at_least_float32(source), at_least_float32(target), support, kappa)
 
 
 def _reconstruction(
