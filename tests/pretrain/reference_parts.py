@@ -1,6 +1,9 @@
-"""Parts shared by the reference-equivalence tests of SimCLR, BYOL, SimSiam and MoCo v3, written
-from the papers, not from pretrain/: a ResNet-18 trunk, MLPs with BN, the SGD and LARS updates,
-the cosine schedules, and the comparison of our model's state with the reference's."""
+"""Parts shared by the reference-equivalence tests, written from the papers and releases, not
+from pretrain/: a ResNet-18 trunk, MLPs with BN, the SGD, LARS and LARC updates, the cosine
+schedules, the memory bank's release draw, and the comparisons of our model's state with the
+reference's: at the start by law (the reference builds its own networks from the release's
+initialisation; ours must start by the same law, then takes the reference's draw), after each
+step tensor for tensor."""
 
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ LR, SGD_MOMENTUM, WEIGHT_DECAY, TRUST = 0.1, 0.9, 1e-4, 0.001
 TOL = 1e-6
 
 
-def trunk() -> nn.Module:
-    """torchvision's ResNet-18 without its classifier: f, giving the 512-d representation."""
-    net = torchvision.models.resnet18(weights=None)
+def trunk(zero_init_residual: bool = False) -> nn.Module:
+    """torchvision's ResNet-18 without its classifier: f, giving the 512-d representation;
+    `zero_init_residual` as the SimSiam and MoCo v3 releases build it (each block's last BN
+    scale starts at 0)."""
+    net = torchvision.models.resnet18(weights=None, zero_init_residual=zero_init_residual)
     net.fc = nn.Identity()
     return net
 
@@ -56,8 +61,8 @@ def mlp(dims: list[int], last: str, last_bias: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def network(projector: nn.Module) -> nn.ModuleDict:
-    return nn.ModuleDict(dict(backbone=trunk(), head=projector)).double()
+def network(projector: nn.Module, zero_init_residual: bool = False) -> nn.ModuleDict:
+    return nn.ModuleDict(dict(backbone=trunk(zero_init_residual), head=projector)).double()
 
 
 def project(method: str, *opts: str, total_iters: int = 10**9):
@@ -148,10 +153,58 @@ def assert_same(ours: nn.Module, theirs: nn.Module, label: str, step: int) -> No
         assert diff <= TOL, f"step {step}: {label} {name} differs by {diff:.2e}"
 
 
-def load_into(reference: nn.Module, ours: nn.Module) -> None:
-    """Our initial weights into the reference (non-strict only for SimCLR's frozen zero shift)."""
-    missing, unexpected = reference.load_state_dict(ours.state_dict(), strict=False)
-    assert not missing and all(k.endswith("bias") for k in unexpected), (missing, unexpected)
+def assert_same_init_law(ours: dict, theirs: dict, label: str) -> None:
+    """Our initial state drawn by the release's law, tensor by tensor (the reference built its
+    own under another seed, so the random draws differ). What the release sets to a constant
+    (BN's ones and zeros, zero_init_residual's zero scales, a zeroed bias, the step counters) is
+    that constant in ours. A random tensor has the release's scale and centre: for n entries the
+    log of the RMS ratio has a standard deviation of about 1 / sqrt(n) and the difference of
+    the means about sqrt(2 / n) RMS, and both must stay within 5 of those (the RMS within 1.03x
+    for a 3x3 conv of 64 channels, 1.9x for a 64-entry bias). A different law, such as
+    N(0, 0.01) for a Linear where PyTorch's default has RMS 1 / sqrt(3 fan_in), a stem conv
+    with torch's default where the release draws kaiming's fan-out normal, or a bias where the
+    release has none, fails here; the seeds are fixed, so a pass is a pass on every run."""
+    for name in ours.keys() - theirs.keys():
+        assert name.endswith("bias") and not ours[name].any(), f"{label}: {name} only in ours"
+    assert theirs.keys() <= ours.keys(), (
+        f"{label}: only the release has {sorted(theirs.keys() - ours.keys())}"
+    )
+    for name, release in theirs.items():
+        mine = ours[name]
+        assert mine.shape == release.shape, f"{label} {name}: {tuple(mine.shape)} vs release"
+        release, mine = release.double(), mine.double()
+        if release.numel() == 1 or bool((release == release.flatten()[0]).all()):
+            assert torch.equal(mine, release), (
+                f"{label} {name}: the release starts it at the constant "
+                f"{release.flatten()[0].item():g}, ours does not"
+            )
+            continue
+        rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
+        n = release.numel()
+        ratio, bound = rms(mine) / rms(release), math.exp(5 / math.sqrt(n))
+        assert 1 / bound <= ratio <= bound, (
+            f"{label} {name}: initial scale {ratio:.2f}x the release's (allowed {bound:.2f}x)"
+        )
+        shift = (mine.mean() - release.mean()).abs().item() / rms(release)
+        assert shift <= 5 * math.sqrt(2 / n), (
+            f"{label} {name}: initial mean {shift:.3f} RMS off the release's"
+        )
+
+
+def start_from_the_release(
+    ours: nn.Module, reference: nn.Module, label: str, *momentum_copies: nn.Module
+) -> None:
+    """The reference side builds its networks itself, from the release's recipe; ours must
+    start by the same law (assert_same_init_law) and then takes the reference's draw, so that
+    the steps compare exactly. `momentum_copies`: our networks that start as copies of `ours`
+    (a momentum encoder); they must equal it and take the same draw. Our tensors the release
+    lacks are SimCLR's frozen zero shifts."""
+    assert_same_init_law(ours.state_dict(), reference.state_dict(), label)
+    for copy in momentum_copies:
+        assert_same(copy, ours, f"{label}'s momentum copy at the start", step=0)
+    for net in (ours, *momentum_copies):
+        missing, unexpected = net.load_state_dict(reference.state_dict(), strict=False)
+        assert not unexpected and all(k.endswith("bias") for k in missing), (missing, unexpected)
 
 
 def trainer_step(model, optimizer, scheduler, *views, step_model=None) -> float:
@@ -192,6 +245,24 @@ def bank_batches(steps: int, size: int = 16, patches: int = 0):
         jigsaw = torch.randn(BATCH, patches, 3, 8, 8, generator=g, dtype=torch.float64)
         out.append((images, jigsaw, rows) if patches else (images, rows))
     return out
+
+
+def release_bank(normalise: bool) -> torch.Tensor:
+    """The memory bank as lemniscate's NCEAverage and VISSL's draw it: U(-a, a) per entry with
+    a = 1 / sqrt(dim / 3), so each entry's RMS is 1 / sqrt(dim), as a random unit vector's;
+    VISSL (norm_init, True in its NPID and PIRL configs) then normalises each row, lemniscate
+    does not. Ours draws unit vectors (normalised Gaussians): a named deviation of the InsDis
+    recipe."""
+    a = 1 / math.sqrt(FEAT_DIM / 3)
+    g = torch.Generator().manual_seed(7)
+    bank = torch.rand(N_IMAGES, FEAT_DIM, generator=g, dtype=torch.float64) * 2 * a - a
+    return F.normalize(bank, dim=1) if normalise else bank
+
+
+def start_from_the_release_bank(memory_bank, bank: torch.Tensor) -> None:
+    """Our bank drawn by the release's law (assert_same_init_law), then given its draw."""
+    assert_same_init_law({"bank": memory_bank.vectors}, {"bank": bank}, "memory bank")
+    memory_bank.vectors.copy_(bank)
 
 
 def step_generator(step: int) -> torch.Generator:

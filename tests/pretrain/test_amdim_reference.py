@@ -30,7 +30,7 @@ from tests.pretrain.reference_parts import (
     FEAT_DIM,
     assert_same,
     batches,
-    load_into,
+    start_from_the_release,
     project,
     trainer_step,
 )
@@ -40,7 +40,8 @@ BETAS, EPS, WD = (0.8, 0.999), 1e-8, 1e-5
 
 
 class FakeRKHSConvNet(nn.Module):
-    """The release's embedding, its names as ours hold them (conv1, conv2, shortcut, bn_out)."""
+    """The release's embedding and its initialisation, its names as ours hold them (conv1, conv2,
+    shortcut, bn_out)."""
 
     def __init__(self, n_in: int, n_out: int):
         super().__init__()
@@ -48,6 +49,13 @@ class FakeRKHSConvNet(nn.Module):
         self.conv2 = nn.Conv2d(n_out, n_out, 1, bias=False)
         self.shortcut = nn.Conv2d(n_in, n_out, 1, bias=True)
         self.bn_out = nn.BatchNorm2d(n_out)
+        # The release's init_weights: the branch's second conv at 0; where the embedding widens,
+        # the shortcut U(-0.01, 0.01) with the identity on the input channels.
+        nn.init.zeros_(self.conv2.weight)
+        if n_out >= n_in:
+            with torch.no_grad():
+                self.shortcut.weight.uniform_(-0.01, 0.01)
+                self.shortcut.weight[:, :, 0, 0].diagonal().fill_(1.0)
 
     def forward(self, x):
         return self.bn_out(self.conv2(F.relu(self.conv1(x))) + self.shortcut(x))
@@ -188,7 +196,7 @@ def test_amdim_steps_like_the_release():
         "0.2",
     )
     reference = ReferenceAMDIM()
-    load_into(reference.net, model.query_encoder)
+    start_from_the_release(model.query_encoder, reference.net, "net")
     for step, (x1, x2) in enumerate(batches(3, size=64)):
         torch.manual_seed(100 + step)  # the 5->5 sources' random locations, drawn alike
         loss = trainer_step(model, optimizer, scheduler, x1, x2)

@@ -36,7 +36,7 @@ from tests.pretrain.reference_parts import (
     assert_same,
     batches,
     cosine_lr,
-    load_into,
+    start_from_the_release,
     mlp,
     network,
     project,
@@ -132,8 +132,8 @@ def test_byol_steps_like_algorithm_1_of_the_paper(er):
         total_iters=TOTAL,
     )
     reference = ReferenceBYOL(er)
-    load_into(reference.online, model.query_encoder)
-    load_into(reference.predictor, model.predictor)
+    start_from_the_release(model.query_encoder, reference.online, "online", model.key_encoder)
+    start_from_the_release(model.predictor, reference.predictor, "predictor")
     reference.start()
     for step, (v, v_prime) in enumerate(batches(3)):
         loss = trainer_step(model, optimizer, scheduler, v, v_prime)

@@ -17,6 +17,8 @@ before the key encoder and put back after; view 1's permutation is drawn before 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from pretrain.models.cmc import build_cmc
 
 # The settings both reference tests share, and the project's model built from them.
+from tests.pretrain.reference_parts import assert_same_init_law, start_from_the_release
 from tests.pretrain.test_moco_reference import (
     BATCH,
     FEAT_DIM,
@@ -50,6 +53,9 @@ TOL = 1e-6
 def view_encoder(in_channels: int, head: str) -> nn.ModuleDict:
     trunk = reference_trunk(GROUPS)
     trunk.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    # The release's ResNet (models/resnet.py) draws every conv from N(0, 2 / (k * k * out)),
+    # the stem of 1 or 2 channels included.
+    nn.init.normal_(trunk.conv1.weight, 0.0, math.sqrt(2.0 / (7 * 7 * 64)))
     return nn.ModuleDict(dict(backbone=trunk, head=reference_head(head, 512))).double()
 
 
@@ -57,7 +63,13 @@ class ReferenceCMC:
     def __init__(self, split: tuple[int, ...], head: str, graph: str = "core"):
         self.f = [view_encoder(k, head) for k in split]  # f1, f2, ...: trained by SGD
         self.g = [view_encoder(k, head) for k in split]  # g1, g2, ...: momentum copies
-        self.queues = [torch.zeros(QUEUE, FEAT_DIM, dtype=torch.float64) for _ in split]
+        for f, g in zip(self.f, self.g):
+            g.load_state_dict(f.state_dict())  # each g starts as its f
+        # Unit-norm random keys, as MoCo's release draws its queue (the recipe's named deviation
+        # puts MoCo's queue where the paper's ImageNet CMC has a memory bank).
+        self.queues = [
+            F.normalize(torch.randn(QUEUE, FEAT_DIM, dtype=torch.float64), dim=1) for _ in split
+        ]
         self.ptrs = [0] * len(split)
         # CMC Sec. 3.3: the core view L_C = sum_{j=2..M} L(V1, Vj); the full graph
         # L_F = sum_{1 <= i < j <= M} L(Vi, Vj); L(Vi, Vj) = L_contrast(Vi->Vj)
@@ -133,13 +145,16 @@ def branches(model):
     return [getattr(model, f"view{i + 1}") for i in range(model.num_views)]
 
 
-def copy_initial_state(model, reference: ReferenceCMC) -> None:
-    """Our initial f1, f2 and queues into the reference; its g1, g2 then start as f1, f2."""
+def start_from_the_releases_state(model, reference: ReferenceCMC) -> None:
+    """Each of our view branches starts by the reference's laws (g a copy of f, unit-norm
+    random keys in the queue), then takes the reference's draws."""
     for view, branch in enumerate(branches(model)):
-        reference.f[view].load_state_dict(branch.query_encoder.state_dict())
-        reference.g[view].load_state_dict(reference.f[view].state_dict())
-        reference.queues[view].copy_(branch.queue)
-        reference.ptrs[view] = int(branch.queue_ptr)
+        label = f"view {view + 1}"
+        start_from_the_release(branch.query_encoder, reference.f[view], label, branch.key_encoder)
+        queue = {"queue": reference.queues[view]}
+        assert_same_init_law({"queue": branch.queue}, queue, f"{label} queue")
+        branch.queue.copy_(queue["queue"])
+        assert int(branch.queue_ptr) == reference.ptrs[view] == 0
 
 
 def assert_same_state(model, reference: ReferenceCMC, step: int) -> None:
@@ -173,7 +188,7 @@ def test_cmc_steps_like_the_paper(split, head, graph, directions):
         assert branch.query_encoder.backbone.conv1.in_channels == k
         assert branch.key_encoder.backbone.conv1.in_channels == k
     reference = ReferenceCMC(split, head, graph)
-    copy_initial_state(model, reference)
+    start_from_the_releases_state(model, reference)
     assert_same_state(model, reference, step=0)
 
     g = torch.Generator().manual_seed(1)

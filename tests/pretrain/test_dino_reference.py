@@ -37,6 +37,7 @@ from tests.pretrain.reference_parts import (
     HIDDEN,
     ReferenceOptimizer,
     assert_same,
+    start_from_the_release,
     cosine_lr,
     network,
     project,
@@ -63,6 +64,15 @@ class ReferenceHead(nn.Module):
         with warnings.catch_warnings():  # the old API: its parameter names are weight_g, weight_v
             warnings.simplefilter("ignore", FutureWarning)
             self.last_layer = nn.utils.weight_norm(nn.Linear(FEAT_DIM, OUT_DIM, bias=False))
+        # The release's DINOHead: trunc_normal(std 0.02) weights and zero biases in the MLP
+        # (_init_weights, applied before the last layer exists); the last layer torch's default
+        # with its norm g filled with 1 and frozen (norm_last_layer).
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.last_layer.weight_g.fill_(1.0)
         self.last_layer.weight_g.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +181,7 @@ def test_dino_steps_like_algorithm_1_of_the_paper(er):
     )
     model.start_run(0, iters_per_epoch=1, total_iters=TOTAL)
     reference = ReferenceDINO(er)
-    reference.gs.load_state_dict(model.query_encoder.state_dict())
+    start_from_the_release(model.query_encoder, reference.gs, "student", model.key_encoder)
     reference.start()
     last_layer = model.query_encoder.head.last_layer.weight_v.detach().clone()
     for step, crops in enumerate(multi_crop_batches(3)):

@@ -34,7 +34,9 @@ from tests.pretrain.reference_parts import (
     assert_same_bank,
     bank_batches,
     info_nce_terms,
-    load_into,
+    release_bank,
+    start_from_the_release,
+    start_from_the_release_bank,
     network,
     project,
     step_generator,
@@ -110,8 +112,10 @@ def test_insdis_steps_like_the_papers_equations(loss):
         loss,
     )
     model.memory_bank.allocate(N_IMAGES)
-    reference = ReferenceInsDis(model.memory_bank.vectors, loss)
-    load_into(reference.f, model.query_encoder)
+    bank = release_bank(normalise=False)
+    start_from_the_release_bank(model.memory_bank, bank)
+    reference = ReferenceInsDis(bank, loss)
+    start_from_the_release(model.query_encoder, reference.f, "f")
     for step, (x, own) in enumerate(bank_batches(3)):
         ours = trainer_step(model, optimizer, scheduler, x, own)
         assert abs(ours - reference.step(x, own)) <= 1e-6, f"step {step}: loss"

@@ -23,6 +23,7 @@ import torchvision
 from pretrain.config import load_cfg
 from pretrain.pretraining import build_optimizer
 from pretrain.models.moco import build_moco
+from tests.pretrain.reference_parts import assert_same_init_law, start_from_the_release
 
 BATCH, GROUPS, QUEUE, FEAT_DIM, HIDDEN = 8, 2, 16, 8, 16
 GRID = 2  # jigsaw patches per side: PIRL's 3 x 3 runs the same code, 2 x 2 keeps the test fast
@@ -106,7 +107,10 @@ class ReferenceMoCo:
                 )
             ).double()
         self.batch_negatives = batch_negatives
-        self.queue = torch.zeros(FEAT_DIM, QUEUE, dtype=torch.float64)
+        # The release (moco/builder.py): f_k built, then overwritten with f_q; the queue drawn
+        # from N(0, 1) and each column normalised.
+        self.f_k.load_state_dict(self.f_q.state_dict())
+        self.queue = F.normalize(torch.randn(FEAT_DIM, QUEUE, dtype=torch.float64), dim=0)
         self.ptr = 0
         self.velocity: dict[int, torch.Tensor] = {}
 
@@ -225,14 +229,17 @@ def project_moco(head: str, batch_negatives: bool, jigsaw: bool):
     )
 
 
-def copy_initial_state(model, reference: ReferenceMoCo) -> None:
-    """Our initial f_q and queue into the reference; its f_k is then f_q, as in Algorithm 1."""
-    reference.f_q.load_state_dict(model.query_encoder.state_dict())
-    reference.f_k.load_state_dict(reference.f_q.state_dict())
+def start_from_the_releases_state(model, reference: ReferenceMoCo) -> None:
+    """Ours starts by the release's laws (f_k a copy of f_q, unit-norm random keys in the
+    queue), then takes the reference's draws."""
+    start_from_the_release(model.query_encoder, reference.f_q, "f_q", model.key_encoder)
     if reference.jigsaw is not None:
-        reference.jigsaw.load_state_dict(model.jigsaw_head.state_dict())
-    reference.queue.copy_(model.queue.t())
-    reference.ptr = int(model.queue_ptr)
+        start_from_the_release(model.jigsaw_head, reference.jigsaw, "jigsaw")
+    queue = {"queue": reference.queue.t()}
+    assert_same_init_law({"queue": model.queue}, queue, "queue")
+    assert model.queue.norm(dim=1).sub(1).abs().max() <= 1e-6  # unit keys, drawn in float32
+    model.queue.copy_(queue["queue"])
+    assert int(model.queue_ptr) == reference.ptr == 0
 
 
 def assert_same_state(model, reference: ReferenceMoCo, step: int) -> None:
@@ -264,7 +271,7 @@ def assert_same_state(model, reference: ReferenceMoCo, step: int) -> None:
 def test_moco_steps_like_algorithm_1_of_the_paper(head, batch_negatives, jigsaw):
     model, optimizer, scheduler = project_moco(head, batch_negatives, jigsaw)
     reference = ReferenceMoCo(head, batch_negatives, jigsaw)
-    copy_initial_state(model, reference)
+    start_from_the_releases_state(model, reference)
     assert_same_state(model, reference, step=0)
 
     g = torch.Generator().manual_seed(1)

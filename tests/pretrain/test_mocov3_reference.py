@@ -31,7 +31,7 @@ from tests.pretrain.reference_parts import (
     ReferenceOptimizer,
     assert_same,
     batches,
-    load_into,
+    start_from_the_release,
     mlp,
     network,
     project,
@@ -43,7 +43,7 @@ M, T, TOTAL = 0.9, 0.5, 4
 
 class ReferenceMoCoV3:
     def __init__(self, cosine: bool):
-        self.f_q = network(mlp([512, HIDDEN, FEAT_DIM], last="plain"))
+        self.f_q = network(mlp([512, HIDDEN, FEAT_DIM], last="plain"), zero_init_residual=True)
         self.predictor = mlp(
             [FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none", last_bias=False
         ).double()
@@ -99,13 +99,15 @@ def test_mocov3_steps_like_algorithm_1_of_the_paper(cosine):
         str(cosine),
         "SOLVER.OPTIMIZER",
         "lars",
+        "MODEL.ZERO_INIT_RESIDUAL",
+        "True",
     )
     if cosine:
         model.start_run(0, 1, TOTAL)
     assert model.num_negatives(BATCH) == BATCH - 1
     reference = ReferenceMoCoV3(cosine)
-    load_into(reference.f_q, model.query_encoder)
-    load_into(reference.predictor, model.predictor)
+    start_from_the_release(model.query_encoder, reference.f_q, "f_q", model.key_encoder)
+    start_from_the_release(model.predictor, reference.predictor, "predictor")
     reference.start()
     for step, (x1, x2) in enumerate(batches(3)):
         loss = trainer_step(model, optimizer, scheduler, x1, x2)

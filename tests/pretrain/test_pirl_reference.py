@@ -43,7 +43,9 @@ from tests.pretrain.reference_parts import (
     assert_same,
     assert_same_bank,
     bank_batches,
-    load_into,
+    release_bank,
+    start_from_the_release,
+    start_from_the_release_bank,
     network,
     project,
     step_generator,
@@ -135,9 +137,11 @@ def test_pirl_steps_like_its_release(loss):
         total_iters=TOTAL,
     )
     model.memory_bank.allocate(N_IMAGES)
-    reference = ReferencePIRL(model.memory_bank.vectors, loss)
-    load_into(reference.f, model.query_encoder)
-    load_into(reference.g, model.jigsaw_head)
+    bank = release_bank(normalise=True)
+    start_from_the_release_bank(model.memory_bank, bank)
+    reference = ReferencePIRL(bank, loss)
+    start_from_the_release(model.query_encoder, reference.f, "f")
+    start_from_the_release(model.jigsaw_head, reference.g, "g")
     for step, (image, patches, own) in enumerate(bank_batches(3, patches=PATCHES)):
         ours = trainer_step(model, optimizer, scheduler, image, patches, own)
         assert abs(ours - reference.step(image, patches, own)) <= 1e-6, f"step {step}: loss"

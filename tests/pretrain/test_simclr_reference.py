@@ -23,7 +23,7 @@ from tests.pretrain.reference_parts import (
     ReferenceOptimizer,
     assert_same,
     batches,
-    load_into,
+    start_from_the_release,
     mlp,
     network,
     project,
@@ -60,7 +60,7 @@ def test_simclr_steps_like_algorithm_1_of_the_paper():
     )
     assert model.num_negatives(BATCH) == 2 * BATCH - 2
     reference = ReferenceSimCLR()
-    load_into(reference.f_g, model.query_encoder)
+    start_from_the_release(model.query_encoder, reference.f_g, "f_g")
     for step, (x1, x2) in enumerate(batches(3)):
         loss = trainer_step(model, optimizer, scheduler, x1, x2)
         assert abs(loss - reference.step(x1, x2)) <= 1e-6, f"step {step}: loss"

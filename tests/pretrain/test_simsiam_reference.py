@@ -24,7 +24,7 @@ from tests.pretrain.reference_parts import (
     assert_same,
     batches,
     cosine_lr,
-    load_into,
+    start_from_the_release,
     mlp,
     network,
     project,
@@ -41,7 +41,9 @@ def D(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 class ReferenceSimSiam:
     def __init__(self):
-        self.f = network(mlp([512, HIDDEN, HIDDEN, FEAT_DIM], last="plain"))
+        self.f = network(
+            mlp([512, HIDDEN, HIDDEN, FEAT_DIM], last="plain"), zero_init_residual=True
+        )
         self.h = mlp([FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none").double()
         self.optimizer = ReferenceOptimizer(lars=False)
         self.k = 0
@@ -65,12 +67,14 @@ def test_simsiam_steps_like_algorithm_1_of_the_paper():
         str(HIDDEN),
         "SOLVER.PREDICTOR_FIXED_LR",
         "True",
+        "MODEL.ZERO_INIT_RESIDUAL",
+        "True",
         total_iters=TOTAL,
     )
     assert not hasattr(model, "key_encoder")  # no momentum encoder
     reference = ReferenceSimSiam()
-    load_into(reference.f, model.query_encoder)
-    load_into(reference.h, model.predictor)
+    start_from_the_release(model.query_encoder, reference.f, "f")
+    start_from_the_release(model.predictor, reference.h, "h")
     for step, (x1, x2) in enumerate(batches(3)):
         loss = trainer_step(model, optimizer, scheduler, x1, x2)
         assert abs(loss - reference.step(x1, x2)) <= 1e-6, f"step {step}: loss"

@@ -37,7 +37,7 @@ from tests.pretrain.reference_parts import (
     LR,
     ReferenceOptimizer,
     assert_same,
-    load_into,
+    start_from_the_release,
     mlp,
     network,
     project,
@@ -158,8 +158,8 @@ def test_swav_steps_like_the_paper(queue_length, entropy_weight):
     )
     model.start_run(0, iters_per_epoch=1, total_iters=10**9)
     reference = ReferenceSwAV(queue_length, entropy_weight)
-    load_into(reference.net, model.query_encoder)
-    reference.C.load_state_dict(model.prototypes.state_dict())
+    start_from_the_release(model.query_encoder, reference.net, "net")
+    start_from_the_release(model.prototypes, reference.C, "prototypes")
     start = reference.C.weight.detach().clone()
     for step, crops in enumerate(multi_crop_batches(3)):
         loss = trainer_step(model, optimizer, scheduler, *crops)
