@@ -38,8 +38,13 @@ _C.MODEL.WIDTH = 1  # channel multiplier of every stage (ResNet-50 x2, x4)
 # and tools/convert.py read it from there; Detectron2 builds it with MODEL.RESNETS.STEM_TYPE.
 _C.MODEL.STEM = "imagenet"
 # Each residual block's last BN scale starts at 0 (torchvision's zero_init_residual): the releases
-# of SimSiam and MoCo v3 build their ResNets so; MoCo, SimCLR, BYOL, SwAV, DINO's do not.
+# of SimSiam, MoCo v3 and SimCLR build their ResNets so, BYOL's (haiku) its bottleneck blocks;
+# MoCo, SwAV, DINO, CMC and InfoMin's do not.
 _C.MODEL.ZERO_INIT_RESIDUAL = False
+# The law the trunk's convs and the projection heads' and predictors' Linear layers are drawn by
+# (pretrain/models/release_init.py): "torch" (the PyTorch releases), "tf" (SimCLR's TensorFlow
+# release), "haiku" (BYOL's JAX release).
+_C.MODEL.INIT = "torch"
 # "linear" (MoCo v1) | "mlp" (MoCo v2, InfoMin) | "simclr" | "byol" | "simsiam" | "mocov3" | "swav"
 # (those papers' projection MLPs with BN, pretrain/models/heads.py) | "dino" (DINO's head, the
 # only one dino takes: pretrain/models/dino.py; hidden HEAD_HIDDEN_DIM, bottleneck FEAT_DIM)

@@ -19,6 +19,7 @@ import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..common.errors import ConfigError
+from .release_init import init_like_release
 
 EXTRA_ARCHS = {
     "resnext152_32x8d": dict(block=Bottleneck, layers=[3, 8, 36, 3], groups=32, width_per_group=8),
@@ -152,6 +153,8 @@ def build_backbone(
 
 
 def backbone_of_cfg(cfg) -> tuple[nn.Module, int]:
-    """build_backbone with MODEL.ARCH, WIDTH, STEM and ZERO_INIT_RESIDUAL."""
+    """build_backbone with MODEL.ARCH, WIDTH, STEM and ZERO_INIT_RESIDUAL, its convs drawn by
+    MODEL.INIT (release_init.py)."""
     m = cfg.MODEL
-    return build_backbone(m.ARCH, m.WIDTH, m.STEM, m.ZERO_INIT_RESIDUAL)
+    trunk, dim = build_backbone(m.ARCH, m.WIDTH, m.STEM, m.ZERO_INIT_RESIDUAL)
+    return init_like_release(trunk, m.INIT), dim

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..losses import info_nce, mean_cosine
 from .ema import MomentumSchedule, ema_update, frozen_copy
-from .heads import build_predictor
+from .heads import predictor_of_cfg
 from ..entropy_reconstruction import SPHERE, ERObjective, ERPair, entropy, reconstruction
 from .method import VIEWS_PAIR, Method, StepOutput, register_method
 from .moco import Encoder
@@ -34,7 +34,7 @@ def online_and_target_from_cfg(cls, cfg) -> Method:
     """BYOL or MoCo v3 (`cls`): the encoder, MODEL.METHOD's predictor, the EMA target."""
     m = cfg.MODEL
     encoder = Encoder.from_cfg(cfg)
-    predictor = build_predictor(cls.name, m.FEAT_DIM, m.PREDICTOR_HIDDEN_DIM)
+    predictor = predictor_of_cfg(cfg, cls.name)
     return cls(encoder, predictor, m.FEAT_DIM, m.MOMENTUM, m.MOMENTUM_COSINE, m.TEMPERATURE)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..common.errors import ConfigError
+from .release_init import init_like_release
 
 # The projection MLPs of the papers' ResNet recipes, as (layers, last_bn, last_bias): hidden
 # layers are Linear (no bias: BN follows) - BN - ReLU; the last Linear is followed by
@@ -83,3 +84,15 @@ def build_predictor(method: str, dim: int, hidden_dim: int) -> nn.Sequential:
     bias (MoCo v3 builds every MLP Linear without bias; BYOL's MLP ends with_bias=False);
     SimSiam's keeps it (nn.Linear(pred_dim, dim))."""
     return build_mlp(dim, hidden_dim, dim, layers=2, last_bias=method == "simsiam")
+
+
+def head_of_cfg(cfg, in_dim: int) -> nn.Module:
+    """MODEL.HEAD's projection head on `in_dim` features, drawn by MODEL.INIT."""
+    m = cfg.MODEL
+    return init_like_release(build_head(m.HEAD, in_dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM), m.INIT)
+
+
+def predictor_of_cfg(cfg, method: str) -> nn.Sequential:
+    """`method`'s predictor (build_predictor) for MODEL.FEAT_DIM, drawn by MODEL.INIT."""
+    m = cfg.MODEL
+    return init_like_release(build_predictor(method, m.FEAT_DIM, m.PREDICTOR_HIDDEN_DIM), m.INIT)

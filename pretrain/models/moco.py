@@ -14,7 +14,7 @@ from ..common.errors import ConfigError
 from ..losses import info_nce
 from .backbone import backbone_of_cfg
 from .ema import ema_update, frozen_copy
-from .heads import build_head
+from .heads import head_of_cfg
 from ..entropy_reconstruction import SPHERE, ERPair
 from .method import VIEWS_PAIR_JIGSAW, Method, StepOutput, register_method
 from .split_bn import bn_splits, convert_to_split_bn
@@ -31,9 +31,8 @@ class Encoder(nn.Module):
     @classmethod
     def from_cfg(cls, cfg) -> "Encoder":
         """MODEL.ARCH / WIDTH / STEM's backbone with MODEL.HEAD's projection head."""
-        m = cfg.MODEL
         backbone, dim = backbone_of_cfg(cfg)
-        return cls(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
+        return cls(backbone, head_of_cfg(cfg, dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.backbone(images)), dim=1)
@@ -190,12 +189,10 @@ class MoCo(Method):
 def build_moco(cfg) -> MoCo:
     m = cfg.MODEL
     backbone, dim = backbone_of_cfg(cfg)
-    head = build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM)
+    head = head_of_cfg(cfg, dim)
     jigsaw_head = None
     if m.JIGSAW.ENABLED:
-        jigsaw_head = JigsawHead(
-            build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM), m.JIGSAW.GRID**2, m.FEAT_DIM
-        )
+        jigsaw_head = JigsawHead(head_of_cfg(cfg, dim), m.JIGSAW.GRID**2, m.FEAT_DIM)
     if m.QUEUE_SIZE == 0 and not m.BATCH_NEGATIVES:
         raise ConfigError(
             "MODEL.QUEUE_SIZE 0 leaves no negatives: set MODEL.BATCH_NEGATIVES True "

@@ -23,7 +23,7 @@ import torch
 
 from ..common import distributed as du
 from .backbone import backbone_of_cfg
-from .heads import build_head
+from .heads import head_of_cfg
 from .memory_bank import MemoryBank, MemoryBankMethod, this_process_rows
 from ..entropy_reconstruction import SPHERE, ERPair
 from .method import VIEWS_INDEXED_JIGSAW, StepOutput, register_method
@@ -54,10 +54,8 @@ class PIRL(MemoryBankMethod):
         """The bank as VISSL's nce_loss_with_memory runs it (module docstring)."""
         m = cfg.MODEL
         backbone, dim = backbone_of_cfg(cfg)
-        encoder = Encoder(backbone, build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM))
-        jigsaw = JigsawHead(
-            build_head(m.HEAD, dim, m.HEAD_HIDDEN_DIM, m.FEAT_DIM), m.JIGSAW.GRID**2, m.FEAT_DIM
-        )
+        encoder = Encoder(backbone, head_of_cfg(cfg, dim))
+        jigsaw = JigsawHead(head_of_cfg(cfg, dim), m.JIGSAW.GRID**2, m.FEAT_DIM)
         return cls(
             encoder,
             jigsaw,

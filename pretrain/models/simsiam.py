@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..losses import mean_cosine
 from .byol import batch_logits
-from .heads import build_predictor
+from .heads import predictor_of_cfg
 from ..entropy_reconstruction import SPHERE, ERPair
 from .method import Method, StepOutput, register_method
 from .moco import Encoder
@@ -37,7 +37,7 @@ class SimSiam(Method):
     def from_cfg(cls, cfg) -> "SimSiam":
         m = cfg.MODEL
         encoder = Encoder.from_cfg(cfg)
-        predictor = build_predictor("simsiam", m.FEAT_DIM, m.PREDICTOR_HIDDEN_DIM)
+        predictor = predictor_of_cfg(cfg, "simsiam")
         return cls(encoder, predictor, m.TEMPERATURE)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:

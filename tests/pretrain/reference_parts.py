@@ -23,10 +23,34 @@ LR, SGD_MOMENTUM, WEIGHT_DECAY, TRUST = 0.1, 0.9, 1e-4, 0.001
 TOL = 1e-6
 
 
+@torch.no_grad()
+def release_law_(module: nn.Module, framework: str) -> nn.Module:
+    """Redraw the conv and Linear weights as the non-PyTorch releases' frameworks do (biases 0).
+    "tf", SimCLR's (resnet.py, model_util.py): convs from tf.variance_scaling_initializer() -
+    scale 1, fan-in, a normal truncated at two of its standard deviations, divided by
+    0.87962566103423978 (the truncated unit normal's) so that the draws' deviation is
+    sqrt(1 / fan_in); dense layers from random_normal_initializer(stddev=.01). "haiku",
+    BYOL's: hk.Conv2D's and hk.Linear's default TruncatedNormal(1 / sqrt(fan_in)), the
+    deviation before the truncation at +-2. "torch": as built."""
+    for layer in module.modules():
+        if framework == "torch" or not isinstance(layer, (nn.Conv2d, nn.Linear)):
+            continue
+        fan_in = layer.weight[0].numel()
+        std = 1 / math.sqrt(fan_in)
+        if framework == "tf" and isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, 0.01)
+        else:
+            std = std / 0.87962566103423978 if framework == "tf" else std
+            nn.init.trunc_normal_(layer.weight, 0.0, std, -2 * std, 2 * std)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    return module
+
+
 def trunk(zero_init_residual: bool = False) -> nn.Module:
     """torchvision's ResNet-18 without its classifier: f, giving the 512-d representation;
-    `zero_init_residual` as the SimSiam and MoCo v3 releases build it (each block's last BN
-    scale starts at 0)."""
+    `zero_init_residual` as the SimSiam, MoCo v3 and SimCLR releases build it (each block's
+    last BN scale starts at 0)."""
     net = torchvision.models.resnet18(weights=None, zero_init_residual=zero_init_residual)
     net.fc = nn.Identity()
     return net
@@ -61,8 +85,12 @@ def mlp(dims: list[int], last: str, last_bias: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def network(projector: nn.Module, zero_init_residual: bool = False) -> nn.ModuleDict:
-    return nn.ModuleDict(dict(backbone=trunk(zero_init_residual), head=projector)).double()
+def network(
+    projector: nn.Module, zero_init_residual: bool = False, framework: str = "torch"
+) -> nn.ModuleDict:
+    """Trunk and projector, the weights drawn by the release's `framework` (release_law_)."""
+    net = nn.ModuleDict(dict(backbone=trunk(zero_init_residual), head=projector))
+    return release_law_(net, framework).double()
 
 
 def project(method: str, *opts: str, total_iters: int = 10**9):

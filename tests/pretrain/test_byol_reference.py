@@ -7,9 +7,12 @@ projector g_theta (Linear - BN - ReLU - Linear, App. A), predictor q_theta (same
 each ending in a Linear without a bias as the release builds them (byol/utils/networks.py MLP:
 hk.Linear(output_size, with_bias=False)); the release's first Linear has a zero-initialised bias,
 which the BN after it makes inert (no effect on the output, zero gradient), so it is left out;
-target f_xi, g_xi starting as copies of the online ones. Per batch: z = g_theta(f_theta(v)),
-z' = g_xi(f_xi(v')) and symmetrically; the loss l = -2/B sum [<q(z), z'> / (|q(z)| |z'|) +
-<q(z~'), z~> / ...] of Algorithm 1, which is our symmetric Eq. 2 loss minus 4; a LARS step on
+target f_xi, g_xi starting as copies of the online ones. Every conv and Linear weight starts
+from haiku's default TruncatedNormal(1 / sqrt(fan_in)), the biases at 0; haiku's ResNet zeroes
+the last BN scale of bottleneck blocks only, so this ResNet-18 keeps its ones. Per batch:
+z = g_theta(f_theta(v)), z' = g_xi(f_xi(v')) and symmetrically; the loss
+l = -2/B sum [<q(z), z'> / (|q(z)| |z'|) + <q(z~'), z~> / ...] of Algorithm 1, which is our
+symmetric Eq. 2 loss minus 4; a LARS step on
 theta with the cosine rate eta_k (biases, BN excluded, App. A); then
 xi <- tau_k xi + (1 - tau_k) theta with tau_k = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2
 (Sec. 3.2), k the step just taken (0 first).
@@ -39,6 +42,7 @@ from tests.pretrain.reference_parts import (
     start_from_the_release,
     mlp,
     network,
+    release_law_,
     project,
     trainer_step,
 )
@@ -51,9 +55,11 @@ KAPPA, ENTROPY_WEIGHT = 4.0, 0.7  # not the defaults, so that each must be read
 class ReferenceBYOL:
     def __init__(self, er: bool = False):
         self.er = er
-        self.online = network(mlp([512, HIDDEN, FEAT_DIM], last="none", last_bias=False))
-        self.predictor = mlp(
-            [FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none", last_bias=False
+        self.online = network(
+            mlp([512, HIDDEN, FEAT_DIM], last="none", last_bias=False), framework="haiku"
+        )
+        self.predictor = release_law_(
+            mlp([FEAT_DIM, PRED_HIDDEN, FEAT_DIM], last="none", last_bias=False), "haiku"
         ).double()
         self.target = None  # a copy of the online network once its weights are loaded
         self.optimizer = ReferenceOptimizer(lars=True)
@@ -128,6 +134,8 @@ def test_byol_steps_like_algorithm_1_of_the_paper(er):
         "True",
         "SOLVER.OPTIMIZER",
         "lars",
+        "MODEL.INIT",
+        "haiku",
         *er_opts,
         total_iters=TOTAL,
     )

@@ -22,6 +22,7 @@ from pretrain.models import method as contract
 from pretrain.models.method import METHODS, Method, StepOutput
 from pretrain.models.registry import build_model
 from tests.conftest import REPO
+from tests.pretrain.reference_parts import assert_same_init_law, release_law_
 
 RECIPES = {
     "moco": "mocov2_R50_200ep.yaml",
@@ -198,20 +199,34 @@ def test_the_engine_never_probes_a_method_with_hasattr():
 
 
 @pytest.mark.parametrize(
-    "name, zero_init", [("simsiam", True), ("mocov3", True), ("byol", False), ("moco", False)]
+    "name, zero_init, framework",
+    [
+        ("simsiam", True, "torch"),
+        ("mocov3", True, "torch"),
+        ("moco", False, "torch"),
+        ("simclr", True, "tf"),
+        ("byol", True, "haiku"),
+    ],
 )
-def test_backbones_start_as_the_releases_build_them(name, zero_init):
-    """SimSiam's and MoCo v3's releases build torchvision's ResNet with zero_init_residual=True
-    (each block's last BN scale 0); the others with torchvision's defaults. Same seed, same
-    draws: the recipe's backbone is the release's, tensor for tensor."""
-    cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES[name]), ["MODEL.ARCH", "resnet18"])
+def test_backbones_start_as_the_releases_build_them(name, zero_init, framework):
+    """SimSiam's, MoCo v3's and SimCLR's releases start each residual block's last BN scale at 0
+    (BYOL's haiku ResNet its bottleneck blocks': ResNet-50 here); MoCo's does not. The PyTorch
+    releases draw torchvision's weights: same seed, same draws, tensor for tensor. SimCLR's
+    (TF) and BYOL's (haiku) draw by their framework's law (reference_parts.release_law_): ours
+    must draw by the same law."""
+    arch = "resnet18" if framework == "torch" else "resnet50"
+    cfg = load_cfg(str(REPO / "configs" / "pretrain" / RECIPES[name]), ["MODEL.ARCH", arch])
     torch.manual_seed(0)
     ours, _ = backbone_of_cfg(cfg)
     torch.manual_seed(0)
-    release = torchvision.models.resnet18(zero_init_residual=zero_init)
+    release = getattr(torchvision.models, arch)(zero_init_residual=zero_init)
+    release_law_(release, framework)
     expected = {k: v for k, v in release.state_dict().items() if not k.startswith("fc.")}
     assert ours.state_dict().keys() == expected.keys()
-    assert all(torch.equal(ours.state_dict()[k], v) for k, v in expected.items())
+    if framework == "torch":
+        assert all(torch.equal(ours.state_dict()[k], v) for k, v in expected.items())
+    else:
+        assert_same_init_law(ours.state_dict(), expected, name)
 
 
 # Each release's linear warm-up, written from its code: the fraction of the peak lr at iteration

@@ -9,7 +9,9 @@ last BN with a scale and no shift, as the release builds it), s_ij = cosine simi
 l(i, j) = -log exp(s_ij / T) / sum_{k != i} exp(s_ik / T),
 L = 1 / N sum_k [l(2k-1, 2k) + l(2k, 2k-1)]: the release's loss_a + loss_b, the two directions'
 batch means summed (the paper's Algorithm 1 writes 1 / 2N; under LARS the factor matters for the
-biases and BN, which LARS does not rescale), then a LARS step (biases and BN excluded)."""
+biases and BN, which LARS does not rescale), then a LARS step (biases and BN excluded). The
+networks start as the release draws them: each residual block's last BN scale at 0, the convs by
+TF's variance scaling, the head's Linear layers N(0, 0.01) (reference_parts.release_law_)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ T = 0.2
 
 class ReferenceSimCLR:
     def __init__(self):
-        self.f_g = network(mlp([512, HIDDEN, FEAT_DIM], last="scale"))
+        self.f_g = network(
+            mlp([512, HIDDEN, FEAT_DIM], last="scale"), zero_init_residual=True, framework="tf"
+        )
         self.optimizer = ReferenceOptimizer(lars=True)
 
     def step(self, x1: torch.Tensor, x2: torch.Tensor) -> float:
@@ -56,7 +60,15 @@ class ReferenceSimCLR:
 
 def test_simclr_steps_like_algorithm_1_of_the_paper():
     model, optimizer, scheduler = project(
-        "simclr", "MODEL.TEMPERATURE", str(T), "SOLVER.OPTIMIZER", "lars"
+        "simclr",
+        "MODEL.TEMPERATURE",
+        str(T),
+        "SOLVER.OPTIMIZER",
+        "lars",
+        "MODEL.ZERO_INIT_RESIDUAL",
+        "True",
+        "MODEL.INIT",
+        "tf",
     )
     assert model.num_negatives(BATCH) == 2 * BATCH - 2
     reference = ReferenceSimCLR()
