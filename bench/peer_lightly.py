@@ -48,7 +48,33 @@ def views(crop: int):
     return MultiViewTransform([view, view])
 
 
-class MoCoV2(nn.Module):
+class WithMomentumCopy(nn.Module):
+    """A backbone and head with a frozen momentum copy of both (MoCo's key encoder, BYOL's
+    target, DINO's teacher), moved by lightly's update_momentum at the start of every step, as
+    lightly's examples move it."""
+
+    def start_momentum_copy(self, momentum: float, key_head: nn.Module | None = None) -> None:
+        """`key_head`: a freshly built head to load the student's weights into, for heads that
+        cannot be deep-copied (DINO's weight-normalised last layer)."""
+        self.key_backbone = copy.deepcopy(self.backbone)
+        self.key_head = copy.deepcopy(self.head) if key_head is None else key_head
+        self.key_head.load_state_dict(self.head.state_dict())
+        for p in [*self.key_backbone.parameters(), *self.key_head.parameters()]:
+            p.requires_grad_(False)
+        self.m = momentum
+
+    def momentum_step(self) -> None:
+        from lightly.models.utils import update_momentum
+
+        update_momentum(self.backbone, self.key_backbone, self.m)
+        update_momentum(self.head, self.key_head, self.m)
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        return self.key_head(self.key_backbone(x))
+
+
+class MoCoV2(WithMomentumCopy):
     """lightly's MoCo example: MoCoProjectionHead, NTXentLoss with a memory bank (the queue),
     update_momentum; one direction (query from view 1, key from view 2), as MoCo v2."""
 
@@ -58,21 +84,12 @@ class MoCoV2(nn.Module):
         from lightly.models.modules import MoCoProjectionHead
 
         self.backbone, self.head = backbone, MoCoProjectionHead(dim, a.hidden, a.feat)
-        self.key_backbone, self.key_head = copy.deepcopy(backbone), copy.deepcopy(self.head)
-        for p in [*self.key_backbone.parameters(), *self.key_head.parameters()]:
-            p.requires_grad_(False)
+        self.start_momentum_copy(a.momentum)
         self.loss = NTXentLoss(temperature=a.temperature, memory_bank_size=(a.queue, a.feat))
-        self.m = a.momentum
 
     def forward(self, x1, x2):
-        from lightly.models.utils import update_momentum
-
-        update_momentum(self.backbone, self.key_backbone, self.m)
-        update_momentum(self.head, self.key_head, self.m)
-        q = self.head(self.backbone(x1))
-        with torch.no_grad():
-            k = self.key_head(self.key_backbone(x2))
-        return self.loss(q, k)
+        self.momentum_step()
+        return self.loss(self.head(self.backbone(x1)), self.keys(x2))
 
 
 class SimCLR(nn.Module):
@@ -88,7 +105,7 @@ class SimCLR(nn.Module):
         return self.loss(self.head(self.backbone(x1)), self.head(self.backbone(x2)))
 
 
-class BYOL(nn.Module):
+class BYOL(WithMomentumCopy):
     """lightly's BYOL example with a constant target momentum. Its loss, the mean of the two
     directions' negative cosines, is scaled by 4 to give our loss's gradient (the sum over the
     two directions of 2 - 2 cos), so one learning rate means the same step on both sides."""
@@ -100,23 +117,17 @@ class BYOL(nn.Module):
 
         self.backbone, self.head = backbone, BYOLProjectionHead(dim, a.hidden, a.feat)
         self.predictor = BYOLPredictionHead(a.feat, a.hidden, a.feat)
-        self.key_backbone, self.key_head = copy.deepcopy(backbone), copy.deepcopy(self.head)
-        for p in [*self.key_backbone.parameters(), *self.key_head.parameters()]:
-            p.requires_grad_(False)
-        self.loss, self.m = NegativeCosineSimilarity(), a.momentum
+        self.start_momentum_copy(a.momentum)
+        self.loss = NegativeCosineSimilarity()
 
     def forward(self, x1, x2):
-        from lightly.models.utils import update_momentum
-
-        update_momentum(self.backbone, self.key_backbone, self.m)
-        update_momentum(self.head, self.key_head, self.m)
+        self.momentum_step()
         p1, p2 = (self.predictor(self.head(self.backbone(x))) for x in (x1, x2))
-        with torch.no_grad():
-            z1, z2 = (self.key_head(self.key_backbone(x)) for x in (x1, x2))
+        z1, z2 = self.keys(x1), self.keys(x2)
         return 4 * 0.5 * (self.loss(p1, z2) + self.loss(p2, z1))
 
 
-class DINO(nn.Module):
+class DINO(WithMomentumCopy):
     """lightly's DINO example on the two global crops (no local crops, as our side is run),
     teacher temperature 0.04 throughout, constant teacher momentum, last layer never frozen."""
 
@@ -127,24 +138,15 @@ class DINO(nn.Module):
 
         self.backbone = backbone
         self.head = DINOProjectionHead(dim, a.hidden, a.feat, a.out_dim)
-        # A weight-normalised layer cannot be deep-copied: the teacher head is built as lightly's
-        # example builds it and starts from the student's weights, as DINO's release does.
-        self.key_backbone = copy.deepcopy(backbone)
-        self.key_head = DINOProjectionHead(dim, a.hidden, a.feat, a.out_dim)
-        self.key_head.load_state_dict(self.head.state_dict())
-        for p in [*self.key_backbone.parameters(), *self.key_head.parameters()]:
-            p.requires_grad_(False)
+        # The teacher head is built as lightly's example builds it and starts from the student's
+        # weights, as DINO's release does.
+        self.start_momentum_copy(a.momentum, DINOProjectionHead(dim, a.hidden, a.feat, a.out_dim))
         self.loss = DINOLoss(output_dim=a.out_dim, warmup_teacher_temp_epochs=0)
-        self.m = a.momentum
 
     def forward(self, x1, x2):
-        from lightly.models.utils import update_momentum
-
-        update_momentum(self.backbone, self.key_backbone, self.m)
-        update_momentum(self.head, self.key_head, self.m)
+        self.momentum_step()
         student = [self.head(self.backbone(x)) for x in (x1, x2)]
-        with torch.no_grad():
-            teacher = [self.key_head(self.key_backbone(x)) for x in (x1, x2)]
+        teacher = [self.keys(x) for x in (x1, x2)]
         return self.loss(teacher, student, epoch=0)
 
 
