@@ -6,7 +6,8 @@ er/reconstruction; pretrain/entropy_reconstruction.py). The paper's observation 
 against (Rodríguez-Gálvez et al. 2023, Sec. 4-5): distillation methods (BYOL, DINO) keep the
 entropy about flat while they improve the reconstruction; clustering (SwAV) raises it.
 
-    python bench/er_curves.py --cifar DIR --output DIR [--steps 200] [--methods byol swav]
+    python bench/er_curves.py --cifar DIR --output DIR [--steps 200] [--seeds 0 1 2]
+        [--methods byol swav]
 
 Budget (the methods comparison's, bench/methods_cifar.py): ResNet-18 with the tinyimagenet stem
 at 32 px, batches of 64, warm-up 10% of the run, one data worker; lr per the method's recipe,
@@ -14,14 +15,18 @@ scaled linearly (SimCLR by its square-root rule); EMA momenta kept in fractions 
 (MODEL.MOMENTUM_REFERENCE_ITERS). For a CPU: 2 small crops of 16 px instead of the recipes'
 6 / 8 of 96 at 224, DINO with 4,096 outputs instead of 65,536, and the epochs-counted freezes
 (SwAV's prototypes, DINO's last layer) and DINO's warm-ups off, since one ImageNet epoch is
-1/100 to 1/800 of the papers' runs and 0 steps of this one. Writes er_curves.png and er.md to
---output; each run is skipped where its model_final.pth exists."""
+1/100 to 1/800 of the papers' runs and 0 steps of this one. Each method runs once per seed in
+--output/seed<S>/<method> (skipped where its model_final.pth exists); er_curves.png plots the
+seeds' mean, er.md tables each method's entropy, reconstruction and I_ER (first logged window,
+mean of the last three) as mean +- SD over seeds, and each ER variant against its parent by a
+paired t over the seeds (pretrain/evaluation/paired_tests.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -68,6 +73,7 @@ METHODS = {
         ],
     ),
 }
+PARENTS = {"byol-er": "byol", "swav-er": "swav", "dino-er": "dino"}
 SUPPORT = {
     "simclr": "sphere",
     "byol": "sphere",
@@ -108,8 +114,8 @@ def protocol(cifar: str, steps: int, seed: int) -> list[str]:
     ]
 
 
-def run(method: str, args) -> str:
-    out = os.path.join(args.output, method)
+def run(method: str, seed: int, args) -> str:
+    out = os.path.join(args.output, f"seed{seed}", method)
     if not os.path.exists(os.path.join(out, "model_final.pth")):
         config, extra = METHODS[method]
         subprocess.run(
@@ -118,7 +124,7 @@ def run(method: str, args) -> str:
                 os.path.join(REPO, "tools", "pretrain.py"),
                 "--config-file",
                 os.path.join(REPO, "configs", "pretrain", config),
-                *protocol(args.cifar, args.steps, args.seed),
+                *protocol(args.cifar, args.steps, seed),
                 *extra,
                 "OUTPUT_DIR",
                 out,
@@ -133,7 +139,15 @@ def curves(out: str) -> list[dict]:
         return [r for r in map(json.loads, f) if "er/entropy" in r]
 
 
-def plot(found: dict[str, list[dict]], path: str) -> None:
+KEYS = ("er/entropy", "er/reconstruction", "I_ER")
+
+
+def ends(records: list[dict]) -> dict[str, tuple[float, float]]:
+    """Per key: (the first logged window, the mean of the last three)."""
+    return {k: (records[0][k], statistics.fmean(r[k] for r in records[-3:])) for k in KEYS}
+
+
+def plot(found: dict[str, list[list[dict]]], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,13 +157,15 @@ def plot(found: dict[str, list[dict]], path: str) -> None:
     for column, support in enumerate(("sphere", "discrete")):
         for row, key in enumerate(("er/entropy", "er/reconstruction")):
             ax = axes[row][column]
-            for method, records in found.items():
+            for method, runs in found.items():
                 if SUPPORT[method] != support:
                     continue
+                steps = [r["iteration"] for r in runs[0]]
+                mean = [statistics.fmean(run[i][key] for run in runs) for i in range(len(steps))]
                 ax.plot(
-                    [r["iteration"] for r in records],
-                    [r[key] for r in records],
-                    label=method,
+                    steps,
+                    mean,
+                    label=f"{method} ({len(runs)} seeds)",
                     linestyle="--" if method.endswith("-er") else "-",
                 )
             ax.set_xlabel("iteration")
@@ -168,22 +184,46 @@ def plot(found: dict[str, list[dict]], path: str) -> None:
     plt.close(fig)
 
 
-def table(found: dict[str, list[dict]]) -> str:
-    """First and last logged window of each run: H, Rec, I_ER and their change."""
+def _mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.fmean(values):.2f} ± {sd:.2f}"
+
+
+def table(found: dict[str, list[list[dict]]], seeds: list[int]) -> str:
+    """Each method's first window and end (last three windows), mean ± SD over seeds; then each
+    ER variant minus its parent at the end, paired by seed."""
+    from pretrain.evaluation.paired_tests import paired_t
+
     lines = [
-        "| method | support | H first -> last | Rec first -> last | I_ER first -> last |",
-        "|---|---|---|---|---|",
+        f"Seeds {seeds}; values in nats per batch of 64; end = mean of the last three logged "
+        "windows.",
+        "",
+        "| method | support | H first | H end | Rec first | Rec end | I_ER first | I_ER end |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for method, records in found.items():
-        first, last = records[0], records[-1]
-
-        def cell(key):
-            return f"{first[key]:.2f} -> {last[key]:.2f} ({last[key] - first[key]:+.2f})"
-
-        lines.append(
-            f"| {method} | {SUPPORT[method]} | {cell('er/entropy')} "
-            f"| {cell('er/reconstruction')} | {cell('I_ER')} |"
-        )
+    summary = {m: [ends(run) for run in runs] for m, runs in found.items()}
+    for method, per_seed in summary.items():
+        cells = [_mean_sd([e[k][i] for e in per_seed]) for k in KEYS for i in (0, 1)]
+        lines.append(f"| {method} | {SUPPORT[method]} | " + " | ".join(cells) + " |")
+    pairs = [(v, p) for v, p in PARENTS.items() if v in summary and p in summary]
+    if pairs and len(seeds) > 1:
+        lines += [
+            "",
+            "| variant - parent, at the end | H | Rec | I_ER |",
+            "|---|---|---|---|",
+        ]
+        for variant, parent in pairs:
+            cells = []
+            for key in KEYS:
+                test = paired_t(
+                    [a[key][1] - b[key][1] for a, b in zip(summary[variant], summary[parent])]
+                )
+                low, high = test["ci"]
+                cells.append(
+                    f"{test['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, "
+                    f"p {test['p']:.2g})"
+                )
+            lines.append(f"| {variant} - {parent} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -194,12 +234,14 @@ def main() -> None:
     parser.add_argument("--cifar", required=True, help="CIFAR-10 class folders (train/, test/)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = parser.parse_args()
-    found = {method: curves(run(method, args)) for method in args.methods}
+    found = {
+        method: [curves(run(method, seed, args)) for seed in args.seeds] for method in args.methods
+    }
     plot(found, os.path.join(args.output, "er_curves.png"))
-    text = table(found)
+    text = table(found, args.seeds)
     with open(os.path.join(args.output, "er.md"), "w") as f:
         f.write(text)
     print(text)

@@ -124,7 +124,8 @@ def global_to_local_nce(
     """NCE of each source (N, D) (this process's images, rows offset .. offset + N - 1 of the
     global batch) predicting every location of its own image's map among all locations of the
     other images' maps (targets: (B, D, H, W), the global batch). Returns (loss, the score
-    regulariser, (N, B) location-mean clipped scores for the log's accuracy)."""
+    regulariser, the (N, B) location-mean clipped scores for the log's accuracy, each row's own
+    image first)."""
     n, dim = sources.shape
     raw = torch.einsum("nd,bdl->nbl", sources, targets.flatten(2)) / math.sqrt(dim)
     regulariser = reg_weight * raw.pow(2).mean()
@@ -137,7 +138,9 @@ def global_to_local_nce(
     log_negatives = torch.logsumexp(negatives, dim=1, keepdim=True)
     nce = positives - torch.logaddexp(positives, log_negatives)
     mean_scores = scores.detach().mean(dim=2)
-    return -nce.mean(), regulariser, mean_scores
+    b = mean_scores.shape[1]
+    logits = torch.cat([mean_scores[own].view(n, 1), mean_scores[~own].view(n, b - 1)], dim=1)
+    return -nce.mean(), regulariser, logits
 
 
 @register_method("amdim")
@@ -214,7 +217,7 @@ class AMDIM(Method):
             loss = loss + term
             terms[name] = term.detach()
             if logits is None:
-                logits = positive_first(both[0][2], offset)
+                logits = both[0][2]
         terms["logit_reg"] = regulariser.detach()
         return StepOutput(
             loss + regulariser,
@@ -222,12 +225,3 @@ class AMDIM(Method):
             terms,
             ERPair(SPHERE, F.normalize(g1.detach(), dim=1), F.normalize(g2.detach(), dim=1)),
         )
-
-
-def positive_first(scores: torch.Tensor, offset: int) -> torch.Tensor:
-    """(N, B) scores with each row's own image (column offset + row) moved to column 0."""
-    n, b = scores.shape
-    rows = torch.arange(n, device=scores.device)
-    own = torch.zeros_like(scores, dtype=torch.bool)
-    own[rows, offset + rows] = True
-    return torch.cat([scores[own].view(n, 1), scores[~own].view(n, b - 1)], dim=1)

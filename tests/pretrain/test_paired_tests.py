@@ -98,3 +98,18 @@ def test_spearman_matches_pearson_on_ranks_and_its_interval_widens_with_few_poin
         np.corrcoef([1, 2.5, 2.5, 4], [1, 3, 2, 4])[0, 1]
     )  # ties: mean ranks
     assert spearman([1, 2, 3], [3, 2, 1])["ci"] is None  # too few points for an interval
+
+
+def test_paired_t_matches_students_closed_forms():
+    """At 2 degrees of freedom P(T > t) = 1/2 - t / (2 sqrt(2 + t^2)); at 1, arctan's."""
+    from pretrain.evaluation.paired_tests import paired_t
+
+    test = paired_t([1.0, 2.0, 3.0])  # mean 2, SE 1 / sqrt(3): t = 2 sqrt(3)
+    t = 2 * 3**0.5
+    assert test["p"] == pytest.approx(1 - t / (2 + t * t) ** 0.5, abs=1e-9)
+    half = 4.302652729911275 / 3**0.5  # t(0.975, 2)
+    assert test["ci"] == pytest.approx((2 - half, 2 + half), abs=1e-6)
+    two = paired_t([1.0, 3.0])  # t = 2 at 1 degree of freedom
+    assert two["p"] == pytest.approx(1 - 2 / math.pi * math.atan(2.0), abs=1e-9)
+    with pytest.raises(PairingError):
+        paired_t([1.0])
