@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 
+from er_curves import METHODS as ER_METHODS  # bench/, beside this script
 from pretrain.sweep import Sweep, read_result, run_point
 from pretrain.sweep_report import paired_runs_test
 
@@ -52,6 +53,9 @@ METHODS = {
     # 1536 channels ran at 5 img/s on a 2-core CPU.
     "amdim": ("amdim_R50_IN128_50ep.yaml", ["MODEL.FEAT_DIM", "256"]),
 }
+# SwAV, DINO and the ER variants with bench/er_curves.py's CPU adaptations (two 16 px small
+# crops, DINO's 4,096 outputs, the epoch-counted freezes off; the EMA momenta as above).
+METHODS.update({m: ER_METHODS[m] for m in ("swav", "dino", "byol-er", "swav-er", "dino-er")})
 
 
 def protocol(cifar: str) -> list[str]:
