@@ -10,8 +10,9 @@ entropy about flat while they improve the reconstruction; clustering (SwAV) rais
         [--methods byol swav]
 
 Budget (the methods comparison's, bench/methods_cifar.py): ResNet-18 with the tinyimagenet stem
-at 32 px, batches of 64, warm-up 10% of the run, one data worker; lr per the method's recipe,
-scaled linearly (SimCLR by its square-root rule); EMA momenta kept in fractions of the run
+at 32 px, batches of 64, warm-up 10% of the run, one data worker, bf16 where the CPU computes it
+natively (SOLVER.CPU_AMP); lr per the method's recipe, scaled linearly (SimCLR by its
+square-root rule); EMA momenta kept in fractions of the run
 (MODEL.MOMENTUM_REFERENCE_ITERS). For a CPU: 2 small crops of 16 px instead of the recipes'
 6 / 8 of 96 at 224, DINO with 4,096 outputs instead of 65,536, and the epochs-counted freezes
 (SwAV's prototypes, DINO's last layer) and DINO's warm-ups off, since one ImageNet epoch is
@@ -107,6 +108,8 @@ def protocol(cifar: str, steps: int, seed: int) -> list[str]:
         str(steps),
         "DATA.NUM_WORKERS",
         "1",
+        "SOLVER.CPU_AMP",
+        "True",  # pinned: bf16 where the CPU computes it natively, as bench/methods_cifar.py
         "LOG_PERIOD",
         "10",
         "SEED",

@@ -100,3 +100,33 @@ def test_peer_bench_runs_both_sides_and_prints_the_ratios(cifar10, tmp_path):
     )
     assert ours and peer and float(ours.group(1)) > 0 and float(peer.group(2)) > 0, out
     assert (tmp_path / "out" / "mocov2_seed0" / "peer" / "backbone.pth").is_file()
+
+
+def test_er_curves_report_tables_each_variant_against_its_parent(tmp_path):
+    """bench/er_curves.py's report from finished runs (each seed's metrics.jsonl beside its
+    model_final.pth, so nothing trains): the table's mean ± SD and the paired t of BYOL-ER minus
+    BYOL at the end, here +1.00 nats of entropy in both seeds."""
+    import json
+
+    for seed, shift in ((0, 0.0), (1, 0.5)):
+        for method, extra in (("byol", 0.0), ("byol-er", 1.0)):
+            run = tmp_path / f"seed{seed}" / method
+            run.mkdir(parents=True)
+            (run / "model_final.pth").write_bytes(b"")
+            rows = [
+                {
+                    "iteration": it,
+                    "er/entropy": -350.0 + shift + extra * (it > 0),
+                    "er/reconstruction": -340.0 - it / 10,
+                    "I_ER": -10.0 + shift + extra * (it > 0) + it / 10,
+                }
+                for it in (0, 10, 20, 30)
+            ]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = run_tool(
+        "bench/er_curves.py", "--cifar", str(tmp_path), "--output", str(tmp_path),
+        "--seeds", "0", "1", "--methods", "byol", "byol-er",
+    ).stdout  # fmt: skip
+    assert "| byol-er | sphere | -349.75 ± 0.35 | -348.75 ± 0.35 |" in out, out
+    assert re.search(r"^\| byol-er - byol \| \+1\.00 \(95% CI \+1\.00 to \+1\.00, p 0\)", out, re.M)
+    assert (tmp_path / "er_curves.png").stat().st_size > 0 and (tmp_path / "er.md").is_file()

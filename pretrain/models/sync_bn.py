@@ -19,6 +19,9 @@ class _AllReduceMoments:
             return super().forward(x)
         world = dist.get_world_size()
         dims = [0, *range(2, x.dim())]
+        # The moments in float32 under bf16 autocast (SOLVER.CPU_AMP), as torch's own batch norm
+        # computes them: in bf16, E[x^2] - E[x]^2 cancels to a negative variance and NaN.
+        x, dtype = x.to(torch.promote_types(x.dtype, torch.float32)), x.dtype
         moments = torch.cat([x.mean(dim=dims), (x * x).mean(dim=dims)])
         mean, mean_sq = (dist_nn.all_reduce(moments) / world).chunk(2)
         var = mean_sq - mean * mean
@@ -34,7 +37,7 @@ class _AllReduceMoments:
         if self.bias is not None:
             shift = self.bias + shift
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        return x * scale.view(shape) + shift.view(shape)
+        return (x * scale.view(shape) + shift.view(shape)).to(dtype)
 
 
 class AllReduceBatchNorm2d(_AllReduceMoments, nn.BatchNorm2d):
