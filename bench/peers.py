@@ -14,16 +14,16 @@ and the ratios ours / peer. Both sides: torchvision ResNet-18 with our `tinyimag
 batch 64, SGD momentum 0.9 with one absolute lr and weight decay on every parameter, cosine
 to 0 per step without warm-up, two views from one recipe (crop scale 0.2-1, flip, jitter
 (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, no blur), the same head widths, temperature, queue and
-momentum; OMP_NUM_THREADS and one data worker each. Precision: lightly's loop runs fp32 as its
-examples do; ours runs its default (bf16 autocast and channels-last where the CPU computes bf16
-natively, SOLVER.CPU_AMP), or fp32 with --fp32. What still differs is each library's own head
-layout (see bench/peer_lightly.py and docs/results/peers_*.md).
+momentum, torch's initialisation; OMP_NUM_THREADS and one data worker each. Precision: lightly's
+loop runs fp32 as its examples do; ours fp32 too, or with --ours bf16 the bf16 autocast and
+channels-last of SOLVER.CPU_AMP (where the CPU computes bf16 natively). What still differs is
+each library's own head layout (see bench/peer_lightly.py and docs/results/peers_*.md).
 
 The peer is an optional dependency: `make bench-peers` installs lightly into .venv; make test
 never does.
 
     python bench/peers.py --images CIFAR/train --test-images CIFAR/test --output DIR \
-        [--methods mocov2 simclr byol dino] [--seeds 0 1] [--steps 200] [--threads 1] [--fp32]
+        [--methods mocov2 simclr byol dino] [--seeds 0 1] [--steps 200] [--threads 1] [--ours bf16]
 """
 
 from __future__ import annotations
@@ -50,7 +50,14 @@ COMMON = [
     "SOLVER.MOMENTUM", "0.9", "SOLVER.LR_SCALING", "none", "SOLVER.WARMUP_EPOCHS", "0.0",
     "SOLVER.COSINE_FLOOR", "0.0", "SOLVER.DECAY_BIAS_AND_NORM", "True",
     "MODEL.SYNC_BN", "False", "LOG_PERIOD", "1",
+    # torch's initialisation, as the peer's trunk (built by our build_backbone) and heads draw
+    "MODEL.INIT", "torch", "MODEL.ZERO_INIT_RESIDUAL", "False",
 ]  # fmt: skip
+PRECISION = {
+    "fp32": ["SOLVER.CPU_AMP", "False"],
+    "bf16": ["SOLVER.CPU_AMP", "True"],
+    "recipe": [],
+}
 METHODS = {
     # name: (our recipe, our extra keys, peer flags); lr and weight decay come from the command.
     "mocov2": (
@@ -134,7 +141,7 @@ def run_pair(method: str, seed: int, args, folder: str) -> dict[str, dict]:
         *COMMON, *ours_keys, "DATA.ROOT", args.images, "SOLVER.BATCH_SIZE", str(args.batch),
         "SOLVER.MAX_ITER", str(args.steps), "SOLVER.BASE_LR", lr, "SOLVER.WEIGHT_DECAY", wd,
         "SOLVER.CHECKPOINT_PERIOD", str(args.steps), "SEED", str(seed), "OUTPUT_DIR", ours_out,
-        "SOLVER.CPU_AMP", str(not args.fp32),
+        *PRECISION[args.ours],
     ]  # fmt: skip
     peer = [
         sys.executable, "bench/peer_lightly.py", "--method", method, "--images", args.images,
@@ -190,10 +197,11 @@ def main(argv=None) -> int:
     parser.add_argument("--knn-train", type=int, default=5000)
     parser.add_argument("--knn-test", type=int, default=2000)
     parser.add_argument(
-        "--fp32",
-        action="store_true",
-        help="our side in fp32 too (default: our default, bf16 + channels-last where the CPU "
-        "computes bf16 natively; lightly's loop runs fp32 as its examples do)",
+        "--ours",
+        choices=list(PRECISION),
+        default="fp32",
+        help="our side's precision: fp32 as the peer's loop (default), bf16 (SOLVER.CPU_AMP: "
+        "bf16 autocast and channels-last where the CPU computes bf16 natively), or the recipe's",
     )
     parser.add_argument(
         "--report-only", action="store_true", help="print the table of OUTPUT's earlier run"
