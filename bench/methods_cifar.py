@@ -7,9 +7,10 @@ method's shipped recipe at one short, equal budget, with
     paper's run length in iterations);
   - MoCo v2 with the batch's keys as negatives (a 65,536 queue would be 80% random keys after
     200 steps of 64);
-and random init over the same seeds as the baseline. Each method is a tools/sweep.py run without a
-grid (pretrain/sweep.py), so every run keeps its per-image kNN predictions; the table gives kNN
-mean ± SD over seeds and the paired bootstrap over seeds and test images against random init.
+and random init over the same seeds, drawn as each recipe draws its network, as the baseline.
+Each method is a tools/sweep.py run without a grid (pretrain/sweep.py), so every run keeps its
+per-image kNN predictions; the table gives kNN mean ± SD over seeds and the paired bootstrap
+over seeds and test images against random init.
 
     python bench/methods_cifar.py --cifar DIR --output DIR [--seeds 0 1] [--methods simclr byol]
 """
@@ -120,9 +121,9 @@ def main() -> None:
         )
         sweep.check()
         for point in sweep.points():
-            if point.random_init and method != args.methods[0]:
-                continue  # one random-init baseline: the same ResNet-18 draws for every method
-            label = "random init" if point.random_init else method
+            # Each method against random init drawn as its own recipe draws (MODEL.INIT,
+            # ZERO_INIT_RESIDUAL: SimCLR's and BYOL's releases draw differently from the rest).
+            label = f"random init ({method})" if point.random_init else method
             run_point(sweep, point)
             runs.setdefault(label, []).append(read_result(sweep, point))
     lines = [
@@ -131,7 +132,8 @@ def main() -> None:
     ]
     for label, results in runs.items():
         accuracies = [r["accuracy"] for r in results]
-        test = None if label == "random init" else paired_runs_test(results, runs["random init"])
+        baseline = runs.get(f"random init ({label})")
+        test = None if baseline is None else paired_runs_test(results, baseline)
         cell = (
             "-"
             if test is None
