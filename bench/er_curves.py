@@ -18,9 +18,10 @@ square-root rule); EMA momenta kept in fractions of the run
 (SwAV's prototypes, DINO's last layer) and DINO's warm-ups off, since one ImageNet epoch is
 1/100 to 1/800 of the papers' runs and 0 steps of this one. Each method runs once per seed in
 --output/seed<S>/<method> (skipped where its model_final.pth exists); er_curves.png plots the
-seeds' mean, er.md tables each method's entropy, reconstruction and I_ER (first logged window,
-mean of the last three) as mean +- SD over seeds, and each ER variant against its parent by a
-paired t over the seeds (pretrain/evaluation/paired_tests.py)."""
+seeds' mean change since the first logged window, er.md tables each method's entropy,
+reconstruction and I_ER (first logged window, mean of the last three) as mean +- SD over seeds,
+and each ER variant against its parent by a paired t over the seeds
+(pretrain/evaluation/paired_tests.py)."""
 
 from __future__ import annotations
 
@@ -163,8 +164,13 @@ def plot(found: dict[str, list[list[dict]]], path: str) -> None:
             for method, runs in found.items():
                 if SUPPORT[method] != support:
                     continue
+                # The change since the first logged window: the level depends on the embedding's
+                # dimension (SimCLR's 128 against BYOL's 256 on the sphere), the change does not.
                 steps = [r["iteration"] for r in runs[0]]
-                mean = [statistics.fmean(run[i][key] for run in runs) for i in range(len(steps))]
+                mean = [
+                    statistics.fmean(run[i][key] - run[0][key] for run in runs)
+                    for i in range(len(steps))
+                ]
                 ax.plot(
                     steps,
                     mean,
@@ -172,7 +178,7 @@ def plot(found: dict[str, list[list[dict]]], path: str) -> None:
                     linestyle="--" if method.endswith("-er") else "-",
                 )
             ax.set_xlabel("iteration")
-            ax.set_ylabel(f"{key.split('/')[1]} (nats, per batch of 64)")
+            ax.set_ylabel(f"{key.split('/')[1]}: change since the first window (nats)")
             ax.set_title(
                 f"{key.split('/')[1]}, {support} support"
                 + (
@@ -208,6 +214,22 @@ def table(found: dict[str, list[list[dict]]], seeds: list[int]) -> str:
     for method, per_seed in summary.items():
         cells = [_mean_sd([e[k][i] for e in per_seed]) for k in KEYS for i in (0, 1)]
         lines.append(f"| {method} | {SUPPORT[method]} | " + " | ".join(cells) + " |")
+    if len(seeds) > 1:
+        lines += [
+            "",
+            "| method: end - first window | H | Rec |",
+            "|---|---|---|",
+        ]
+        for method, per_seed in summary.items():
+            cells = []
+            for key in KEYS[:2]:
+                test = paired_t([e[key][1] - e[key][0] for e in per_seed])
+                low, high = test["ci"]
+                cells.append(
+                    f"{test['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, "
+                    f"p {test['p']:.2g})"
+                )
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     pairs = [(v, p) for v, p in PARENTS.items() if v in summary and p in summary]
     if pairs and len(seeds) > 1:
         lines += [
