@@ -112,6 +112,19 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
     return str(conf)
 
 
+def _stop_cluster(conf: str) -> None:
+    """Cancel the jobs and shut the daemons down, then kill any daemon of this configuration that
+    is left: a daemon that outlives its session keeps writing the cluster's state folder, and
+    pytest reuses a basetemp name (pytest-N) once it has removed the old one, so a later
+    session's cluster at the same path would read a job state another controller rewrote."""
+    _run("scancel", "--user", "root", check=False)
+    _run("scontrol", "shutdown", check=False)
+    deadline = time.time() + 10
+    while time.time() < deadline and _run("pgrep", "-f", conf, check=False).stdout.strip():
+        time.sleep(0.5)
+    _run("pkill", "-9", "-f", conf, check=False)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     why = _ensure_packages()
@@ -141,9 +154,7 @@ def slurm_cluster(tmp_path_factory):
     try:
         yield folder
     finally:
-        _run("scancel", "--user", "root", check=False)
-        _run("scontrol", "shutdown", check=False)
-        time.sleep(2)
+        _stop_cluster(conf)
         if started_munge:
             _run("pkill", "-x", "munged", check=False)
         if old_conf is None:
@@ -207,8 +218,6 @@ def two_node_cluster(slurm_cluster):
             pytest.fail(f"the two-node cluster did not come up (sinfo: {state!r})\n{logs}")
         yield folder
     finally:
-        _run("scancel", "--user", "root", check=False)
-        _run("scontrol", "shutdown", check=False)
-        time.sleep(2)
+        _stop_cluster(conf)
         os.environ["SLURM_CONF"] = old_conf
         shutil.rmtree(folder, ignore_errors=True)
