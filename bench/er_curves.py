@@ -198,11 +198,18 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {sd:.2f}"
 
 
+def _t_cell(differences: list[float]) -> str:
+    """A table cell: the paired t over the seeds' differences, its 95% interval and p."""
+    from pretrain.evaluation.paired_tests import paired_t
+
+    test = paired_t(differences)
+    low, high = test["ci"]
+    return f"{test['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, p {test['p']:.2g})"
+
+
 def table(found: dict[str, list[list[dict]]], seeds: list[int]) -> str:
     """Each method's first window and end (last three windows), mean ± SD over seeds; then each
     ER variant minus its parent at the end, paired by seed."""
-    from pretrain.evaluation.paired_tests import paired_t
-
     lines = [
         f"Seeds {seeds}; values in nats per batch of 64; end = mean of the last three logged "
         "windows.",
@@ -221,14 +228,7 @@ def table(found: dict[str, list[list[dict]]], seeds: list[int]) -> str:
             "|---|---|---|",
         ]
         for method, per_seed in summary.items():
-            cells = []
-            for key in KEYS[:2]:
-                test = paired_t([e[key][1] - e[key][0] for e in per_seed])
-                low, high = test["ci"]
-                cells.append(
-                    f"{test['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, "
-                    f"p {test['p']:.2g})"
-                )
+            cells = [_t_cell([e[key][1] - e[key][0] for e in per_seed]) for key in KEYS[:2]]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     pairs = [(v, p) for v, p in PARENTS.items() if v in summary and p in summary]
     if pairs and len(seeds) > 1:
@@ -238,16 +238,10 @@ def table(found: dict[str, list[list[dict]]], seeds: list[int]) -> str:
             "|---|---|---|---|",
         ]
         for variant, parent in pairs:
-            cells = []
-            for key in KEYS:
-                test = paired_t(
-                    [a[key][1] - b[key][1] for a, b in zip(summary[variant], summary[parent])]
-                )
-                low, high = test["ci"]
-                cells.append(
-                    f"{test['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, "
-                    f"p {test['p']:.2g})"
-                )
+            cells = [
+                _t_cell([a[key][1] - b[key][1] for a, b in zip(summary[variant], summary[parent])])
+                for key in KEYS
+            ]
             lines.append(f"| {variant} - {parent} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
